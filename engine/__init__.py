@@ -1,0 +1,54 @@
+"""Crystal-graph engine: structures → periodic neighbour graphs → CGCNN models → predictions.
+
+The public API is imported lazily so that ``import engine`` stays fast (torch and pymatgen load
+on first use)::
+
+    from engine import read_structures, load_dataset, GraphBuilder, train, load_model, predict
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from engine.config import ENGINE_VERSION as __version__
+
+_API = {
+    "read_structures": "engine.structures",
+    "read_structure": "engine.structures",
+    "NamedStructure": "engine.structures",
+    "ReadError": "engine.structures",
+    "StructureReadError": "engine.structures",
+    "load_dataset": "engine.datasets",
+    "split_dataset": "engine.datasets",
+    "find_datasets": "engine.datasets",
+    "LabelledDataset": "engine.datasets",
+    "GraphBuilder": "engine.graphs",
+    "gaussian_expand": "engine.graphs",
+    "GraphConfig": "engine.config",
+    "CGCNNConfig": "engine.config",
+    "TrainConfig": "engine.config",
+    "SplitConfig": "engine.config",
+    "MODEL_REGISTRY": "engine.models",
+    "build_model": "engine.models",
+    "train": "engine.training",
+    "TrainResult": "engine.training",
+    "regression_metrics": "engine.training",
+    "load_model": "engine.store",
+    "save_model": "engine.store",
+    "list_models": "engine.store",
+    "LoadedModel": "engine.store",
+    "ModelCard": "engine.store",
+    "ModelLoadError": "engine.store",
+    "predict": "engine.predict",
+    "embed": "engine.predict",
+    "evaluate": "engine.predict",
+    "Predictions": "engine.predict",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(import_module(_API[name]), name)
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")

@@ -1,0 +1,226 @@
+"""Command line: ``python -m engine train | predict | evaluate | models | bench``.
+
+Errors are reported as one ``error: ...`` line on stderr with exit code 2 (no traceback unless
+``--debug`` is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+
+MAX_LISTED_ERRORS = 20
+
+
+def _print_errors(errors, stream=sys.stderr) -> None:
+    if not errors:
+        return
+    print(f"{len(errors)} entr{'y' if len(errors) == 1 else 'ies'} could not be used:", file=stream)
+    for err in errors[:MAX_LISTED_ERRORS]:
+        print(f"  {err.source}: {err.reason}", file=stream)
+    if len(errors) > MAX_LISTED_ERRORS:
+        print(f"  ... and {len(errors) - MAX_LISTED_ERRORS} more", file=stream)
+
+
+def _load_data(args):
+    from engine.datasets import load_dataset
+
+    dataset = load_dataset(args.data, limit=args.limit)
+    _print_errors(dataset.errors)
+    if args.query:
+        dataset = dataset.query(args.query)
+    if args.target not in dataset.table.columns:
+        raise ValueError(
+            f"target column {args.target!r} is not in {args.data}; numeric columns: "
+            f"{', '.join(dataset.numeric_columns()) or 'none'}"
+        )
+    return dataset
+
+
+def cmd_train(args) -> int:
+    from engine.config import CGCNNConfig, GraphConfig, SplitConfig, TrainConfig
+    from engine.models import MODEL_REGISTRY
+    from engine.training import train
+
+    if args.model not in MODEL_REGISTRY:
+        raise ValueError(f"unknown --model {args.model!r}; available: {sorted(MODEL_REGISTRY)}")
+    dataset = _load_data(args)
+    model_cfg = CGCNNConfig(
+        atom_fea_len=args.atom_fea_len, n_conv=args.n_conv, h_fea_len=args.h_fea_len,
+        n_h=args.n_h,
+    )
+    graph_cfg = GraphConfig(cutoff=args.cutoff, max_neighbors=args.max_neighbors)
+    train_cfg = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        device=args.device, scheduler=args.scheduler, early_stopping_patience=args.patience,
+    )
+    split_cfg = SplitConfig(
+        kind=args.split, column=args.split_column, seed=args.seed,
+        val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+    )
+    result = train(
+        dataset, args.target, model=model_cfg, graph=graph_cfg, training=train_cfg,
+        split=split_cfg, out=args.out, name=args.name, progress=not args.quiet,
+    )
+    unit = result.model.card.unit
+    if result.stop_reason:
+        print(f"stopped: {result.stop_reason}")
+    for part, m in result.metrics.items():
+        print(f"{part:>5}: n={m['n']:<5} MAE={m['mae']:.4g} {unit}  RMSE={m['rmse']:.4g} {unit}  "
+              f"R={m['r']:.4f}  R²={m['r2']:.4f}")
+    print(f"saved model directory: {result.path}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import pandas as pd
+
+    from engine.predict import predict
+
+    result = predict(args.model, args.input, batch_size=args.batch_size, device=args.device)
+    _print_errors(result.errors)
+    if result.table.empty:
+        print("error: no structure could be predicted", file=sys.stderr)
+        return 1
+    column = f"{result.target} ({result.unit})" if result.unit else result.target
+    table = result.table.rename(columns={"prediction": column})
+    if args.output:
+        table.to_csv(args.output, index=False)
+        print(f"wrote {len(table)} predictions to {args.output}")
+    else:
+        with pd.option_context("display.max_rows", None, "display.width", 200):
+            print(table.to_string(index=False))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from engine.predict import evaluate
+
+    dataset = _load_data(args)
+    metrics, frame = evaluate(args.model, dataset, args.target, batch_size=args.batch_size,
+                              device=args.device)
+    if args.output:
+        frame.to_csv(args.output, index=False)
+    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+    if args.json:
+        print(json.dumps(clean))
+    else:
+        for key, value in clean.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from engine.store import list_models
+
+    models = list_models()
+    if args.json:
+        print(json.dumps(models))
+        return 0
+    for m in models:
+        val = m["metrics"].get("val", {}).get("mae")
+        mae = f"val MAE {val:.4g} {m['unit']}" if val is not None else ""
+        print(f"{m['name']:<45} {m['target']:<30} {m['unit']:<12} {m['source']:<15} {mae}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from engine.bench import run_benchmarks
+
+    results = run_benchmarks(data=args.data, limit=args.limit, epochs=args.epochs)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_args(p, target_required=True):
+        p.add_argument("--data", required=True, help="dataset: .jsonl(.gz), CIF folder with "
+                       "id_prop.csv, or CSV joined to structure files")
+        p.add_argument("--target", required=target_required, help="target column")
+        p.add_argument("--query", help="pandas query to filter rows, e.g. "
+                       "\"validated_against_mp != False\"")
+        p.add_argument("--limit", type=int, help="read at most this many entries")
+
+    def run_args(p):
+        p.add_argument("--device", default="auto", help="auto (cuda → mps → cpu), cpu, cuda, mps")
+        p.add_argument("--batch-size", type=int, default=64)
+
+    p = sub.add_parser("train", help="train a model and save its model directory")
+    data_args(p)
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--model", default="cgcnn", help="model family")
+    p.add_argument("--name", help="model name (default: the --out folder name)")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--scheduler", choices=["cosine", "plateau", "none"], default="cosine")
+    p.add_argument("--patience", type=int, default=30, help="early-stopping patience (epochs)")
+    p.add_argument("--atom-fea-len", type=int, default=64)
+    p.add_argument("--n-conv", type=int, default=3)
+    p.add_argument("--h-fea-len", type=int, default=128)
+    p.add_argument("--n-h", type=int, default=1)
+    p.add_argument("--cutoff", type=float, default=8.0, help="neighbour cutoff in Å")
+    p.add_argument("--max-neighbors", type=int, default=12)
+    p.add_argument("--split", choices=["group", "random", "column"], default="group")
+    p.add_argument("--split-column", help="column holding train/val/test for --split column")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--test-fraction", type=float, default=0.1)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    run_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="predict for structure files")
+    p.add_argument("--model", required=True, help="model directory or name (see `models`)")
+    p.add_argument("--input", required=True, help="file, folder or zip of structures")
+    p.add_argument("--output", help="CSV to write (default: print a table)")
+    run_args(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="metrics of a model on a labelled dataset")
+    p.add_argument("--model", required=True)
+    data_args(p)
+    p.add_argument("--json", action="store_true", help="last line: JSON with n, mae, rmse, r, r2")
+    p.add_argument("--output", help="CSV of per-structure predictions")
+    run_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("models", help="list available models")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("bench", help="speed benchmarks (graph building, training, prediction)")
+    p.add_argument("--data", help="structures .jsonl.gz (default: aflow_agl/structures.jsonl.gz)")
+    p.add_argument("--limit", type=int, default=None, help="use at most this many structures")
+    p.add_argument("--epochs", type=int, default=3, help="epochs timed for training throughput")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.debug:
+        warnings.filterwarnings("ignore")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI reports, it never shows a traceback
+        if args.debug:
+            raise
+        message = str(exc).strip() or type(exc).__name__
+        if isinstance(exc, KeyError):
+            message = message.strip("'\"")
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

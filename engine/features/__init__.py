@@ -1,0 +1,1 @@
+"""Element and composition descriptors."""

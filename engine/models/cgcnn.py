@@ -1,0 +1,74 @@
+"""The crystal graph convolutional neural network (CGCNN)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.data import Batch
+from torch_geometric.nn import global_mean_pool
+
+from engine.config import CGCNNConfig, GraphConfig
+from engine.features.elements import MAX_Z, cgcnn_element_table
+from engine.models.layers import CGCNNConv
+
+
+class CGCNN(nn.Module):
+    """CGCNN: element features → n_conv gated convolutions → mean pool → dense head.
+
+    ``forward`` returns the prediction on the standardised target scale; the normaliser lives
+    with the saved model (see :mod:`engine.store`). Parameter names follow the original code,
+    so its checkpoints load directly.
+
+    Shapes:
+        - input: a torch_geometric ``Batch`` of B graphs from :class:`engine.graphs.GraphBuilder`
+        - output: predictions (B,); :meth:`pooled` gives crystal vectors (B, atom_fea_len)
+    """
+
+    config_class = CGCNNConfig
+
+    def __init__(self, config: CGCNNConfig, graph: GraphConfig):
+        super().__init__()
+        self.config = config
+        self.graph_config = graph
+        if config.atom_features == "cgcnn92":
+            # Saved with the weights so a model never silently changes its input features.
+            self.register_buffer("atom_table", torch.from_numpy(cgcnn_element_table()))
+            self.embedding = nn.Linear(self.atom_table.shape[1], config.atom_fea_len)
+        else:
+            self.embedding = nn.Embedding(MAX_Z + 1, config.atom_fea_len)
+        self.convs = nn.ModuleList(
+            CGCNNConv(config.atom_fea_len, graph.n_gaussians, gate=config.gate)
+            for _ in range(config.n_conv)
+        )
+        self.conv_to_fc = nn.Linear(config.atom_fea_len, config.h_fea_len)
+        self.fcs = nn.ModuleList(
+            nn.Linear(config.h_fea_len, config.h_fea_len) for _ in range(config.n_h - 1)
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.fc_out = nn.Linear(config.h_fea_len, 1)
+
+    def atom_features(self, batch: Batch) -> torch.Tensor:
+        """Atom vectors v_i after the convolutions, shape (N, atom_fea_len)."""
+        if bool((batch.z > MAX_Z).any()) or bool((batch.z < 1).any()):
+            bad = sorted(set(batch.z[(batch.z > MAX_Z) | (batch.z < 1)].tolist()))
+            raise ValueError(f"atomic numbers {bad} have no CGCNN element features (Z = 1..100)")
+        x = self.atom_table[batch.z] if hasattr(self, "atom_table") else batch.z
+        x = self.embedding(x)
+        for conv in self.convs:
+            x = conv(x, batch.edge_index, batch.edge_attr)
+        return x
+
+    def pooled(self, batch: Batch) -> torch.Tensor:
+        """The pooled crystal vector v_c (mean over atoms), shape (B, atom_fea_len)."""
+        return global_mean_pool(self.atom_features(batch), batch.batch, size=batch.num_graphs)
+
+    def head(self, crystal: torch.Tensor) -> torch.Tensor:
+        """Dense head on pooled vectors (B, atom_fea_len) → standardised predictions (B,)."""
+        h = F.softplus(self.conv_to_fc(F.softplus(crystal)))
+        for fc in self.fcs:
+            h = F.softplus(fc(h))
+        return self.fc_out(self.dropout(h)).squeeze(-1)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.head(self.pooled(batch))

@@ -1,0 +1,132 @@
+"""Training bookkeeping as callbacks: history, best-epoch checkpoint, early stopping, progress.
+
+A callback sees the :class:`~engine.training.loop.Trainer` and each epoch's record; it may set
+``trainer.stop_reason`` to end training after the current epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+
+
+class Callback:
+    def on_train_start(self, trainer) -> None: ...
+
+    def on_epoch_end(self, trainer, record: dict) -> None: ...
+
+    def on_train_end(self, trainer) -> None: ...
+
+
+class History(Callback):
+    """Collects one record per epoch: losses, MAE and R on train/val, learning rate, time."""
+
+    def __init__(self):
+        self.records: list[dict] = []
+
+    def on_epoch_end(self, trainer, record):
+        self.records.append(dict(record))
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.records)
+
+
+class BestCheckpoint(Callback):
+    """Keeps the weights of the epoch with the lowest validation loss and restores them."""
+
+    def __init__(self, monitor: str = "val_loss"):
+        self.monitor = monitor
+        self.best_value = math.inf
+        self.best_epoch = 0
+        self.state = None
+
+    def on_epoch_end(self, trainer, record):
+        value = record[self.monitor]
+        if value < self.best_value:
+            self.best_value, self.best_epoch = value, record["epoch"]
+            self.state = copy.deepcopy(trainer.model.state_dict())
+
+    def on_train_end(self, trainer):
+        if self.state is not None:
+            trainer.model.load_state_dict(self.state)
+
+
+class EarlyStopping(Callback):
+    """Stops when the validation loss has not improved for ``patience`` epochs."""
+
+    def __init__(self, patience: int, monitor: str = "val_loss"):
+        self.patience, self.monitor = patience, monitor
+        self.best, self.wait = math.inf, 0
+
+    def on_epoch_end(self, trainer, record):
+        if record[self.monitor] < self.best:
+            self.best, self.wait = record[self.monitor], 0
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                trainer.stop_reason = (
+                    f"early stopping: no val_loss improvement for {self.patience} epochs"
+                )
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over epochs (on stderr) showing the latest losses and validation MAE."""
+
+    def on_train_start(self, trainer):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=trainer.config.epochs, desc="training", unit="epoch")
+
+    def on_epoch_end(self, trainer, record):
+        self.bar.update(1)
+        self.bar.set_postfix(
+            train_loss=f"{record['train_loss']:.4f}",
+            val_loss=f"{record['val_loss']:.4f}",
+            val_mae=f"{record['val_mae']:.3g}",
+        )
+
+    def on_train_end(self, trainer):
+        self.bar.close()
+
+
+class ProgressFile(Callback):
+    """Writes ``progress.json`` (atomically) after every epoch, for pages that poll a job.
+
+    Training stops cleanly when a file named ``cancel`` appears beside it.
+    """
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.records: list[dict] = []
+
+    def _write(self, trainer, status: str) -> None:
+        payload = {
+            "status": status,
+            "epoch": len(self.records),
+            "epochs": trainer.config.epochs,
+            "history": self.records,
+            "stop_reason": trainer.stop_reason,
+            "updated": time.time(),
+        }
+        tmp = self.directory / "progress.json.tmp"
+        tmp.write_text(json.dumps(payload))
+        os.replace(tmp, self.directory / "progress.json")
+
+    def on_train_start(self, trainer):
+        self._write(trainer, "running")
+
+    def on_epoch_end(self, trainer, record):
+        self.records.append(dict(record))
+        if (self.directory / "cancel").exists():
+            trainer.stop_reason = "cancelled by user"
+        self._write(trainer, "running")
+
+    def on_train_end(self, trainer):
+        self._write(trainer, "finishing")  # evaluation and saving follow

@@ -1,0 +1,134 @@
+"""The optimisation loop: Adam on the MSE of the standardised target, with an LR schedule.
+
+Bookkeeping (history, best-epoch restore, early stopping, progress) lives in callbacks.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
+
+from engine.config import TrainConfig
+from engine.device import resolve_device
+from engine.training.callbacks import Callback
+from engine.training.metrics import regression_metrics
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so that a run repeats exactly on the same device."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Fits a model whose ``forward(batch)`` returns standardised predictions (B,).
+
+    Each graph must carry ``y`` (1,) on the standardised scale; ``normalizer`` (mean, std)
+    converts back to the target's unit for MAE and R.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        *,
+        target_std: float,
+        callbacks: Sequence[Callback] = (),
+    ):
+        self.model = model
+        self.config = config
+        self.target_std = target_std
+        self.callbacks = list(callbacks)
+        self.device = resolve_device(config.device)
+        self.stop_reason: str | None = None
+
+    def _loader(self, graphs: list[Data], *, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.config.seed)
+        return DataLoader(
+            graphs, batch_size=self.config.batch_size, shuffle=shuffle, generator=generator
+        )
+
+    def _scheduler(self, optimizer):
+        c = self.config
+        if c.scheduler == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, factor=c.plateau_factor, patience=c.plateau_patience
+            )
+        if c.scheduler == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=c.epochs)
+        return None
+
+    def evaluate(self, graphs: list[Data]) -> tuple[float, np.ndarray, np.ndarray]:
+        """Mean standardised MSE, and true/predicted values on the standardised scale."""
+        self.model.eval()
+        ys, preds = [], []
+        with torch.no_grad():
+            for batch in self._loader(graphs, shuffle=False):
+                batch = batch.to(self.device)
+                preds.append(self.model(batch).cpu())
+                ys.append(batch.y.cpu())
+        y, p = torch.cat(ys), torch.cat(preds)
+        return float(F.mse_loss(p, y)), y.numpy(), p.numpy()
+
+    def fit(self, train_graphs: list[Data], val_graphs: list[Data]) -> None:
+        c = self.config
+        if c.num_threads:
+            torch.set_num_threads(c.num_threads)
+        seed_everything(c.seed)
+        self.model.to(self.device)
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        scheduler = self._scheduler(optimizer)
+        loader = self._loader(train_graphs, shuffle=True)
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        try:
+            for epoch in range(1, c.epochs + 1):
+                start = time.perf_counter()
+                self.model.train()
+                total, count, abs_err = 0.0, 0, 0.0
+                for batch in loader:
+                    if batch.num_nodes < 2:  # batch norm needs two values per channel
+                        continue
+                    batch = batch.to(self.device)
+                    optimizer.zero_grad()
+                    pred = self.model(batch)
+                    loss = F.mse_loss(pred, batch.y)
+                    loss.backward()
+                    optimizer.step()
+                    total += float(loss) * batch.num_graphs
+                    abs_err += float((pred.detach() - batch.y).abs().sum())
+                    count += batch.num_graphs
+                val_loss, y_val, p_val = self.evaluate(val_graphs)
+                lr = optimizer.param_groups[0]["lr"]
+                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    scheduler.step(val_loss)
+                elif scheduler is not None:
+                    scheduler.step()
+                metrics = regression_metrics(y_val * self.target_std, p_val * self.target_std)
+                record = {
+                    "epoch": epoch,
+                    "train_loss": total / max(count, 1),
+                    "val_loss": val_loss,
+                    "train_mae": abs_err / max(count, 1) * self.target_std,
+                    "val_mae": metrics["mae"],
+                    "val_r": metrics["r"],
+                    "lr": lr,
+                    "seconds": time.perf_counter() - start,
+                }
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, record)
+                if self.stop_reason:
+                    break
+        finally:
+            for cb in self.callbacks:
+                cb.on_train_end(self)
+            self.model.to("cpu")

@@ -1,0 +1,113 @@
+"""Graph construction: distances, counts against pymatgen, invariances, isolated-atom policy."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+from engine.config import GraphConfig
+from engine.graphs import GraphBuildError, GraphBuilder, IsolatedAtomWarning, gaussian_expand
+from tests.conftest import nacl
+
+
+def _per_atom_distances(graph) -> list[np.ndarray]:
+    """Sorted neighbour distances (Å) of each atom, as float64 arrays."""
+    centre = graph.edge_index[1].numpy()
+    dist = graph.edge_dist.numpy().astype(np.float64)
+    return [np.sort(dist[centre == i]) for i in range(graph.num_nodes)]
+
+
+def test_nacl_first_shell_six_neighbours_at_2_82():
+    graph = GraphBuilder()(nacl())
+    assert graph.num_nodes == 2
+    for dists in _per_atom_distances(graph):
+        assert len(dists) == 12
+        assert np.allclose(dists[:6], 2.82, atol=1e-3)
+        assert dists[6] > 3.9  # the second shell (Na–Na, Cl–Cl) is at a/√2 = 3.99 Å
+
+
+def test_graph_fields_and_shapes():
+    config = GraphConfig()
+    graph = GraphBuilder(config)(nacl())
+    e = graph.edge_index.shape[1]
+    assert sorted(graph.z.tolist()) == [11, 17]
+    assert graph.edge_attr.shape == (e, 41) and config.n_gaussians == 41
+    assert graph.edge_offset.shape == (e, 3) and graph.edge_offset.dtype == torch.long
+    assert graph.cell.shape == (1, 3, 3)
+    # distance = |pos_j + offset·cell - pos_i| for every edge
+    j, i = graph.edge_index
+    vec = graph.pos[j] + graph.edge_offset.float() @ graph.cell[0] - graph.pos[i]
+    assert torch.allclose(vec.norm(dim=1), graph.edge_dist, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["NaCl", "SrTiO3", "distorted"])
+def test_edge_counts_equal_pymatgen(crystals, name):
+    structure = crystals[name]
+    cutoff = 5.0
+    graph = GraphBuilder(cutoff=cutoff, max_neighbors=64)(structure)
+    reference = structure.get_all_neighbors(cutoff)
+    assert graph.edge_index.shape[1] == sum(len(n) for n in reference)
+    for i, nbrs in enumerate(reference):
+        expected = np.sort([n.nn_distance for n in nbrs])
+        assert np.allclose(_per_atom_distances(graph)[i], expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["NaCl", "SrTiO3", "distorted"])
+def test_supercell_gives_every_atom_the_same_neighbour_distances(crystals, name):
+    structure = crystals[name]
+    builder = GraphBuilder()
+    base = _per_atom_distances(builder(structure))
+    supercell = structure.copy()
+    supercell.make_supercell([2, 2, 1])
+    # pymatgen keeps each original site's images together: site k of the supercell is site k // 4
+    for k, dists in enumerate(_per_atom_distances(builder(supercell))):
+        assert np.allclose(dists, base[k // 4], atol=1e-4)
+
+
+def test_one_atom_cell_has_edges_to_its_own_images():
+    structure = Structure(Lattice.cubic(2.9), ["Fe"], [[0, 0, 0]])
+    graph = GraphBuilder()(structure)
+    assert graph.edge_index.shape[1] == 12
+    assert (graph.edge_index == 0).all()
+    assert (graph.edge_offset.abs().sum(dim=1) > 0).all()
+
+
+def test_isolated_atom_policy_names_the_atoms():
+    far = Structure(Lattice.cubic(12.0), ["Li", "F"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    with pytest.raises(GraphBuildError, match=r"Li0.*F1|2 atom"):
+        GraphBuilder(cutoff=4.0, isolated_atoms="error")(far, structure_id="far-LiF")
+    with pytest.warns(IsolatedAtomWarning, match="far-LiF"):
+        graph = GraphBuilder(cutoff=4.0, isolated_atoms="warn")(far, structure_id="far-LiF")
+    assert graph.edge_index.shape[1] == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GraphBuilder(cutoff=4.0, isolated_atoms="ignore")(far)
+
+
+def test_pad_like_original_fills_to_max_neighbours_with_atom_zero():
+    structure = Structure(Lattice.cubic(3.0), ["Po"], [[0, 0, 0]])  # 6 neighbours at 3 Å
+    graph = GraphBuilder(cutoff=3.5, pad_like_original=True)(structure)
+    assert graph.edge_index.shape[1] == 12
+    padded = graph.edge_dist > 3.5
+    assert int(padded.sum()) == 6
+    assert torch.allclose(graph.edge_dist[padded], torch.tensor(4.5))
+    assert (graph.edge_index[:, padded] == 0).all()
+
+
+def test_gaussian_expansion_peaks_at_its_centre():
+    config = GraphConfig()
+    u = gaussian_expand(torch.tensor([2.0]), config)[0]
+    assert u.shape == (41,)
+    assert int(u.argmax()) == 10 and torch.isclose(u[10], torch.tensor(1.0))
+    assert torch.isclose(u[11], torch.exp(torch.tensor(-1.0)))  # (0.2/0.2)² = 1
+
+
+def test_bad_graph_config_is_refused():
+    with pytest.raises(ValueError, match="gaussian_stop"):
+        GraphConfig(gaussian_start=5, gaussian_stop=2)
+    with pytest.raises(ValueError):
+        GraphBuilder(cutoff=-1)
