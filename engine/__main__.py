@@ -15,9 +15,10 @@ import warnings
 MAX_LISTED_ERRORS = 20
 
 
-def _print_errors(errors, stream=sys.stderr) -> None:
+def _print_errors(errors) -> None:
     if not errors:
         return
+    stream = sys.stderr
     print(f"{len(errors)} entr{'y' if len(errors) == 1 else 'ies'} could not be used:", file=stream)
     for err in errors[:MAX_LISTED_ERRORS]:
         print(f"  {err.source}: {err.reason}", file=stream)
@@ -25,12 +26,12 @@ def _print_errors(errors, stream=sys.stderr) -> None:
         print(f"  ... and {len(errors) - MAX_LISTED_ERRORS} more", file=stream)
 
 
-def _load_data(args):
+def _load_data(args, *, apply_query: bool = True):
     from engine.datasets import load_dataset
 
     dataset = load_dataset(args.data, limit=args.limit)
     _print_errors(dataset.errors)
-    if args.query:
+    if args.query and apply_query:
         dataset = dataset.query(args.query)
     if args.target not in dataset.table.columns:
         raise ValueError(
@@ -47,7 +48,7 @@ def cmd_train(args) -> int:
 
     if args.model not in MODEL_REGISTRY:
         raise ValueError(f"unknown --model {args.model!r}; available: {sorted(MODEL_REGISTRY)}")
-    dataset = _load_data(args)
+    dataset = _load_data(args, apply_query=False)  # train() applies and records the query
     model_cfg = CGCNNConfig(
         atom_fea_len=args.atom_fea_len, n_conv=args.n_conv, h_fea_len=args.h_fea_len,
         n_h=args.n_h,
@@ -63,7 +64,8 @@ def cmd_train(args) -> int:
     )
     result = train(
         dataset, args.target, model=model_cfg, graph=graph_cfg, training=train_cfg,
-        split=split_cfg, out=args.out, name=args.name, progress=not args.quiet,
+        split=split_cfg, query=args.query, out=args.out, name=args.name,
+        progress=not args.quiet,
     )
     unit = result.model.card.unit
     if result.stop_reason:

@@ -337,13 +337,13 @@ def job_status(job_id: str) -> dict:
         "training", {}
     ).get("epochs")
 
+    if not status.get("pid"):
+        try:
+            status["pid"] = int((directory / "pid").read_text().strip())
+        except (OSError, ValueError):
+            status["pid"] = None
     if status.get("status") in ACTIVE_STATES:
         pid = status.get("pid")
-        if not pid:
-            try:
-                pid = int((directory / "pid").read_text().strip())
-            except (OSError, ValueError):
-                pid = None
         if not pid and _age_seconds(status.get("created")) < _LAUNCH_GRACE_S:
             return status  # being launched right now
         if not _pid_alive(pid, job_id):

@@ -76,8 +76,8 @@ class DatasetInfo(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     source: str = ""
-    size: int
-    content_hash: str = ""
+    size: int  # rows read from the source, before the query and missing targets are dropped
+    content_hash: str = ""  # of the rows actually used (after the query)
     query: str | None = None
     split: SplitConfig | None = None
     n_train: int | None = None
@@ -102,7 +102,7 @@ class ModelCard(BaseModel):
     elements: list[str] = []
     dataset: DatasetInfo | None = None
     training: TrainConfig | None = None
-    metrics: dict[str, dict[str, float]] = {}
+    metrics: dict[str, dict[str, float | int]] = {}
     created: str = ""
     references: list[str] = []
 

@@ -10,7 +10,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from engine.config import GraphConfig
-from engine.graphs import GraphBuildError, GraphBuilder, IsolatedAtomWarning, gaussian_expand
+from engine.graphs import GraphBuilder, GraphBuildError, IsolatedAtomWarning, gaussian_expand
 from tests.conftest import nacl
 
 

@@ -57,10 +57,10 @@ def wait_for(job_id: str, states=("done", "failed", "cancelled"), timeout: float
                          f"{read_log(job_id)}")
 
 
-SMALL = dict(
-    model=CGCNNConfig(atom_fea_len=16, n_conv=1, h_fea_len=16),
-    split=SplitConfig(kind="random", val_fraction=0.2, test_fraction=0.2),
-)
+SMALL = {
+    "model": CGCNNConfig(atom_fea_len=16, n_conv=1, h_fea_len=16),
+    "split": SplitConfig(kind="random", val_fraction=0.2, test_fraction=0.2),
+}
 
 
 @pytest.mark.slow

@@ -40,6 +40,7 @@ def train(
     graph: GraphConfig | None = None,
     training: TrainConfig | None = None,
     split: SplitConfig | None = None,
+    query: str | None = None,
     out: str | Path | None = None,
     name: str | None = None,
     unit: str | None = None,
@@ -56,6 +57,7 @@ def train(
         dataset: structures with a table holding ``target``.
         target: name of the target column.
         model, graph, training, split: configs; defaults are the CGCNN paper's settings.
+        query: keep only rows matching this pandas query (recorded in the model card).
         out: model directory to write (created if needed).
         name: model name recorded in the card (defaults to the folder name of ``out``).
         unit: target unit (defaults to the known unit of ``target``).
@@ -68,6 +70,9 @@ def train(
     split_cfg = split or SplitConfig()
     unit = unit_of(target) if unit is None else unit
 
+    source_size = len(dataset.items)
+    if query:
+        dataset = dataset.query(query)
     dataset = dataset.dropna(target)
     y = dataset.targets(target)
     parts = split_dataset(dataset, split_cfg)
@@ -105,8 +110,9 @@ def train(
         dataset=DatasetInfo(
             name=dataset.name,
             source=dataset.source,
-            size=len(dataset.items),
+            size=source_size,
             content_hash=dataset.content_hash(),
+            query=query,
             split=split_cfg,
             n_train=len(parts["train"]),
             n_val=len(parts["val"]),

@@ -1,0 +1,358 @@
+"""Session defaults (set in one place) and the cached loaders every page shares.
+
+* Loaded models live in ``st.cache_resource`` (one copy per server process).
+* Datasets read from disk live in ``st.cache_resource`` keyed by path, limit and modification
+  time: they hold thousands of pymatgen structures that must not be copied on every rerun.
+* Parsed uploads go through ``st.cache_data``, hashed by the uploaded bytes.
+
+A page never touches torch; everything heavy goes through ``engine``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+#: Every session_state key the app uses, with its default.
+DEFAULTS: dict[str, Any] = {
+    "teaching": False,  # the "Teaching notes" switch in the sidebar
+    "data_source": None,  # {"path", "label", "limit", "query", "origin"} of the current dataset
+    "target": None,  # preferred target column
+    "structure_id": None,  # structure opened on the Structure & graph page
+    "model_name": None,  # last model chosen on any page
+    "job_id": None,  # run shown on the Train page
+    "compare_model": None,  # second model on the Results page
+    "predict_result": None,  # last table of the Predict page
+    "embedding_result": None,  # key of the last embedding map computed
+}
+
+#: Target the tool is built around (AFLOW AGL volumetric thermal expansion at 300 K, 1/K).
+FLAGSHIP_TARGET = "agl_thermal_expansion_300K"
+#: Rows read by default from a dataset of the data directory.
+DEFAULT_LIMIT = 500
+
+
+def init() -> None:
+    """Set every default that is not set yet, and honour ``?dataset=...&limit=...`` links."""
+    for key, value in DEFAULTS.items():
+        if key not in st.session_state:
+            st.session_state[key] = copy.deepcopy(value)
+    params = st.query_params
+    if st.session_state["data_source"] is None and "dataset" in params:
+        root = data_root()
+        rel = params.get("dataset", "")
+        path = (root / rel) if root is not None else None
+        if path is not None and path.exists() and ".." not in Path(rel).parts:
+            try:
+                limit = int(params.get("limit", DEFAULT_LIMIT)) or None
+            except ValueError:
+                limit = DEFAULT_LIMIT
+            set_data_source(path, label=rel, limit=limit, origin="data directory")
+
+
+# ----------------------------------------------------------------------------------------------
+# Paths
+
+
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def examples_dir() -> Path:
+    from engine.examples import EXAMPLES_DIR
+
+    return EXAMPLES_DIR
+
+
+def data_root() -> Path | None:
+    from engine.config import data_dir
+
+    root = data_dir()
+    return root if root is not None and root.is_dir() else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Models
+
+
+@st.cache_data(ttl=20, show_spinner=False)
+def _models_cached(_stamp: str) -> list[dict]:
+    from engine import list_models
+
+    return list_models()
+
+
+def _models_stamp() -> str:
+    """Changes when a model directory is added or removed (so new runs show up at once)."""
+    from engine.config import shipped_model_dir, user_model_dir
+
+    parts = []
+    for root in (shipped_model_dir(), user_model_dir()):
+        try:
+            parts += sorted(f"{p.name}:{p.stat().st_mtime_ns}" for p in root.iterdir())
+        except OSError:
+            continue
+    return "|".join(parts)
+
+
+def models() -> list[dict]:
+    """Every available model (``engine.list_models()``), cached briefly."""
+    return _models_cached(_models_stamp())
+
+
+def model_label(m: dict) -> str:
+    unit = f" ({m['unit']})" if m.get("unit") else ""
+    return f"{m['name']} — {m['target']}{unit}"
+
+
+def model_ref(m: dict) -> str:
+    """What ``engine.load_model`` needs: a directory path, or the name of an original model."""
+    return m["path"] or m["name"]
+
+
+def default_model(available: list[dict]) -> dict | None:
+    """Prefer a shipped thermal-expansion model, then any thermal-expansion model, then any
+    shipped one, then the first."""
+    rank = [
+        lambda m: m["source"] == "shipped" and m["target"] == FLAGSHIP_TARGET,
+        lambda m: m["target"] == FLAGSHIP_TARGET,
+        lambda m: m["source"] == "shipped",
+        lambda m: m["source"] == "user",
+        lambda m: True,
+    ]
+    for test in rank:
+        for m in available:
+            if test(m):
+                return m
+    return None
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading model…")
+def _load_model_cached(ref: str, _stamp: float):
+    from engine import load_model
+
+    return load_model(ref)
+
+
+def load_model(ref: str):
+    """A loaded model (``engine.LoadedModel``), cached; reloaded when its files change."""
+    path = Path(ref)
+    stamp = 0.0
+    if path.is_dir():
+        try:
+            stamp = (path / "model.json").stat().st_mtime
+        except OSError:
+            stamp = 0.0
+    return _load_model_cached(ref, stamp)
+
+
+def model_files(m: dict) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """``history.csv`` and ``predictions.csv`` of a model directory (None where missing)."""
+    if not m.get("path"):
+        return None, None
+    return _read_csv(Path(m["path"]) / "history.csv"), _read_csv(
+        Path(m["path"]) / "predictions.csv"
+    )
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    try:
+        return _read_csv_cached(str(path), path.stat().st_mtime)
+    except OSError:
+        return None
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _read_csv_cached(path: str, _mtime: float) -> pd.DataFrame | None:
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError):
+        return None
+
+
+def choose_model(label: str = "Model", *, key: str, help: str | None = None,
+                 container=None) -> dict | None:
+    """A model picker that remembers the choice across pages (``session_state.model_name``)."""
+    where = container or st
+    available = models()
+    if not available:
+        where.warning("No model is available. Train one on the **Train** page.")
+        return None
+    names = [m["name"] for m in available]
+    wanted = st.session_state.get("model_name")
+    if wanted not in names:
+        wanted = default_model(available)["name"]
+    choice = where.selectbox(
+        label, names, index=names.index(wanted), key=key, help=help,
+        format_func=lambda n: model_label(available[names.index(n)]),
+    )
+    st.session_state["model_name"] = choice
+    return available[names.index(choice)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Datasets
+
+
+@dataclass(frozen=True)
+class DataSource:
+    path: str
+    label: str
+    limit: int | None = None
+    query: str | None = None
+    origin: str = "data directory"
+
+
+def set_data_source(path, *, label: str, limit: int | None = None, query: str | None = None,
+                    origin: str = "data directory") -> None:
+    st.session_state["data_source"] = {
+        "path": str(path), "label": label, "limit": limit, "query": query or None,
+        "origin": origin,
+    }
+    st.session_state["structure_id"] = None
+    st.session_state["embedding_result"] = None
+
+
+def data_source() -> DataSource | None:
+    raw = st.session_state.get("data_source")
+    return DataSource(**raw) if raw else None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading structures…")
+def _load_dataset_cached(path: str, limit: int | None, query: str | None, _mtime: float):
+    from engine import load_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = load_dataset(path, limit=limit)
+    if query:
+        dataset = dataset.query(query)
+    return dataset
+
+
+def load_dataset(path, *, limit: int | None = None, query: str | None = None):
+    """A dataset (``engine.LabelledDataset``), cached by path, limit, query and file time.
+
+    Raises whatever ``engine.load_dataset`` raises (FileNotFoundError, ValueError).
+    """
+    p = Path(path)
+    return _load_dataset_cached(str(p), limit, query or None, _mtime(p))
+
+
+def current_dataset():
+    """The dataset chosen on the Data page, or None. Errors are shown, not raised."""
+    src = data_source()
+    if src is None:
+        return None
+    try:
+        return load_dataset(src.path, limit=src.limit, query=src.query)
+    except Exception as exc:  # noqa: BLE001 - a bad dataset must not take the page down
+        st.error(f"Could not read the dataset **{src.label}**: {exc}")
+        return None
+
+
+def examples_dataset():
+    """The shipped SOFC example structures (``assets/examples``) as an unlabelled dataset."""
+    return load_dataset(examples_dir())
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def parse_upload(files: tuple[tuple[str, bytes], ...]):
+    """Save uploaded files (hashed by their bytes) and return the path to load them from."""
+    from dashboard.uploads import save_upload
+
+    return str(save_upload(list(files)))
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the uploaded structures…")
+def read_upload(files: tuple[tuple[str, bytes], ...]):
+    """``engine.read_structures`` of uploaded ``(name, bytes)`` files, cached by their bytes."""
+    from engine import read_structures
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return read_structures(list(files))
+
+
+def upload_label(names: list[str]) -> str:
+    shown = ", ".join(names[:3])
+    return f"upload: {shown}" + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
+
+
+def dataset_choices() -> dict[str, Path]:
+    """Datasets of the data directory, by their path relative to it."""
+    from engine import find_datasets
+
+    root = data_root()
+    if root is None:
+        return {}
+    out = {}
+    for p in find_datasets(root):
+        try:
+            out[str(p.relative_to(root))] = p
+        except ValueError:
+            out[str(p)] = p
+    # the all-entries provenance file holds rows without structures: offer it last
+    return dict(sorted(out.items(), key=lambda kv: ("all_entries" in kv[0], kv[0])))
+
+
+def preferred_target(columns: list[str]) -> str | None:
+    """The remembered target if present, else the flagship target, else the first column."""
+    if not columns:
+        return None
+    for cand in (st.session_state.get("target"), FLAGSHIP_TARGET):
+        if cand in columns:
+            return cand
+    return columns[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Structure descriptions (space group, volume, density) for tables
+
+
+@st.cache_data(max_entries=8, show_spinner="Finding space groups, volumes and densities…")
+def _describe_cached(key: str, _items) -> pd.DataFrame:
+    from dashboard.components.structinfo import describe_many
+
+    return describe_many(_items)
+
+
+def describe(dataset, key: str) -> pd.DataFrame:
+    """One row per structure: id, formula, atoms, space group, crystal system, volume, density."""
+    return _describe_cached(key, dataset.items)
+
+
+def dataset_key(dataset, src: DataSource | None = None) -> str:
+    """A cache key for a dataset: its source, limit, query and size."""
+    if src is not None:
+        return f"{src.path}|{src.limit}|{src.query}|{len(dataset)}|{_mtime(Path(src.path))}"
+    return f"{dataset.source}|{len(dataset)}"
+
+
+def find_structure(ident: str, datasets) -> Any:
+    """The first item with this id in any of the datasets (None if absent)."""
+    for ds in datasets:
+        if ds is None:
+            continue
+        for item in ds.items:
+            if item.id == ident:
+                return item
+    return None
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")

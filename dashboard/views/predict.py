@@ -1,0 +1,131 @@
+"""Predict: candidates (uploaded, the SOFC examples, or the current dataset) through a model,
+as a sortable table with units and a CSV export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import state
+from dashboard.components.teaching import teach
+from dashboard.components.units import display_for
+
+st.title("Predict")
+teach("cte")
+
+SOURCES = {
+    "upload": "Upload candidate structures",
+    "examples": "SOFC examples (15 structures)",
+    "current": "Current dataset",
+}
+c1, c2 = st.columns([2, 3])
+with c1:
+    which = st.radio("Candidates", list(SOURCES), format_func=SOURCES.get, key="predict_source")
+with c2:
+    model_info = state.choose_model("Model", key="predict_model")
+
+items, errors, label, truth_table = [], [], "", None
+if which == "upload":
+    uploaded = st.file_uploader(
+        "Structure files (CIF, POSCAR, XYZ, JSON, JSON lines, zip)", accept_multiple_files=True,
+        key="predict_upload",
+        help="Files that cannot be read are listed with the reason; the rest are predicted.",
+    )
+    if uploaded:
+        files = tuple((f.name, f.getvalue()) for f in uploaded)
+        batch = state.read_upload(files)
+        items, errors = batch.items, list(batch.errors)
+        label = state.upload_label([f.name for f in uploaded])
+elif which == "examples":
+    ds = state.examples_dataset()
+    items, errors, label = ds.items, list(ds.errors), "SOFC examples"
+else:
+    ds = state.current_dataset()
+    if ds is None:
+        st.info("No dataset loaded: load one on the **Data** page.")
+    else:
+        items, errors, label = ds.items, list(ds.errors), state.data_source().label
+        truth_table = ds.table
+
+if errors:
+    st.warning(f"{len(errors)} file(s)/entries could not be read; the others are kept.")
+    st.dataframe(pd.DataFrame([{"file / entry": e.source, "reason": e.reason} for e in errors]),
+                 hide_index=True, width="stretch")
+
+if model_info is None:
+    st.stop()
+if not items:
+    if which == "upload":
+        st.info("Upload one or more structure files to predict their "
+                f"{display_for(model_info['target'], model_info.get('unit')).name.lower()}.")
+    st.stop()
+
+disp = display_for(model_info["target"], model_info.get("unit"))
+run_key = (state.model_ref(model_info), label, tuple(it.id for it in items))
+result = st.session_state.get("predict_result")
+fresh = result is not None and result.get("key") == run_key
+
+if st.button(f"Predict {len(items)} structure(s) with {model_info['name']}", type="primary",
+             key="predict_go") or (fresh and result):
+    if not fresh:
+        from engine import predict
+
+        try:
+            model = state.load_model(state.model_ref(model_info))
+        except Exception as exc:  # noqa: BLE001
+            st.error(f"Could not load {model_info['name']}: {exc}")
+            st.stop()
+        bar = st.progress(0.0, text="Predicting…")
+        frames, failed = [], []
+        step = 32
+        for start in range(0, len(items), step):
+            out = predict(model, items[start:start + step])
+            frames.append(out.table)
+            failed.extend(out.errors)
+            bar.progress(min((start + step) / len(items), 1.0),
+                         text=f"{min(start + step, len(items))} of {len(items)} structures")
+        bar.empty()
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        result = {"key": run_key, "table": table, "failed": failed}
+        st.session_state["predict_result"] = result
+
+    table: pd.DataFrame = result["table"].copy()
+    for err in result["failed"]:
+        st.warning(f"{err.source}: {err.reason}")
+    if table.empty:
+        st.error("No structure could be predicted.")
+        st.stop()
+    value_col = f"Predicted {disp.label}"
+    shown = pd.DataFrame({
+        "id": table["id"],
+        "formula": table["formula"],
+        "atoms": table["n_sites"],
+        value_col: disp.scale(table["prediction"].to_numpy(dtype=float)),
+    })
+    raw_col = (f"prediction ({model_info.get('unit')})" if model_info.get("unit")
+               else "prediction")
+    if disp.factor != 1.0:
+        shown[raw_col] = table["prediction"].to_numpy(dtype=float)
+    if truth_table is not None and model_info["target"] in truth_table:
+        known = dict(zip(truth_table["id"].astype(str), truth_table[model_info["target"]]))
+        truth = np.array([known.get(str(i), np.nan) for i in table["id"]], dtype=float)
+        if np.isfinite(truth).any():
+            shown[f"True {disp.label}"] = disp.scale(truth)
+            shown[disp.short("Error")] = shown[value_col] - shown[f"True {disp.label}"]
+    shown = shown.sort_values(value_col, ascending=False, ignore_index=True)
+    st.markdown(f"**{len(shown)} predictions** of *{disp.name}* by **{model_info['name']}**, "
+                "highest first. Click a column header to sort.")
+    st.dataframe(shown, hide_index=True, width="stretch", key="predict_table",
+                 column_config={value_col: st.column_config.NumberColumn(format="%.4g")})
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Lowest", disp.fmt(table["prediction"].min()))
+    m2.metric("Median", disp.fmt(table["prediction"].median()))
+    m3.metric("Highest", disp.fmt(table["prediction"].max()))
+    st.download_button("Download predictions (CSV)", shown.to_csv(index=False),
+                       file_name=f"predictions-{model_info['name'].replace('/', '_')}.csv",
+                       mime="text/csv", key="predict_download")
+    st.caption(f"Model target: `{model_info['target']}`" +
+               (f", stored in {model_info['unit']}" if model_info.get("unit") else "") +
+               ". Predictions outside the chemistry and structure types of the training data "
+               "are extrapolations: treat them as a ranking aid, not as measurements.")

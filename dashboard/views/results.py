@@ -1,0 +1,235 @@
+"""Results: metrics, parity plot, residuals and learning curves of a run or any saved model;
+two runs side by side; downloads."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import state
+from dashboard.components import plots
+from dashboard.components.teaching import teach
+from dashboard.components.units import Display, display_for
+from dashboard.components.viewer import describe_line, show_structure
+
+st.title("Results")
+teach("metrics")
+
+models = state.models()
+if not models:
+    st.info("No model yet: train one on the **Train** page.")
+    st.stop()
+
+c1, c2 = st.columns([3, 2])
+with c1:
+    first = state.choose_model("Model", key="results_model")
+with c2:
+    compare = st.checkbox("Compare with a second model", key="results_compare")
+    second = None
+    if compare:
+        others = [m for m in models if m["name"] != first["name"]]
+        if others:
+            names = [m["name"] for m in others]
+            wanted = st.session_state.get("compare_model")
+            second_name = st.selectbox("Second model", names,
+                                       index=names.index(wanted) if wanted in names else 0,
+                                       key="results_second",
+                                       format_func=lambda n: state.model_label(
+                                           others[names.index(n)]))
+            st.session_state["compare_model"] = second_name
+            second = others[names.index(second_name)]
+        else:
+            st.caption("There is only one model.")
+
+
+def metrics_table(m: dict, disp: Display) -> pd.DataFrame:
+    rows = []
+    for part in ("train", "val", "test"):
+        vals = (m.get("metrics") or {}).get(part)
+        if not vals:
+            continue
+
+        def get(key, scale=1.0, vals=vals):
+            v = vals.get(key)
+            return None if v is None or (isinstance(v, float) and math.isnan(v)) else v * scale
+
+        rows.append({
+            "split": {"val": "validation"}.get(part, part),
+            "n": get("n"),
+            disp.short("MAE"): get("mae", disp.factor),
+            disp.short("RMSE"): get("rmse", disp.factor),
+            "R": get("r"),
+            "R²": get("r2"),
+        })
+    return pd.DataFrame(rows)
+
+
+def zip_directory(path: Path) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(path.rglob("*")):
+            if p.is_file():
+                zf.write(p, Path(path.name) / p.relative_to(path))
+    return buf.getvalue()
+
+
+@st.cache_data(max_entries=4, show_spinner="Zipping the model directory…")
+def _zip_cached(path: str, _mtime: float) -> bytes:
+    return zip_directory(Path(path))
+
+
+def card_of(m: dict):
+    try:
+        return state.load_model(state.model_ref(m)).card
+    except Exception as exc:  # noqa: BLE001
+        st.error(f"Could not load {m['name']}: {exc}")
+        return None
+
+
+def source_datasets(card) -> list:
+    """The dataset the model was trained on (if still on disk) and the current dataset."""
+    out = []
+    if card is not None and card.dataset is not None and card.dataset.source:
+        src = Path(card.dataset.source)
+        if src.exists():
+            with contextlib.suppress(Exception):
+                out.append(state.load_dataset(src, query=card.dataset.query))
+    out.append(state.current_dataset())
+    return out
+
+
+def show_model(m: dict, *, key: str, compact: bool = False) -> None:
+    card = card_of(m)
+    disp = display_for(m["target"], m.get("unit"))
+    history, predictions = state.model_files(m)
+    st.markdown(f"#### {m['name']}")
+    info = [f"target **{disp.name}**" + (f" (`{m['target']}`)" if disp.name != m["target"] else ""),
+            f"family **{m.get('family', '?')}**", f"source **{m.get('source', '?')}**"]
+    if card is not None and card.dataset is not None:
+        d = card.dataset
+        info.append(f"dataset **{d.name}** ({d.size} structures: {d.n_train} train / {d.n_val} "
+                    f"validation / {d.n_test} test)")
+    st.markdown(" · ".join(info))
+    if m.get("description"):
+        st.caption(m["description"])
+    table = metrics_table(m, disp)
+    if len(table):
+        st.dataframe(table, hide_index=True, width="stretch", column_config={
+            c: st.column_config.NumberColumn(format="%.4g") for c in table.columns
+            if c not in ("split", "n")
+        })
+    else:
+        st.info("This model's card records no metrics.")
+
+    if predictions is not None and len(predictions):
+        if compact:
+            st.plotly_chart(plots.parity(predictions, disp, title="Parity", height=380),
+                            key=f"parity_{key}")
+        else:
+            st.markdown("**Parity plot** — click a point to open its structure.")
+            event = st.plotly_chart(plots.parity(predictions, disp, title="Predicted vs true"),
+                                    key=f"parity_{key}", on_select="rerun",
+                                    selection_mode=("points",))
+            points = (event.selection.points if event is not None and event.selection else [])
+            chosen = next((p.get("customdata") for p in points if p.get("customdata")), None)
+            if chosen:
+                ident = str(chosen[0])
+                item = state.find_structure(ident, source_datasets(card))
+                with st.container(border=True):
+                    row = predictions[predictions["id"].astype(str) == ident].head(1)
+                    if len(row):
+                        r = row.iloc[0]
+                        st.markdown(f"**{r['formula']}** (`{ident}`, {r.get('split', '')}): "
+                                    f"true {disp.fmt(r['target'])}, predicted "
+                                    f"{disp.fmt(r['prediction'])}")
+                    if item is not None:
+                        st.markdown(describe_line(item))
+                        show_structure(item.structure, card.graph if card else None, height=340,
+                                       title=f"3D view of {ident}")
+                        if st.button("Open on Structure & graph", key=f"open_{key}"):
+                            st.session_state["structure_id"] = ident
+                            st.switch_page("views/structure.py")
+                    else:
+                        st.caption("The structure is not in the model's training data on disk "
+                                   "nor in the current dataset.")
+            st.plotly_chart(plots.residuals(predictions, disp, title="Residuals"),
+                            key=f"resid_{key}")
+        st.download_button("Download predictions (CSV)", predictions.to_csv(index=False),
+                           file_name=f"{m['name']}-predictions.csv", mime="text/csv",
+                           key=f"dl_pred_{key}")
+    else:
+        st.caption("No saved predictions (`predictions.csv`) for this model: parity plot and "
+                   "residuals need a run trained here, or an evaluation on data (below).")
+        if not compact:
+            evaluate_here(m, disp, key)
+
+    if history is not None and len(history):
+        if compact:
+            st.plotly_chart(plots.learning_curves(history, title="Loss per epoch", height=300),
+                            key=f"loss_{key}")
+        else:
+            a, b = st.columns(2)
+            a.plotly_chart(plots.learning_curves(history, title="Loss per epoch"),
+                           key=f"loss_{key}")
+            b.plotly_chart(plots.mae_curves(history, disp, title="MAE per epoch"),
+                           key=f"mae_{key}")
+    if m.get("path") and Path(m["path"]).is_dir():
+        path = Path(m["path"])
+        stamp = max((p.stat().st_mtime for p in path.iterdir() if p.is_file()), default=0.0)
+        st.download_button("Download the model directory (zip)",
+                           _zip_cached(str(path), stamp), file_name=f"{path.name}.zip",
+                           mime="application/zip", key=f"dl_zip_{key}")
+
+
+def evaluate_here(m: dict, disp: Display, key: str) -> None:
+    """Evaluate a model without saved predictions on the current dataset, with progress."""
+    dataset = state.current_dataset()
+    if dataset is None or m["target"] not in dataset.numeric_columns():
+        st.caption(f"Load a dataset with a `{m['target']}` column on **Data** to evaluate it.")
+        return
+    ds = dataset.dropna(m["target"])
+    if not st.button(f"Evaluate on the current dataset ({len(ds)} structures)",
+                     key=f"eval_{key}"):
+        return
+    from engine import evaluate, regression_metrics
+
+    model = state.load_model(state.model_ref(m))
+    bar = st.progress(0.0, text="Evaluating…")
+    frames = []
+    step = 64
+    for start in range(0, len(ds), step):
+        idx = list(range(start, min(start + step, len(ds))))
+        _, frame = evaluate(model, ds.subset(idx), m["target"])
+        frames.append(frame)
+        bar.progress(min((start + step) / len(ds), 1.0), text=f"{idx[-1] + 1} of {len(ds)}")
+    bar.empty()
+    frame = pd.concat(frames, ignore_index=True)
+    metrics = regression_metrics(frame["target"], frame["prediction"])
+    st.dataframe(metrics_table({"metrics": {"data": metrics}}, disp), hide_index=True)
+    st.plotly_chart(plots.parity(frame, disp, title="Predicted vs true (current dataset)"),
+                    key=f"eval_parity_{key}")
+    st.plotly_chart(plots.residuals(frame, disp, title="Residuals"), key=f"eval_resid_{key}")
+
+
+if second is None:
+    show_model(first, key="a")
+else:
+    left, right = st.columns(2)
+    with left:
+        show_model(first, key="a", compact=True)
+    with right:
+        show_model(second, key="b", compact=True)
+    ha, _ = state.model_files(first)
+    hb, _ = state.model_files(second)
+    if ha is not None and hb is not None and first["target"] == second["target"]:
+        disp = display_for(first["target"], first.get("unit"))
+        fig = plots.mae_curves(ha, disp, label=first["name"], title="MAE per epoch, both runs")
+        for trace in plots.mae_curves(hb, disp, label=second["name"]).data:
+            fig.add_trace(trace)
+        st.plotly_chart(fig, key="compare_mae")
