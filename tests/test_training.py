@@ -61,7 +61,8 @@ def test_run_is_saved_and_reloads_to_the_same_predictions(small_demo, tmp_path):
 
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert list(history["epoch"]) == [1, 2, 3, 4]
-    assert {"train_loss", "val_loss", "val_mae", "val_r", "lr"} <= set(history.columns)
+    assert {"train_loss", "val_loss", "train_mae", "val_mae", "train_r", "val_r", "lr"} <= set(
+        history.columns)
 
     saved = pd.read_csv(tmp_path / "run" / "predictions.csv")
     val = saved[saved["split"] == "val"]

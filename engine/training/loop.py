@@ -94,7 +94,8 @@ class Trainer:
             for epoch in range(1, c.epochs + 1):
                 start = time.perf_counter()
                 self.model.train()
-                total, count, abs_err = 0.0, 0, 0.0
+                total, count = 0.0, 0
+                seen_y, seen_pred = [], []
                 for batch in loader:
                     if batch.num_nodes < 2:  # batch norm needs two values per channel
                         continue
@@ -105,22 +106,29 @@ class Trainer:
                     loss.backward()
                     optimizer.step()
                     total += float(loss) * batch.num_graphs
-                    abs_err += float((pred.detach() - batch.y).abs().sum())
                     count += batch.num_graphs
+                    seen_y.append(batch.y.detach().cpu())
+                    seen_pred.append(pred.detach().cpu())
                 val_loss, y_val, p_val = self.evaluate(val_graphs)
                 lr = optimizer.param_groups[0]["lr"]
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step(val_loss)
                 elif scheduler is not None:
                     scheduler.step()
-                metrics = regression_metrics(y_val * self.target_std, p_val * self.target_std)
+                val = regression_metrics(y_val * self.target_std, p_val * self.target_std)
+                # training metrics are taken on the fly, with the weights changing during the epoch
+                if not seen_y:
+                    raise ValueError("no training batch had two or more atoms to train on")
+                fit = regression_metrics(torch.cat(seen_y).numpy() * self.target_std,
+                                         torch.cat(seen_pred).numpy() * self.target_std)
                 record = {
                     "epoch": epoch,
                     "train_loss": total / max(count, 1),
                     "val_loss": val_loss,
-                    "train_mae": abs_err / max(count, 1) * self.target_std,
-                    "val_mae": metrics["mae"],
-                    "val_r": metrics["r"],
+                    "train_mae": fit["mae"],
+                    "val_mae": val["mae"],
+                    "train_r": fit["r"],
+                    "val_r": val["r"],
                     "lr": lr,
                     "seconds": time.perf_counter() - start,
                 }
