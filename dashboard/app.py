@@ -32,27 +32,38 @@ state.init()
 
 PAGES = {
     "": [
-        st.Page("views/home.py", title="Home", icon=":material/home:", default=True,
-                url_path="home"),
+        st.Page(
+            "views/home.py", title="Home", icon=":material/home:", default=True, url_path="home"
+        ),
     ],
     "Explore": [
         st.Page("views/data.py", title="Data", icon=":material/table:", url_path="data"),
-        st.Page("views/structure.py", title="Structure & graph", icon=":material/hub:",
-                url_path="structure"),
+        st.Page(
+            "views/structure.py",
+            title="Structure & graph",
+            icon=":material/hub:",
+            url_path="structure",
+        ),
     ],
     "Model": [
-        st.Page("views/train.py", title="Train", icon=":material/model_training:",
-                url_path="train"),
-        st.Page("views/results.py", title="Results", icon=":material/insights:",
-                url_path="results"),
-        st.Page("views/embeddings.py", title="Embeddings", icon=":material/scatter_plot:",
-                url_path="embeddings"),
-        st.Page("views/fusion.py", title="Fusion weights", icon=":material/merge:",
-                url_path="fusion"),
+        st.Page(
+            "views/train.py", title="Train", icon=":material/model_training:", url_path="train"
+        ),
+        st.Page(
+            "views/results.py", title="Results", icon=":material/insights:", url_path="results"
+        ),
+        st.Page(
+            "views/embeddings.py",
+            title="Embeddings",
+            icon=":material/scatter_plot:",
+            url_path="embeddings",
+        ),
+        st.Page(
+            "views/fusion.py", title="Fusion weights", icon=":material/merge:", url_path="fusion"
+        ),
     ],
     "Screen": [
-        st.Page("views/predict.py", title="Predict", icon=":material/science:",
-                url_path="predict"),
+        st.Page("views/predict.py", title="Predict", icon=":material/science:", url_path="predict"),
     ],
 }
 
@@ -63,7 +74,7 @@ with st.sidebar:
         "Teaching notes",
         key="teaching",
         help="Short explanations of the crystal graph, the gated convolution, pooling and "
-             "embeddings, shown on every page.",
+        "embeddings, shown on every page.",
     )
     src = state.data_source()
     if src is not None:

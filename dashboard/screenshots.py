@@ -29,11 +29,20 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "docs" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 PAGES = ["home", "data", "structure", "train", "results", "embeddings", "fusion", "predict"]
 DEMO = "aflow_agl/demo.jsonl.gz"
+#: Browser window (and screenshot) size in CSS pixels. Streamlit scrolls inside its main
+#: container, so a "full page" shot would show only the window: the window is made tall.
+WINDOW = (1280, 1400)
 
 
 def free_port() -> int:
@@ -43,50 +52,69 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def dashboard_server(port: int | None = None, env: dict | None = None,
-                     timeout: float = 90.0) -> Iterator[str]:
+def dashboard_server(
+    port: int | None = None, env: dict | None = None, timeout: float = 90.0
+) -> Iterator[str]:
     """Run ``streamlit run dashboard/app.py`` on localhost; yield its base URL."""
     port = port or free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-           "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})})
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "dashboard" / "app.py"),
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                raise RuntimeError("the dashboard did not start:\n"
-                                   + log.read().decode(errors="replace")[-3000:])
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            deadline = time.time() + timeout
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.time() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(
+                        "the dashboard did not start:\n"
+                        + log.read().decode(errors="replace")[-3000:]
+                    )
+                time.sleep(0.3)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 @contextlib.contextmanager
-def browser_page(width: int = 1360, height: int = 900):
+def browser_page(width: int = WINDOW[0], height: int = WINDOW[1]):
     """A Playwright page in headless Chromium with a fresh profile."""
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
             viewport={"width": width, "height": height},
         )
         try:
@@ -106,8 +134,10 @@ def wait_idle(page, timeout: float = 120.0, settle: float = 1.0) -> None:
     quiet_since = None
     while time.time() < deadline:
         script_state = page.get_attribute('[data-testid="stApp"]', "data-test-script-state")
-        busy = script_state in (None, "initial", "running") or page.locator(
-            '[data-testid="stSkeleton"]').count() > 0
+        busy = (
+            script_state in (None, "initial", "running")
+            or page.locator('[data-testid="stSkeleton"]').count() > 0
+        )
         if busy:
             quiet_since = None
         elif quiet_since is None:
@@ -118,16 +148,26 @@ def wait_idle(page, timeout: float = 120.0, settle: float = 1.0) -> None:
     raise TimeoutError(f"the app kept running for {timeout} s")
 
 
-def page_url(base: str, name: str, with_data: bool) -> str:
-    """URL of a page (Home is the root), optionally loading the demo set through ``?dataset=``."""
-    query = f"?dataset={DEMO}&limit=300" if with_data else ""
+def page_url(base: str, name: str, with_data: bool, teaching: bool = False) -> str:
+    """URL of a page (Home is the root), optionally loading the demo set through ``?dataset=``
+    and switching the teaching notes on."""
+    params = ([f"dataset={DEMO}", "limit=300"] if with_data else []) + (
+        ["teaching=1"] if teaching else []
+    )
+    query = ("?" + "&".join(params)) if params else ""
     return f"{base}/{'' if name == 'home' else name}{query}"
 
 
 def capture(page, base: str, name: str, out_dir: Path, *, with_data: bool) -> Path:
     """Open one page, do what shows it at its best, and save a PNG."""
-    page.goto(page_url(base, name, with_data and name in ("data", "structure", "embeddings",
-                                                            "predict")))
+    page.goto(
+        page_url(
+            base,
+            name,
+            with_data and name in ("data", "embeddings", "predict"),
+            teaching=name == "structure",
+        )
+    )
     wait_idle(page)
     if name == "embeddings":
         button = page.get_by_role("button", name="Compute map")
@@ -144,7 +184,19 @@ def capture(page, base: str, name: str, out_dir: Path, *, with_data: bool) -> Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.png"
     page.screenshot(path=str(path), full_page=False)
+    shrink(path)
     return path
+
+
+def shrink(path: Path) -> None:
+    """Re-save a screenshot as a 256-colour PNG (about a third of the size), if Pillow is there."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    with Image.open(path) as img:
+        small = img.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
 
 
 def main(argv: list[str] | None = None) -> int:

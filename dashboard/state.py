@@ -28,9 +28,13 @@ DEFAULTS: dict[str, Any] = {
     "structure_id": None,  # structure opened on the Structure & graph page
     "model_name": None,  # last model chosen on any page
     "job_id": None,  # run shown on the Train page
+    "_job_seen": None,
+    "_linked": False,  # query-string settings (?teaching=1, ?dataset=...) applied once  # run the Train page showed last (tells a new choice from an old one)
     "compare_model": None,  # second model on the Results page
     "predict_result": None,  # last table of the Predict page
     "embedding_result": None,  # key of the last embedding map computed
+    "upload_ignored": [],
+    "fusion_cache": {},  # weights computed on the Fusion page: {key: table}, one entry  # uploaded file names of no structure format (listed as failures)
 }
 
 #: Target the tool is built around (AFLOW AGL volumetric thermal expansion at 300 K, 1/K).
@@ -40,16 +44,21 @@ DEFAULT_LIMIT = 500
 
 
 def init() -> None:
-    """Set every default that is not set yet, and honour ``?dataset=...&limit=...`` links."""
+    """Set every default that is not set yet, and honour ``?dataset=...&limit=...`` and
+    ``?teaching=1`` links (paths relative to the data directory)."""
     for key, value in DEFAULTS.items():
         if key not in st.session_state:
             st.session_state[key] = copy.deepcopy(value)
     params = st.query_params
+    if params.get("teaching") in ("1", "true", "on") and not st.session_state.get("_linked"):
+        st.session_state["teaching"] = True  # ?teaching=1 links open with the notes on
+    st.session_state["_linked"] = True
     if st.session_state["data_source"] is None and "dataset" in params:
         root = data_root()
         rel = params.get("dataset", "")
         path = (root / rel) if root is not None else None
-        if path is not None and path.exists() and ".." not in Path(rel).parts:
+        safe = not Path(rel).is_absolute() and ".." not in Path(rel).parts
+        if path is not None and safe and path.exists():
             try:
                 limit = int(params.get("limit", DEFAULT_LIMIT)) or None
             except ValueError:
@@ -83,7 +92,7 @@ def data_root() -> Path | None:
 
 
 @st.cache_data(ttl=20, show_spinner=False)
-def _models_cached(_stamp: str) -> list[dict]:
+def _models_cached(stamp: str) -> list[dict]:
     from engine import list_models
 
     return list_models()
@@ -135,7 +144,7 @@ def default_model(available: list[dict]) -> dict | None:
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading model…")
-def _load_model_cached(ref: str, _stamp: float):
+def _load_model_cached(ref: str, stamp: float):
     from engine import load_model
 
     return load_model(ref)
@@ -170,15 +179,16 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _read_csv_cached(path: str, _mtime: float) -> pd.DataFrame | None:
+def _read_csv_cached(path: str, mtime: float) -> pd.DataFrame | None:
     try:
         return pd.read_csv(path)
     except (OSError, ValueError):
         return None
 
 
-def choose_model(label: str = "Model", *, key: str, help: str | None = None,
-                 container=None) -> dict | None:
+def choose_model(
+    label: str = "Model", *, key: str, help: str | None = None, container=None
+) -> dict | None:
     """A model picker that remembers the choice across pages (``session_state.model_name``)."""
     where = container or st
     available = models()
@@ -190,7 +200,11 @@ def choose_model(label: str = "Model", *, key: str, help: str | None = None,
     if wanted not in names:
         wanted = default_model(available)["name"]
     choice = where.selectbox(
-        label, names, index=names.index(wanted), key=key, help=help,
+        label,
+        names,
+        index=names.index(wanted),
+        key=key,
+        help=help,
         format_func=lambda n: model_label(available[names.index(n)]),
     )
     st.session_state["model_name"] = choice
@@ -210,10 +224,19 @@ class DataSource:
     origin: str = "data directory"
 
 
-def set_data_source(path, *, label: str, limit: int | None = None, query: str | None = None,
-                    origin: str = "data directory") -> None:
+def set_data_source(
+    path,
+    *,
+    label: str,
+    limit: int | None = None,
+    query: str | None = None,
+    origin: str = "data directory",
+) -> None:
     st.session_state["data_source"] = {
-        "path": str(path), "label": label, "limit": limit, "query": query or None,
+        "path": str(path),
+        "label": label,
+        "limit": limit,
+        "query": query or None,
         "origin": origin,
     }
     st.session_state["structure_id"] = None
@@ -233,7 +256,7 @@ def _mtime(path: Path) -> float:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading structures…")
-def _load_dataset_cached(path: str, limit: int | None, query: str | None, _mtime: float):
+def _load_dataset_cached(path: str, limit: int | None, query: str | None, mtime: float):
     from engine import load_dataset
 
     with warnings.catch_warnings():
@@ -341,6 +364,47 @@ def dataset_key(dataset, src: DataSource | None = None) -> str:
     if src is not None:
         return f"{src.path}|{src.limit}|{src.query}|{len(dataset)}|{_mtime(Path(src.path))}"
     return f"{dataset.source}|{len(dataset)}"
+
+
+def resolve_source(source: str | None) -> Path | None:
+    """A dataset path recorded in a model card, found on this machine (None if absent).
+
+    Tried in turn: as written (relative to the working folder), relative to the project, and
+    its last two parts (e.g. ``aflow_agl/structures.jsonl.gz``) inside the data directory.
+    """
+    if not source:
+        return None
+    p = Path(source).expanduser()
+    candidates = [p]
+    if not p.is_absolute():
+        candidates.append(project_root() / p)
+    root = data_root()
+    if root is not None and len(p.parts) >= 2:
+        candidates.append(root.joinpath(*p.parts[-2:]))
+    return next((c for c in candidates if c.exists()), None)
+
+
+def training_dataset(card):
+    """The dataset a model was trained on, if it is on this machine (query applied), else None."""
+    if card is None or card.dataset is None:
+        return None
+    path = resolve_source(card.dataset.source)
+    if path is None:
+        return None
+    try:
+        return load_dataset(path, query=card.dataset.query)
+    except Exception:  # noqa: BLE001 - missing training data only disables a feature
+        return None
+
+
+def open_structure(ident: str, *, path=None, label: str = "", query: str | None = None) -> None:
+    """Show structure ``ident`` on the Structure & graph page; if the current dataset does not
+    hold it, make the dataset at ``path`` (where it was found) the current one first."""
+    current = current_dataset()
+    if (current is None or ident not in current.ids) and path is not None:
+        set_data_source(path, label=label or Path(path).name, query=query, origin="model")
+    st.session_state["structure_id"] = ident
+    st.switch_page("views/structure.py")
 
 
 def find_structure(ident: str, datasets) -> Any:

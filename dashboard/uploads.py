@@ -41,9 +41,7 @@ def upload_key(files: list[tuple[str, bytes]]) -> str:
 def _zip_has_csv(data: bytes) -> bool:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            return any(
-                n.lower().endswith(".csv") and "__MACOSX" not in n for n in zf.namelist()
-            )
+            return any(n.lower().endswith(".csv") and "__MACOSX" not in n for n in zf.namelist())
     except zipfile.BadZipFile:
         return False
 

@@ -51,8 +51,9 @@ def _tsne(x: np.ndarray, *, seed: int, perplexity: float) -> np.ndarray:
     n = len(x)
     # scikit-learn requires perplexity < n_samples; keep it well inside for tiny sets
     perp = float(min(perplexity, max(1.0, (n - 1) / 3)))
-    tsne = TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed,
-                learning_rate="auto")
+    tsne = TSNE(
+        n_components=2, perplexity=perp, init="pca", random_state=seed, learning_rate="auto"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return np.asarray(tsne.fit_transform(x), dtype=np.float64)
@@ -74,8 +75,14 @@ def _umap(x: np.ndarray, *, seed: int, n_neighbors: int, min_dist: float) -> np.
     k = int(max(2, min(n_neighbors, n - 1)))
     # spectral initialisation needs a reasonably connected graph; tiny sets start at random
     init = "spectral" if n > k + 2 and n >= 20 else "random"
-    reducer = umap.UMAP(n_components=2, n_neighbors=k, min_dist=float(min_dist),
-                        random_state=seed, init=init, n_jobs=1)
+    reducer = umap.UMAP(
+        n_components=2,
+        n_neighbors=k,
+        min_dist=float(min_dist),
+        random_state=seed,
+        init=init,
+        n_jobs=1,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return np.asarray(reducer.fit_transform(x), dtype=np.float64)

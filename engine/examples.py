@@ -63,91 +63,143 @@ class Example:
 #: The shipped examples. Values are rounded room-temperature experimental lattice parameters.
 EXAMPLES: tuple[Example, ...] = (
     Example(
-        "SrTiO3_perovskite", "SrTiO3", "perovskite", 3.905, ("Sr", "Ti"),
+        "SrTiO3_perovskite",
+        "SrTiO3",
+        "perovskite",
+        3.905,
+        ("Sr", "Ti"),
         "substrate; parent of donor-doped anode/interconnect titanates",
         "cubic perovskite Pm-3m (truly cubic at room temperature)",
         "a = 3.905 Å: experimental room-temperature value, the textbook lattice parameter of "
         "cubic SrTiO3 (ICDD PDF 35-0734, tausonite)",
     ),
     Example(
-        "BaZrO3_perovskite", "BaZrO3", "perovskite", 4.193, ("Ba", "Zr"),
+        "BaZrO3_perovskite",
+        "BaZrO3",
+        "perovskite",
+        4.193,
+        ("Ba", "Zr"),
         "proton-conducting electrolyte (as Y-doped BaZrO3, BZY)",
         "cubic perovskite Pm-3m (cubic at room temperature)",
         "a = 4.193 Å: experimental room-temperature value as commonly tabulated for cubic BaZrO3 "
         "(ICDD PDF 06-0399)",
     ),
     Example(
-        "SrCoO3_perovskite", "SrCoO3", "perovskite", 3.835, ("Sr", "Co"),
+        "SrCoO3_perovskite",
+        "SrCoO3",
+        "perovskite",
+        3.835,
+        ("Sr", "Co"),
         "parent of Sr-rich cobaltite cathodes (SSC, BSCF)",
         "cubic perovskite Pm-3m (fully oxidised SrCoO3, made by electrochemical oxidation)",
         "a = 3.835 Å: experimental room-temperature value reported for fully oxidised cubic "
         "SrCoO3 (Bezdicka et al., Z. Anorg. Allg. Chem. 619, 7 (1993))",
     ),
     Example(
-        "SrFeO3_perovskite", "SrFeO3", "perovskite", 3.851, ("Sr", "Fe"),
+        "SrFeO3_perovskite",
+        "SrFeO3",
+        "perovskite",
+        3.851,
+        ("Sr", "Fe"),
         "parent of ferrite cathodes (LSF, LSCF)",
         "cubic perovskite Pm-3m",
         "a = 3.851 Å: experimental room-temperature value commonly tabulated for cubic SrFeO3 "
         "(MacChesney et al., J. Chem. Phys. 43, 1907 (1965))",
     ),
     Example(
-        "LaCoO3_pseudocubic", "LaCoO3", "perovskite", 3.83, ("La", "Co"),
+        "LaCoO3_pseudocubic",
+        "LaCoO3",
+        "perovskite",
+        3.83,
+        ("La", "Co"),
         "cathode (parent of LSC and LSCF)",
         "rhombohedral R-3c at room temperature; here the ideal cubic cell",
         "a_pc = 3.83 Å: pseudo-cubic parameter of the experimental room-temperature rhombohedral "
         "cell, as commonly quoted (3.82-3.83 Å)",
     ),
     Example(
-        "LaMnO3_pseudocubic", "LaMnO3", "perovskite", 3.94, ("La", "Mn"),
+        "LaMnO3_pseudocubic",
+        "LaMnO3",
+        "perovskite",
+        3.94,
+        ("La", "Mn"),
         "cathode (parent of LSM, La1-xSrxMnO3)",
         "orthorhombic Pbnm (O') at room temperature; here the ideal cubic cell",
         "a_pc = 3.94 Å: (V/4)^(1/3) of the experimental room-temperature orthorhombic cell "
         "(a ≈ 5.54, b ≈ 5.75, c ≈ 7.69 Å)",
     ),
     Example(
-        "LaFeO3_pseudocubic", "LaFeO3", "perovskite", 3.93, ("La", "Fe"),
+        "LaFeO3_pseudocubic",
+        "LaFeO3",
+        "perovskite",
+        3.93,
+        ("La", "Fe"),
         "cathode (parent of LSF and LSCF)",
         "orthorhombic Pbnm at room temperature; here the ideal cubic cell",
         "a_pc = 3.93 Å: (V/4)^(1/3) of the experimental room-temperature orthorhombic cell "
         "(a ≈ 5.56, b ≈ 5.57, c ≈ 7.86 Å)",
     ),
     Example(
-        "LaNiO3_pseudocubic", "LaNiO3", "perovskite", 3.84, ("La", "Ni"),
+        "LaNiO3_pseudocubic",
+        "LaNiO3",
+        "perovskite",
+        3.84,
+        ("La", "Ni"),
         "cathode / current-collector material",
         "rhombohedral R-3c at room temperature; here the ideal cubic cell",
         "a_pc = 3.84 Å: pseudo-cubic parameter of the experimental room-temperature rhombohedral "
         "cell, as commonly quoted (3.83-3.84 Å)",
     ),
     Example(
-        "LaGaO3_pseudocubic", "LaGaO3", "perovskite", 3.89, ("La", "Ga"),
+        "LaGaO3_pseudocubic",
+        "LaGaO3",
+        "perovskite",
+        3.89,
+        ("La", "Ga"),
         "electrolyte (parent of LSGM, Sr/Mg-doped LaGaO3)",
         "orthorhombic Pbnm at room temperature; here the ideal cubic cell",
         "a_pc = 3.89 Å: (V/4)^(1/3) of the experimental room-temperature orthorhombic cell "
         "(a ≈ 5.50, b ≈ 5.52, c ≈ 7.79 Å)",
     ),
     Example(
-        "LaCrO3_pseudocubic", "LaCrO3", "perovskite", 3.88, ("La", "Cr"),
+        "LaCrO3_pseudocubic",
+        "LaCrO3",
+        "perovskite",
+        3.88,
+        ("La", "Cr"),
         "interconnect (as Sr/Ca-doped LaCrO3)",
         "orthorhombic Pbnm at room temperature; here the ideal cubic cell",
         "a_pc = 3.88 Å: (V/4)^(1/3) of the experimental room-temperature orthorhombic cell "
         "(a ≈ 5.48, b ≈ 5.52, c ≈ 7.76 Å)",
     ),
     Example(
-        "BaCeO3_pseudocubic", "BaCeO3", "perovskite", 4.40, ("Ba", "Ce"),
+        "BaCeO3_pseudocubic",
+        "BaCeO3",
+        "perovskite",
+        4.40,
+        ("Ba", "Ce"),
         "proton-conducting electrolyte (as Y-doped BaCeO3, BCY)",
         "orthorhombic Pnma at room temperature; here the ideal cubic cell",
         "a_pc = 4.40 Å: (V/4)^(1/3) of the experimental room-temperature orthorhombic cell "
         "(V ≈ 342 Å³ for Z = 4)",
     ),
     Example(
-        "CeO2_fluorite", "CeO2", "fluorite", 5.411, ("Ce",),
+        "CeO2_fluorite",
+        "CeO2",
+        "fluorite",
+        5.411,
+        ("Ce",),
         "electrolyte / barrier layer (as Gd- or Sm-doped ceria, GDC/SDC)",
         "cubic fluorite Fm-3m",
         "a = 5.411 Å: experimental room-temperature value (ICDD PDF 34-0394, cerianite); the "
         "Materials Project entry is mp-20194",
     ),
     Example(
-        "ZrO2_cubic_fluorite", "ZrO2", "fluorite", 5.07, ("Zr",),
+        "ZrO2_cubic_fluorite",
+        "ZrO2",
+        "fluorite",
+        5.07,
+        ("Zr",),
         "electrolyte (as yttria-stabilised zirconia, YSZ)",
         "cubic fluorite Fm-3m; pure ZrO2 is cubic only above ~2370 °C (monoclinic at room "
         "temperature), dopants such as Y2O3 stabilise the cubic phase",
@@ -155,13 +207,21 @@ EXAMPLES: tuple[Example, ...] = (
         "temperature); for comparison, 8 mol% YSZ measures a ≈ 5.14 Å",
     ),
     Example(
-        "NiO_rocksalt", "NiO", "rocksalt", 4.177, ("Ni",),
+        "NiO_rocksalt",
+        "NiO",
+        "rocksalt",
+        4.177,
+        ("Ni",),
         "anode precursor (NiO-YSZ is reduced to the Ni-YSZ cermet)",
         "rock salt Fm-3m (tiny rhombohedral distortion below 523 K ignored)",
         "a = 4.177 Å: experimental room-temperature value (ICDD PDF 47-1049, bunsenite)",
     ),
     Example(
-        "Ni_fcc", "Ni", "fcc", 3.524, ("Ni",),
+        "Ni_fcc",
+        "Ni",
+        "fcc",
+        3.524,
+        ("Ni",),
         "anode metal (the Ni of the Ni-YSZ cermet)",
         "face-centred cubic Fm-3m",
         "a = 3.524 Å: experimental room-temperature value (ICDD PDF 04-0850)",
@@ -191,8 +251,9 @@ def build(example: Example):
         )
     if example.kind == "fcc":
         return Structure.from_spacegroup("Fm-3m", lattice, [example.species[0]], [[0, 0, 0]])
-    raise ValueError(f"unknown example kind {example.kind!r}; valid: perovskite, fluorite, "
-                     "rocksalt, fcc")
+    raise ValueError(
+        f"unknown example kind {example.kind!r}; valid: perovskite, fluorite, rocksalt, fcc"
+    )
 
 
 def _kind_label(example: Example) -> str:
@@ -293,8 +354,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m engine.examples",
         description="Write the example SOFC structures (CIF) and their README table.",
     )
-    parser.add_argument("directory", nargs="?", default=str(EXAMPLES_DIR),
-                        help="output folder (default: assets/examples)")
+    parser.add_argument(
+        "directory",
+        nargs="?",
+        default=str(EXAMPLES_DIR),
+        help="output folder (default: assets/examples)",
+    )
     args = parser.parse_args(argv)
     paths = write_examples(args.directory)
     print(f"wrote {len(paths)} example structures and README.md to {args.directory}")

@@ -219,17 +219,20 @@ def start_training_job(
         "split": (split or SplitConfig()).model_dump(),
     }
     _write_json(directory / REQUEST_FILE, request)
-    _write_json(directory / STATUS_FILE, {
-        "id": job_id,
-        "kind": "train",
-        "status": "queued",
-        "name": name,
-        "target": target,
-        "dataset": str(dataset_path),
-        "family": model.name,
-        "created": _now(),
-        "pid": None,
-    })
+    _write_json(
+        directory / STATUS_FILE,
+        {
+            "id": job_id,
+            "kind": "train",
+            "status": "queued",
+            "name": name,
+            "target": target,
+            "dataset": str(dataset_path),
+            "family": model.name,
+            "created": _now(),
+            "pid": None,
+        },
+    )
     env = dict(os.environ)
     env["CRYSTAL_SCREEN_HOME"] = str(home_dir())
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -327,8 +330,11 @@ def job_status(job_id: str) -> dict:
     if status is None:
         if not directory.exists():
             return {"id": job_id, "status": "failed", "error": f"no job with id {job_id!r}"}
-        status = {"id": job_id, "status": "failed",
-                  "error": f"the job's {STATUS_FILE} is missing or unreadable"}
+        status = {
+            "id": job_id,
+            "status": "failed",
+            "error": f"the job's {STATUS_FILE} is missing or unreadable",
+        }
     status.setdefault("id", job_id)
     status.setdefault("error", None)
     progress = job_progress(job_id)
@@ -352,8 +358,11 @@ def job_status(job_id: str) -> dict:
             if fresh.get("status") in FINAL_STATES:
                 return job_status(job_id)
             if (directory / CANCEL_FILE).exists():
-                fields = {"status": "cancelled", "ended": _now(),
-                          "stop_reason": "cancelled by user (the process had stopped)"}
+                fields = {
+                    "status": "cancelled",
+                    "ended": _now(),
+                    "stop_reason": "cancelled by user (the process had stopped)",
+                }
             else:
                 tail = read_log(job_id)
                 fields = {
@@ -375,8 +384,9 @@ def list_jobs() -> list[dict]:
     root = jobs_dir()
     if not root.is_dir():
         return []
-    ids = sorted((d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
-                 reverse=True)
+    ids = sorted(
+        (d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), reverse=True
+    )
     return [job_status(i) for i in ids]
 
 
@@ -405,8 +415,12 @@ def cancel_job(job_id: str, *, force: bool = False) -> dict:
                     os.kill(pid, signal.SIGTERM)
             except OSError:
                 pass
-            _update_status(directory, status="cancelled", ended=_now(),
-                           stop_reason="stopped at once by user (nothing saved)")
+            _update_status(
+                directory,
+                status="cancelled",
+                ended=_now(),
+                stop_reason="stopped at once by user (nothing saved)",
+            )
     return job_status(job_id)
 
 
@@ -459,8 +473,10 @@ def run_job(directory: str | os.PathLike) -> int:
         print(f"[{_now()}] loading {request['dataset_path']}", flush=True)
         dataset = load_dataset(request["dataset_path"], limit=request.get("limit"))
         if dataset.errors:
-            print(f"{len(dataset.errors)} entries could not be used, e.g. "
-                  f"{dataset.errors[0]}", flush=True)
+            print(
+                f"{len(dataset.errors)} entries could not be used, e.g. {dataset.errors[0]}",
+                flush=True,
+            )
         if request.get("query"):
             dataset = dataset.query(request["query"])
         target = request["target"]
@@ -470,8 +486,12 @@ def run_job(directory: str | os.PathLike) -> int:
                 f"columns: {', '.join(dataset.numeric_columns()) or 'none'}"
             )
         if (directory / CANCEL_FILE).exists():
-            _update_status(directory, status="cancelled", ended=_now(),
-                           stop_reason="cancelled by user before training started")
+            _update_status(
+                directory,
+                status="cancelled",
+                ended=_now(),
+                stop_reason="cancelled by user before training started",
+            )
             return 0
         print(f"[{_now()}] training on {len(dataset)} structures, target {target}", flush=True)
         result = train(
@@ -494,20 +514,24 @@ def run_job(directory: str | os.PathLike) -> int:
             model_path=str(result.path) if result.path else None,
             metrics=_json_safe(result.metrics),
         )
-        print(f"[{_now()}] {'cancelled' if cancelled else 'done'}: saved {result.path}",
-              flush=True)
+        print(f"[{_now()}] {'cancelled' if cancelled else 'done'}: saved {result.path}", flush=True)
         return 0
     except BaseException as exc:  # noqa: BLE001 - every failure must end up in status.json
         if isinstance(exc, KeyboardInterrupt) and (directory / CANCEL_FILE).exists():
-            _update_status(directory, status="cancelled", ended=_now(),
-                           stop_reason="stopped at once by user (nothing saved)")
+            _update_status(
+                directory,
+                status="cancelled",
+                ended=_now(),
+                stop_reason="stopped at once by user (nothing saved)",
+            )
             return 0
         traceback.print_exc()
         message = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, KeyboardInterrupt):
             message = "interrupted (the process was stopped)"
-        _update_status(directory, status="failed", ended=_now(),
-                       error=f"{type(exc).__name__}: {message}")
+        _update_status(
+            directory, status="failed", ended=_now(), error=f"{type(exc).__name__}: {message}"
+        )
         return 1
 
 

@@ -22,8 +22,20 @@ from engine.jobs import (
     start_training_job,
 )
 
-ELEMENTS = [("Sr", "Ti"), ("Ba", "Zr"), ("La", "Co"), ("La", "Fe"), ("Ca", "Ti"), ("Sr", "Fe"),
-            ("Ba", "Ti"), ("La", "Mn"), ("La", "Ni"), ("Sr", "Co"), ("Ba", "Ce"), ("La", "Ga")]
+ELEMENTS = [
+    ("Sr", "Ti"),
+    ("Ba", "Zr"),
+    ("La", "Co"),
+    ("La", "Fe"),
+    ("Ca", "Ti"),
+    ("Sr", "Fe"),
+    ("Ba", "Ti"),
+    ("La", "Mn"),
+    ("La", "Ni"),
+    ("Sr", "Co"),
+    ("Ba", "Ce"),
+    ("La", "Ga"),
+]
 
 
 def write_tiny_dataset(path: Path, n: int = 36) -> Path:
@@ -37,8 +49,13 @@ def write_tiny_dataset(path: Path, n: int = 36) -> Path:
                 "id": f"p{k}",
                 "lattice": [[a, 0, 0], [0, a, 0], [0, 0, a]],
                 "species": [a_el, b_el, "O", "O", "O"],
-                "frac_coords": [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5],
-                                [0, 0.5, 0.5]],
+                "frac_coords": [
+                    [0, 0, 0],
+                    [0.5, 0.5, 0.5],
+                    [0.5, 0.5, 0],
+                    [0.5, 0, 0.5],
+                    [0, 0.5, 0.5],
+                ],
                 "toy_target": 1e-5 * a + 1e-7 * k,
                 "label": "text",
             }
@@ -53,8 +70,9 @@ def wait_for(job_id: str, states=("done", "failed", "cancelled"), timeout: float
         if status["status"] in states:
             return status
         time.sleep(0.3)
-    raise AssertionError(f"job {job_id} still {job_status(job_id)} after {timeout} s;\n"
-                         f"{read_log(job_id)}")
+    raise AssertionError(
+        f"job {job_id} still {job_status(job_id)} after {timeout} s;\n{read_log(job_id)}"
+    )
 
 
 SMALL = {
@@ -66,8 +84,9 @@ SMALL = {
 @pytest.mark.slow
 def test_job_runs_to_done_and_saves_model(tmp_path):
     data = write_tiny_dataset(tmp_path / "tiny.jsonl")
-    job_id = start_training_job(data, "toy_target", training=TrainConfig(epochs=3, batch_size=8),
-                                name="tiny-model", **SMALL)
+    job_id = start_training_job(
+        data, "toy_target", training=TrainConfig(epochs=3, batch_size=8), name="tiny-model", **SMALL
+    )
     assert job_status(job_id)["status"] in ("queued", "running", "done")
     status = wait_for(job_id)
     assert status["status"] == "done", (status, read_log(job_id))
@@ -98,9 +117,13 @@ def test_bad_target_fails_with_reason(tmp_path):
 @pytest.mark.slow
 def test_cancel_stops_after_current_epoch(tmp_path):
     data = write_tiny_dataset(tmp_path / "tiny.jsonl")
-    job_id = start_training_job(data, "toy_target", name="to-cancel",
-                                training=TrainConfig(epochs=500, batch_size=4,
-                                                     early_stopping_patience=None), **SMALL)
+    job_id = start_training_job(
+        data,
+        "toy_target",
+        name="to-cancel",
+        training=TrainConfig(epochs=500, batch_size=4, early_stopping_patience=None),
+        **SMALL,
+    )
     deadline = time.time() + 120
     while job_progress(job_id)["epoch"] < 1 and time.time() < deadline:
         assert job_status(job_id)["status"] in ("queued", "running"), read_log(job_id)

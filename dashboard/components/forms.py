@@ -26,10 +26,10 @@ HELP: dict[str, str] = {
     "weight_decay": "L2 penalty on the weights (0 = none).",
     "scheduler": "cosine: smooth decay to 0; plateau: halve when validation stalls; none.",
     "early_stopping_patience": "Stop after this many epochs without validation improvement "
-                               "(0 = never stop early).",
+    "(0 = never stop early).",
     "seed": "Random seed: the same seed gives the same run.",
     "kind": "group: split by reduced formula (polymorphs stay together; recommended); "
-            "random: split rows; column: take the split from a dataset column.",
+    "random: split rows; column: take the split from a dataset column.",
     "val_fraction": "Share of rows in the validation set (picks the best epoch).",
     "test_fraction": "Share of rows in the test set (scored once, at the end).",
     "atom_fea_len": "Width of the atom vectors v_i and of the pooled crystal vector.",
@@ -37,9 +37,9 @@ HELP: dict[str, str] = {
     "h_fea_len": "Width of the dense layers after pooling.",
     "n_h": "Number of dense layers after pooling.",
     "gate": "Use the sigmoid gate of eq. 1 (switching it off is an ablation: far neighbours "
-            "then weigh as much as near ones).",
+    "then weigh as much as near ones).",
     "atom_features": "cgcnn92: the fixed 92-number element table; embedding: learn a vector per "
-                     "element.",
+    "element.",
     "dropout": "Dropout before the output layer.",
     "plateau_factor": "Learning-rate factor when validation stalls (plateau scheduler).",
     "plateau_patience": "Epochs without improvement before the plateau scheduler acts.",
@@ -49,7 +49,7 @@ HELP: dict[str, str] = {
     "gaussian_width": "σ of the Gaussians in Å.",
     "isolated_atoms": "What to do with an atom that has no neighbour within the cutoff.",
     "pad_like_original": "Pad atoms with fewer neighbours than the cap like the original code "
-                         "(only to reproduce the original pretrained models).",
+    "(only to reproduce the original pretrained models).",
     "column": "Dataset column holding train/val/test.",
 }
 
@@ -72,9 +72,15 @@ def _number_step(default: float) -> float:
     return 10.0 ** math.floor(math.log10(d))
 
 
-def config_widgets(config_class, *, key: str, skip: set[str] | None = None,
-                   overrides: dict[str, Any] | None = None, choices: dict[str, list] | None = None,
-                   columns: int = 3) -> dict[str, Any]:
+def config_widgets(
+    config_class,
+    *,
+    key: str,
+    skip: set[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    choices: dict[str, list] | None = None,
+    columns: int = 3,
+) -> dict[str, Any]:
     """Draw one widget per field of ``config_class``; return the values as a dict.
 
     Args:
@@ -105,19 +111,26 @@ def config_widgets(config_class, *, key: str, skip: set[str] | None = None,
             values[name] = where.selectbox(label, opts, index=index, key=wkey, help=help_text)
         elif origin is Literal:
             opts = list(typing.get_args(annotation))
-            values[name] = where.selectbox(label, opts, index=opts.index(default)
-                                           if default in opts else 0, key=wkey, help=help_text)
+            values[name] = where.selectbox(
+                label,
+                opts,
+                index=opts.index(default) if default in opts else 0,
+                key=wkey,
+                help=help_text,
+            )
         elif annotation is bool:
             values[name] = where.checkbox(label, value=bool(default), key=wkey, help=help_text)
         elif annotation is int:
-            value = where.number_input(label, value=int(default or 0), step=1, key=wkey,
-                                       help=help_text)
+            value = where.number_input(
+                label, value=int(default or 0), step=1, key=wkey, help=help_text
+            )
             values[name] = None if optional and value == 0 else int(value)
         elif annotation is float:
             d = float(default or 0.0)
             fmt = "%.0e" if 0 < abs(d) < 1e-2 else "%g"
-            value = where.number_input(label, value=d, step=_number_step(d), format=fmt,
-                                       key=wkey, help=help_text)
+            value = where.number_input(
+                label, value=d, step=_number_step(d), format=fmt, key=wkey, help=help_text
+            )
             values[name] = float(value)
         elif annotation is str:
             text = where.text_input(label, value=str(default or ""), key=wkey, help=help_text)

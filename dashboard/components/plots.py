@@ -41,8 +41,9 @@ def element_bar(counts: pd.DataFrame, *, top: int = 40, title: str | None = None
     return _finish(fig, title)
 
 
-def parity(frame: pd.DataFrame, display: Display, *, title: str | None = None,
-           height: int = 460) -> go.Figure:
+def parity(
+    frame: pd.DataFrame, display: Display, *, title: str | None = None, height: int = 460
+) -> go.Figure:
     """Prediction against truth, one trace per split, hover shows id and formula.
 
     ``frame`` needs ``target``, ``prediction``, ``id``, ``formula`` and optionally ``split``.
@@ -53,25 +54,40 @@ def parity(frame: pd.DataFrame, display: Display, *, title: str | None = None,
         df["split"] = "data"
     fig = go.Figure()
     for split, part in df.groupby("split", sort=False):
-        fig.add_trace(go.Scatter(
-            x=display.scale(part["target"]), y=display.scale(part["prediction"]),
-            mode="markers", name=str(split),
-            marker={"size": 7, "opacity": 0.75, "color": SPLIT_COLOURS.get(str(split))},
-            customdata=np.stack([part["id"].astype(str), part["formula"].astype(str)], axis=1),
-            hovertemplate=(
-                "<b>%{customdata[1]}</b><br>id %{customdata[0]}<br>"
-                f"true %{{x:.4g}}<br>predicted %{{y:.4g}} {display.unit}<extra>{split}</extra>"
-            ),
-        ))
-    both = np.concatenate([display.scale(df["target"].to_numpy(float)),
-                           display.scale(df["prediction"].to_numpy(float))])
+        fig.add_trace(
+            go.Scatter(
+                x=display.scale(part["target"]),
+                y=display.scale(part["prediction"]),
+                mode="markers",
+                name=str(split),
+                marker={"size": 7, "opacity": 0.75, "color": SPLIT_COLOURS.get(str(split))},
+                customdata=np.stack([part["id"].astype(str), part["formula"].astype(str)], axis=1),
+                hovertemplate=(
+                    "<b>%{customdata[1]}</b><br>id %{customdata[0]}<br>"
+                    f"true %{{x:.4g}}<br>predicted %{{y:.4g}} {display.unit}<extra>{split}</extra>"
+                ),
+            )
+        )
+    both = np.concatenate(
+        [
+            display.scale(df["target"].to_numpy(float)),
+            display.scale(df["prediction"].to_numpy(float)),
+        ]
+    )
     both = both[np.isfinite(both)]
     if both.size:
         lo, hi = float(both.min()), float(both.max())
         pad = 0.03 * (hi - lo or 1.0)
-        fig.add_trace(go.Scatter(x=[lo - pad, hi + pad], y=[lo - pad, hi + pad], mode="lines",
-                                 name="y = x", line={"color": "black", "dash": "dash", "width": 1},
-                                 hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=[lo - pad, hi + pad],
+                y=[lo - pad, hi + pad],
+                mode="lines",
+                name="y = x",
+                line={"color": "black", "dash": "dash", "width": 1},
+                hoverinfo="skip",
+            )
+        )
     fig.update_xaxes(title=f"True {display.label}")
     fig.update_yaxes(title=f"Predicted {display.label}")
     return _finish(fig, title, height)
@@ -83,56 +99,114 @@ def residuals(frame: pd.DataFrame, display: Display, *, title: str | None = None
     if "split" not in df:
         df["split"] = "data"
     df["residual"] = display.scale(df["prediction"] - df["target"])
-    fig = px.histogram(df, x="residual", color="split", barmode="overlay", nbins=40,
-                       color_discrete_map=SPLIT_COLOURS, opacity=0.7)
+    fig = px.histogram(
+        df,
+        x="residual",
+        color="split",
+        barmode="overlay",
+        nbins=40,
+        color_discrete_map=SPLIT_COLOURS,
+        opacity=0.7,
+    )
     fig.add_vline(x=0, line_dash="dash", line_color="black")
     fig.update_xaxes(title=f"Residual, predicted − true ({display.unit or 'target unit'})")
     fig.update_yaxes(title="Number of structures")
     return _finish(fig, title)
 
 
-def learning_curves(history: pd.DataFrame, display: Display | None = None, *,
-                    title: str | None = None, label: str = "", height: int = 340) -> go.Figure:
+def learning_curves(
+    history: pd.DataFrame,
+    display: Display | None = None,
+    *,
+    title: str | None = None,
+    label: str = "",
+    height: int = 340,
+) -> go.Figure:
     """Training and validation loss (MSE on the standardised target) per epoch, log scale."""
     fig = go.Figure()
     prefix = f"{label} " if label else ""
     for col, dash, name in (("train_loss", "solid", "train"), ("val_loss", "dash", "validation")):
         if col in history:
-            fig.add_trace(go.Scatter(x=history["epoch"], y=history[col], mode="lines+markers",
-                                     name=f"{prefix}{name}", line={"dash": dash},
-                                     marker={"size": 4}))
+            fig.add_trace(
+                go.Scatter(
+                    x=history["epoch"],
+                    y=history[col],
+                    mode="lines+markers",
+                    name=f"{prefix}{name}",
+                    line={"dash": dash},
+                    marker={"size": 4},
+                )
+            )
     fig.update_xaxes(title="Epoch")
-    fig.update_yaxes(title="Loss: MSE of the standardised target (unitless)", type="log")
+    fig.update_yaxes(
+        title="Loss: MSE of the standardised target (unitless)",
+        type="log",
+        dtick="D2",
+        tickformat=".1g",
+    )
     return _finish(fig, title, height)
 
 
-def mae_curves(history: pd.DataFrame, display: Display, *, title: str | None = None,
-               label: str = "", height: int = 340) -> go.Figure:
+def mae_curves(
+    history: pd.DataFrame,
+    display: Display,
+    *,
+    title: str | None = None,
+    label: str = "",
+    height: int = 340,
+) -> go.Figure:
     """Training and validation MAE per epoch, in display units."""
     fig = go.Figure()
     prefix = f"{label} " if label else ""
     for col, dash, name in (("train_mae", "solid", "train"), ("val_mae", "dash", "validation")):
         if col in history:
-            fig.add_trace(go.Scatter(x=history["epoch"], y=display.scale(history[col]),
-                                     mode="lines+markers", name=f"{prefix}{name}",
-                                     line={"dash": dash}, marker={"size": 4}))
+            fig.add_trace(
+                go.Scatter(
+                    x=history["epoch"],
+                    y=display.scale(history[col]),
+                    mode="lines+markers",
+                    name=f"{prefix}{name}",
+                    line={"dash": dash},
+                    marker={"size": 4},
+                )
+            )
     fig.update_xaxes(title="Epoch")
     fig.update_yaxes(title=display.short("MAE"))
     return _finish(fig, title, height)
 
 
-def gaussian_expansion(centres: np.ndarray, values: np.ndarray, distance: float, *,
-                       width: float, title: str | None = None) -> go.Figure:
+def gaussian_expansion(
+    centres: np.ndarray,
+    values: np.ndarray,
+    distance: float,
+    *,
+    width: float,
+    title: str | None = None,
+) -> go.Figure:
     """The edge feature vector u_k(d) against the Gaussian centres μ_k."""
-    fig = go.Figure(go.Bar(x=centres, y=values, marker_color="#1f77b4",
-                           hovertemplate="μ = %{x:.2f} Å<br>u = %{y:.3f}<extra></extra>",
-                           name="u_k(d)"))
+    fig = go.Figure(
+        go.Bar(
+            x=centres,
+            y=values,
+            marker_color="#1f77b4",
+            hovertemplate="μ = %{x:.2f} Å<br>u = %{y:.3f}<extra></extra>",
+            name="u_k(d)",
+        )
+    )
     fine = np.linspace(float(centres.min()), float(centres.max()), 400)
-    fig.add_trace(go.Scatter(x=fine, y=np.exp(-((distance - fine) ** 2) / width**2),
-                             mode="lines", line={"color": "#d62728", "width": 1},
-                             name=f"exp(−(d − μ)²/σ²), σ = {width:g} Å", hoverinfo="skip"))
-    fig.add_vline(x=distance, line_dash="dash", line_color="black",
-                  annotation_text=f"d = {distance:.3f} Å")
+    fig.add_trace(
+        go.Scatter(
+            x=fine,
+            y=np.exp(-((distance - fine) ** 2) / width**2),
+            mode="lines",
+            line={"color": "#d62728", "width": 1},
+            name=f"exp(−(d − μ)²/σ²), σ = {width:g} Å",
+            hoverinfo="skip",
+        )
+    )
+    fig.add_vline(
+        x=distance, line_dash="dash", line_color="black", annotation_text=f"d = {distance:.3f} Å"
+    )
     fig.update_xaxes(title="Gaussian centre μ_k (Å)")
     fig.update_yaxes(title="Edge feature u_k(d) (unitless)", range=[0, 1.05])
     return _finish(fig, title, 320)
@@ -140,30 +214,55 @@ def gaussian_expansion(centres: np.ndarray, values: np.ndarray, distance: float,
 
 def coordination_hist(counts: pd.Series, cap: int, *, title: str | None = None) -> go.Figure:
     """How many atoms have how many neighbours within the cutoff (before the cap)."""
-    fig = px.histogram(x=counts, nbins=max(int(counts.max()) + 1 if len(counts) else 1, 1))
-    fig.add_vline(x=cap, line_dash="dash", line_color="#d62728",
-                  annotation_text=f"cap = {cap}")
+    tally = counts.value_counts().sort_index()
+    fig = go.Figure(
+        go.Bar(
+            x=tally.index,
+            y=tally.values,
+            marker_color="#1f77b4",
+            hovertemplate="%{x} neighbours: %{y} atoms<extra></extra>",
+        )
+    )
+    fig.add_vline(x=cap, line_dash="dash", line_color="#d62728", annotation_text=f"cap = {cap}")
     fig.update_xaxes(title="Neighbours within the cutoff (count)")
-    fig.update_yaxes(title="Number of atoms")
+    fig.update_yaxes(title="Number of atoms", dtick=1 if tally.max() < 10 else None)
     return _finish(fig, title, 300)
 
 
-def embedding_scatter(frame: pd.DataFrame, color: str, *, color_label: str,
-                      categorical: bool, title: str | None = None,
-                      height: int = 560) -> go.Figure:
+def embedding_scatter(
+    frame: pd.DataFrame,
+    color: str,
+    *,
+    color_label: str,
+    categorical: bool,
+    title: str | None = None,
+    height: int = 560,
+) -> go.Figure:
     """2-D map of pooled vectors; ``frame`` has x, y, id, formula and the colour column.
 
-    Points carry ``customdata = [id, formula]``; hover shows the formula.
+    Points carry ``customdata = [id, formula]``; hover shows the formula. A continuous colour
+    scale spans the 2nd to 98th percentile, so that a few extreme values do not wash it out.
     """
     df = frame.copy()
     custom = ["id", "formula"]
     if categorical:
         df[color] = df[color].astype(str)
-        fig = px.scatter(df, x="x", y="y", color=color, custom_data=custom,
-                         labels={color: color_label})
+        fig = px.scatter(
+            df, x="x", y="y", color=color, custom_data=custom, labels={color: color_label}
+        )
     else:
-        fig = px.scatter(df, x="x", y="y", color=color, custom_data=custom,
-                         color_continuous_scale="Viridis", labels={color: color_label})
+        values = pd.to_numeric(df[color], errors="coerce").dropna()
+        lo, hi = np.percentile(values, [2, 98]) if len(values) > 2 else (None, None)
+        fig = px.scatter(
+            df,
+            x="x",
+            y="y",
+            color=color,
+            custom_data=custom,
+            color_continuous_scale="Viridis",
+            labels={color: color_label},
+            range_color=[lo, hi] if lo is not None and hi > lo else None,
+        )
         fig.update_layout(coloraxis_colorbar={"title": color_label})
     fig.update_traces(
         marker={"size": 8, "opacity": 0.85, "line": {"width": 0.3, "color": "white"}},
@@ -177,23 +276,32 @@ def embedding_scatter(frame: pd.DataFrame, color: str, *, color_label: str,
 def weight_hist(weights: pd.Series, *, title: str | None = None) -> go.Figure:
     """Distribution of the composition weight w_comp (w_graph = 1 − w_comp)."""
     fig = px.histogram(x=weights, nbins=30, range_x=[0, 1])
-    fig.add_vline(x=float(weights.mean()), line_dash="dash",
-                  annotation_text=f"mean {weights.mean():.2f}")
-    fig.update_xaxes(title="Composition weight w_comp (unitless, 0–1; w_graph = 1 − w_comp)")
+    fig.add_vline(
+        x=float(weights.mean()), line_dash="dash", annotation_text=f"mean {weights.mean():.2f}"
+    )
+    fig.update_xaxes(title="Composition weight w_comp (unitless; w_graph = 1 − w_comp)")
     fig.update_yaxes(title="Number of structures")
     return _finish(fig, title)
 
 
-def weight_vs_error(frame: pd.DataFrame, display: Display, *,
-                    title: str | None = None) -> go.Figure:
+def weight_vs_error(
+    frame: pd.DataFrame, display: Display, *, title: str | None = None
+) -> go.Figure:
     """|error| against w_comp; ``frame`` has w_comp, error, id, formula."""
     df = frame.copy()
     df["abs_error"] = display.scale(df["error"].abs())
-    fig = px.scatter(df, x="w_comp", y="abs_error", custom_data=["id", "formula"],
-                     color="split" if "split" in df else None,
-                     color_discrete_map=SPLIT_COLOURS)
-    fig.update_traces(hovertemplate="<b>%{customdata[1]}</b><br>id %{customdata[0]}<br>"
-                      "w_comp %{x:.2f}<br>|error| %{y:.3g}<extra></extra>")
+    fig = px.scatter(
+        df,
+        x="w_comp",
+        y="abs_error",
+        custom_data=["id", "formula"],
+        color="split" if "split" in df else None,
+        color_discrete_map=SPLIT_COLOURS,
+    )
+    fig.update_traces(
+        hovertemplate="<b>%{customdata[1]}</b><br>id %{customdata[0]}<br>"
+        "w_comp %{x:.2f}<br>|error| %{y:.3g}<extra></extra>"
+    )
     fig.update_xaxes(title="Composition weight w_comp (unitless)", range=[0, 1])
     fig.update_yaxes(title=display.short("Absolute error |predicted − true|"))
     return _finish(fig, title)

@@ -22,8 +22,10 @@ def symmetry(structure) -> tuple[str, int | None, str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sga = SpacegroupAnalyzer(structure, symprec=SYMPREC)
-            return sga.get_space_group_symbol(), sga.get_space_group_number(), (
-                sga.get_crystal_system()
+            return (
+                sga.get_space_group_symbol(),
+                sga.get_space_group_number(),
+                (sga.get_crystal_system()),
             )
     except Exception:  # noqa: BLE001 - spglib fails on some odd cells; the table says "?"
         return "?", None, "?"
@@ -51,14 +53,24 @@ def describe(item) -> dict:
 
 def describe_many(items) -> pd.DataFrame:
     rows = [describe(item) for item in items]
-    columns = ["id", "formula", "atoms", "space group", "sg number", "crystal system",
-               "volume (Å³)", "density (g/cm³)", "elements"]
+    columns = [
+        "id",
+        "formula",
+        "atoms",
+        "space group",
+        "sg number",
+        "crystal system",
+        "volume (Å³)",
+        "density (g/cm³)",
+        "elements",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
 def element_counts(elements: pd.Series) -> pd.DataFrame:
     """How many structures contain each element (from the space-separated ``elements`` column)."""
     counts = Counter(el for text in elements.dropna() for el in str(text).split())
-    frame = pd.DataFrame(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])),
-                         columns=["element", "structures"])
+    frame = pd.DataFrame(
+        sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])), columns=["element", "structures"]
+    )
     return frame

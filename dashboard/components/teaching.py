@@ -22,7 +22,7 @@ NOTES: dict[str, tuple[str, str]] = {
         "Gaussian distance expansion",
         (
             "A single number (the distance *d*) is a poor input for a neural network, so it is "
-            "spread over many Gaussian \"bins\": u_k(d) = exp(−(d − μ_k)² / σ²), with centres μ_k "
+            'spread over many Gaussian "bins": u_k(d) = exp(−(d − μ_k)² / σ²), with centres μ_k '
             "from 0 to 8 Å every 0.2 Å (41 features) and σ = 0.2 Å. A short bond lights up the "
             "first bins, a long one the last bins — like a soft one-hot code of the distance."
         ),
@@ -49,7 +49,7 @@ NOTES: dict[str, tuple[str, str]] = {
     "embeddings": (
         "Embeddings",
         (
-            "The pooled crystal vector v_c (64 numbers by default) is what the model \"sees\" of a "
+            'The pooled crystal vector v_c (64 numbers by default) is what the model "sees" of a '
             "material. t-SNE and UMAP squeeze these vectors into 2-D while trying to keep "
             "neighbours neighbours. If the model has learnt something meaningful, materials with "
             "similar properties sit together: coloured by predicted thermal expansion, the test set "

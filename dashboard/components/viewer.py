@@ -70,16 +70,18 @@ class GraphView:
 
     def table(self, structure) -> pd.DataFrame:
         species = [site.species_string for site in structure]
-        return pd.DataFrame({
-            "edge": np.arange(len(self.center)),
-            "centre i": [f"{species[i]}{i}" for i in self.center],
-            "neighbour j": [f"{species[j]}{j}" for j in self.neighbor],
-            "image (a, b, c)": [
-                "in cell" if not any(o) else f"({o[0]:+d}, {o[1]:+d}, {o[2]:+d})"
-                for o in self.offset
-            ],
-            "distance (Å)": np.round(self.distance, 4),
-        })
+        return pd.DataFrame(
+            {
+                "edge": np.arange(len(self.center)),
+                "centre i": [f"{species[i]}{i}" for i in self.center],
+                "neighbour j": [f"{species[j]}{j}" for j in self.neighbor],
+                "image (a, b, c)": [
+                    "in cell" if not any(o) else f"({o[0]:+d}, {o[1]:+d}, {o[2]:+d})"
+                    for o in self.offset
+                ],
+                "distance (Å)": np.round(self.distance, 4),
+            }
+        )
 
     def coordination(self, structure) -> pd.DataFrame:
         """Per atom: element, neighbours within the cutoff, edges kept, nearest and mean distance."""
@@ -91,14 +93,16 @@ class GraphView:
             d = self.distance[self.center == i]
             if len(d):
                 nearest[i], mean[i] = d.min(), d.mean()
-        return pd.DataFrame({
-            "site": [f"{site.species_string}{i}" for i, site in enumerate(structure)],
-            "element": [site.species_string for site in structure],
-            "within cutoff": self.within,
-            "edges kept": kept,
-            "nearest (Å)": np.round(nearest, 3),
-            "mean edge (Å)": np.round(mean, 3),
-        })
+        return pd.DataFrame(
+            {
+                "site": [f"{site.species_string}{i}" for i, site in enumerate(structure)],
+                "element": [site.species_string for site in structure],
+                "within cutoff": self.within,
+                "edges kept": kept,
+                "nearest (Å)": np.round(nearest, 3),
+                "mean edge (Å)": np.round(mean, 3),
+            }
+        )
 
 
 def build_graph(structure, graph_config, *, cutoff: float, max_neighbors: int) -> GraphView:
@@ -106,8 +110,13 @@ def build_graph(structure, graph_config, *, cutoff: float, max_neighbors: int) -
     from engine import GraphBuilder
     from engine.graphs import gaussian_centers
 
-    builder = GraphBuilder(graph_config, cutoff=cutoff, max_neighbors=max_neighbors,
-                           isolated_atoms="ignore", pad_like_original=False)
+    builder = GraphBuilder(
+        graph_config,
+        cutoff=cutoff,
+        max_neighbors=max_neighbors,
+        isolated_atoms="ignore",
+        pad_like_original=False,
+    )
     data = builder(structure)
     centre_all = structure.get_neighbor_list(r=cutoff, exclude_self=True)[0]
     edge_index = data.edge_index.numpy()
@@ -169,10 +178,18 @@ def _xyz(v) -> dict:
     return {"x": float(v[0]), "y": float(v[1]), "z": float(v[2])}
 
 
-def viewer_html(structure, graph: GraphView | None, *, show_images: bool = True,
-                show_edges: bool = True, show_cell: bool = True, labels: bool = False,
-                highlight_edge: int | None = None, height: int = 480,
-                atom_scale: float = 0.45) -> str:
+def viewer_html(
+    structure,
+    graph: GraphView | None,
+    *,
+    show_images: bool = True,
+    show_edges: bool = True,
+    show_cell: bool = True,
+    labels: bool = False,
+    highlight_edge: int | None = None,
+    height: int = 480,
+    atom_scale: float = 0.45,
+) -> str:
     """HTML (with script) of a 3Dmol view of the cell and its neighbour graph."""
     import py3Dmol
 
@@ -182,34 +199,54 @@ def viewer_html(structure, graph: GraphView | None, *, show_images: bool = True,
     cart = structure.cart_coords
     species = [site.species_string for site in structure]
     for i, (pos, el) in enumerate(zip(cart, species)):
-        view.addSphere({"center": _xyz(pos), "radius": atom_scale * _radius(el),
-                        "color": element_colour(el)})
+        view.addSphere(
+            {"center": _xyz(pos), "radius": atom_scale * _radius(el), "color": element_colour(el)}
+        )
         if labels:
-            view.addLabel(f"{el}{i}", {"position": _xyz(pos), "fontSize": 11,
-                                       "backgroundOpacity": 0.5, "inFront": True})
+            view.addLabel(
+                f"{el}{i}",
+                {"position": _xyz(pos), "fontSize": 11, "backgroundOpacity": 0.5, "inFront": True},
+            )
     if show_cell:
         m = lattice.matrix
-        corners = {(a, b, c): a * m[0] + b * m[1] + c * m[2]
-                   for a in (0, 1) for b in (0, 1) for c in (0, 1)}
+        corners = {
+            (a, b, c): a * m[0] + b * m[1] + c * m[2]
+            for a in (0, 1)
+            for b in (0, 1)
+            for c in (0, 1)
+        }
         for (a, b, c), p in corners.items():
             for d in ((1, 0, 0), (0, 1, 0), (0, 0, 1)):
                 q = (a + d[0], b + d[1], c + d[2])
                 if q in corners:
-                    view.addLine({"start": _xyz(p), "end": _xyz(corners[q]), "color": "#555555",
-                                  "dashed": True})
+                    view.addLine(
+                        {
+                            "start": _xyz(p),
+                            "end": _xyz(corners[q]),
+                            "color": "#555555",
+                            "dashed": True,
+                        }
+                    )
     if graph is not None and len(graph.center):
         dmin, dmax = float(graph.distance.min()), float(graph.distance.max())
         span = dmax - dmin or 1.0
         drawn_images: set[tuple[int, int, int, int]] = set()
         drawn_edges: set[tuple] = set()
-        for k, (i, j, off, d) in enumerate(zip(graph.center, graph.neighbor, graph.offset,
-                                               graph.distance)):
+        for k, (i, j, off, d) in enumerate(
+            zip(graph.center, graph.neighbor, graph.offset, graph.distance)
+        ):
             off = tuple(int(x) for x in off)
             end = cart[j] + np.asarray(off) @ lattice.matrix
             if any(off) and show_images and (j, *off) not in drawn_images:
                 drawn_images.add((j, *off))
-                view.addSphere({"center": _xyz(end), "radius": 0.6 * atom_scale * _radius(
-                    species[j]), "color": element_colour(species[j]), "opacity": 0.35})
+                view.addSphere(
+                    {
+                        "center": _xyz(end),
+                        "radius": 0.6 * atom_scale * _radius(species[j]),
+                        "color": element_colour(species[j]),
+                        "opacity": 0.35,
+                    }
+                )
             if not show_edges:
                 continue
             key = (int(i), int(j), off)
@@ -219,12 +256,16 @@ def viewer_html(structure, graph: GraphView | None, *, show_images: bool = True,
             drawn_edges.add(key)
             if not any(off) or show_images:
                 hot = k == highlight_edge
-                view.addCylinder({
-                    "start": _xyz(cart[i]), "end": _xyz(end),
-                    "radius": 0.12 if hot else 0.05,
-                    "color": "#ff1493" if hot else distance_colour((d - dmin) / span),
-                    "fromCap": 1, "toCap": 1,
-                })
+                view.addCylinder(
+                    {
+                        "start": _xyz(cart[i]),
+                        "end": _xyz(end),
+                        "radius": 0.12 if hot else 0.05,
+                        "color": "#ff1493" if hot else distance_colour((d - dmin) / span),
+                        "fromCap": 1,
+                        "toCap": 1,
+                    }
+                )
     view.zoomTo()
     body = view._make_html()
     legend = ""
@@ -233,9 +274,9 @@ def viewer_html(structure, graph: GraphView | None, *, show_images: bool = True,
         legend = (
             '<div style="font:12px sans-serif;margin-top:4px;display:flex;align-items:center;'
             'gap:6px"><span>edge length</span>'
-            f'<span>{graph.distance.min():.2f} Å</span>'
+            f"<span>{graph.distance.min():.2f} Å</span>"
             f'<span style="flex:0 0 160px;height:10px;background:linear-gradient(90deg,{stops})">'
-            f'</span><span>{graph.distance.max():.2f} Å</span>'
+            f"</span><span>{graph.distance.max():.2f} Å</span>"
             '<span style="margin-left:12px;opacity:.7">● translucent = atom in a periodic image'
             "</span></div>"
         )
@@ -258,24 +299,38 @@ def show_viewer(html_text: str, *, height: int = 480, title: str = "3D structure
         )
 
 
-def show_structure(structure, graph_config=None, *, height: int = 380, cutoff: float | None = None,
-                   max_neighbors: int | None = None, show_images: bool = True,
-                   title: str = "3D structure") -> None:
+def show_structure(
+    structure,
+    graph_config=None,
+    *,
+    height: int = 380,
+    cutoff: float | None = None,
+    max_neighbors: int | None = None,
+    show_images: bool = True,
+    title: str = "3D structure",
+) -> None:
     """A compact view of one structure with its graph, for pages that open a selected point."""
     graph = None
     if graph_config is not None:
-        graph = build_graph(structure, graph_config,
-                            cutoff=cutoff or graph_config.cutoff,
-                            max_neighbors=max_neighbors or graph_config.max_neighbors)
-    show_viewer(viewer_html(structure, graph, show_images=show_images, height=height),
-                height=height, title=title)
+        graph = build_graph(
+            structure,
+            graph_config,
+            cutoff=cutoff or graph_config.cutoff,
+            max_neighbors=max_neighbors or graph_config.max_neighbors,
+        )
+    show_viewer(
+        viewer_html(structure, graph, show_images=show_images, height=height),
+        height=height,
+        title=title,
+    )
 
 
 def describe_line(item) -> str:
     s = item.structure
-    return (f"**{html.escape(s.composition.reduced_formula)}** · id `{item.id}` · {len(s)} atoms · "
-            f"V = {s.volume:.1f} Å³ · a, b, c = "
-            + ", ".join(f"{x:.3f}" for x in s.lattice.abc) + " Å")
+    return (
+        f"**{html.escape(s.composition.reduced_formula)}** · id `{item.id}` · {len(s)} atoms · "
+        f"V = {s.volume:.1f} Å³ · a, b, c = " + ", ".join(f"{x:.3f}" for x in s.lattice.abc) + " Å"
+    )
 
 
 def nice_cutoff(x: float) -> float:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +15,8 @@ from dashboard.components.structinfo import describe_many
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
 from dashboard.components.viewer import describe_line, show_structure
+from engine.embeddings import reduce
+from engine.predict import embed, predict
 
 st.title("Embeddings")
 teach("pooling", "embeddings")
@@ -45,14 +46,19 @@ except Exception as exc:  # noqa: BLE001
     st.stop()
 card = model.card
 disp = display_for(card.target, card.unit)
+what = getattr(model, "pooled_description", "")
+if what:
+    st.caption(f"Vectors of this model ({getattr(model, 'family', '')}): {what}.")
 _, predictions = state.model_files(model_info)
 
 # ---------------------------------------------------------------------------------------------
 # Which structures
 
 choices: dict[str, str] = {}
-if predictions is not None and "split" in predictions and card.dataset is not None and Path(
-        card.dataset.source).exists():
+training_data = None
+if predictions is not None and "split" in predictions:
+    training_data = state.training_dataset(card)
+if training_data is not None:
     if (predictions["split"] == "test").any():
         choices["test"] = f"Test set of {card.name} (the reference picture)"
     choices["val+test"] = f"Validation + test sets of {card.name}"
@@ -63,8 +69,17 @@ choices["examples"] = "SOFC examples (15 structures)"
 
 c1, c2 = st.columns([3, 1])
 which = c1.selectbox("Structures", list(choices), format_func=choices.get, key="emb_which")
-max_n = int(c2.number_input("At most", 10, 5000, 500, 50, key="emb_max",
-                            help="The first structures of the set are used."))
+max_n = int(
+    c2.number_input(
+        "At most",
+        10,
+        5000,
+        500,
+        50,
+        key="emb_max",
+        help="The first structures of the set are used.",
+    )
+)
 
 
 def pick_items():
@@ -72,8 +87,7 @@ def pick_items():
     if which in ("test", "val+test"):
         parts = ["test"] if which == "test" else ["val", "test"]
         rows = predictions[predictions["split"].isin(parts)]
-        base = state.load_dataset(card.dataset.source, query=card.dataset.query)
-        by_id = {it.id: it for it in base.items}
+        by_id = {it.id: it for it in training_data.items}
         items = [by_id[i] for i in rows["id"].astype(str) if i in by_id]
         truth = dict(zip(rows["id"].astype(str), rows["target"]))
         return items[:max_n], truth, f"{card.dataset.name}:{which}"
@@ -98,18 +112,34 @@ if not items:
 # Method
 
 m1, m2, m3, m4 = st.columns(4)
-method = m1.radio("Method", ["tsne", "umap", "pca"], horizontal=True, key="emb_method",
-                  format_func={"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}.get)
+method = m1.radio(
+    "Method",
+    ["tsne", "umap", "pca"],
+    horizontal=True,
+    key="emb_method",
+    format_func={"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}.get,
+)
 seed = int(m2.number_input("Seed", 0, 10_000, 0, 1, key="emb_seed"))
 perplexity = n_neighbors = min_dist = None
 if method == "tsne":
-    perplexity = float(m3.slider("Perplexity", 2, 100, 30, key="emb_perp",
-                                 help="Effective number of neighbours (lowered for small sets)."))
+    perplexity = float(
+        m3.slider(
+            "Perplexity",
+            2,
+            100,
+            30,
+            key="emb_perp",
+            help="Effective number of neighbours (lowered for small sets).",
+        )
+    )
 elif method == "umap":
     n_neighbors = int(m3.slider("Neighbours", 2, 100, 15, key="emb_nn"))
     min_dist = float(m4.slider("Minimum distance", 0.0, 1.0, 0.1, 0.05, key="emb_md"))
-params = {"perplexity": perplexity or 30.0, "n_neighbors": n_neighbors or 15,
-          "min_dist": 0.1 if min_dist is None else min_dist}
+params = {
+    "perplexity": perplexity or 30.0,
+    "n_neighbors": n_neighbors or 15,
+    "min_dist": 0.1 if min_dist is None else min_dist,
+}
 
 ids_hash = hashlib.sha256("\0".join(it.id for it in items).encode()).hexdigest()[:16]
 model_key = f"{state.model_ref(model_info)}"
@@ -119,26 +149,27 @@ map_key = ("map", vec_key, method, seed, tuple(sorted(params.items())))
 auto = map_key in _store() or st.session_state.get("embedding_result") == map_key
 go = st.button("Compute map", type="primary", key="emb_go") or auto
 if not go:
-    st.info(f"{len(items)} structures will be passed through **{card.name}** and mapped with "
-            f"{ {'tsne': 't-SNE', 'umap': 'UMAP', 'pca': 'PCA'}[method] }. Press *Compute map*.")
+    st.info(
+        f"{len(items)} structures will be passed through **{card.name}** and mapped with "
+        f"{ {'tsne': 't-SNE', 'umap': 'UMAP', 'pca': 'PCA'}[method] }. Press *Compute map*."
+    )
     st.stop()
-
-from engine import embed, predict
-from engine.embeddings import reduce
 
 if vec_key not in _store():
     bar = st.progress(0.0, text="Computing pooled crystal vectors…")
     vectors, kept, preds = [], [], []
     step = 64
     for start in range(0, len(items), step):
-        chunk = items[start:start + step]
+        chunk = items[start : start + step]
         v, k = embed(model, chunk)
         if len(k):
             vectors.append(v)
             kept.extend(k)
             preds.append(predict(model, k).table["prediction"].to_numpy())
-        bar.progress(min((start + step) / len(items), 1.0),
-                     text=f"Pooled vectors: {min(start + step, len(items))} of {len(items)}")
+        bar.progress(
+            min((start + step) / len(items), 1.0),
+            text=f"Pooled vectors: {min(start + step, len(items))} of {len(items)}",
+        )
     bar.empty()
     if not kept:
         st.error("None of these structures could be turned into a graph.")
@@ -161,14 +192,17 @@ st.session_state["embedding_result"] = map_key
 xy, seconds = _store()[map_key]
 
 info = describe_many(kept)
-frame = pd.DataFrame({
-    "x": xy[:, 0], "y": xy[:, 1],
-    "id": [it.id for it in kept],
-    "formula": info["formula"],
-    "prediction": disp.scale(preds),
-    "crystal system": info["crystal system"],
-    "elements": info["elements"],
-})
+frame = pd.DataFrame(
+    {
+        "x": xy[:, 0],
+        "y": xy[:, 1],
+        "id": [it.id for it in kept],
+        "formula": info["formula"],
+        "prediction": disp.scale(preds),
+        "crystal system": info["crystal system"],
+        "elements": info["elements"],
+    }
+)
 known = np.array([truth.get(it.id, np.nan) for it in kept], dtype=float)
 if np.isfinite(known).any():
     frame["target"] = disp.scale(known)
@@ -182,8 +216,9 @@ colour_options["crystal system"] = "Crystal system"
 colour_options["element"] = "Contains an element"
 
 k1, k2 = st.columns([2, 1])
-colour = k1.selectbox("Colour by", list(colour_options), format_func=colour_options.get,
-                      key="emb_colour")
+colour = k1.selectbox(
+    "Colour by", list(colour_options), format_func=colour_options.get, key="emb_colour"
+)
 categorical = colour in ("crystal system", "element")
 column = colour
 if colour == "element":
@@ -191,16 +226,25 @@ if colour == "element":
     default_el = next((e for e in ("O", "La", "Sr") if e in present), present[0])
     element = k2.selectbox("Element", present, index=present.index(default_el), key="emb_el")
     column = f"contains {element}"
-    frame[column] = np.where(frame["elements"].str.split().apply(lambda els: element in els),
-                             f"with {element}", f"without {element}")
+    frame[column] = np.where(
+        frame["elements"].str.split().apply(lambda els: element in els),
+        f"with {element}",
+        f"without {element}",
+    )
 
-fig = plots.embedding_scatter(frame, column, color_label=colour_options[colour],
-                              categorical=categorical,
-                              title=f"{len(frame)} structures, {card.name}, "
-                                    f"{ {'tsne': 't-SNE', 'umap': 'UMAP', 'pca': 'PCA'}[method] }")
+fig = plots.embedding_scatter(
+    frame,
+    column,
+    color_label=colour_options[colour],
+    categorical=categorical,
+    title=f"{len(frame)} structures, {card.name}, "
+    f"{ {'tsne': 't-SNE', 'umap': 'UMAP', 'pca': 'PCA'}[method] }",
+)
 event = st.plotly_chart(fig, key="emb_plot", on_select="rerun", selection_mode=("points",))
-st.caption(f"Map computed in {seconds:.1f} s. Hover shows the formula; click a point to open "
-           "its structure.")
+st.caption(
+    f"Map computed in {seconds:.1f} s. Hover shows the formula; click a point to open "
+    "its structure."
+)
 
 points = event.selection.points if event is not None and event.selection else []
 chosen = next((p.get("customdata") for p in points if p.get("customdata")), None)
@@ -217,8 +261,21 @@ if chosen:
             st.markdown(describe_line(item))
             show_structure(item.structure, card.graph, height=340, title=f"3D view of {ident}")
             if st.button("Open on Structure & graph", key="emb_open"):
-                st.session_state["structure_id"] = ident
-                st.switch_page("views/structure.py")
+                if which in ("test", "val+test"):
+                    state.open_structure(
+                        ident,
+                        path=state.resolve_source(card.dataset.source),
+                        label=card.dataset.name,
+                        query=card.dataset.query,
+                    )
+                elif which == "examples":
+                    state.open_structure(ident, path=state.examples_dir(), label="SOFC examples")
+                else:
+                    state.open_structure(ident)
 
-st.download_button("Download the map (CSV)", frame.to_csv(index=False),
-                   file_name=f"embedding-{card.name}-{method}.csv", mime="text/csv")
+st.download_button(
+    "Download the map (CSV)",
+    frame.to_csv(index=False),
+    file_name=f"embedding-{card.name}-{method}.csv",
+    mime="text/csv",
+)

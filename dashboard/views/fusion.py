@@ -1,14 +1,20 @@
-"""Fusion weights: how much an attention-fusion model relies on composition versus structure.
+"""Fusion weights: how much a fusion model relies on composition versus structure.
 
-Contract with the engine (for the fusion families of the next release): a fusion model's
-``predictions.csv`` carries, per material, the composition weight ``w_comp`` and the graph
-weight ``w_graph`` (they sum to 1). Models whose family name contains ``fusion``, or whose
-predictions hold these columns, are listed here.
+* Attention fusion learns per-material weights (w_comp + w_graph = 1): their distribution, a
+  table per material and the weights against the error. They come from the model's saved
+  validation/test predictions (``predictions.csv`` columns ``w_comp``/``w_graph``, alias
+  ``weight_composition``/``weight_structure``) or are computed for the current dataset or the
+  SOFC examples with ``engine.predict.fusion_weights`` / ``evaluate``.
+* Early and attention fusion: the contribution analysis of ``engine.predict.
+  contribution_analysis`` (error increase when the composition part is zeroed or the graph
+  vectors are shuffled across materials).
+* Late fusion: the fitted mixing weight α.
 """
 
 from __future__ import annotations
 
 import pandas as pd
+import plotly.express as px
 import streamlit as st
 
 from dashboard import state
@@ -16,83 +22,248 @@ from dashboard.components import plots
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
 
-WEIGHT_COLUMNS = ("w_comp", "w_graph")
+ALIASES = {"weight_composition": "w_comp", "weight_structure": "w_graph"}
 
 st.title("Fusion weights")
 teach("fusion")
 
 
-def fusion_frame(m: dict) -> pd.DataFrame | None:
+def saved_weights(m: dict) -> pd.DataFrame | None:
     _, predictions = state.model_files(m)
-    if predictions is None or "w_comp" not in predictions:
+    if predictions is None:
         return None
-    frame = predictions.copy()
+    frame = predictions.rename(
+        columns={k: v for k, v in ALIASES.items() if k in predictions and v not in predictions}
+    )
+    if "w_comp" not in frame:
+        return None
     if "w_graph" not in frame:
         frame["w_graph"] = 1.0 - frame["w_comp"]
     return frame
 
 
 models = state.models()
-candidates = []
-for m in models:
-    frame = fusion_frame(m)
-    if frame is not None or "fusion" in str(m.get("family", "")).lower():
-        candidates.append((m, frame))
+fusion = [
+    m
+    for m in models
+    if "fusion" in str(m.get("family", "")).lower() or saved_weights(m) is not None
+]
 
-if not candidates:
+if not fusion:
     from engine import MODEL_REGISTRY
 
-    families = ", ".join(sorted(MODEL_REGISTRY))
+    families = sorted(MODEL_REGISTRY)
+    fusion_families = [f for f in families if "fusion" in f]
     st.info(
-        "**This page needs a fusion model, and none is available yet.**\n\n"
-        "It shows, for a model that combines a composition branch with a crystal-graph branch "
-        "through attention, the per-material weights w_comp and w_graph: their distribution, a "
-        "table per material, and the weights against the prediction error.\n\n"
-        f"Model families installed now: **{families}** (no fusion family). Once the engine "
-        "provides an attention-fusion family, train one on the **Train** page (it will appear "
-        "in the family list by itself); its saved predictions carry the weights "
-        f"(columns {', '.join(f'`{c}`' for c in WEIGHT_COLUMNS)} of `predictions.csv`) and this "
-        "page picks it up."
+        "**This page needs a fusion model, and none has been trained yet.**\n\n"
+        "It shows, for a model that combines a composition branch (Magpie element statistics) "
+        "with a crystal-graph branch, how much each material relies on each: the "
+        "per-material attention weights w_comp and w_graph (attention fusion), their "
+        "distribution, a table per material, the weights against the prediction error, and a "
+        "contribution analysis (how much the error grows without each part).\n\n"
+        + (
+            f"Fusion families available: **{', '.join(fusion_families)}**. Train one on the "
+            "**Train** page (pick it under *Model family*); it appears here when it is saved."
+            if fusion_families
+            else f"Model families installed: **{', '.join(families)}**; none is a fusion family yet."
+        )
     )
     st.page_link("views/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
-names = [m["name"] for m, _ in candidates]
-choice = st.selectbox("Fusion model", names, key="fusion_model")
-m, frame = candidates[names.index(choice)]
+names = [m["name"] for m in fusion]
+prefer = next((m["name"] for m in fusion if m.get("family") == "attention-fusion"), names[0])
+wanted = st.session_state.get("model_name")
+choice = st.selectbox(
+    "Fusion model",
+    names,
+    key="fusion_model",
+    index=names.index(wanted if wanted in names else prefer),
+    format_func=lambda n: state.model_label(fusion[names.index(n)]),
+)
+st.session_state["model_name"] = choice
+m = fusion[names.index(choice)]
 disp = display_for(m["target"], m.get("unit"))
-
-if frame is None:
-    st.warning(
-        f"{m['name']} is a fusion model, but its `predictions.csv` has no `w_comp` column, so "
-        "there are no per-material weights to show. Retrain it with an engine that records them."
-    )
+try:
+    model = state.load_model(state.model_ref(m))
+except Exception as exc:  # noqa: BLE001
+    st.error(f"Could not load {m['name']}: {exc}")
     st.stop()
+family = m.get("family", "")
+st.caption(f"Family **{family}** · target {disp.label}")
 
-c1, c2, c3 = st.columns(3)
-c1.metric("Mean composition weight", f"{frame['w_comp'].mean():.2f}")
-c2.metric("Mean graph weight", f"{frame['w_graph'].mean():.2f}")
-c3.metric("Materials", len(frame))
+# ---------------------------------------------------------------------------------------------
+# Per-material weights
 
-left, right = st.columns(2)
-left.plotly_chart(plots.weight_hist(frame["w_comp"], title="Composition weight per material"),
-                  key="fusion_hist")
-if "error" in frame:
-    right.plotly_chart(plots.weight_vs_error(frame, disp, title="Weight against error"),
-                       key="fusion_err")
+st.subheader("Per-material weights")
+frame = None
+if getattr(model, "has_fusion_weights", False):
+    saved = saved_weights(m)
+    sources = {}
+    if saved is not None:
+        sources["saved"] = "Saved validation and test predictions"
+    if state.data_source() is not None:
+        sources["current"] = f"Current dataset: {state.data_source().label}"
+    sources["examples"] = "SOFC examples"
+    which = st.radio(
+        "Materials", list(sources), format_func=sources.get, horizontal=True, key="fusion_source"
+    )
+    if which == "saved":
+        frame = saved
+    else:
+        ds = state.current_dataset() if which == "current" else state.examples_dataset()
+        if ds is not None and len(ds):
+            key = ("fusion", state.model_ref(m), which, tuple(ds.ids))
+            cache = st.session_state["fusion_cache"]
+            if key not in cache:
+                from engine.predict import evaluate, fusion_weights
+
+                with st.spinner(f"Weights of {len(ds)} structures…"):
+                    if m["target"] in ds.numeric_columns():
+                        _, computed = evaluate(model, ds, m["target"])
+                    else:
+                        computed = fusion_weights(model, ds.items)
+                cache.clear()
+                cache[key] = computed.rename(columns=ALIASES)
+            frame = cache[key]
+    if frame is None or frame.empty:
+        st.info("No materials to show.")
+    else:
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Mean composition weight w_comp", f"{frame['w_comp'].mean():.2f}")
+        c2.metric("Mean graph weight w_graph", f"{frame['w_graph'].mean():.2f}")
+        c3.metric("Materials", len(frame))
+        left, right = st.columns(2)
+        left.plotly_chart(
+            plots.weight_hist(frame["w_comp"], title="Composition weight per material"),
+            key="fusion_hist",
+        )
+        if "error" in frame:
+            right.plotly_chart(
+                plots.weight_vs_error(frame, disp, title="Weight against error"), key="fusion_err"
+            )
+        else:
+            right.info(
+                "No true values for these materials, so the weights cannot be set "
+                "against the error."
+            )
+        show = frame[
+            [
+                c
+                for c in (
+                    "split",
+                    "id",
+                    "formula",
+                    "w_comp",
+                    "w_graph",
+                    "target",
+                    "prediction",
+                    "error",
+                )
+                if c in frame
+            ]
+        ].copy()
+        for col in ("target", "prediction", "error"):
+            if col in show:
+                show[disp.short(col)] = disp.scale(show.pop(col))
+        show = show.sort_values("w_comp", ascending=False, ignore_index=True)
+        st.dataframe(
+            show,
+            hide_index=True,
+            width="stretch",
+            key="fusion_table",
+            column_config={
+                "w_comp": st.column_config.ProgressColumn(
+                    "w_comp", min_value=0.0, max_value=1.0, format="%.2f"
+                ),
+                "w_graph": st.column_config.ProgressColumn(
+                    "w_graph", min_value=0.0, max_value=1.0, format="%.2f"
+                ),
+            },
+        )
+        st.download_button(
+            "Download weights (CSV)",
+            show.to_csv(index=False),
+            file_name=f"{m['name']}-fusion-weights.csv",
+            mime="text/csv",
+        )
+elif family == "late-fusion":
+    fitted = getattr(model.card, "fitted", {}) or {}
+    alpha = fitted.get("alpha")
+    st.info(
+        "Late fusion has no per-material weights: one weight α mixes the two predictions for "
+        "every material, ŷ = α·ŷ_RF + (1 − α)·ŷ_CGCNN"
+        + (
+            f". This model uses **α = {alpha:.2f}**, chosen on the validation split."
+            if alpha is not None
+            else "."
+        )
+    )
+    if fitted.get("alpha_grid") and fitted.get("val_mae_by_alpha"):
+        curve = pd.DataFrame(
+            {
+                "alpha": fitted["alpha_grid"],
+                "mae": disp.scale(pd.Series(fitted["val_mae_by_alpha"])),
+            }
+        )
+        fig = px.line(curve, x="alpha", y="mae", markers=True)
+        fig.update_xaxes(title="α, weight of the random forest (unitless)")
+        fig.update_yaxes(title=disp.short("Validation MAE"))
+        fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+        st.plotly_chart(fig, key="alpha_curve")
 else:
-    right.info("No errors recorded (no true values), so weights cannot be set against error.")
+    st.info(
+        f"The {family} family learns no per-material weights (only attention fusion does); "
+        "the contribution analysis below still shows how much it relies on each part."
+    )
 
-show = frame[[c for c in ("split", "id", "formula", "w_comp", "w_graph", "target", "prediction",
-                          "error") if c in frame]].copy()
-for col in ("target", "prediction", "error"):
-    if col in show:
-        show[disp.short(col)] = disp.scale(show.pop(col))
-st.dataframe(show, hide_index=True, width="stretch", column_config={
-    "w_comp": st.column_config.ProgressColumn("w_comp", min_value=0.0, max_value=1.0,
-                                              format="%.2f"),
-    "w_graph": st.column_config.ProgressColumn("w_graph", min_value=0.0, max_value=1.0,
-                                               format="%.2f"),
-})
-st.download_button("Download weights (CSV)", show.to_csv(index=False),
-                   file_name=f"{m['name']}-fusion-weights.csv", mime="text/csv")
+# ---------------------------------------------------------------------------------------------
+# Contribution analysis
+
+if hasattr(model.module, "fusion_parts"):
+    st.subheader("Contribution analysis")
+    st.caption(
+        "How much the MAE grows when the composition part is zeroed, and when the graph "
+        "vectors are shuffled across materials (5 shuffles, seed 0)."
+    )
+    ds = None
+    label = ""
+    train_ds = state.training_dataset(model.card)
+    _, predictions = state.model_files(m)
+    if train_ds is not None and predictions is not None and "split" in predictions:
+        ids = set(predictions.loc[predictions["split"] == "test", "id"].astype(str))
+        if ids:
+            ds = train_ds.subset([i for i, ident in enumerate(train_ds.ids) if ident in ids])
+            label = f"the test split of {model.card.dataset.name} ({len(ds)} materials)"
+    if ds is None:
+        current = state.current_dataset()
+        if current is not None and m["target"] in current.numeric_columns():
+            ds, label = current, f"the current dataset ({len(current)} materials)"
+    if ds is None:
+        st.caption(f"Load a dataset with a `{m['target']}` column on **Data** to run it.")
+    elif st.button(f"Run on {label}", key="fusion_contrib"):
+        from engine.predict import contribution_analysis
+
+        with st.spinner("Perturbing each part…"):
+            try:
+                result = contribution_analysis(model, ds, m["target"])
+            except ValueError as exc:
+                st.error(str(exc))
+                result = None
+        if result is not None:
+            table = result.table.copy()
+            table[disp.short("MAE")] = disp.scale(table.pop("mae"))
+            table[disp.short("MAE increase")] = disp.scale(table.pop("mae_increase"))
+            table[disp.short("mean |Δ prediction|")] = disp.scale(table.pop("mean_abs_change"))
+            st.metric(disp.short("MAE unperturbed"), f"{disp.scale(result.mae):.4g}")
+            st.dataframe(
+                table,
+                hide_index=True,
+                width="stretch",
+                key="contrib_table",
+                column_config={
+                    "relative_contribution": st.column_config.ProgressColumn(
+                        "relative contribution", min_value=0.0, max_value=1.0, format="%.2f"
+                    )
+                },
+            )

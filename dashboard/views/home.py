@@ -51,20 +51,24 @@ rows = []
 for m in models:
     disp = display_for(m["target"], m.get("unit"))
     val_mae, test_mae = _metric(m, "val", "mae"), _metric(m, "test", "mae")
-    rows.append({
-        "model": m["name"],
-        "family": m.get("family", ""),
-        "source": m.get("source", ""),
-        "target": disp.name if disp.name != m["target"] else m["target"],
-        "unit shown": disp.unit or "–",
-        "validation MAE": None if val_mae is None else val_mae * disp.factor,
-        "test MAE": None if test_mae is None else test_mae * disp.factor,
-        "test R": _metric(m, "test", "r"),
-        "description": m.get("description", ""),
-    })
+    rows.append(
+        {
+            "model": m["name"],
+            "target": disp.name if disp.name != m["target"] else m["target"],
+            "unit shown": disp.unit or "–",
+            "validation MAE": None if val_mae is None else val_mae * disp.factor,
+            "test MAE": None if test_mae is None else test_mae * disp.factor,
+            "test R": _metric(m, "test", "r"),
+            "family": m.get("family", ""),
+            "source": m.get("source", ""),
+            "description": m.get("description", ""),
+        }
+    )
 if rows:
     st.dataframe(
-        pd.DataFrame(rows), hide_index=True, width="stretch",
+        pd.DataFrame(rows),
+        hide_index=True,
+        width="stretch",
         column_config={
             "validation MAE": st.column_config.NumberColumn(format="%.4g"),
             "test MAE": st.column_config.NumberColumn(format="%.4g"),
@@ -87,17 +91,32 @@ else:
 
 st.subheader("Quick start")
 steps = [
-    ("views/data.py", "1. Data",
-     "load the `aflow_agl` demo set from the data folder, or upload your own structures."),
-    ("views/structure.py", "2. Structure & graph",
-     "look at one crystal and the neighbour graph the model builds from it."),
-    ("views/train.py", "3. Train",
-     "pick a target (e.g. the volumetric CTE at 300 K) and start a background run."),
+    (
+        "views/data.py",
+        "1. Data",
+        "load the `aflow_agl` demo set from the data folder, or upload your own structures.",
+    ),
+    (
+        "views/structure.py",
+        "2. Structure & graph",
+        "look at one crystal and the neighbour graph the model builds from it.",
+    ),
+    (
+        "views/train.py",
+        "3. Train",
+        "pick a target (e.g. the volumetric CTE at 300 K) and start a background run.",
+    ),
     ("views/results.py", "4. Results", "parity plot, errors and learning curves of a run."),
-    ("views/embeddings.py", "5. Embeddings",
-     "map the learnt crystal vectors in 2-D and colour them by property."),
-    ("views/predict.py", "6. Predict",
-     "rank candidate materials (or the shipped SOFC examples) and export a CSV."),
+    (
+        "views/embeddings.py",
+        "5. Embeddings",
+        "map the learnt crystal vectors in 2-D and colour them by property.",
+    ),
+    (
+        "views/predict.py",
+        "6. Predict",
+        "rank candidate materials (or the shipped SOFC examples) and export a CSV.",
+    ),
 ]
 for path, label, text in steps:
     left, right = st.columns([1, 4])

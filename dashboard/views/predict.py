@@ -28,7 +28,8 @@ with c2:
 items, errors, label, truth_table = [], [], "", None
 if which == "upload":
     uploaded = st.file_uploader(
-        "Structure files (CIF, POSCAR, XYZ, JSON, JSON lines, zip)", accept_multiple_files=True,
+        "Structure files (CIF, POSCAR, XYZ, JSON, JSON lines, zip)",
+        accept_multiple_files=True,
         key="predict_upload",
         help="Files that cannot be read are listed with the reason; the rest are predicted.",
     )
@@ -50,15 +51,20 @@ else:
 
 if errors:
     st.warning(f"{len(errors)} file(s)/entries could not be read; the others are kept.")
-    st.dataframe(pd.DataFrame([{"file / entry": e.source, "reason": e.reason} for e in errors]),
-                 hide_index=True, width="stretch")
+    st.dataframe(
+        pd.DataFrame([{"file / entry": e.source, "reason": e.reason} for e in errors]),
+        hide_index=True,
+        width="stretch",
+    )
 
 if model_info is None:
     st.stop()
 if not items:
     if which == "upload":
-        st.info("Upload one or more structure files to predict their "
-                f"{display_for(model_info['target'], model_info.get('unit')).name.lower()}.")
+        st.info(
+            "Upload one or more structure files to predict their "
+            f"{display_for(model_info['target'], model_info.get('unit')).name.lower()}."
+        )
     st.stop()
 
 disp = display_for(model_info["target"], model_info.get("unit"))
@@ -66,10 +72,11 @@ run_key = (state.model_ref(model_info), label, tuple(it.id for it in items))
 result = st.session_state.get("predict_result")
 fresh = result is not None and result.get("key") == run_key
 
-if st.button(f"Predict {len(items)} structure(s) with {model_info['name']}", type="primary",
-             key="predict_go") or (fresh and result):
+if st.button(
+    f"Predict {len(items)} structure(s) with {model_info['name']}", type="primary", key="predict_go"
+) or (fresh and result):
     if not fresh:
-        from engine import predict
+        from engine.predict import predict
 
         try:
             model = state.load_model(state.model_ref(model_info))
@@ -80,11 +87,13 @@ if st.button(f"Predict {len(items)} structure(s) with {model_info['name']}", typ
         frames, failed = [], []
         step = 32
         for start in range(0, len(items), step):
-            out = predict(model, items[start:start + step])
+            out = predict(model, items[start : start + step])
             frames.append(out.table)
             failed.extend(out.errors)
-            bar.progress(min((start + step) / len(items), 1.0),
-                         text=f"{min(start + step, len(items))} of {len(items)} structures")
+            bar.progress(
+                min((start + step) / len(items), 1.0),
+                text=f"{min(start + step, len(items))} of {len(items)} structures",
+            )
         bar.empty()
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         result = {"key": run_key, "table": table, "failed": failed}
@@ -97,14 +106,21 @@ if st.button(f"Predict {len(items)} structure(s) with {model_info['name']}", typ
         st.error("No structure could be predicted.")
         st.stop()
     value_col = f"Predicted {disp.label}"
-    shown = pd.DataFrame({
-        "id": table["id"],
-        "formula": table["formula"],
-        "atoms": table["n_sites"],
-        value_col: disp.scale(table["prediction"].to_numpy(dtype=float)),
-    })
-    raw_col = (f"prediction ({model_info.get('unit')})" if model_info.get("unit")
-               else "prediction")
+    shown = pd.DataFrame(
+        {
+            "id": table["id"],
+            "formula": table["formula"],
+            "atoms": table["n_sites"],
+            value_col: disp.scale(table["prediction"].to_numpy(dtype=float)),
+        }
+    )
+    raw_col = f"prediction ({model_info.get('unit')})" if model_info.get("unit") else "prediction"
+    for weight, short in (("weight_composition", "w_comp"), ("weight_structure", "w_graph")):
+        if weight in table:  # attention fusion: how much each material relies on each part
+            shown[short] = table[weight].to_numpy(dtype=float)
+    if model_info["target"] == state.FLAGSHIP_TARGET:
+        linear_col = "≈ linear CTE (10⁻⁶ K⁻¹)"
+        shown[linear_col] = shown[value_col] / 3.0
     if disp.factor != 1.0:
         shown[raw_col] = table["prediction"].to_numpy(dtype=float)
     if truth_table is not None and model_info["target"] in truth_table:
@@ -114,18 +130,40 @@ if st.button(f"Predict {len(items)} structure(s) with {model_info['name']}", typ
             shown[f"True {disp.label}"] = disp.scale(truth)
             shown[disp.short("Error")] = shown[value_col] - shown[f"True {disp.label}"]
     shown = shown.sort_values(value_col, ascending=False, ignore_index=True)
-    st.markdown(f"**{len(shown)} predictions** of *{disp.name}* by **{model_info['name']}**, "
-                "highest first. Click a column header to sort.")
-    st.dataframe(shown, hide_index=True, width="stretch", key="predict_table",
-                 column_config={value_col: st.column_config.NumberColumn(format="%.4g")})
+    st.markdown(
+        f"**{len(shown)} predictions** of *{disp.name}* by **{model_info['name']}**, "
+        "highest first. Click a column header to sort."
+    )
+    st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        key="predict_table",
+        column_config={
+            value_col: st.column_config.NumberColumn(format="%.4g"),
+            raw_col: st.column_config.NumberColumn(format="%.3e"),
+        },
+    )
     m1, m2, m3 = st.columns(3)
     m1.metric("Lowest", disp.fmt(table["prediction"].min()))
     m2.metric("Median", disp.fmt(table["prediction"].median()))
     m3.metric("Highest", disp.fmt(table["prediction"].max()))
-    st.download_button("Download predictions (CSV)", shown.to_csv(index=False),
-                       file_name=f"predictions-{model_info['name'].replace('/', '_')}.csv",
-                       mime="text/csv", key="predict_download")
-    st.caption(f"Model target: `{model_info['target']}`" +
-               (f", stored in {model_info['unit']}" if model_info.get("unit") else "") +
-               ". Predictions outside the chemistry and structure types of the training data "
-               "are extrapolations: treat them as a ranking aid, not as measurements.")
+    st.download_button(
+        "Download predictions (CSV)",
+        shown.to_csv(index=False),
+        file_name=f"predictions-{model_info['name'].replace('/', '_')}.csv",
+        mime="text/csv",
+        key="predict_download",
+    )
+    if model_info["target"] == state.FLAGSHIP_TARGET:
+        st.caption(
+            "The model predicts the *volumetric* CTE (AFLOW AGL, quasi-harmonic Debye "
+            "model). The linear CTE that dilatometry measures is about one third of it; "
+            "compare that column with tabulated values of your electrolyte."
+        )
+    st.caption(
+        f"Model target: `{model_info['target']}`"
+        + (f", stored in {model_info['unit']}" if model_info.get("unit") else "")
+        + ". Predictions outside the chemistry and structure types of the training data "
+        "are extrapolations: treat them as a ranking aid, not as measurements."
+    )

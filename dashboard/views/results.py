@@ -3,7 +3,6 @@ two runs side by side; downloads."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import zipfile
@@ -37,11 +36,13 @@ with c2:
         if others:
             names = [m["name"] for m in others]
             wanted = st.session_state.get("compare_model")
-            second_name = st.selectbox("Second model", names,
-                                       index=names.index(wanted) if wanted in names else 0,
-                                       key="results_second",
-                                       format_func=lambda n: state.model_label(
-                                           others[names.index(n)]))
+            second_name = st.selectbox(
+                "Second model",
+                names,
+                index=names.index(wanted) if wanted in names else 0,
+                key="results_second",
+                format_func=lambda n: state.model_label(others[names.index(n)]),
+            )
             st.session_state["compare_model"] = second_name
             second = others[names.index(second_name)]
         else:
@@ -59,14 +60,16 @@ def metrics_table(m: dict, disp: Display) -> pd.DataFrame:
             v = vals.get(key)
             return None if v is None or (isinstance(v, float) and math.isnan(v)) else v * scale
 
-        rows.append({
-            "split": {"val": "validation"}.get(part, part),
-            "n": get("n"),
-            disp.short("MAE"): get("mae", disp.factor),
-            disp.short("RMSE"): get("rmse", disp.factor),
-            "R": get("r"),
-            "R²": get("r2"),
-        })
+        rows.append(
+            {
+                "split": {"val": "validation"}.get(part, part),
+                "n": get("n"),
+                disp.short("MAE"): get("mae", disp.factor),
+                disp.short("RMSE"): get("rmse", disp.factor),
+                "R": get("r"),
+                "R²": get("r2"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -80,7 +83,7 @@ def zip_directory(path: Path) -> bytes:
 
 
 @st.cache_data(max_entries=4, show_spinner="Zipping the model directory…")
-def _zip_cached(path: str, _mtime: float) -> bytes:
+def _zip_cached(path: str, mtime: float) -> bytes:
     return zip_directory(Path(path))
 
 
@@ -94,14 +97,7 @@ def card_of(m: dict):
 
 def source_datasets(card) -> list:
     """The dataset the model was trained on (if still on disk) and the current dataset."""
-    out = []
-    if card is not None and card.dataset is not None and card.dataset.source:
-        src = Path(card.dataset.source)
-        if src.exists():
-            with contextlib.suppress(Exception):
-                out.append(state.load_dataset(src, query=card.dataset.query))
-    out.append(state.current_dataset())
-    return out
+    return [state.training_dataset(card), state.current_dataset()]
 
 
 def show_model(m: dict, *, key: str, compact: bool = False) -> None:
@@ -109,34 +105,49 @@ def show_model(m: dict, *, key: str, compact: bool = False) -> None:
     disp = display_for(m["target"], m.get("unit"))
     history, predictions = state.model_files(m)
     st.markdown(f"#### {m['name']}")
-    info = [f"target **{disp.name}**" + (f" (`{m['target']}`)" if disp.name != m["target"] else ""),
-            f"family **{m.get('family', '?')}**", f"source **{m.get('source', '?')}**"]
+    info = [
+        f"target **{disp.name}**" + (f" (`{m['target']}`)" if disp.name != m["target"] else ""),
+        f"family **{m.get('family', '?')}**",
+        f"source **{m.get('source', '?')}**",
+    ]
     if card is not None and card.dataset is not None:
         d = card.dataset
-        info.append(f"dataset **{d.name}** ({d.size} structures: {d.n_train} train / {d.n_val} "
-                    f"validation / {d.n_test} test)")
+        info.append(
+            f"dataset **{d.name}** ({d.size} structures: {d.n_train} train / {d.n_val} "
+            f"validation / {d.n_test} test)"
+        )
     st.markdown(" · ".join(info))
     if m.get("description"):
         st.caption(m["description"])
     table = metrics_table(m, disp)
     if len(table):
-        st.dataframe(table, hide_index=True, width="stretch", column_config={
-            c: st.column_config.NumberColumn(format="%.4g") for c in table.columns
-            if c not in ("split", "n")
-        })
+        st.dataframe(
+            table,
+            hide_index=True,
+            width="stretch",
+            column_config={
+                c: st.column_config.NumberColumn(format="%.4g")
+                for c in table.columns
+                if c not in ("split", "n")
+            },
+        )
     else:
         st.info("This model's card records no metrics.")
 
     if predictions is not None and len(predictions):
         if compact:
-            st.plotly_chart(plots.parity(predictions, disp, title="Parity", height=380),
-                            key=f"parity_{key}")
+            st.plotly_chart(
+                plots.parity(predictions, disp, title="Parity", height=380), key=f"parity_{key}"
+            )
         else:
             st.markdown("**Parity plot** — click a point to open its structure.")
-            event = st.plotly_chart(plots.parity(predictions, disp, title="Predicted vs true"),
-                                    key=f"parity_{key}", on_select="rerun",
-                                    selection_mode=("points",))
-            points = (event.selection.points if event is not None and event.selection else [])
+            event = st.plotly_chart(
+                plots.parity(predictions, disp, title="Predicted vs true"),
+                key=f"parity_{key}",
+                on_select="rerun",
+                selection_mode=("points",),
+            )
+            points = event.selection.points if event is not None and event.selection else []
             chosen = next((p.get("customdata") for p in points if p.get("customdata")), None)
             if chosen:
                 ident = str(chosen[0])
@@ -145,46 +156,72 @@ def show_model(m: dict, *, key: str, compact: bool = False) -> None:
                     row = predictions[predictions["id"].astype(str) == ident].head(1)
                     if len(row):
                         r = row.iloc[0]
-                        st.markdown(f"**{r['formula']}** (`{ident}`, {r.get('split', '')}): "
-                                    f"true {disp.fmt(r['target'])}, predicted "
-                                    f"{disp.fmt(r['prediction'])}")
+                        st.markdown(
+                            f"**{r['formula']}** (`{ident}`, {r.get('split', '')}): "
+                            f"true {disp.fmt(r['target'])}, predicted "
+                            f"{disp.fmt(r['prediction'])}"
+                        )
                     if item is not None:
                         st.markdown(describe_line(item))
-                        show_structure(item.structure, card.graph if card else None, height=340,
-                                       title=f"3D view of {ident}")
+                        show_structure(
+                            item.structure,
+                            card.graph if card else None,
+                            height=340,
+                            title=f"3D view of {ident}",
+                        )
                         if st.button("Open on Structure & graph", key=f"open_{key}"):
-                            st.session_state["structure_id"] = ident
-                            st.switch_page("views/structure.py")
+                            src = card.dataset if card is not None else None
+                            state.open_structure(
+                                ident,
+                                path=state.resolve_source(src.source) if src else None,
+                                label=src.name if src else "",
+                                query=src.query if src else None,
+                            )
                     else:
-                        st.caption("The structure is not in the model's training data on disk "
-                                   "nor in the current dataset.")
-            st.plotly_chart(plots.residuals(predictions, disp, title="Residuals"),
-                            key=f"resid_{key}")
-        st.download_button("Download predictions (CSV)", predictions.to_csv(index=False),
-                           file_name=f"{m['name']}-predictions.csv", mime="text/csv",
-                           key=f"dl_pred_{key}")
+                        st.caption(
+                            "The structure is not in the model's training data on disk "
+                            "nor in the current dataset."
+                        )
+            st.plotly_chart(
+                plots.residuals(predictions, disp, title="Residuals"), key=f"resid_{key}"
+            )
+        st.download_button(
+            "Download predictions (CSV)",
+            predictions.to_csv(index=False),
+            file_name=f"{m['name']}-predictions.csv",
+            mime="text/csv",
+            key=f"dl_pred_{key}",
+        )
     else:
-        st.caption("No saved predictions (`predictions.csv`) for this model: parity plot and "
-                   "residuals need a run trained here, or an evaluation on data (below).")
+        st.caption(
+            "No saved predictions (`predictions.csv`) for this model: parity plot and "
+            "residuals need a run trained here, or an evaluation on data (below)."
+        )
         if not compact:
             evaluate_here(m, disp, key)
 
     if history is not None and len(history):
         if compact:
-            st.plotly_chart(plots.learning_curves(history, title="Loss per epoch", height=300),
-                            key=f"loss_{key}")
+            st.plotly_chart(
+                plots.learning_curves(history, title="Loss per epoch", height=300),
+                key=f"loss_{key}",
+            )
         else:
             a, b = st.columns(2)
-            a.plotly_chart(plots.learning_curves(history, title="Loss per epoch"),
-                           key=f"loss_{key}")
-            b.plotly_chart(plots.mae_curves(history, disp, title="MAE per epoch"),
-                           key=f"mae_{key}")
+            a.plotly_chart(
+                plots.learning_curves(history, title="Loss per epoch"), key=f"loss_{key}"
+            )
+            b.plotly_chart(plots.mae_curves(history, disp, title="MAE per epoch"), key=f"mae_{key}")
     if m.get("path") and Path(m["path"]).is_dir():
         path = Path(m["path"])
         stamp = max((p.stat().st_mtime for p in path.iterdir() if p.is_file()), default=0.0)
-        st.download_button("Download the model directory (zip)",
-                           _zip_cached(str(path), stamp), file_name=f"{path.name}.zip",
-                           mime="application/zip", key=f"dl_zip_{key}")
+        st.download_button(
+            "Download the model directory (zip)",
+            _zip_cached(str(path), stamp),
+            file_name=f"{path.name}.zip",
+            mime="application/zip",
+            key=f"dl_zip_{key}",
+        )
 
 
 def evaluate_here(m: dict, disp: Display, key: str) -> None:
@@ -194,10 +231,10 @@ def evaluate_here(m: dict, disp: Display, key: str) -> None:
         st.caption(f"Load a dataset with a `{m['target']}` column on **Data** to evaluate it.")
         return
     ds = dataset.dropna(m["target"])
-    if not st.button(f"Evaluate on the current dataset ({len(ds)} structures)",
-                     key=f"eval_{key}"):
+    if not st.button(f"Evaluate on the current dataset ({len(ds)} structures)", key=f"eval_{key}"):
         return
-    from engine import evaluate, regression_metrics
+    from engine import regression_metrics
+    from engine.predict import evaluate
 
     model = state.load_model(state.model_ref(m))
     bar = st.progress(0.0, text="Evaluating…")
@@ -212,8 +249,10 @@ def evaluate_here(m: dict, disp: Display, key: str) -> None:
     frame = pd.concat(frames, ignore_index=True)
     metrics = regression_metrics(frame["target"], frame["prediction"])
     st.dataframe(metrics_table({"metrics": {"data": metrics}}, disp), hide_index=True)
-    st.plotly_chart(plots.parity(frame, disp, title="Predicted vs true (current dataset)"),
-                    key=f"eval_parity_{key}")
+    st.plotly_chart(
+        plots.parity(frame, disp, title="Predicted vs true (current dataset)"),
+        key=f"eval_parity_{key}",
+    )
     st.plotly_chart(plots.residuals(frame, disp, title="Residuals"), key=f"eval_resid_{key}")
 
 

@@ -31,21 +31,38 @@ for rel, path in state.dataset_choices().items():
     sources[rel] = (str(path), f"Data directory: {rel}", None, None)
 
 jobs = jobs_api.list_jobs()
-with st.expander("New training run", expanded=True):
+with st.expander("New training run", expanded=not jobs):
     if not sources:
         st.info("Load or upload a labelled dataset on the **Data** page first.")
     else:
         keys = list(sources)
-        pick = st.selectbox("Dataset", keys, format_func=lambda k: sources[k][1],
-                            key="train_dataset")
+        pick = st.selectbox(
+            "Dataset", keys, format_func=lambda k: sources[k][1], key="train_dataset"
+        )
         path, label, limit, query = sources[pick]
         if pick != CURRENT:
             c1, c2 = st.columns(2)
-            limit = int(c1.number_input("Read at most this many entries (0 = all)", 0, None,
-                                        0 if "demo" in pick else state.DEFAULT_LIMIT, 100,
-                                        key=f"train_limit_{pick}")) or None
-            query = c2.text_input("Filter (optional, pandas query)", key=f"train_query_{pick}",
-                                  placeholder="n_sites <= 24").strip() or None
+            limit = (
+                int(
+                    c1.number_input(
+                        "Read at most this many entries (0 = all)",
+                        0,
+                        None,
+                        0 if "demo" in pick else state.DEFAULT_LIMIT,
+                        100,
+                        key=f"train_limit_{pick}",
+                    )
+                )
+                or None
+            )
+            query = (
+                c2.text_input(
+                    "Filter (optional, pandas query)",
+                    key=f"train_query_{pick}",
+                    placeholder="n_sites <= 24",
+                ).strip()
+                or None
+            )
         try:
             dataset = state.load_dataset(path, limit=limit, query=query)
         except Exception as exc:  # noqa: BLE001
@@ -56,50 +73,85 @@ with st.expander("New training run", expanded=True):
             st.warning("This dataset has no numeric column to learn. Pick a labelled dataset.")
         if numeric:
             c1, c2 = st.columns(2)
-            target = c1.selectbox("Target", numeric, index=numeric.index(
-                state.preferred_target(numeric)), key="train_target")
+            target = c1.selectbox(
+                "Target",
+                numeric,
+                index=numeric.index(state.preferred_target(numeric)),
+                key="train_target",
+            )
             n_known = int(dataset.table[target].notna().sum())
-            c1.caption(f"{n_known} of {len(dataset)} structures have a value "
-                       f"({display_for(target).unit or 'no unit'}).")
+            c1.caption(
+                f"{n_known} of {len(dataset)} structures have a value "
+                f"({display_for(target).unit or 'no unit'})."
+            )
             families = sorted(MODEL_REGISTRY)
             family = c2.selectbox(
-                "Model family", families, index=families.index("cgcnn") if "cgcnn" in families
-                else 0, key="train_family",
+                "Model family",
+                families,
+                index=families.index("cgcnn") if "cgcnn" in families else 0,
+                key="train_family",
                 help="Every family registered in the engine appears here.",
             )
             config_class = MODEL_REGISTRY[family].config_class
-            default_name = (f"{family}-{target.replace('agl_', '').replace('_300K', '')}-"
-                            f"{datetime.now():%Y%m%d-%H%M}")
-            text_cols = [c for c in dataset.table.columns
-                         if c not in dataset.numeric_columns() and c not in ("id", "formula")]
+            summary = (config_class.__doc__ or "").strip().split("\n\n")[0]
+            if summary:
+                c2.caption(" ".join(summary.split()))
+            default_name = (
+                f"{family}-{target.replace('agl_', '').replace('_300K', '')}-"
+                f"{datetime.now():%Y%m%d-%H%M}"
+            )
+            text_cols = [
+                c
+                for c in dataset.table.columns
+                if c not in dataset.numeric_columns() and c not in ("id", "formula")
+            ]
             with st.form("train_form"):
-                name = st.text_input("Model name", value=default_name,
-                                     help="The model is saved under this name with your models.")
+                name = st.text_input(
+                    "Model name",
+                    value=default_name,
+                    help="The model is saved under this name with your models.",
+                )
                 st.markdown(f"**Model: {family}**")
                 model_values = config_widgets(config_class, key=f"model_{family}", columns=4)
                 st.markdown("**Graph**")
                 graph_values = config_widgets(
-                    GraphConfig, key="graph", columns=4,
-                    skip={"gaussian_start", "gaussian_stop", "gaussian_step", "gaussian_width",
-                          "pad_like_original"},
+                    GraphConfig,
+                    key="graph",
+                    columns=4,
+                    skip={
+                        "gaussian_start",
+                        "gaussian_stop",
+                        "gaussian_step",
+                        "gaussian_width",
+                        "pad_like_original",
+                    },
                 )
                 with st.expander("Gaussian distance expansion"):
                     gauss_values = config_widgets(
-                        GraphConfig, key="gauss", columns=4,
+                        GraphConfig,
+                        key="gauss",
+                        columns=4,
                         skip={"cutoff", "max_neighbors", "isolated_atoms", "pad_like_original"},
                     )
                 st.markdown("**Training**")
                 train_values = config_widgets(TrainConfig, key="training", columns=4)
                 st.markdown("**Split**")
                 s1, s2, s3, s4, s5 = st.columns(5)
-                kind = s1.selectbox("kind", ["group", "random", "column"],
-                                    help="group: by reduced formula (polymorphs stay together)")
+                kind = s1.selectbox(
+                    "kind",
+                    ["group", "random", "column"],
+                    help="group: by reduced formula (polymorphs stay together)",
+                )
                 val_fraction = s2.number_input("val fraction", 0.01, 0.9, 0.1, 0.05)
                 test_fraction = s3.number_input("test fraction", 0.0, 0.9, 0.1, 0.05)
                 split_seed = s4.number_input("split seed", 0, None, 0, 1)
-                column = s5.selectbox("split column (kind = column)", ["(none)", *text_cols],
-                                      index=1 + text_cols.index("crabnet_split")
-                                      if "crabnet_split" in text_cols else 0)
+                column = s5.selectbox(
+                    "split column (kind = column)",
+                    ["(none)", *text_cols],
+                    index=1 + text_cols.index("crabnet_split")
+                    if "crabnet_split" in text_cols
+                    else 0,
+                )
                 submitted = st.form_submit_button("Start training", type="primary")
             if submitted:
                 try:
@@ -107,24 +159,36 @@ with st.expander("New training run", expanded=True):
                     graph_cfg = GraphConfig(**{**graph_values, **gauss_values})
                     train_cfg = TrainConfig(**train_values)
                     split_cfg = SplitConfig(
-                        kind=kind, val_fraction=val_fraction, test_fraction=test_fraction,
-                        seed=int(split_seed), column=None if column == "(none)" else column,
+                        kind=kind,
+                        val_fraction=val_fraction,
+                        test_fraction=test_fraction,
+                        seed=int(split_seed),
+                        column=None if column == "(none)" else column,
                     )
                 except Exception as exc:  # noqa: BLE001 - pydantic ValidationError
                     st.error(f"Invalid settings: {validation_message(exc)}")
                 else:
                     try:
                         job_id = jobs_api.start_training_job(
-                            path, target, model=model_cfg, graph=graph_cfg, training=train_cfg,
-                            split=split_cfg, name=name.strip() or None, query=query, limit=limit,
+                            path,
+                            target,
+                            model=model_cfg,
+                            graph=graph_cfg,
+                            training=train_cfg,
+                            split=split_cfg,
+                            name=name.strip() or None,
+                            query=query,
+                            limit=limit,
                         )
                     except Exception as exc:  # noqa: BLE001
                         st.error(f"Could not start the run: {exc}")
                     else:
                         st.session_state["job_id"] = job_id
                         st.session_state["target"] = target
-                        st.success(f"Started run **{job_id}**. It runs in the background: you "
-                                   "can leave this page or reload it.")
+                        st.success(
+                            f"Started run **{job_id}**. It runs in the background: you "
+                            "can leave this page or reload it."
+                        )
                         jobs = jobs_api.list_jobs()
 
 # ----------------------------------------------------------------------------------------------
@@ -143,31 +207,52 @@ def _best_val_mae(job: dict):
     return display_for(job.get("target", "")).fmt(mae)
 
 
-overview = pd.DataFrame([{
-    "run": j["id"],
-    "model name": j.get("name", ""),
-    "status": j.get("status", "?"),
-    "epoch": f"{j.get('epoch', 0)}/{j.get('epochs') or '?'}",
-    "target": j.get("target", ""),
-    "dataset": Path(j.get("dataset") or "").name,
-    "started": (j.get("created") or "").replace("T", " ")[:19],
-    "val MAE": _best_val_mae(j),
-} for j in jobs])
-st.dataframe(overview, hide_index=True, width="stretch",
-             height=min(38 + 35 * len(overview), 300))
+overview = pd.DataFrame(
+    [
+        {
+            "run": j["id"],
+            "model name": j.get("name", ""),
+            "status": j.get("status", "?"),
+            "epoch": f"{j.get('epoch', 0)}/{j.get('epochs') or '?'}",
+            "target": j.get("target", ""),
+            "dataset": Path(j.get("dataset") or "").name,
+            "started": (j.get("created") or "").replace("T", " ")[:19],
+            "val MAE": _best_val_mae(j),
+        }
+        for j in jobs
+    ]
+)
+st.dataframe(overview, hide_index=True, width="stretch", height=min(38 + 35 * len(overview), 300))
 
 ids = [j["id"] for j in jobs]
 selected = st.session_state.get("job_id")
+if selected not in ids:
+    selected = ids[0]
+if st.session_state.get("job_pick") not in ids or (
+    st.session_state.get("job_pick") != selected and st.session_state.get("_job_seen") != selected
+):
+    st.session_state["job_pick"] = selected  # a run started or chosen elsewhere is shown
 chosen = st.selectbox(
-    "Show run", ids, index=ids.index(selected) if selected in ids else 0, key="job_pick",
-    format_func=lambda i: f"{i} — {next(j.get('name', '') for j in jobs if j['id'] == i)} "
-                          f"({next(j.get('status') for j in jobs if j['id'] == i)})",
+    "Show run",
+    ids,
+    key="job_pick",
+    format_func=lambda i: (
+        f"{i} — {next(j.get('name', '') for j in jobs if j['id'] == i)} "
+        f"({next(j.get('status') for j in jobs if j['id'] == i)})"
+    ),
 )
 st.session_state["job_id"] = chosen
+st.session_state["_job_seen"] = chosen
 first = jobs_api.job_status(chosen)
 live = first.get("status") in jobs_api.ACTIVE_STATES
 
-STATUS_ICON = {"queued": "⏳", "running": "🏃", "done": "✅", "failed": "❌", "cancelled": "⏹️"}
+STATUS_ICON = {
+    "queued": ":material/hourglass_top:",
+    "running": ":material/directions_run:",
+    "done": ":material/check_circle:",
+    "failed": ":material/error:",
+    "cancelled": ":material/cancel:",
+}
 
 
 def show_run(job_id: str, was_live: bool) -> None:
@@ -176,48 +261,72 @@ def show_run(job_id: str, was_live: bool) -> None:
     if was_live and state_name not in jobs_api.ACTIVE_STATES:
         st.rerun(scope="app")  # finished: refresh the list, stop polling
     disp = display_for(status.get("target", ""))
-    st.markdown(f"### {STATUS_ICON.get(state_name, '')} {status.get('name', job_id)} — "
-                f"{state_name}")
+    st.markdown(
+        f"### {STATUS_ICON.get(state_name, '')} {status.get('name', job_id)} — {state_name}"
+    )
     epoch, epochs = int(status.get("epoch") or 0), status.get("epochs") or 0
     if state_name in jobs_api.ACTIVE_STATES:
         frac = min(epoch / epochs, 1.0) if epochs else 0.0
-        text = (f"epoch {epoch} of {epochs}" if epoch else
-                "loading data and building graphs…" if state_name == "running" else "starting…")
+        text = (
+            f"epoch {epoch} of {epochs}"
+            if epoch
+            else "loading data and building graphs…"
+            if state_name == "running"
+            else "starting…"
+        )
         st.progress(frac, text=text)
         b1, b2, _ = st.columns([1, 1, 3])
-        if b1.button("Cancel after this epoch", key=f"cancel_{job_id}",
-                     help="The best weights so far are saved."):
+        if b1.button(
+            "Cancel after this epoch",
+            key=f"cancel_{job_id}",
+            help="The best weights so far are saved.",
+        ):
             jobs_api.cancel_job(job_id)
             st.toast("Cancel requested: the run stops after the current epoch.")
-        if b2.button("Stop now", key=f"kill_{job_id}",
-                     help="End the process at once; nothing is saved."):
+        if b2.button(
+            "Stop now", key=f"kill_{job_id}", help="End the process at once; nothing is saved."
+        ):
             jobs_api.cancel_job(job_id, force=True)
             st.rerun(scope="app")
     elif state_name == "failed":
         st.error(f"The run failed: {status.get('error') or 'no reason recorded'}")
     elif state_name == "cancelled":
         saved = status.get("model_path")
-        st.warning(f"Cancelled ({status.get('stop_reason') or 'by user'}) after epoch {epoch}."
-                   + (f" The best epoch so far was saved as **{status.get('name')}**."
-                      if saved else " Nothing was saved."))
+        st.warning(
+            f"Cancelled ({status.get('stop_reason') or 'by user'}) after epoch {epoch}."
+            + (
+                f" The best epoch so far was saved as **{status.get('name')}**."
+                if saved
+                else " Nothing was saved."
+            )
+        )
     elif state_name == "done":
         reason = status.get("stop_reason")
-        st.success(f"Finished after {epoch} epochs" + (f" ({reason})" if reason else "") +
-                   f". Saved as **{status.get('name')}**.")
+        st.success(
+            f"Finished after {epoch} epochs"
+            + (f" ({reason})" if reason else "")
+            + f". Saved as **{status.get('name')}**."
+        )
     metrics = status.get("metrics") or {}
     if metrics:
         cols = st.columns(len(metrics))
         for col, (part, m) in zip(cols, metrics.items()):
-            col.metric(f"{part} MAE ({disp.unit})" if disp.unit else f"{part} MAE",
-                       f"{(m.get('mae') or float('nan')) * disp.factor:.4g}",
-                       help=f"R = {m.get('r')}, n = {m.get('n')}")
+            col.metric(
+                f"{part} MAE ({disp.unit})" if disp.unit else f"{part} MAE",
+                f"{(m.get('mae') or float('nan')) * disp.factor:.4g}",
+                help=f"R = {m.get('r')}, n = {m.get('n')}",
+            )
     history = pd.DataFrame(jobs_api.job_progress(job_id).get("history") or [])
     if len(history):
         c1, c2 = st.columns(2)
-        c1.plotly_chart(plots.learning_curves(history, title="Loss per epoch"),
-                        key=f"loss_{job_id}_{len(history)}")
-        c2.plotly_chart(plots.mae_curves(history, disp, title="MAE per epoch"),
-                        key=f"mae_{job_id}_{len(history)}")
+        c1.plotly_chart(
+            plots.learning_curves(history, title="Loss per epoch"),
+            key=f"loss_{job_id}_{len(history)}",
+        )
+        c2.plotly_chart(
+            plots.mae_curves(history, disp, title="MAE per epoch"),
+            key=f"mae_{job_id}_{len(history)}",
+        )
     a1, a2, a3 = st.columns([1, 1, 2])
     has_model = bool(status.get("model_path")) and Path(status["model_path"]).is_dir()
     if has_model and a1.button("Open in Results", key=f"results_{job_id}", type="primary"):

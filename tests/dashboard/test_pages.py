@@ -1,0 +1,272 @@
+"""Every dashboard page under Streamlit's AppTest: renders without exception, main widgets work.
+
+The data comes from a small labelled dataset written in code (an isolated data directory), the
+shipped SOFC examples and, where noted, the shared data directory (skipped when absent).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+
+import pytest
+
+from tests.dashboard.helpers import (
+    cif_bytes,
+    goto,
+    perovskite,
+    texts,
+    use_dataset,
+    wait_job,
+)
+
+CTE = "agl_thermal_expansion_300K"
+
+
+def frame_with(app, column: str):
+    """The first table on the page that has ``column``."""
+    return next(d.value for d in app.dataframe if column in d.value.columns)
+
+
+def test_home_lists_models_and_teaching_notes(app):
+    assert "Crystal-graph screening" in texts(app)
+    table = app.dataframe[0].value
+    assert "cgcnn-original/formation-energy-per-atom" in set(table["model"])
+    app.toggle(key="teaching").set_value(True).run()
+    assert not app.exception
+    assert any("gated graph convolution" in e.label for e in app.expander)
+    assert app.latex, "eq. 1 is shown as LaTeX"
+
+
+def test_every_page_renders_without_data(app):
+    for page in ("data", "structure", "train", "results", "embeddings", "fusion", "predict"):
+        goto(app, page)
+
+
+def test_data_upload_keeps_good_files_and_lists_bad_ones(app):
+    goto(app, "data")
+    files = [
+        ("SrTiO3.cif", cif_bytes(perovskite(), "SrTiO3"), "chemical/x-cif"),
+        ("BaZrO3.cif", cif_bytes(perovskite("Ba", "Zr", 4.19), "BaZrO3"), "chemical/x-cif"),
+        ("broken.cif", b"data_broken\n_cell_length_a 4\nthis is not a cif\n", "chemical/x-cif"),
+        ("notes.txt", b"hello", "text/plain"),
+    ]
+    app.file_uploader(key="data_upload").set_value(files).run()
+    assert not app.exception, [e.value for e in app.exception]
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Structures loaded"] == "2"
+    assert int(metrics["Entries that failed"]) >= 2
+    errors = app.dataframe[0].value
+    assert {"broken.cif", "notes.txt"} <= {
+        s.split("/")[-1].split(" ")[0] for s in errors["file / entry"]
+    }
+    table = app.dataframe[1].value
+    assert sorted(table["formula"]) == ["BaZrO3", "SrTiO3"]
+    assert set(table["space group"]) == {"Pm-3m"}
+    assert (table["density (g/cm³)"] > 4).all()
+
+
+def test_data_labelled_zip_upload(app):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("set/a.cif", cif_bytes(perovskite(), "a"))
+        zf.writestr("set/b.cif", cif_bytes(perovskite("Ba", "Zr", 4.19), "b"))
+        zf.writestr("set/id_prop.csv", "a,1.5e-5\nb,2.5e-5\nc,3e-5\n")
+        zf.writestr("../evil.cif", b"nope")
+    goto(app, "data")
+    app.file_uploader(key="data_upload").set_value(
+        ("set.zip", buf.getvalue(), "application/zip")
+    ).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert {m.label: m.value for m in app.metric}["Structures loaded"] == "2"
+    assert app.selectbox(key="data_target").value == "target"
+    assert "no structure found for id 'c'" in app.dataframe[0].value["reason"].iloc[0]
+
+
+def test_data_directory_dataset_with_target(app, data_dir):
+    app.run()  # pick up the test's data directory
+    goto(app, "data")
+    form_select = app.selectbox[0]
+    assert form_select.value == "toy/perovskites.jsonl"
+    app.button[0].click().run()  # "Load dataset" (the form's submit button)
+    assert not app.exception, [e.value for e in app.exception]
+    assert {m.label: m.value for m in app.metric}["Structures loaded"] == "36"
+    assert app.selectbox(key="data_target").value == CTE
+    columns = list(app.dataframe[0].value.columns)
+    assert "Volumetric CTE at 300 K (10⁻⁶ K⁻¹)" in columns
+
+
+def test_data_shared_cgcnn_sample(app, shared_data):
+    sample = shared_data / "cgcnn_sample"
+    if not sample.is_dir():
+        pytest.skip(f"{sample} is absent")
+    use_dataset(app, sample, "cgcnn_sample")
+    goto(app, "data")
+    assert {m.label: m.value for m in app.metric}["Structures loaded"] == "10"
+
+
+def test_structure_page_graph_and_warnings(app):
+    app.session_state["structure_id"] = "SrTiO3_perovskite"
+    goto(app, "structure")  # no dataset: the SOFC examples
+    assert "SOFC examples" in texts(app)
+    assert app.session_state["structure_id"] == "SrTiO3_perovskite"
+    sliders = {s.label: s for s in app.slider}
+    sliders["Cutoff radius (Å)"].set_value(3.0).run()
+    assert not app.exception
+    assert "under-coordinated" in texts(app)
+    edges = app.dataframe[1].value
+    # within 3 Å: Sr has 12 O (2.76 Å), Ti 6 O (1.95 Å), each O 2 Ti + 4 Sr + 8 O (capped at 12)
+    assert len(edges) == 12 + 6 + 3 * 12
+    coordination = app.dataframe[0].value
+    assert dict(zip(coordination["site"], coordination["within cutoff"]))["Ti1"] == 6
+    sliders = {s.label: s for s in app.slider}
+    sliders["Cutoff radius (Å)"].set_value(1.5).run()
+    assert "no neighbour" in texts(app)
+    assert "No edges" in texts(app)
+
+
+def test_structure_page_edge_choice(app, data_dir):
+    use_dataset(app, data_dir / "toy" / "perovskites.jsonl")
+    goto(app, "structure")
+    app.number_input[0].set_value(5).run()
+    assert not app.exception
+    specs = [e.proto.spec for e in app.get("plotly_chart")]
+    assert any("Edge 5" in spec for spec in specs)
+    assert any("Gaussian centre" in spec for spec in specs)
+
+
+def test_train_page_runs_cancel_and_failure(app, data_dir):
+    from engine.config import TrainConfig
+    from engine.jobs import job_progress, start_training_job
+
+    path = data_dir / "toy" / "perovskites.jsonl"
+    use_dataset(app, path)
+    goto(app, "train")
+    assert app.selectbox(key="train_target").value == CTE
+    assert "cgcnn" in app.selectbox(key="train_family").options
+    # small, long run, started from the form
+    app.number_input(key="model_cgcnn.atom_fea_len").set_value(8)
+    app.number_input(key="model_cgcnn.h_fea_len").set_value(8)
+    app.number_input(key="model_cgcnn.n_conv").set_value(1)
+    app.number_input(key="training.epochs").set_value(400)
+    app.number_input(key="training.batch_size").set_value(4)
+    app.number_input(key="training.early_stopping_patience").set_value(0)
+    start = next(b for b in app.button if b.label == "Start training")
+    start.click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    job_id = app.session_state["job_id"]
+    assert job_id, texts(app)
+    assert "Started run" in texts(app)
+
+    deadline = time.time() + 120
+    while job_progress(job_id)["epoch"] < 1 and time.time() < deadline:
+        time.sleep(0.3)
+    app.run()
+    assert "epoch" in texts(app) or app.get("progress")
+    next(b for b in app.button if b.label == "Cancel after this epoch").click().run()
+    assert not app.exception
+    status = wait_job(job_id)
+    assert status["status"] == "cancelled"
+    app.run()
+    assert not app.exception
+    assert "Cancelled" in texts(app)
+
+    # a run that crashes (bad target) is listed as failed, with its reason
+    bad = start_training_job(path, "no_such_target", training=TrainConfig(epochs=1))
+    assert wait_job(bad)["status"] == "failed"
+    app.session_state["job_id"] = bad
+    app.run()
+    assert not app.exception
+    page = texts(app)
+    assert "The run failed" in page and "no_such_target" in page
+    overview = app.dataframe[0].value
+    assert set(overview["status"]) == {"cancelled", "failed"}
+
+
+def test_results_page_metrics_and_compare(app, tiny_model):
+    app.session_state["model_name"] = "tiny-cte"
+    goto(app, "results")
+    assert app.selectbox(key="results_model").value == "tiny-cte"
+    metrics = app.dataframe[0].value
+    assert list(metrics["split"]) == ["train", "validation", "test"]
+    assert "MAE (10⁻⁶ K⁻¹)" in metrics.columns
+    labels = [b.label for b in app.download_button]
+    assert "Download predictions (CSV)" in labels
+    assert "Download the model directory (zip)" in labels
+    app.checkbox(key="results_compare").check().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert len(app.dataframe) >= 2
+
+
+def test_embeddings_page_map_and_colours(app, tiny_model, data_dir):
+    use_dataset(app, data_dir / "toy" / "perovskites.jsonl")
+    app.session_state["model_name"] = "tiny-cte"
+    goto(app, "embeddings")
+    which = app.selectbox(key="emb_which")
+    assert which.options[0].startswith("Test set of tiny-cte")  # the model's own test split
+    which.set_value("current").run()
+    next(b for b in app.button if b.label == "Compute map").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    colour = app.selectbox(key="emb_colour")
+    labels = " | ".join(colour.options)
+    for text in (
+        "Predicted Volumetric CTE",
+        "True Volumetric CTE",
+        "Error",
+        "Crystal system",
+        "Contains an element",
+    ):
+        assert text in labels
+    for option in ("target", "crystal system", "element"):
+        app.selectbox(key="emb_colour").set_value(option).run()
+        assert not app.exception, (option, [e.value for e in app.exception])
+    app.radio(key="emb_method").set_value("pca").run()
+    assert not app.exception
+
+
+def test_fusion_page_says_what_it_needs(app):
+    goto(app, "fusion")
+    assert "needs a fusion model" in texts(app)
+
+
+def test_fusion_page_weights_and_contributions(app, tiny_fusion, data_dir):
+    use_dataset(app, data_dir / "toy" / "perovskites.jsonl")
+    goto(app, "fusion")
+    assert app.selectbox(key="fusion_model").value == "tiny-attention"
+    metrics = {m.label: float(m.value) for m in app.metric if m.label.startswith("Mean")}
+    assert sum(metrics.values()) == pytest.approx(1.0, abs=0.02)
+    table = frame_with(app, "w_comp")
+    assert {"w_comp", "w_graph", "formula"} <= set(table.columns)
+    for source in ("current", "examples"):
+        app.radio(key="fusion_source").set_value(source).run()
+        assert not app.exception, (source, [e.value for e in app.exception])
+    assert len(frame_with(app, "w_comp")) == 15  # the SOFC examples
+    app.button(key="fusion_contrib").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    parts = frame_with(app, "part")
+    assert list(parts["part"]) == ["composition", "structure"]
+
+
+def test_predict_examples_and_upload(app):
+    goto(app, "predict")
+    app.radio(key="predict_source").set_value("examples").run()
+    next(b for b in app.button if b.label.startswith("Predict 15")).click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    table = app.dataframe[0].value
+    assert len(table) == 15 and "CeO2" in set(table["formula"])
+    values = table.filter(like="Predicted").iloc[:, 0]
+    assert values.is_monotonic_decreasing
+    assert app.download_button[0].label == "Download predictions (CSV)"
+
+    app.radio(key="predict_source").set_value("upload").run()
+    app.file_uploader(key="predict_upload").set_value(
+        [
+            ("SrTiO3.cif", cif_bytes(perovskite(), "s"), "chemical/x-cif"),
+            ("bad.cif", b"garbage", "chemical/x-cif"),
+        ]
+    ).run()
+    assert "bad.cif" in app.dataframe[0].value["file / entry"].iloc[0]
+    next(b for b in app.button if b.label.startswith("Predict 1 ")).click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert list(app.dataframe[1].value["formula"]) == ["SrTiO3"]
