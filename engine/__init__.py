@@ -1,4 +1,5 @@
-"""Crystal-graph engine: structures → periodic neighbour graphs → CGCNN models → predictions.
+"""Crystal-graph engine: structures → periodic neighbour graphs → CGCNN and hybrid
+(composition and structure) models → predictions.
 
 The public API is imported lazily so that ``import engine`` stays fast (torch and pymatgen load
 on first use)::
@@ -26,10 +27,19 @@ _API = {
     "gaussian_expand": "engine.graphs",
     "GraphConfig": "engine.config",
     "CGCNNConfig": "engine.config",
+    "EarlyFusionConfig": "engine.config",
+    "AttentionFusionConfig": "engine.config",
+    "LateFusionConfig": "engine.config",
+    "RFMagpieConfig": "engine.config",
+    "ModelConfig": "engine.config",
+    "MODEL_FAMILIES": "engine.config",
     "TrainConfig": "engine.config",
     "SplitConfig": "engine.config",
     "MODEL_REGISTRY": "engine.models",
     "build_model": "engine.models",
+    "model_config_from_dict": "engine.models",
+    "magpie": "engine.features.composition",
+    "magpie_many": "engine.features.composition",
     "train": "engine.training",
     "TrainResult": "engine.training",
     "regression_metrics": "engine.training",
@@ -43,6 +53,10 @@ _API = {
     "embed": "engine.predict",
     "evaluate": "engine.predict",
     "Predictions": "engine.predict",
+    "fusion_weights": "engine.predict",
+    "contribution_analysis": "engine.predict",
+    "Contributions": "engine.predict",
+    "WEIGHT_COLUMNS": "engine.predict",
 }
 
 __all__ = ["__version__", *_API]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m engine train | predict | evaluate | models | bench``.
+"""Command line: ``python -m engine train | predict | evaluate | contributions | models | bench``.
 
 Errors are reported as one ``error: ...`` line on stderr with exit code 2 (no traceback unless
 ``--debug`` is given).
@@ -41,18 +41,68 @@ def _load_data(args, *, apply_query: bool = True):
     return dataset
 
 
-def cmd_train(args) -> int:
-    from engine.config import CGCNNConfig, GraphConfig, SplitConfig, TrainConfig
+#: ``train`` options that set model-config fields: CLI dest → the config fields it may set, in
+#: order (late fusion's forest half takes ``--n-estimators``/``--max-depth`` as ``rf_*``).
+#: These options default to None, meaning "the family's default".
+MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "atom_fea_len": ("atom_fea_len",),
+    "n_conv": ("n_conv",),
+    "h_fea_len": ("h_fea_len",),
+    "n_h": ("n_h",),
+    "gate": ("gate",),
+    "atom_features": ("atom_features",),
+    "dropout": ("dropout",),
+    "fc1_len": ("fc1_len",),
+    "fc2_len": ("fc2_len",),
+    "n_estimators": ("n_estimators", "rf_n_estimators"),
+    "max_depth": ("max_depth", "rf_max_depth"),
+    "min_samples_leaf": ("min_samples_leaf",),
+    "max_features": ("max_features",),
+    "alpha_step": ("alpha_step",),
+}
+
+FAMILY_HELP = {
+    "cgcnn": "crystal graph network (--no-gate: the gate-ablation variant)",
+    "early-fusion": "Magpie ‖ pooled CGCNN vector → MLP 128→64→1",
+    "attention-fusion": "softmax-weighted composition and graph vectors; predictions carry the "
+                        "weights",
+    "late-fusion": "α·RF(Magpie) + (1−α)·CGCNN, α chosen on validation",
+    "rf-magpie": "random forest on Magpie (composition-only baseline)",
+}
+
+
+def _option(dest: str) -> str:
+    return "--no-gate" if dest == "gate" else "--" + dest.replace("_", "-")
+
+
+def model_config_from_args(args):
+    """The model config of ``args.model`` from the ``train`` options that were given."""
     from engine.models import MODEL_REGISTRY
-    from engine.training import train
 
     if args.model not in MODEL_REGISTRY:
         raise ValueError(f"unknown --model {args.model!r}; available: {sorted(MODEL_REGISTRY)}")
+    config_class = MODEL_REGISTRY[args.model].config_class
+    values = {}
+    for dest, fields in MODEL_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        field = next((f for f in fields if f in config_class.model_fields), None)
+        if field is None:
+            usable = sorted(_option(d) for d, fs in MODEL_OPTIONS.items()
+                            if any(f in config_class.model_fields for f in fs))
+            raise ValueError(f"{_option(dest)} does not apply to --model {args.model}; its "
+                             f"options: {', '.join(usable)}")
+        values[field] = None if value == "none" else value
+    return config_class(**values)
+
+
+def cmd_train(args) -> int:
+    from engine.config import GraphConfig, SplitConfig, TrainConfig
+    from engine.training import train
+
+    model_cfg = model_config_from_args(args)
     dataset = _load_data(args, apply_query=False)  # train() applies and records the query
-    model_cfg = CGCNNConfig(
-        atom_fea_len=args.atom_fea_len, n_conv=args.n_conv, h_fea_len=args.h_fea_len,
-        n_h=args.n_h,
-    )
     graph_cfg = GraphConfig(cutoff=args.cutoff, max_neighbors=args.max_neighbors)
     train_cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -73,6 +123,8 @@ def cmd_train(args) -> int:
     for part, m in result.metrics.items():
         print(f"{part:>5}: n={m['n']:<5} MAE={m['mae']:.4g} {unit}  RMSE={m['rmse']:.4g} {unit}  "
               f"R={m['r']:.4f}  R²={m['r2']:.4f}")
+    if "alpha" in result.model.card.fitted:
+        print(f"late fusion: alpha={result.model.card.fitted['alpha']:.2f} (chosen on val)")
     print(f"saved model directory: {result.path}")
     return 0
 
@@ -115,6 +167,28 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_contributions(args) -> int:
+    from engine.predict import contribution_analysis
+
+    dataset = _load_data(args)
+    result = contribution_analysis(args.model, dataset, args.target, seed=args.seed,
+                                   n_shuffles=args.shuffles, batch_size=args.batch_size,
+                                   device=args.device)
+    if args.json:
+        print(json.dumps(result.as_dict(), default=lambda v: None))
+        return 0
+    print(f"{result.model_name} ({result.family}) on {result.n} materials: "
+          f"MAE {result.mae:.4g} {result.unit}")
+    for row in result.table.to_dict("records"):
+        print(f"  {row['part']:<12} {row['perturbation']}: MAE {row['mae']:.4g} "
+              f"({row['mae_increase']:+.3g}), relative contribution "
+              f"{row['relative_contribution']:.2f}")
+    if result.mean_weights:
+        print("  mean attention weights: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in result.mean_weights.items()))
+    return 0
+
+
 def cmd_models(args) -> int:
     from engine.store import list_models
 
@@ -125,7 +199,8 @@ def cmd_models(args) -> int:
     for m in models:
         val = m["metrics"].get("val", {}).get("mae")
         mae = f"val MAE {val:.4g} {m['unit']}" if val is not None else ""
-        print(f"{m['name']:<45} {m['target']:<30} {m['unit']:<12} {m['source']:<15} {mae}")
+        print(f"{m['name']:<45} {m.get('family', ''):<17} {m['target']:<30} {m['unit']:<12} "
+              f"{m['source']:<15} {mae}")
     return 0
 
 
@@ -135,6 +210,15 @@ def cmd_bench(args) -> int:
     results = run_benchmarks(data=args.data, limit=args.limit, epochs=args.epochs)
     print(json.dumps(results, indent=2))
     return 0
+
+
+def _depth(text: str):
+    if text.strip().lower() in ("none", "0"):
+        return "none"
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid depth {text!r}: a positive integer or 'none'")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,20 +238,43 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto", help="auto (cuda → mps → cpu), cpu, cuda, mps")
         p.add_argument("--batch-size", type=int, default=64)
 
-    p = sub.add_parser("train", help="train a model and save its model directory")
+    from engine.config import MODEL_FAMILIES  # = MODEL_REGISTRY's keys, without importing torch
+
+    families = sorted(MODEL_FAMILIES)
+    p = sub.add_parser(
+        "train", help="train a model and save its model directory",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="model families (--model):\n" + "\n".join(
+            f"  {name:<18} {FAMILY_HELP.get(name, '')}" for name in families),
+    )
     data_args(p)
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--model", default="cgcnn", help="model family")
+    p.add_argument("--model", default="cgcnn", metavar="{" + ",".join(families) + "}",
+                   help="model family (default: cgcnn)")
     p.add_argument("--name", help="model name (default: the --out folder name)")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--scheduler", choices=["cosine", "plateau", "none"], default="cosine")
     p.add_argument("--patience", type=int, default=30, help="early-stopping patience (epochs)")
-    p.add_argument("--atom-fea-len", type=int, default=64)
-    p.add_argument("--n-conv", type=int, default=3)
-    p.add_argument("--h-fea-len", type=int, default=128)
-    p.add_argument("--n-h", type=int, default=1)
+    g = p.add_argument_group("model settings (default: the family's own; an option that does "
+                             "not apply to the chosen family is an error)")
+    g.add_argument("--atom-fea-len", type=int, help="graph width (64)")
+    g.add_argument("--n-conv", type=int, help="graph convolutions (3)")
+    g.add_argument("--h-fea-len", type=int, help="dense width after pooling (128)")
+    g.add_argument("--n-h", type=int, help="dense layers after pooling (1)")
+    g.add_argument("--no-gate", dest="gate", action="store_const", const=False,
+                   help="fix the CGCNN gate at 1 (gate ablation; cgcnn and fusion families)")
+    g.add_argument("--atom-features", choices=["cgcnn92", "embedding"],
+                   help="fixed 92-dim element table or learned embedding")
+    g.add_argument("--dropout", type=float, help="dropout (cgcnn 0, early-fusion 0.2)")
+    g.add_argument("--fc1-len", type=int, help="early fusion: first MLP width (128)")
+    g.add_argument("--fc2-len", type=int, help="early fusion: second MLP width (64)")
+    g.add_argument("--n-estimators", type=int, help="random forest trees (100)")
+    g.add_argument("--max-depth", type=_depth, help="random forest depth, or 'none' (30)")
+    g.add_argument("--min-samples-leaf", type=int, help="rf-magpie: rows per leaf (1)")
+    g.add_argument("--max-features", type=float, help="rf-magpie: share of features per split")
+    g.add_argument("--alpha-step", type=float, help="late fusion: α grid step (0.05)")
     p.add_argument("--cutoff", type=float, default=8.0, help="neighbour cutoff in Å")
     p.add_argument("--max-neighbors", type=int, default=12)
     p.add_argument("--split", choices=["group", "random", "column"], default="group")
@@ -192,6 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="CSV of per-structure predictions")
     run_args(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("contributions", help="composition vs structure contributions of a "
+                       "fusion model (error increase when each part is removed)")
+    p.add_argument("--model", required=True)
+    data_args(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the graph-vector shuffles")
+    p.add_argument("--shuffles", type=int, default=5, help="number of shuffles averaged")
+    p.add_argument("--json", action="store_true")
+    run_args(p)
+    p.set_defaults(func=cmd_contributions)
 
     p = sub.add_parser("models", help="list available models")
     p.add_argument("--json", action="store_true")

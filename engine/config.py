@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -70,7 +70,9 @@ class CGCNNConfig(StrictModel):
         n_conv: number of gated graph convolutions.
         h_fea_len: width of the dense layers after pooling.
         n_h: number of dense layers after pooling (1 in the paper).
-        gate: use the sigmoid gate σ(z W_f + b_f); ``False`` fixes it at 1 (ablation).
+        gate: use the sigmoid gate σ(z W_f + b_f); ``False`` fixes it at 1 (the gate ablation:
+            CLI ``train --no-gate``, the Train page's "gate" switch). It stays family
+            ``cgcnn``; the card's ``model.gate`` tells the two apart.
         atom_features: ``cgcnn92`` uses the fixed 92-dim CGCNN element table; ``embedding``
             learns a vector per atomic number instead.
         dropout: dropout before the output layer.
@@ -125,7 +127,129 @@ class TrainConfig(StrictModel):
     num_threads: int | None = None
 
 
-ModelConfig = CGCNNConfig  # later families join this union, told apart by ``name``
+class EarlyFusionConfig(StrictModel):
+    """Early fusion (SCIENCE.md §3): Magpie descriptor ‖ pooled CGCNN vector → MLP.
+
+    The composition part is the 132-feature Magpie vector standardised with the training split's
+    mean and std (kept in the weights); the graph part is the pooled CGCNN vector passed through a
+    LayerNorm, so both parts enter the MLP with entries of order one. The MLP is
+    ``fc1_len → fc2_len → 1`` with softplus and dropout.
+
+    Attributes:
+        atom_fea_len, n_conv, gate, atom_features: the CGCNN graph branch, as in
+            :class:`CGCNNConfig`.
+        fc1_len, fc2_len: widths of the two hidden layers of the fusion MLP (128 and 64).
+        dropout: dropout after each hidden layer (0.2).
+    """
+
+    name: Literal["early-fusion"] = "early-fusion"
+    atom_fea_len: int = Field(64, ge=1, description="Width of the graph branch's atom vectors.")
+    n_conv: int = Field(3, ge=1, le=12, description="Gated graph convolutions.")
+    gate: bool = True
+    atom_features: Literal["cgcnn92", "embedding"] = "cgcnn92"
+    fc1_len: int = Field(128, ge=1, description="Width of the first fusion-MLP layer (its output "
+                         "is the vector shown on the embedding map).")
+    fc2_len: int = Field(64, ge=1, description="Width of the second fusion-MLP layer.")
+    dropout: float = Field(0.2, ge=0, lt=1, description="Dropout after each fusion-MLP layer.")
+
+
+class AttentionFusionConfig(StrictModel):
+    """Attention fusion (SCIENCE.md §3): per-material softmax weights over two branch vectors.
+
+    The standardised Magpie vector is projected to the graph width; each branch vector (projected
+    composition, pooled CGCNN vector; both LayerNorm-ed so neither wins by scale alone) is scored
+    by its own linear layer, a softmax over the two scores gives w_comp + w_graph = 1, and the
+    dense head predicts from w_comp·c + w_graph·g.
+
+    Attributes:
+        atom_fea_len, n_conv, gate, atom_features: the CGCNN graph branch, as in
+            :class:`CGCNNConfig`; ``atom_fea_len`` is also the width of the fused vector.
+        h_fea_len: width of the dense layer of the head.
+        dropout: dropout before the output layer.
+    """
+
+    name: Literal["attention-fusion"] = "attention-fusion"
+    atom_fea_len: int = Field(64, ge=1, description="Width of the graph vector; the composition "
+                              "is projected to the same width.")
+    n_conv: int = Field(3, ge=1, le=12, description="Gated graph convolutions.")
+    gate: bool = True
+    atom_features: Literal["cgcnn92", "embedding"] = "cgcnn92"
+    h_fea_len: int = Field(128, ge=1, description="Width of the dense layer of the head.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the output layer.")
+
+
+class RFMagpieConfig(StrictModel):
+    """Random forest on the Magpie descriptor alone: the composition-only baseline.
+
+    Trained with scikit-learn (seeded by ``TrainConfig.seed``), saved with skops. It ignores the
+    graph settings and the optimiser settings of ``TrainConfig``.
+
+    Attributes:
+        n_estimators: number of trees.
+        max_depth: maximum tree depth (``None``: grow until leaves are pure).
+        min_samples_leaf: minimum training rows in a leaf.
+        max_features: share of the 132 features tried at each split (1.0: all, as in
+            scikit-learn's regression default).
+    """
+
+    name: Literal["rf-magpie"] = "rf-magpie"
+    n_estimators: int = Field(100, ge=1, le=5000, description="Number of trees.")
+    max_depth: int | None = Field(30, ge=1, description="Maximum tree depth (0 or none: "
+                                  "unlimited).")
+    min_samples_leaf: int = Field(1, ge=1, description="Minimum training rows in a leaf.")
+    max_features: float = Field(1.0, gt=0, le=1, description="Share of the 132 Magpie features "
+                                "tried at each split.")
+
+
+class LateFusionConfig(StrictModel):
+    """Late fusion (SCIENCE.md §3): ŷ = α·ŷ_RF + (1 − α)·ŷ_CGCNN.
+
+    A CGCNN (the fields shared with :class:`CGCNNConfig`) is trained first, then a random forest
+    on Magpie (the ``rf_`` fields); α is the grid value (0, ``alpha_step``, …, 1) with the lowest
+    MAE on the validation split, never the training split. α is stored in the weights and in the
+    model card (``fitted``).
+    """
+
+    name: Literal["late-fusion"] = "late-fusion"
+    atom_fea_len: int = Field(64, ge=1)
+    n_conv: int = Field(3, ge=1, le=12)
+    h_fea_len: int = Field(128, ge=1)
+    n_h: int = Field(1, ge=1, le=6)
+    gate: bool = True
+    atom_features: Literal["cgcnn92", "embedding"] = "cgcnn92"
+    dropout: float = Field(0.0, ge=0, lt=1)
+    rf_n_estimators: int = Field(100, ge=1, le=5000, description="Trees of the random forest.")
+    rf_max_depth: int | None = Field(30, ge=1, description="Depth of the random forest's trees "
+                                     "(0 or none: unlimited).")
+    alpha_step: float = Field(0.05, gt=0, le=0.5, description="Step of the α grid searched on "
+                              "the validation split (0 to 1).")
+
+    def cgcnn(self) -> CGCNNConfig:
+        """The config of the CGCNN half."""
+        fields = set(CGCNNConfig.model_fields) - {"name"}
+        return CGCNNConfig(**{k: v for k, v in self.model_dump().items() if k in fields})
+
+    def forest(self) -> RFMagpieConfig:
+        """The config of the random-forest half."""
+        return RFMagpieConfig(n_estimators=self.rf_n_estimators, max_depth=self.rf_max_depth)
+
+    def alpha_grid(self) -> list[float]:
+        """α values tried on the validation split: 0, step, …, 1 (1 always included)."""
+        n = round(1.0 / self.alpha_step)
+        grid = [round(i * self.alpha_step, 10) for i in range(n + 1) if i * self.alpha_step < 1]
+        return [*grid, 1.0] if grid[-1] != 1.0 else grid
+
+
+_MODEL_CONFIGS = (CGCNNConfig, EarlyFusionConfig, AttentionFusionConfig, LateFusionConfig,
+                  RFMagpieConfig)
+
+#: Any model family's config, told apart by its ``name`` (a pydantic discriminated union).
+#: Parse a saved dict with :func:`engine.models.model_config_from_dict`.
+ModelConfig = Annotated[Union[_MODEL_CONFIGS], Field(discriminator="name")]  # noqa: UP007
+
+#: Family names of :data:`ModelConfig`, without importing torch (``engine.models`` checks at
+#: import that its ``MODEL_REGISTRY`` has exactly these keys).
+MODEL_FAMILIES: tuple[str, ...] = tuple(c.model_fields["name"].default for c in _MODEL_CONFIGS)
 
 
 def data_dir() -> Path | None:

@@ -1,4 +1,10 @@
-"""Batched prediction, pooled-vector extraction and evaluation against known targets."""
+"""Batched prediction, pooled-vector extraction, evaluation, fusion weights and contributions.
+
+Every function takes a model of any family (a :class:`~engine.store.LoadedModel`, a model
+directory or a model name). Inputs are built by the model itself
+(:meth:`~engine.store.LoadedModel.prepare_one`), so a family's extra inputs (the Magpie row of
+the fusion families and forests) can never be forgotten.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +16,15 @@ import numpy as np
 import pandas as pd
 
 from engine.datasets import LabelledDataset
+from engine.features.composition import CompositionError
 from engine.graphs import GraphBuildError
 from engine.store import LoadedModel, load_model
 from engine.structures import NamedStructure, ReadError, read_structures
 from engine.training.metrics import regression_metrics
+
+#: Columns of the per-material attention-fusion weights in :func:`predict`, :func:`evaluate`
+#: and :func:`fusion_weights` tables (composition, structure); they sum to 1 per row.
+WEIGHT_COLUMNS = ("weight_composition", "weight_structure")
 
 
 @dataclass
@@ -32,19 +43,30 @@ def _as_model(model: LoadedModel | str | Path) -> LoadedModel:
     return model if isinstance(model, LoadedModel) else load_model(model)
 
 
-def _graphs(model: LoadedModel, items: list[NamedStructure]):
-    """Graphs of the items that can be graphed, their positions in ``items``, and ReadErrors
-    for the rest."""
-    graphs, kept, errors = [], [], []
+def _inputs(model: LoadedModel, items: list[NamedStructure]):
+    """Model inputs of the items that can be used, their positions in ``items``, and
+    ReadErrors for the rest."""
+    inputs, kept, errors = [], [], []
     for position, item in enumerate(items):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                graphs.append(model.builder(item.structure, structure_id=item.id))
+                inputs.append(model.prepare_one(item.structure, structure_id=item.id))
             kept.append(position)
-        except GraphBuildError as exc:
+        except (GraphBuildError, CompositionError) as exc:
             errors.append(ReadError(source=item.source, reason=str(exc)))
-    return graphs, kept, errors
+    return inputs, kept, errors
+
+
+def _outputs(model: LoadedModel) -> tuple[str, ...]:
+    return ("prediction", "weights") if model.has_fusion_weights else ("prediction",)
+
+
+def _add_weights(frame: pd.DataFrame, out: dict[str, np.ndarray]) -> pd.DataFrame:
+    if "weights" in out:
+        frame[WEIGHT_COLUMNS[0]] = out["weights"][:, 0]
+        frame[WEIGHT_COLUMNS[1]] = out["weights"][:, 1]
+    return frame
 
 
 def predict(
@@ -55,6 +77,10 @@ def predict(
     device: str = "auto",
 ) -> Predictions:
     """Predict the model's target for every readable structure in ``source``.
+
+    The table has ``id``, ``formula``, ``n_sites``, ``prediction`` and, for attention-fusion
+    models, the per-material weights :data:`WEIGHT_COLUMNS` (``weight_composition``,
+    ``weight_structure``; they sum to 1).
 
     Args:
         model: a loaded model, a model directory, or a model name.
@@ -67,15 +93,15 @@ def predict(
     else:
         batch = read_structures(source)
         items, errors = batch.items, list(batch.errors)
-    graphs, positions, graph_errors = _graphs(model, items)
-    values = model.predict_graphs(graphs, batch_size=batch_size, device=device)
+    inputs, positions, graph_errors = _inputs(model, items)
+    out = model.run(inputs, _outputs(model), batch_size=batch_size, device=device)
     kept = [items[i] for i in positions]
-    table = pd.DataFrame({
+    table = _add_weights(pd.DataFrame({
         "id": [it.id for it in kept],
         "formula": [it.structure.composition.reduced_formula for it in kept],
         "n_sites": [len(it.structure) for it in kept],
-        "prediction": values,
-    })
+        "prediction": out["prediction"],
+    }), out)
     return Predictions(
         table=table,
         errors=errors + graph_errors,
@@ -92,10 +118,16 @@ def embed(
     batch_size: int = 64,
     device: str = "auto",
 ) -> tuple[np.ndarray, list[NamedStructure]]:
-    """Pooled crystal vectors (B, width) of the items that could be graphed, and those items."""
+    """Pooled vectors (B, D) of the items that could be used, and those items.
+
+    What the vector is depends on the family (``model.pooled_description``): the pooled CGCNN
+    vector for ``cgcnn`` and ``late-fusion``, the fused hidden vector for ``early-fusion``, the
+    attention-weighted fused vector for ``attention-fusion``, the standardised Magpie
+    descriptor for ``rf-magpie``.
+    """
     model = _as_model(model)
-    graphs, positions, _ = _graphs(model, items)
-    vectors = model.embed_graphs(graphs, batch_size=batch_size, device=device)
+    inputs, positions, _ = _inputs(model, items)
+    vectors = model.embed_graphs(inputs, batch_size=batch_size, device=device)
     return vectors, [items[i] for i in positions]
 
 
@@ -107,17 +139,181 @@ def evaluate(
     batch_size: int = 64,
     device: str = "auto",
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    """Metrics (n, mae, rmse, r, r2 in the target's unit) and per-structure predictions."""
+    """Metrics (n, mae, rmse, r, r2 in the target's unit) and per-structure predictions
+    (``id``, ``formula``, ``target``, ``prediction``, ``error``, plus :data:`WEIGHT_COLUMNS`
+    for attention-fusion models)."""
     model = _as_model(model)
     dataset = dataset.dropna(target)
     y = dataset.targets(target)
-    graphs, positions, _ = _graphs(model, dataset.items)
-    pred = model.predict_graphs(graphs, batch_size=batch_size, device=device)
+    inputs, positions, _ = _inputs(model, dataset.items)
+    out = model.run(inputs, _outputs(model), batch_size=batch_size, device=device)
     frame = pd.DataFrame({
         "id": [dataset.items[i].id for i in positions],
         "formula": [dataset.items[i].structure.composition.reduced_formula for i in positions],
         "target": y[positions],
-        "prediction": pred,
+        "prediction": out["prediction"],
     })
     frame["error"] = frame["prediction"] - frame["target"]
+    frame = _add_weights(frame, out)
     return regression_metrics(frame["target"], frame["prediction"]), frame
+
+
+def fusion_weights(
+    model: LoadedModel | str | Path,
+    source,
+    *,
+    batch_size: int = 64,
+    device: str = "auto",
+) -> pd.DataFrame:
+    """Per-material attention weights of an attention-fusion model.
+
+    Args:
+        model: an attention-fusion model (loaded, directory or name).
+        source: what :func:`predict` accepts (a list of :class:`NamedStructure`, files, ...).
+
+    Returns:
+        A table with ``id``, ``formula``, ``weight_composition``, ``weight_structure`` (rows sum
+        to 1) and ``prediction``. Unreadable entries are left out.
+
+    Raises:
+        ValueError: the model has no fusion weights (any family but attention fusion).
+    """
+    model = _as_model(model)
+    if not model.has_fusion_weights:
+        raise ValueError(f"model {model.name!r} ({model.family}) has no per-material fusion "
+                         "weights; only attention-fusion models do")
+    table = predict(model, source, batch_size=batch_size, device=device).table
+    return table[["id", "formula", *WEIGHT_COLUMNS, "prediction"]]
+
+
+@dataclass
+class Contributions:
+    """How much a fusion model's error depends on each part (SCIENCE.md §3).
+
+    Attributes:
+        mae: MAE of the unperturbed model on the data, in the target's unit.
+        table: one row per part (``composition``, ``structure``): ``perturbation`` (what was
+            done), ``mae`` after it, ``mae_increase`` (mae − baseline), ``relative_contribution``
+            (the part's share of the summed positive increases; NaN if neither increases the
+            error) and ``mean_abs_change`` (mean |Δ prediction|).
+        n: materials used; seed, n_shuffles: the graph-shuffle settings.
+        mean_weights: attention fusion only: the mean of each :data:`WEIGHT_COLUMNS` entry.
+    """
+
+    model_name: str
+    family: str
+    target: str
+    unit: str
+    n: int
+    mae: float
+    table: pd.DataFrame
+    seed: int
+    n_shuffles: int
+    mean_weights: dict[str, float] | None = None
+
+    def as_dict(self) -> dict:
+        rows = {row["part"]: {k: v for k, v in row.items() if k != "part"}
+                for row in self.table.to_dict("records")}
+        return {"model": self.model_name, "family": self.family, "target": self.target,
+                "unit": self.unit, "n": self.n, "mae": self.mae, "parts": rows,
+                "seed": self.seed, "n_shuffles": self.n_shuffles,
+                "mean_weights": self.mean_weights}
+
+
+def contribution_analysis(
+    model: LoadedModel | str | Path,
+    dataset: LabelledDataset,
+    target: str,
+    *,
+    seed: int = 0,
+    n_shuffles: int = 5,
+    batch_size: int = 256,
+    device: str = "auto",
+) -> Contributions:
+    """Error increase when the composition part is zeroed, and when the graph vectors are
+    shuffled across materials, for an early- or attention-fusion model.
+
+    Both parts are taken exactly where they meet (``module.fusion_parts``): for early fusion the
+    standardised Magpie block (zeroing = every material gets the training-mean composition) and
+    the normalised pooled graph vector; for attention fusion the projected composition vector c
+    and the graph vector g. The graph part is permuted across all materials with
+    ``numpy.random.default_rng(seed)``, ``n_shuffles`` times, and the MAEs averaged.
+
+    Args:
+        model: an early- or attention-fusion model.
+        dataset: labelled structures; rows without ``target`` are dropped.
+        target: the column to score against (normally the model's own target).
+
+    Raises:
+        ValueError: the model is not a fusion network, or fewer than two materials are usable.
+    """
+    import torch
+    from torch_geometric.loader import DataLoader
+
+    from engine.device import resolve_device
+
+    model = _as_model(model)
+    module = model.module
+    if not hasattr(module, "fusion_parts"):
+        raise ValueError(f"contribution analysis needs an early- or attention-fusion model; "
+                         f"{model.name!r} is {model.family}")
+    dataset = dataset.dropna(target)
+    y = dataset.targets(target)
+    inputs, positions, _ = _inputs(model, dataset.items)
+    if len(inputs) < 2:
+        raise ValueError(f"contribution analysis needs at least two usable materials, got "
+                         f"{len(inputs)}")
+    y = y[positions]
+    dev = resolve_device(device)
+    module.to(dev).eval()
+    try:
+        with torch.no_grad():
+            comps, graphs = [], []
+            for batch in DataLoader(inputs, batch_size=batch_size, shuffle=False):
+                c, g = module.fusion_parts(batch.to(dev))
+                comps.append(c)
+                graphs.append(g)
+            comp, graph = torch.cat(comps), torch.cat(graphs)
+
+            def predict_from(c: torch.Tensor, g: torch.Tensor) -> np.ndarray:
+                out = [module.fuse(c[i:i + batch_size], g[i:i + batch_size])
+                       for i in range(0, len(c), batch_size)]
+                return model.card.normalizer.decode(torch.cat(out).cpu().double()).numpy()
+
+            base = predict_from(comp, graph)
+            zeroed = predict_from(torch.zeros_like(comp), graph)
+            rng = np.random.default_rng(seed)
+            shuffled = [predict_from(comp, graph[torch.as_tensor(rng.permutation(len(graph)),
+                                                                 device=dev)])
+                        for _ in range(n_shuffles)]
+            weights = (module.weights(comp, graph).mean(0).cpu().numpy()
+                       if hasattr(module, "weights") else None)
+    finally:
+        module.to("cpu")
+
+    def mae(pred: np.ndarray) -> float:
+        return float(np.mean(np.abs(pred - y)))
+
+    base_mae = mae(base)
+    rows = [
+        {"part": "composition", "perturbation": "composition part zeroed",
+         "mae": mae(zeroed), "mean_abs_change": float(np.mean(np.abs(zeroed - base)))},
+        {"part": "structure",
+         "perturbation": f"graph vectors shuffled across materials ({n_shuffles}×, seed {seed})",
+         "mae": float(np.mean([mae(p) for p in shuffled])),
+         "mean_abs_change": float(np.mean([np.mean(np.abs(p - base)) for p in shuffled]))},
+    ]
+    for row in rows:
+        row["mae_increase"] = row["mae"] - base_mae
+    positive = [max(row["mae_increase"], 0.0) for row in rows]
+    total = sum(positive)
+    for row, pos in zip(rows, positive):
+        row["relative_contribution"] = pos / total if total > 0 else float("nan")
+    table = pd.DataFrame(rows)[["part", "perturbation", "mae", "mae_increase",
+                                "relative_contribution", "mean_abs_change"]]
+    return Contributions(
+        model_name=model.name, family=model.family, target=target, unit=model.card.unit,
+        n=len(y), mae=base_mae, table=table, seed=seed, n_shuffles=n_shuffles,
+        mean_weights=None if weights is None else {WEIGHT_COLUMNS[0]: float(weights[0]),
+                                                   WEIGHT_COLUMNS[1]: float(weights[1])},
+    )

@@ -5,9 +5,17 @@ silently between training and inference::
 
     model.json        ModelCard: versions, model + graph config, target and unit, normaliser,
                       element set, dataset name/size/hash/split, training settings, metrics
-    weights.pt        state dict, loaded with ``torch.load(..., weights_only=True)``
-    history.csv       per-epoch losses and metrics (trained models)
-    predictions.csv   validation and test predictions (trained models)
+    weights.pt        state dict, loaded with ``torch.load(..., weights_only=True)``; holds the
+                      input standardisation (Magpie mean/std) and late fusion's α as buffers
+    forest.skops      the fitted random forest (``rf-magpie``, ``late-fusion``), written with
+                      ``skops.io`` and loaded only with explicitly trusted types
+    history.csv       per-epoch losses and metrics (trained models). A forest has one row
+                      (epoch 1); models not trained here (original checkpoints) have none, so
+                      readers must accept a missing file
+    predictions.csv   validation and test predictions (trained models): split, id, formula,
+                      target, prediction, error; attention fusion adds the per-material weights
+                      (``weight_composition``, ``weight_structure`` and their aliases ``w_comp``,
+                      ``w_graph``); late fusion adds ``prediction_rf`` and ``prediction_cgcnn``
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
-from torch_geometric.data import Batch
+from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
 
 from engine.config import (
@@ -38,7 +46,7 @@ from engine.config import (
 )
 from engine.device import resolve_device
 from engine.graphs import GraphBuilder
-from engine.models import build_model, model_config_from_dict
+from engine.models import build_inputs, build_model, model_config_from_dict, prepare_input
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.pt"
@@ -103,6 +111,9 @@ class ModelCard(BaseModel):
     dataset: DatasetInfo | None = None
     training: TrainConfig | None = None
     metrics: dict[str, dict[str, float | int]] = {}
+    #: Values fitted in training besides the weights, e.g. late fusion's ``alpha`` with
+    #: ``alpha_grid`` and ``val_mae_by_alpha`` (the validation MAE of each α tried).
+    fitted: dict[str, Any] = {}
     created: str = ""
     references: list[str] = []
 
@@ -112,7 +123,12 @@ class ModelCard(BaseModel):
 
 @dataclass
 class LoadedModel:
-    """A ready-to-use model: its card, the torch module (in eval mode) and its graph builder."""
+    """A ready-to-use model of any family: its card, its module (in eval mode), its graph builder.
+
+    Inputs are built by :meth:`prepare` (the graph, if the family uses one, plus the family's
+    extra inputs such as the Magpie row ``comp``); the ``*_graphs`` methods take those inputs.
+    The ``*_structures`` methods do both steps.
+    """
 
     card: ModelCard
     module: nn.Module
@@ -127,35 +143,97 @@ class LoadedModel:
     def name(self) -> str:
         return self.card.name
 
-    def _run(self, graphs, *, batch_size: int, device: str, what: str) -> np.ndarray:
+    @property
+    def family(self) -> str:
+        """The model family (registry name), e.g. ``cgcnn`` or ``attention-fusion``."""
+        return self.card.model.get("name", "cgcnn")
+
+    @property
+    def pooled_description(self) -> str:
+        """What :meth:`embed_graphs` returns for this family, in words."""
+        return getattr(self.module, "pooled_description", "")
+
+    @property
+    def has_fusion_weights(self) -> bool:
+        """Whether the model gives per-material (w_comp, w_graph) (attention fusion)."""
+        return hasattr(self.module, "fusion_weights")
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def prepare_one(self, structure, *, structure_id: str | None = None) -> Data:
+        """The model input of one pymatgen structure (see :func:`engine.models.prepare_input`)."""
+        return prepare_input(self.module, self.builder, structure, structure_id=structure_id)
+
+    def prepare(self, structures, *, ids=None) -> list[Data]:
+        """Model inputs of many structures (see :func:`engine.models.build_inputs`)."""
+        return build_inputs(self.module, self.builder, structures, ids=ids)
+
+    # -- batched evaluation -----------------------------------------------------------------
+
+    def run(self, inputs, outputs=("prediction",), *, batch_size: int = 64,
+            device: str = "auto") -> dict[str, np.ndarray]:
+        """Evaluate prepared inputs in batches, without gradients.
+
+        Args:
+            inputs: ``Data`` from :meth:`prepare`.
+            outputs: any of ``prediction`` (target unit, (B,)), ``pooled`` ((B, D)) and
+                ``weights`` ((B, 2): w_comp, w_graph; attention fusion only).
+
+        Returns:
+            One array per requested output.
+        """
+        empty = {"prediction": (0,), "pooled": (0, 0), "weights": (0, 2)}
+        unknown = [k for k in outputs if k not in empty]
+        if unknown:
+            raise ValueError(f"Invalid outputs={unknown}, valid options are {list(empty)}")
+        if "weights" in outputs and not self.has_fusion_weights:
+            raise ValueError(f"model {self.name!r} ({self.family}) has no fusion weights; "
+                             "only attention-fusion models do")
         dev = resolve_device(device)
         module = self.module.to(dev)
-        out = []
-        with torch.no_grad():
-            for batch in DataLoader(list(graphs), batch_size=batch_size, shuffle=False):
-                batch = batch.to(dev)
-                if what == "pooled":
-                    out.append(module.pooled(batch).cpu())
-                else:
-                    z = module(batch)
-                    out.append(self.card.normalizer.decode(z.double()).cpu())
-        module.to("cpu")
-        if not out:
-            return np.zeros((0,)) if what == "predict" else np.zeros((0, 0))
-        return torch.cat(out).numpy()
+        collected: dict[str, list[torch.Tensor]] = {k: [] for k in outputs}
+        try:
+            with torch.no_grad():
+                for batch in DataLoader(list(inputs), batch_size=batch_size, shuffle=False):
+                    batch = batch.to(dev)
+                    if "prediction" in collected:
+                        z = module(batch).cpu().double()
+                        collected["prediction"].append(self.card.normalizer.decode(z))
+                    if "pooled" in collected:
+                        collected["pooled"].append(module.pooled(batch).cpu())
+                    if "weights" in collected:
+                        collected["weights"].append(module.fusion_weights(batch).cpu())
+        finally:
+            module.to("cpu")
+        return {key: torch.cat(parts).numpy() if parts else np.zeros(empty[key])
+                for key, parts in collected.items()}
 
     def predict_graphs(self, graphs, *, batch_size: int = 64, device: str = "auto") -> np.ndarray:
-        """Predictions in the target's unit for prebuilt graphs, shape (B,)."""
-        return self._run(graphs, batch_size=batch_size, device=device, what="predict")
+        """Predictions in the target's unit for inputs from :meth:`prepare`, shape (B,).
+
+        (For ``cgcnn`` a bare :class:`GraphBuilder` graph is a complete input; other families
+        need :meth:`prepare` and raise :class:`engine.models.MissingInputError` without it.)
+        """
+        return self.run(graphs, ("prediction",), batch_size=batch_size,
+                        device=device)["prediction"]
 
     def embed_graphs(self, graphs, *, batch_size: int = 64, device: str = "auto") -> np.ndarray:
-        """Pooled crystal vectors for prebuilt graphs, shape (B, atom_fea_len)."""
-        return self._run(graphs, batch_size=batch_size, device=device, what="pooled")
+        """Pooled vectors (B, D) for inputs from :meth:`prepare`; see :attr:`pooled_description`."""
+        return self.run(graphs, ("pooled",), batch_size=batch_size, device=device)["pooled"]
+
+    def fusion_weights_graphs(self, graphs, *, batch_size: int = 64,
+                              device: str = "auto") -> np.ndarray:
+        """Per-material (w_comp, w_graph) of an attention-fusion model, shape (B, 2)."""
+        return self.run(graphs, ("weights",), batch_size=batch_size, device=device)["weights"]
 
     def predict_structures(self, structures, *, batch_size: int = 64, device: str = "auto"):
         """Predictions in the target's unit for pymatgen structures, shape (B,)."""
-        return self.predict_graphs(self.builder.build_many(structures), batch_size=batch_size,
+        return self.predict_graphs(self.prepare(structures), batch_size=batch_size,
                                    device=device)
+
+    def embed_structures(self, structures, *, batch_size: int = 64, device: str = "auto"):
+        """Pooled vectors (B, D) for pymatgen structures."""
+        return self.embed_graphs(self.prepare(structures), batch_size=batch_size, device=device)
 
     def forward_batch(self, batch: Batch) -> torch.Tensor:
         """Predictions in the target's unit for one batch (no grad handling), shape (B,)."""
@@ -177,6 +255,8 @@ def save_model(
         card = card.model_copy(update={"created": datetime.now(timezone.utc).isoformat()})
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     torch.save(state, directory / WEIGHTS_FILE)
+    if hasattr(module, "save_extras"):
+        module.save_extras(directory)  # non-torch parts, e.g. forest.skops
     (directory / MODEL_FILE).write_text(card.model_dump_json(indent=2) + "\n")
     if history is not None:
         history.to_csv(directory / HISTORY_FILE, index=False)
@@ -240,7 +320,29 @@ def load_model(path_or_name: str | Path) -> LoadedModel:
     except (RuntimeError, ValueError) as exc:
         first = str(exc).splitlines()[0]
         raise ModelLoadError(f"{directory / WEIGHTS_FILE} does not match model.json: {first}") from None
+    try:
+        module.load_extras(directory)
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"{directory} is incomplete: {exc}") from None
+    except ValueError as exc:  # UntrustedFileError and malformed files
+        raise ModelLoadError(str(exc)) from None
+    _check_fitted(card, module, directory)
     return LoadedModel(card=card, module=module, path=directory)
+
+
+def _check_fitted(card: ModelCard, module: nn.Module, directory: Path) -> None:
+    """The card's record of fitted values must agree with the weights (late fusion's α)."""
+    alpha = getattr(module, "alpha", None)
+    if alpha is None:
+        return
+    value = float(alpha)
+    if not np.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ModelLoadError(f"{directory / WEIGHTS_FILE}: late-fusion alpha={value} is not a "
+                             "fitted weight in [0, 1]")
+    recorded = card.fitted.get("alpha")
+    if recorded is not None and abs(float(recorded) - value) > 1e-6:  # float32 buffer
+        raise ModelLoadError(f"{directory}: model.json records alpha={recorded} but "
+                             f"{WEIGHTS_FILE} holds alpha={value}")
 
 
 def _card_summary(card: ModelCard, path: Path | None) -> dict[str, Any]:

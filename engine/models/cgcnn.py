@@ -10,43 +10,41 @@ from torch_geometric.nn import global_mean_pool
 
 from engine.config import CGCNNConfig, GraphConfig
 from engine.features.elements import MAX_Z, cgcnn_element_table
+from engine.models.base import FamilyModule
 from engine.models.layers import CGCNNConv
 
 
-class CGCNN(nn.Module):
-    """CGCNN: element features → n_conv gated convolutions → mean pool → dense head.
+class GraphEncoder(FamilyModule):
+    """The CGCNN graph branch: element features → n_conv gated convolutions → mean pool.
 
-    ``forward`` returns the prediction on the standardised target scale; the normaliser lives
-    with the saved model (see :mod:`engine.store`). Parameter names follow the original code,
-    so its checkpoints load directly.
+    Used on its own as the graph branch of the fusion families, and as the base of
+    :class:`CGCNN` (so that parameter names stay those of the original checkpoints).
 
     Shapes:
         - input: a torch_geometric ``Batch`` of B graphs from :class:`engine.graphs.GraphBuilder`
-        - output: predictions (B,); :meth:`pooled` gives crystal vectors (B, atom_fea_len)
+        - output: :meth:`pooled` gives crystal vectors (B, atom_fea_len)
     """
 
-    config_class = CGCNNConfig
-
-    def __init__(self, config: CGCNNConfig, graph: GraphConfig):
+    def __init__(
+        self,
+        graph: GraphConfig,
+        *,
+        atom_fea_len: int,
+        n_conv: int,
+        gate: bool = True,
+        atom_features: str = "cgcnn92",
+    ):
         super().__init__()
-        self.config = config
         self.graph_config = graph
-        if config.atom_features == "cgcnn92":
+        if atom_features == "cgcnn92":
             # Saved with the weights so a model never silently changes its input features.
             self.register_buffer("atom_table", torch.from_numpy(cgcnn_element_table()))
-            self.embedding = nn.Linear(self.atom_table.shape[1], config.atom_fea_len)
+            self.embedding = nn.Linear(self.atom_table.shape[1], atom_fea_len)
         else:
-            self.embedding = nn.Embedding(MAX_Z + 1, config.atom_fea_len)
+            self.embedding = nn.Embedding(MAX_Z + 1, atom_fea_len)
         self.convs = nn.ModuleList(
-            CGCNNConv(config.atom_fea_len, graph.n_gaussians, gate=config.gate)
-            for _ in range(config.n_conv)
+            CGCNNConv(atom_fea_len, graph.n_gaussians, gate=gate) for _ in range(n_conv)
         )
-        self.conv_to_fc = nn.Linear(config.atom_fea_len, config.h_fea_len)
-        self.fcs = nn.ModuleList(
-            nn.Linear(config.h_fea_len, config.h_fea_len) for _ in range(config.n_h - 1)
-        )
-        self.dropout = nn.Dropout(config.dropout)
-        self.fc_out = nn.Linear(config.h_fea_len, 1)
 
     def atom_features(self, batch: Batch) -> torch.Tensor:
         """Atom vectors v_i after the convolutions, shape (N, atom_fea_len)."""
@@ -62,6 +60,34 @@ class CGCNN(nn.Module):
     def pooled(self, batch: Batch) -> torch.Tensor:
         """The pooled crystal vector v_c (mean over atoms), shape (B, atom_fea_len)."""
         return global_mean_pool(self.atom_features(batch), batch.batch, size=batch.num_graphs)
+
+
+class CGCNN(GraphEncoder):
+    """CGCNN: element features → n_conv gated convolutions → mean pool → dense head.
+
+    ``forward`` returns the prediction on the standardised target scale; the normaliser lives
+    with the saved model (see :mod:`engine.store`). Parameter names follow the original code,
+    so its checkpoints load directly. ``CGCNNConfig(gate=False)`` is the gate ablation.
+
+    Shapes:
+        - input: a torch_geometric ``Batch`` of B graphs from :class:`engine.graphs.GraphBuilder`
+        - output: predictions (B,); :meth:`pooled` gives crystal vectors (B, atom_fea_len)
+    """
+
+    config_class = CGCNNConfig
+    pooled_description = "pooled crystal vector v_c: the mean of the atom vectors after the " \
+        "last convolution (atom_fea_len)"
+
+    def __init__(self, config: CGCNNConfig, graph: GraphConfig):
+        super().__init__(graph, atom_fea_len=config.atom_fea_len, n_conv=config.n_conv,
+                         gate=config.gate, atom_features=config.atom_features)
+        self.config = config
+        self.conv_to_fc = nn.Linear(config.atom_fea_len, config.h_fea_len)
+        self.fcs = nn.ModuleList(
+            nn.Linear(config.h_fea_len, config.h_fea_len) for _ in range(config.n_h - 1)
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.fc_out = nn.Linear(config.h_fea_len, 1)
 
     def head(self, crystal: torch.Tensor) -> torch.Tensor:
         """Dense head on pooled vectors (B, atom_fea_len) → standardised predictions (B,)."""

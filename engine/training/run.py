@@ -1,18 +1,38 @@
-"""One training run from a labelled dataset to a saved, reloadable model directory."""
+"""One training run from a labelled dataset to a saved, reloadable model directory.
+
+:func:`train` prepares the data the same way for every family (query, split, target
+normaliser, inputs from :func:`engine.models.build_inputs`, input standardisation fitted on the
+training split), then dispatches on the family's ``training_kind``:
+
+* ``gradient`` (cgcnn, early-fusion, attention-fusion): the :class:`Trainer`, with history,
+  best-epoch restore, early stopping and progress as callbacks;
+* ``forest`` (rf-magpie): one scikit-learn fit, reported to the callbacks as a single epoch, so
+  ``history.csv`` has one row and a job's progress shows 1/1;
+* ``late-fusion``: the CGCNN half through the Trainer, then the forest half, then α on the
+  validation split.
+
+Every family leaves the same artefacts: ``history.csv``, ``predictions.csv`` (split, id, formula,
+target, prediction, error, plus family extras) and train/val/test metrics in the card.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader
 
 from engine.config import CGCNNConfig, GraphConfig, ModelConfig, SplitConfig, TrainConfig
 from engine.datasets import LabelledDataset, split_dataset
+from engine.device import resolve_device
 from engine.graphs import GraphBuilder
-from engine.models import build_model
+from engine.models import build_inputs, build_model
 from engine.store import DatasetInfo, LoadedModel, ModelCard, Normalizer, save_model
 from engine.training.callbacks import BestCheckpoint, Callback, EarlyStopping, History, ProgressBar
 from engine.training.loop import Trainer, seed_everything
@@ -82,22 +102,21 @@ def train(
 
     ids = [item.id for item in dataset.items]
     structures = [item.structure for item in dataset.items]
-    graphs = GraphBuilder(graph_cfg).build_many(structures, ids=ids)
-    for g, value in zip(graphs, y):
-        g.y = normalizer.encode(torch.tensor([value], dtype=torch.float32))
 
     seed_everything(train_cfg.seed)
     module = build_model(model_cfg, graph_cfg)
-    history = History()
-    best = BestCheckpoint()
-    cbs: list[Callback] = [history, best]
-    if train_cfg.early_stopping_patience:
-        cbs.append(EarlyStopping(train_cfg.early_stopping_patience))
-    if progress:
-        cbs.append(ProgressBar())
-    cbs.extend(callbacks)
-    trainer = Trainer(module, train_cfg, target_std=normalizer.std, callbacks=cbs)
-    trainer.fit([graphs[i] for i in parts["train"]], [graphs[i] for i in parts["val"]])
+    inputs = build_inputs(module, GraphBuilder(graph_cfg), structures, ids=ids)
+    for data, value in zip(inputs, y):
+        data.y = normalizer.encode(torch.tensor([value], dtype=torch.float32))
+    train_inputs = [inputs[i] for i in parts["train"]]
+    val_inputs = [inputs[i] for i in parts["val"]]
+    module.fit_statistics(train_inputs)
+
+    fit = _FITTERS[module.training_kind]
+    history_frame, stop_reason, fitted = fit(
+        module, train_inputs, val_inputs, train_cfg=train_cfg, normalizer=normalizer,
+        callbacks=callbacks, progress=progress,
+    )
 
     card = ModelCard(
         name=name or (Path(out).name if out else f"{model_cfg.name}-{target}"),
@@ -119,6 +138,7 @@ def train(
             n_test=len(parts["test"]),
         ),
         training=train_cfg,
+        fitted=fitted,
     )
     loaded = LoadedModel(card=card, module=module)
     frames, metrics = [], {}
@@ -126,30 +146,188 @@ def train(
         idx = parts[part]
         if len(idx) == 0:
             continue
-        pred = loaded.predict_graphs([graphs[i] for i in idx], device=train_cfg.device)
+        part_inputs = [inputs[i] for i in idx]
+        pred = loaded.predict_graphs(part_inputs, device=train_cfg.device)
         metrics[part] = regression_metrics(y[idx], pred)
         if part != "train":
-            frames.append(pd.DataFrame({
+            frame = pd.DataFrame({
                 "split": part,
                 "id": [ids[i] for i in idx],
                 "formula": dataset.table["formula"].to_numpy()[idx],
                 "target": y[idx],
                 "prediction": pred,
                 "error": pred - y[idx],
-            }))
+            })
+            frames.append(_family_columns(loaded, frame, part_inputs, train_cfg.device))
     card = card.model_copy(update={"metrics": metrics})
     loaded.card = card
     predictions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     path = None
     if out is not None:
-        path = save_model(out, card, module, history=history.frame(), predictions=predictions)
+        path = save_model(out, card, module, history=history_frame, predictions=predictions)
         loaded.path = path
     return TrainResult(
         model=loaded,
-        history=history.frame(),
+        history=history_frame,
         predictions=predictions,
         metrics=metrics,
         path=path,
-        stop_reason=trainer.stop_reason,
+        stop_reason=stop_reason,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-family fitting. Each returns (history, stop_reason, fitted values for the card).
+
+
+def _fit_gradient(module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks,
+                  progress):
+    """Gradient training with the Trainer; the best epoch's weights are restored."""
+    history = History()
+    cbs: list[Callback] = [history, BestCheckpoint()]
+    if train_cfg.early_stopping_patience:
+        cbs.append(EarlyStopping(train_cfg.early_stopping_patience))
+    if progress:
+        cbs.append(ProgressBar())
+    cbs.extend(callbacks)
+    trainer = Trainer(module, train_cfg, target_std=normalizer.std, callbacks=cbs)
+    trainer.fit(train_inputs, val_inputs)
+    return history.frame(), trainer.stop_reason, {}
+
+
+class _OneStep:
+    """Stands in for the Trainer when callbacks watch a one-step fit (a forest)."""
+
+    def __init__(self, module, train_cfg: TrainConfig):
+        self.model = module
+        self.config = train_cfg.model_copy(update={"epochs": 1})
+        self.stop_reason: str | None = None
+
+
+def _targets(inputs: list[Data]) -> np.ndarray:
+    return torch.cat([d.y for d in inputs]).numpy().astype(np.float64) if inputs else np.zeros(0)
+
+
+def _standardised(module, inputs: list[Data], *, device: str, batch_size: int = 256) -> np.ndarray:
+    """Standardised predictions ``module(batch)`` over inputs, in eval mode and without
+    gradients, as float64 numpy (N,). The module is moved to ``device`` and back to the CPU."""
+    dev = resolve_device(device)
+    module.to(dev).eval()
+    out = []
+    try:
+        with torch.no_grad():
+            for batch in DataLoader(inputs, batch_size=batch_size, shuffle=False):
+                out.append(module(batch.to(dev)).cpu().double())
+    finally:
+        module.to("cpu")
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def _record(epoch: int, y_train, p_train, y_val, p_val, std: float, seconds: float) -> dict:
+    fit, val = regression_metrics(y_train * std, p_train * std), regression_metrics(
+        y_val * std, p_val * std)
+    return {
+        "epoch": epoch,
+        "train_loss": float(np.mean((p_train - y_train) ** 2)),
+        "val_loss": float(np.mean((p_val - y_val) ** 2)),
+        "train_mae": fit["mae"],
+        "val_mae": val["mae"],
+        "train_r": fit["r"],
+        "val_r": val["r"],
+        "lr": float("nan"),
+        "seconds": seconds,
+    }
+
+
+def _fit_forest(module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks,
+                progress):
+    """One scikit-learn fit of the forest, reported to the callbacks as epoch 1 of 1.
+
+    The ``train_*`` metrics are those of the forest on its own training rows (optimistic, as
+    always for a forest)."""
+    history = History()
+    cbs = [history, *callbacks]
+    if progress:
+        cbs.append(ProgressBar())
+    step = _OneStep(module, train_cfg)
+    for cb in cbs:
+        cb.on_train_start(step)
+    try:
+        start = time.perf_counter()
+        y_train = _targets(train_inputs)
+        module.fit_forest(train_inputs, y_train, seed=train_cfg.seed,
+                          n_jobs=train_cfg.num_threads or -1)
+        seconds = time.perf_counter() - start
+        module.eval()
+        p_train = _standardised(module, train_inputs, device="cpu")
+        y_val = _targets(val_inputs)
+        p_val = _standardised(module, val_inputs, device="cpu")
+        record = _record(1, y_train, p_train, y_val, p_val, normalizer.std, seconds)
+        for cb in cbs:
+            cb.on_epoch_end(step, record)
+    finally:
+        for cb in cbs:
+            cb.on_train_end(step)
+    return history.frame(), step.stop_reason, {}
+
+
+def alpha_search(rf: np.ndarray, cgcnn: np.ndarray, y: np.ndarray,
+                 grid: Sequence[float]) -> tuple[float, list[float]]:
+    """The α of ``grid`` with the lowest MAE of α·rf + (1 − α)·cgcnn against ``y`` (the first
+    such α on ties), and the MAE of every α."""
+    maes = [float(np.mean(np.abs(a * rf + (1 - a) * cgcnn - y))) for a in grid]
+    return float(grid[int(np.argmin(maes))]), maes
+
+
+def _fit_late(module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks, progress):
+    """CGCNN (Trainer), then the forest on the same training rows, then α on validation.
+
+    A cancelled run still fits the forest and α (seconds), so what is saved is complete."""
+    history, stop_reason, _ = _fit_gradient(
+        module.cgcnn, train_inputs, val_inputs, train_cfg=train_cfg, normalizer=normalizer,
+        callbacks=callbacks, progress=progress,
+    )
+    module.rf.fit_forest(train_inputs, _targets(train_inputs), seed=train_cfg.seed,
+                         n_jobs=train_cfg.num_threads or -1)
+    module.eval()
+    y_val = _targets(val_inputs)
+    rf_val = _standardised(module.rf, val_inputs, device=train_cfg.device)
+    cgcnn_val = _standardised(module.cgcnn, val_inputs, device=train_cfg.device)
+    grid = module.config.alpha_grid()
+    alpha, maes = alpha_search(rf_val, cgcnn_val, y_val, grid)
+    module.alpha.fill_(alpha)
+    std = normalizer.std
+    return history, stop_reason, {
+        "alpha": alpha,
+        "alpha_grid": list(grid),
+        "val_mae_by_alpha": [m * std for m in maes],  # in the target's unit
+        "val_mae_cgcnn": maes[0] * std,
+        "val_mae_rf": maes[-1] * std,
+        "selected_on": "val",
+    }
+
+
+_FITTERS = {"gradient": _fit_gradient, "forest": _fit_forest, "late-fusion": _fit_late}
+
+
+def _family_columns(model: LoadedModel, frame: pd.DataFrame, inputs: list[Data],
+                    device: str) -> pd.DataFrame:
+    """Per-family extra columns of ``predictions.csv``."""
+    module = model.module
+    if model.has_fusion_weights:
+        from engine.predict import WEIGHT_COLUMNS
+
+        w = model.fusion_weights_graphs(inputs, device=device)
+        frame[WEIGHT_COLUMNS[0]] = w[:, 0]
+        frame[WEIGHT_COLUMNS[1]] = w[:, 1]
+        # the names the dashboard's Fusion page reads
+        frame["w_comp"] = w[:, 0]
+        frame["w_graph"] = w[:, 1]
+    if hasattr(module, "branch_predictions"):
+        decode = model.card.normalizer
+        frame["prediction_rf"] = decode.mean + decode.std * _standardised(
+            module.rf, inputs, device=device)
+        frame["prediction_cgcnn"] = decode.mean + decode.std * _standardised(
+            module.cgcnn, inputs, device=device)
+    return frame
 

@@ -1,0 +1,132 @@
+"""What every model family provides, and the composition inputs that several families share.
+
+A family is an ``nn.Module`` subclass of :class:`FamilyModule` registered in
+:data:`engine.models.MODEL_REGISTRY`. Everything that differs between families is declared on
+the class, so the training run, the model store and prediction treat all families alike:
+
+=======================  =========================================================================
+``config_class``         the pydantic config (``name`` literal = the registry key)
+``needs_graph``          whether the inputs include the neighbour graph (``False``: composition
+                         only, no graph is built)
+``training_kind``        ``gradient`` (the :class:`~engine.training.loop.Trainer`), ``forest``
+                         (scikit-learn fit) or ``late-fusion`` (CGCNN, then forest, then α)
+``prepare(data, s)``     attaches extra per-structure inputs to the ``Data`` (e.g. ``data.comp``)
+``fit_statistics(xs)``   input standardisation from the training inputs, kept as buffers
+``forward(batch)``       standardised predictions (B,)
+``pooled(batch)``        the vector used for embeddings (B, D); ``pooled_description`` says which
+``save_extras(dir)``     non-torch parts (a forest) next to ``weights.pt``; ``load_extras(dir)``
+=======================  =========================================================================
+
+Inputs are built in exactly one place, :func:`engine.models.build_inputs` (used by training,
+:class:`~engine.store.LoadedModel` and therefore prediction, evaluation and embedding). A
+family that needs ``data.comp`` raises :class:`MissingInputError` on a batch without it, so a code
+path that bypasses ``build_inputs`` fails loudly instead of predicting from the wrong inputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch, Data
+
+from engine.features.composition import N_MAGPIE, magpie
+
+
+class MissingInputError(ValueError):
+    """A batch lacks an input its model needs (it was not built by ``build_inputs``)."""
+
+
+class FamilyModule(nn.Module):
+    """Base class of every model family; the defaults suit a plain graph network."""
+
+    config_class: ClassVar[type]
+    needs_graph: ClassVar[bool] = True
+    training_kind: ClassVar[Literal["gradient", "forest", "late-fusion"]] = "gradient"
+    pooled_description: ClassVar[str] = ""
+    #: Files besides weights.pt that ``save_extras`` writes.
+    extra_files: ClassVar[tuple[str, ...]] = ()
+
+    def prepare(self, data: Data, structure) -> None:
+        """Attach extra per-structure inputs to ``data`` (in place). Default: none."""
+
+    def fit_statistics(self, inputs: list[Data]) -> None:
+        """Fit input standardisation on the training inputs. Default: nothing to fit."""
+
+    def pooled(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def save_extras(self, directory: Path) -> None:
+        """Write non-torch parts into a model directory. Default: none."""
+
+    def load_extras(self, directory: Path) -> None:
+        """Read what :meth:`save_extras` wrote. Default: none."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Composition inputs (Magpie), shared by the fusion families and the forests
+
+
+def attach_composition(data: Data, structure) -> None:
+    """Set ``data.comp``: the raw Magpie vector of the structure's composition, float32 (1, 132).
+
+    Batching concatenates it to (B, 132). Standardisation happens inside the model
+    (:class:`CompositionScaler`), with the training statistics saved in its weights.
+    """
+    data.comp = torch.tensor(magpie(structure.composition), dtype=torch.float32).unsqueeze(0)
+
+
+def batch_composition(batch: Batch) -> torch.Tensor:
+    """The raw Magpie rows of a batch, (B, 132); a clear error when they were never attached."""
+    comp = getattr(batch, "comp", None)
+    if comp is None:
+        raise MissingInputError(
+            "this model needs composition inputs (data.comp) that the batch does not carry; "
+            "build inputs with LoadedModel.prepare(...) / engine.models.build_inputs(...), "
+            "not with a bare GraphBuilder"
+        )
+    return comp
+
+
+def stack_composition(inputs: list[Data]) -> torch.Tensor:
+    """Raw Magpie rows of many inputs, (N, 132)."""
+    return torch.cat([batch_composition(d) for d in inputs]) if inputs else torch.zeros(
+        (0, N_MAGPIE))
+
+
+class CompositionScaler(nn.Module):
+    """Standardises Magpie vectors with training statistics; unknown entries become the mean.
+
+    The mean and std are buffers, so they are saved in ``weights.pt`` with the rest of the
+    model. A non-finite input entry (a missing element property) is replaced by the training
+    mean of its feature, i.e. 0 after standardisation. Features constant over the training set
+    get std 1.
+
+    Shapes:
+        - input: raw Magpie rows (B, 132)
+        - output: standardised rows (B, 132)
+    """
+
+    def __init__(self, n_features: int = N_MAGPIE):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+
+    def fit(self, x: torch.Tensor) -> None:
+        """Set mean and std from training rows (N, n_features), ignoring non-finite entries."""
+        x = x.detach().to(torch.float64)
+        finite = torch.isfinite(x)
+        count = finite.sum(0).clamp(min=1)
+        filled = torch.where(finite, x, torch.zeros_like(x))
+        mean = filled.sum(0) / count
+        var = (torch.where(finite, x - mean, torch.zeros_like(x)) ** 2).sum(0) / count
+        std = var.sqrt()
+        std = torch.where(std > 1e-8 * mean.abs().clamp(min=1.0), std, torch.ones_like(std))
+        self.mean.copy_(mean.to(self.mean.dtype))
+        self.std.copy_(std.to(self.std.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x - self.mean) / self.std
+        return torch.where(torch.isfinite(z), z, torch.zeros_like(z))
