@@ -132,7 +132,7 @@ def cmd_train(args) -> int:
 def cmd_predict(args) -> int:
     import pandas as pd
 
-    from engine.predict import predict
+    from engine.prediction import predict
 
     result = predict(args.model, args.input, batch_size=args.batch_size, device=args.device)
     _print_errors(result.errors)
@@ -151,7 +151,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from engine.predict import evaluate
+    from engine.prediction import evaluate
 
     dataset = _load_data(args)
     metrics, frame = evaluate(args.model, dataset, args.target, batch_size=args.batch_size,
@@ -168,7 +168,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_contributions(args) -> int:
-    from engine.predict import contribution_analysis
+    from engine.prediction import contribution_analysis
 
     dataset = _load_data(args)
     result = contribution_analysis(args.model, dataset, args.target, seed=args.seed,

@@ -101,7 +101,7 @@ def reduce(
 
     Args:
         vectors: array-like of shape (n, d), e.g. pooled crystal vectors from
-            :func:`engine.predict.embed`.
+            :func:`engine.prediction.embed`.
         method: ``"tsne"`` (scikit-learn, PCA initialisation), ``"umap"`` (umap-learn, imported
             lazily) or ``"pca"``.
         seed: random seed; the same inputs and seed give the same map.

@@ -33,7 +33,7 @@ from engine.config import (
 )
 from engine.features.composition import magpie_many
 from engine.models import MODEL_REGISTRY, MissingInputError, model_config_from_dict
-from engine.predict import (
+from engine.prediction import (
     WEIGHT_COLUMNS,
     contribution_analysis,
     embed,

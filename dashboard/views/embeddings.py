@@ -16,7 +16,7 @@ from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
 from dashboard.components.viewer import describe_line, show_structure
 from engine.embeddings import reduce
-from engine.predict import embed, predict
+from engine.prediction import embed, predict
 
 st.title("Embeddings")
 teach("pooling", "embeddings")

@@ -4,8 +4,8 @@
   table per material and the weights against the error. They come from the model's saved
   validation/test predictions (``predictions.csv`` columns ``w_comp``/``w_graph``, alias
   ``weight_composition``/``weight_structure``) or are computed for the current dataset or the
-  SOFC examples with ``engine.predict.fusion_weights`` / ``evaluate``.
-* Early and attention fusion: the contribution analysis of ``engine.predict.
+  SOFC examples with ``engine.prediction.fusion_weights`` / ``evaluate``.
+* Early and attention fusion: the contribution analysis of ``engine.prediction.
   contribution_analysis`` (error increase when the composition part is zeroed or the graph
   vectors are shuffled across materials).
 * Late fusion: the fitted mixing weight α.
@@ -116,7 +116,7 @@ if getattr(model, "has_fusion_weights", False):
             key = ("fusion", state.model_ref(m), which, tuple(ds.ids))
             cache = st.session_state["fusion_cache"]
             if key not in cache:
-                from engine.predict import evaluate, fusion_weights
+                from engine.prediction import evaluate, fusion_weights
 
                 with st.spinner(f"Weights of {len(ds)} structures…"):
                     if m["target"] in ds.numeric_columns():
@@ -242,7 +242,7 @@ if hasattr(model.module, "fusion_parts"):
     if ds is None:
         st.caption(f"Load a dataset with a `{m['target']}` column on **Data** to run it.")
     elif st.button(f"Run on {label}", key="fusion_contrib"):
-        from engine.predict import contribution_analysis
+        from engine.prediction import contribution_analysis
 
         with st.spinner("Perturbing each part…"):
             try:

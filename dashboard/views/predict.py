@@ -76,7 +76,7 @@ if st.button(
     f"Predict {len(items)} structure(s) with {model_info['name']}", type="primary", key="predict_go"
 ) or (fresh and result):
     if not fresh:
-        from engine.predict import predict
+        from engine.prediction import predict
 
         try:
             model = state.load_model(state.model_ref(model_info))

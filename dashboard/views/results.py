@@ -234,7 +234,7 @@ def evaluate_here(m: dict, disp: Display, key: str) -> None:
     if not st.button(f"Evaluate on the current dataset ({len(ds)} structures)", key=f"eval_{key}"):
         return
     from engine import regression_metrics
-    from engine.predict import evaluate
+    from engine.prediction import evaluate
 
     model = state.load_model(state.model_ref(m))
     bar = st.progress(0.0, text="Evaluating…")

@@ -315,7 +315,7 @@ def _family_columns(model: LoadedModel, frame: pd.DataFrame, inputs: list[Data],
     """Per-family extra columns of ``predictions.csv``."""
     module = model.module
     if model.has_fusion_weights:
-        from engine.predict import WEIGHT_COLUMNS
+        from engine.prediction import WEIGHT_COLUMNS
 
         w = model.fusion_weights_graphs(inputs, device=device)
         frame[WEIGHT_COLUMNS[0]] = w[:, 0]
