@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `streamlit run` puts dashboard/ on the path, not the project
     sys.path.insert(0, str(ROOT))
 
-import streamlit as st
+import streamlit as st  # noqa: E402 (after the sys.path fix above)
 
-from dashboard import state
+from dashboard import state  # noqa: E402
 
 st.set_page_config(
     page_title="Crystal-graph screening",

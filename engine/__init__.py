@@ -31,6 +31,8 @@ _API = {
     "AttentionFusionConfig": "engine.config",
     "LateFusionConfig": "engine.config",
     "RFMagpieConfig": "engine.config",
+    "MultitaskConfig": "engine.config",
+    "ALIGNNConfig": "engine.config",
     "ModelConfig": "engine.config",
     "MODEL_FAMILIES": "engine.config",
     "TrainConfig": "engine.config",

@@ -33,11 +33,12 @@ def _load_data(args, *, apply_query: bool = True):
     _print_errors(dataset.errors)
     if args.query and apply_query:
         dataset = dataset.query(args.query)
-    if args.target not in dataset.table.columns:
-        raise ValueError(
-            f"target column {args.target!r} is not in {args.data}; numeric columns: "
-            f"{', '.join(dataset.numeric_columns()) or 'none'}"
-        )
+    for target in args.target if isinstance(args.target, list) else [args.target]:
+        if target not in dataset.table.columns:
+            raise ValueError(
+                f"target column {target!r} is not in {args.data}; numeric columns: "
+                f"{', '.join(dataset.numeric_columns()) or 'none'}"
+            )
     return dataset
 
 
@@ -59,6 +60,10 @@ MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
     "min_samples_leaf": ("min_samples_leaf",),
     "max_features": ("max_features",),
     "alpha_step": ("alpha_step",),
+    "n_alignn": ("n_alignn",),
+    "n_gcn": ("n_gcn",),
+    "angle_cutoff": ("angle_cutoff",),
+    "weighting": ("weighting",),
 }
 
 FAMILY_HELP = {
@@ -68,6 +73,8 @@ FAMILY_HELP = {
                         "weights",
     "late-fusion": "α·RF(Magpie) + (1−α)·CGCNN, α chosen on validation",
     "rf-magpie": "random forest on Magpie (composition-only baseline)",
+    "alignn": "ALIGNN-style: atom graph + line graph of bond angles (--n-alignn, --n-gcn)",
+    "multitask": "shared CGCNN trunk, one head per target (--target A B ...; --weighting)",
 }
 
 
@@ -100,8 +107,10 @@ def model_config_from_args(args):
 def cmd_train(args) -> int:
     from engine.config import GraphConfig, SplitConfig, TrainConfig
     from engine.training import train
+    from engine.training.run import resolve_targets
 
     model_cfg = model_config_from_args(args)
+    resolve_targets(args.model, args.target, None)  # several targets need a multi-target family
     dataset = _load_data(args, apply_query=False)  # train() applies and records the query
     graph_cfg = GraphConfig(cutoff=args.cutoff, max_neighbors=args.max_neighbors)
     train_cfg = TrainConfig(
@@ -112,17 +121,25 @@ def cmd_train(args) -> int:
         kind=args.split, column=args.split_column, seed=args.seed,
         val_fraction=args.val_fraction, test_fraction=args.test_fraction,
     )
+    targets = args.target[0] if len(args.target) == 1 else args.target  # several: multi-target
     result = train(
-        dataset, args.target, model=model_cfg, graph=graph_cfg, training=train_cfg,
+        dataset, targets, model=model_cfg, graph=graph_cfg, training=train_cfg,
         split=split_cfg, query=args.query, out=args.out, name=args.name,
         progress=not args.quiet,
     )
-    unit = result.model.card.unit
+    card = result.model.card
     if result.stop_reason:
         print(f"stopped: {result.stop_reason}")
-    for part, m in result.metrics.items():
-        print(f"{part:>5}: n={m['n']:<5} MAE={m['mae']:.4g} {unit}  RMSE={m['rmse']:.4g} {unit}  "
-              f"R={m['r']:.4f}  R²={m['r2']:.4f}")
+    for target, unit in zip(card.task_targets, card.task_units):
+        if len(card.task_targets) > 1:
+            print(f"{target}:")
+        for part, m in result.metrics.items():
+            m = {k: m.get(f"{target}/{k}", m.get(k)) for k in ("n", "mae", "rmse", "r", "r2")}
+            print(f"{part:>5}: n={m['n']:<5} MAE={m['mae']:.4g} {unit}  RMSE={m['rmse']:.4g} "
+                  f"{unit}  R={m['r']:.4f}  R²={m['r2']:.4f}")
+    if "task_weights" in card.fitted:
+        print(f"{card.fitted['weighting']} weighting: task weights " + ", ".join(
+            f"{t} {w:.3g}" for t, w in card.fitted["task_weights"].items()))
     if "alpha" in result.model.card.fitted:
         print(f"late fusion: alpha={result.model.card.fitted['alpha']:.2f} (chosen on val)")
     print(f"saved model directory: {result.path}")
@@ -139,8 +156,12 @@ def cmd_predict(args) -> int:
     if result.table.empty:
         print("error: no structure could be predicted", file=sys.stderr)
         return 1
-    column = f"{result.target} ({result.unit})" if result.unit else result.target
-    table = result.table.rename(columns={"prediction": column})
+    units = {result.target: result.unit, **dict(zip(result.targets, result.units))}
+    names = {col: f"{t} ({units[t]})" if units.get(t) else t for col, t in result.columns.items()}
+    table = result.table
+    if "prediction" not in names:  # several targets: one column each, no primary duplicate
+        table = table.drop(columns="prediction")
+    table = table.rename(columns=names)
     if args.output:
         table.to_csv(args.output, index=False)
         print(f"wrote {len(table)} predictions to {args.output}")
@@ -226,10 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def data_args(p, target_required=True):
+    def data_args(p, target_required=True, several=False):
         p.add_argument("--data", required=True, help="dataset: .jsonl(.gz), CIF folder with "
                        "id_prop.csv, or CSV joined to structure files")
-        p.add_argument("--target", required=target_required, help="target column")
+        if several:
+            p.add_argument("--target", required=target_required, nargs="+", metavar="TARGET",
+                           help="target column; several for --model multitask (the first is "
+                           "the primary target)")
+        else:
+            p.add_argument("--target", required=target_required, help="target column")
         p.add_argument("--query", help="pandas query to filter rows, e.g. "
                        "\"validated_against_mp != False\"")
         p.add_argument("--limit", type=int, help="read at most this many entries")
@@ -247,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="model families (--model):\n" + "\n".join(
             f"  {name:<18} {FAMILY_HELP.get(name, '')}" for name in families),
     )
-    data_args(p)
+    data_args(p, several=True)
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--model", default="cgcnn", metavar="{" + ",".join(families) + "}",
                    help="model family (default: cgcnn)")
@@ -275,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min-samples-leaf", type=int, help="rf-magpie: rows per leaf (1)")
     g.add_argument("--max-features", type=float, help="rf-magpie: share of features per split")
     g.add_argument("--alpha-step", type=float, help="late fusion: α grid step (0.05)")
+    g.add_argument("--n-alignn", type=int, help="alignn: bond-graph + atom-graph layers (2)")
+    g.add_argument("--n-gcn", type=int, help="alignn: atom-graph-only layers after them (2)")
+    g.add_argument("--angle-cutoff", type=float,
+                   help="alignn: only bonds up to this length (Å) form angles (0: all)")
+    g.add_argument("--weighting", choices=["learned", "inverse-scale"],
+                   help="multitask: task-loss weighting, learned log-variances or fixed "
+                   "inverse-scale (learned)")
     p.add_argument("--cutoff", type=float, default=8.0, help="neighbour cutoff in Å")
     p.add_argument("--max-neighbors", type=int, default=12)
     p.add_argument("--split", choices=["group", "random", "column"], default="group")

@@ -240,8 +240,86 @@ class LateFusionConfig(StrictModel):
         return [*grid, 1.0] if grid[-1] != 1.0 else grid
 
 
+class MultitaskConfig(StrictModel):
+    """Multi-task CGCNN (SCIENCE.md §3, MEGNet-style): one shared CGCNN trunk, one head per target.
+
+    Each target k is standardised with its own training mean μ_k and std σ_k (one normaliser per
+    task in the model card). A row may lack some targets: a missing label is masked out of the
+    loss and the row still trains the other tasks. With L_k the mean squared error of task k on
+    its standardised scale, over the rows of the batch that have a label for it:
+
+    * ``learned`` (default): loss = Σ_k exp(−s_k)·L_k + s_k, one learned log-variance s_k per
+      task (initialised at 0, saved in ``weights.pt`` as ``log_vars``). A task the trunk fits
+      badly raises its s_k and so gets a smaller weight exp(−s_k); the + s_k term stops every
+      weight from going to 0.
+    * ``inverse-scale``: loss = (1/K)·Σ_k L_k with fixed weights. Since L_k = MSE_k(raw)/σ_k²,
+      this is the raw-unit MSE of each task weighted by 1/(K·σ_k²): inverse-variance weighting,
+      so no target dominates through the size of its unit. (``log_vars`` exist but stay 0.)
+
+    A task with no label in a batch adds nothing to that batch's loss (neither term).
+
+    Attributes:
+        atom_fea_len, n_conv, gate, atom_features: the shared trunk, as in :class:`CGCNNConfig`.
+        h_fea_len, n_h, dropout: each task's head, as CGCNN's dense head (pooled vector →
+            h_fea_len, n_h softplus layers, dropout → 1).
+        weighting: ``learned`` or ``inverse-scale`` (above).
+        n_tasks: number of targets; set by ``train()`` from its list of targets.
+    """
+
+    name: Literal["multitask"] = "multitask"
+    atom_fea_len: int = Field(64, ge=1, description="Width of the shared trunk's atom vectors.")
+    n_conv: int = Field(3, ge=1, le=12, description="Gated graph convolutions of the trunk.")
+    h_fea_len: int = Field(128, ge=1, description="Width of each task head's dense layers.")
+    n_h: int = Field(1, ge=1, le=6, description="Dense layers per task head.")
+    gate: bool = True
+    atom_features: Literal["cgcnn92", "embedding"] = "cgcnn92"
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before each head's output.")
+    weighting: Literal["learned", "inverse-scale"] = Field(
+        "learned", description="Task-loss weighting: learned log-variances s_k "
+        "(Σ exp(−s_k)·L_k + s_k) or fixed inverse-scale (mean of the standardised MSEs).")
+    n_tasks: int = Field(1, ge=1, le=32, description="Number of targets (set from the targets "
+                         "when training).")
+
+
+class ALIGNNConfig(StrictModel):
+    """ALIGNN-style line-graph network (SCIENCE.md §3; Choudhary & DeCost 2021).
+
+    A second graph has the bonds as nodes and the bond angles as edges (two bonds sharing their
+    centre atom; cos θ expanded in ``n_angle_basis`` Gaussians on [−1, 1]; see
+    :mod:`engine.linegraph`). Each of the ``n_alignn`` layers updates the bond graph (bond
+    vectors as nodes, angle vectors as edges), then the atom graph (the updated bond vectors as
+    edges), both with edge-gated graph convolutions; ``n_gcn`` atom-graph-only layers follow,
+    then the mean of the atom vectors goes to a dense head.
+
+    Attributes:
+        atom_fea_len: hidden width of the atom, bond and angle vectors.
+        n_alignn: ALIGNN layers (bond graph, then atom graph); 0 leaves a plain edge-gated GCN.
+        n_gcn: atom-graph-only edge-gated layers after them.
+        n_angle_basis: Gaussians expanding cos θ on [−1, 1].
+        angle_cutoff: only bonds up to this length (Å) form angles; 0: every bond (ALIGNN).
+            With every bond a training epoch costs about 4× CGCNN's; 3 Å about 2×
+            (docs/results/alignn_cost.json).
+        h_fea_len: width of the dense layer of the head.
+        atom_features: ``cgcnn92`` (fixed 92-dim table) or ``embedding``, as in CGCNN.
+        dropout: dropout before the output layer.
+    """
+
+    name: Literal["alignn"] = "alignn"
+    atom_fea_len: int = Field(64, ge=1, description="Width of the atom, bond and angle vectors.")
+    n_alignn: int = Field(2, ge=0, le=8, description="ALIGNN layers: bond graph (angles as "
+                          "edges), then atom graph.")
+    n_gcn: int = Field(2, ge=0, le=8, description="Atom-graph-only layers after the ALIGNN ones.")
+    n_angle_basis: int = Field(16, ge=2, le=128, description="Gaussians expanding cos θ on "
+                               "[−1, 1].")
+    angle_cutoff: float = Field(0.0, ge=0, description="Only bonds up to this length (Å) form "
+                                "angles; 0: every bond of the graph (cheaper when smaller).")
+    h_fea_len: int = Field(128, ge=1, description="Width of the dense layer of the head.")
+    atom_features: Literal["cgcnn92", "embedding"] = "cgcnn92"
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the output layer.")
+
+
 _MODEL_CONFIGS = (CGCNNConfig, EarlyFusionConfig, AttentionFusionConfig, LateFusionConfig,
-                  RFMagpieConfig)
+                  RFMagpieConfig, MultitaskConfig, ALIGNNConfig)
 
 #: Any model family's config, told apart by its ``name`` (a pydantic discriminated union).
 #: Parse a saved dict with :func:`engine.models.model_config_from_dict`.

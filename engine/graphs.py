@@ -62,6 +62,9 @@ class GraphBuilder:
         edge_dist: |r_j + offset·cell - r_i| in Å, float (E,).
         edge_offset: periodic image of j as integer cell translations, long (E, 3).
         edge_attr: Gaussian expansion of edge_dist, float (E, n_gaussians).
+        edge_cut_shell: bool (E,); True where the ``max_neighbors`` cap cut this edge's shell
+            (neighbours at the same distance were dropped, so which ones were kept is arbitrary).
+            Distance-only models need not care; angle-based ones must (:mod:`engine.linegraph`).
 
     Edges of each centre atom are sorted by distance. Ties at the neighbour cap are broken by
     the neighbour's atomic number, so the graph does not depend on the order of atoms in the file
@@ -90,8 +93,8 @@ class GraphBuilder:
         """Nearest-neighbour edges of every atom, before any policy or padding is applied.
 
         Returns:
-            Dict of numpy arrays: ``center`` (E,), ``neighbor`` (E,), ``offset`` (E, 3) and
-            ``distance`` (E,) in Å, sorted by centre then distance.
+            Dict of numpy arrays: ``center`` (E,), ``neighbor`` (E,), ``offset`` (E, 3),
+            ``distance`` (E,) in Å and ``cut_shell`` (E,), sorted by centre then distance.
         """
         c = self.config
         center, neighbor, offset, distance = structure.get_neighbor_list(
@@ -112,11 +115,17 @@ class GraphBuilder:
         starts = np.cumsum(counts) - counts
         rank = np.arange(len(center)) - np.repeat(starts, counts)
         keep = rank < c.max_neighbors
+        # a kept edge whose (rounded) distance equals that of the first dropped one: cut shell
+        rounded = np.round(distance, 5)
+        boundary = np.full(len(structure), np.nan)
+        boundary[center[rank == c.max_neighbors]] = rounded[rank == c.max_neighbors]
+        cut_shell = rounded == boundary[center]
         return {
             "center": center[keep].astype(np.int64),
             "neighbor": neighbor[keep].astype(np.int64),
             "offset": np.rint(offset[keep]).astype(np.int64),
             "distance": distance[keep].astype(np.float64),
+            "cut_shell": cut_shell[keep],
         }
 
     def __call__(self, structure: Structure, *, structure_id: str | None = None) -> Data:
@@ -148,6 +157,7 @@ class GraphBuilder:
             edge_dist=distance,
             edge_offset=torch.as_tensor(edges["offset"]),
             edge_attr=gaussian_expand(distance, c),
+            edge_cut_shell=torch.as_tensor(edges["cut_shell"]),
             num_nodes=n,
         )
         if structure_id is not None:
@@ -192,6 +202,7 @@ def _pad_like_original(
         "distance": np.concatenate(
             [edges["distance"], np.full(len(pad_center), config.cutoff + 1.0)]
         ),
+        "cut_shell": np.concatenate([edges["cut_shell"], np.zeros(len(pad_center), bool)]),
     }
     order = np.argsort(merged["center"], kind="stable")
     return {k: v[order] for k, v in merged.items()}

@@ -30,13 +30,27 @@ WEIGHT_COLUMNS = ("weight_composition", "weight_structure")
 @dataclass
 class Predictions:
     """One row per predicted structure (``id``, ``formula``, ``n_sites``, ``prediction``),
-    plus the entries that could not be read or graphed, with their reasons."""
+    plus the entries that could not be read or graphed, with their reasons.
+
+    A multi-target model's table also has ``prediction_<t>`` for every target ``<t>`` in
+    ``targets`` (``prediction`` repeats the primary one, ``targets[0]``); ``targets`` and
+    ``units`` list every target (one entry for a single-target model)."""
 
     table: pd.DataFrame
     errors: list[ReadError] = field(default_factory=list)
     target: str = ""
     unit: str = ""
     model_name: str = ""
+    targets: list[str] = field(default_factory=list)
+    units: list[str] = field(default_factory=list)
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """Prediction column → its target: ``{"prediction": target}`` for a single-target model,
+        ``{"prediction_<t>": t, ...}`` for a multi-target one."""
+        if len(self.targets) > 1:
+            return {task_column(t): t for t in self.targets}
+        return {"prediction": self.target}
 
 
 def _as_model(model: LoadedModel | str | Path) -> LoadedModel:
@@ -58,8 +72,18 @@ def _inputs(model: LoadedModel, items: list[NamedStructure]):
     return inputs, kept, errors
 
 
+def task_column(target: str) -> str:
+    """The column of one target's predictions in a multi-target :func:`predict` table."""
+    return f"prediction_{target}"
+
+
+def _multi(model: LoadedModel) -> bool:
+    return len(model.targets) > 1
+
+
 def _outputs(model: LoadedModel) -> tuple[str, ...]:
-    return ("prediction", "weights") if model.has_fusion_weights else ("prediction",)
+    outputs = ("prediction", "weights") if model.has_fusion_weights else ("prediction",)
+    return (*outputs, "tasks") if _multi(model) else outputs
 
 
 def _add_weights(frame: pd.DataFrame, out: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -80,7 +104,8 @@ def predict(
 
     The table has ``id``, ``formula``, ``n_sites``, ``prediction`` and, for attention-fusion
     models, the per-material weights :data:`WEIGHT_COLUMNS` (``weight_composition``,
-    ``weight_structure``; they sum to 1).
+    ``weight_structure``; they sum to 1). A multi-target model adds one column per target,
+    ``prediction_<target>`` (:func:`task_column`); ``prediction`` is its primary target.
 
     Args:
         model: a loaded model, a model directory, or a model name.
@@ -102,12 +127,17 @@ def predict(
         "n_sites": [len(it.structure) for it in kept],
         "prediction": out["prediction"],
     }), out)
+    if "tasks" in out:
+        for k, target in enumerate(model.targets):
+            table[task_column(target)] = out["tasks"][:, k]
     return Predictions(
         table=table,
         errors=errors + graph_errors,
         target=model.card.target,
         unit=model.card.unit,
         model_name=model.name,
+        targets=model.targets,
+        units=model.card.task_units,
     )
 
 
@@ -141,8 +171,21 @@ def evaluate(
 ) -> tuple[dict[str, float], pd.DataFrame]:
     """Metrics (n, mae, rmse, r, r2 in the target's unit) and per-structure predictions
     (``id``, ``formula``, ``target``, ``prediction``, ``error``, plus :data:`WEIGHT_COLUMNS`
-    for attention-fusion models)."""
+    for attention-fusion models).
+
+    For a multi-target model ``target`` picks the task: it must be one of the model's targets,
+    and ``prediction`` is that task's output.
+
+    Raises:
+        ValueError: ``target`` is not one of a multi-target model's targets.
+    """
     model = _as_model(model)
+    task = None
+    if _multi(model):
+        if target not in model.targets:
+            raise ValueError(f"model {model.name!r} predicts {', '.join(model.targets)}; "
+                             f"{target!r} is not one of them")
+        task = model.targets.index(target)
     dataset = dataset.dropna(target)
     y = dataset.targets(target)
     inputs, positions, _ = _inputs(model, dataset.items)
@@ -151,7 +194,7 @@ def evaluate(
         "id": [dataset.items[i].id for i in positions],
         "formula": [dataset.items[i].structure.composition.reduced_formula for i in positions],
         "target": y[positions],
-        "prediction": out["prediction"],
+        "prediction": out["prediction"] if task is None else out["tasks"][:, task],
     })
     frame["error"] = frame["prediction"] - frame["target"]
     frame = _add_weights(frame, out)

@@ -15,7 +15,15 @@ silently between training and inference::
     predictions.csv   validation and test predictions (trained models): split, id, formula,
                       target, prediction, error; attention fusion adds the per-material weights
                       (``weight_composition``, ``weight_structure`` and their aliases ``w_comp``,
-                      ``w_graph``); late fusion adds ``prediction_rf`` and ``prediction_cgcnn``
+                      ``w_graph``); late fusion adds ``prediction_rf`` and ``prediction_cgcnn``;
+                      a multi-target model adds ``target_<t>``, ``prediction_<t>``, ``error_<t>``
+                      per target ``<t>`` (``target``/``prediction``/``error``: the primary one)
+
+Multi-target models (``multitask``) keep ``target``, ``unit`` and ``normalizer`` for their first,
+*primary*, target (so single-target readers keep working) and list every target in ``targets``,
+``units`` and ``normalizers`` (same order; these are empty for single-target models, whose cards
+are unchanged). Their metrics hold the primary target's ``n``/``mae``/... plus ``<t>/<metric>``
+for every target; :attr:`ModelCard.task_targets` etc. give the lists for any model.
 """
 
 from __future__ import annotations
@@ -104,6 +112,11 @@ class ModelCard(BaseModel):
     source: Literal["shipped", "user", "cgcnn-original"] = "user"
     target: str
     unit: str = ""
+    #: Multi-target models: every target, its unit and its normaliser, in the order of the
+    #: model's outputs (``targets[0] == target``). Empty for single-target models.
+    targets: list[str] = []
+    units: list[str] = []
+    normalizers: list[Normalizer] = []
     model: dict[str, Any]
     graph: GraphConfig
     normalizer: Normalizer
@@ -119,6 +132,36 @@ class ModelCard(BaseModel):
 
     def model_config_obj(self) -> ModelConfig:
         return model_config_from_dict(self.model)
+
+    @property
+    def task_targets(self) -> list[str]:
+        """Every target the model predicts, in output order (``[target]`` for one target)."""
+        return list(self.targets) or [self.target]
+
+    @property
+    def task_units(self) -> list[str]:
+        """The unit of each of :attr:`task_targets`."""
+        return list(self.units) or [self.unit]
+
+    @property
+    def task_normalizers(self) -> list[Normalizer]:
+        """The normaliser of each of :attr:`task_targets`."""
+        return list(self.normalizers) or [self.normalizer]
+
+    def check_targets(self) -> None:
+        """Raise ValueError when the multi-target fields disagree with each other, with the
+        primary target or with the model's number of outputs."""
+        if not self.targets and not self.units and not self.normalizers:
+            return
+        if not len(self.targets) == len(self.units) == len(self.normalizers):
+            raise ValueError(f"{len(self.targets)} targets, {len(self.units)} units and "
+                             f"{len(self.normalizers)} normalizers")
+        if self.targets[0] != self.target or self.units[0] != self.unit:
+            raise ValueError(f"targets[0]={self.targets[0]!r} ({self.units[0]!r}) is not the "
+                             f"primary target {self.target!r} ({self.unit!r})")
+        n_tasks = self.model.get("n_tasks")
+        if n_tasks is not None and n_tasks != len(self.targets):
+            raise ValueError(f"the model has {n_tasks} outputs but {len(self.targets)} targets")
 
 
 @dataclass
@@ -154,6 +197,11 @@ class LoadedModel:
         return getattr(self.module, "pooled_description", "")
 
     @property
+    def targets(self) -> list[str]:
+        """Every target the model predicts (one for single-target models)."""
+        return self.card.task_targets
+
+    @property
     def has_fusion_weights(self) -> bool:
         """Whether the model gives per-material (w_comp, w_graph) (attention fusion)."""
         return hasattr(self.module, "fusion_weights")
@@ -176,13 +224,16 @@ class LoadedModel:
 
         Args:
             inputs: ``Data`` from :meth:`prepare`.
-            outputs: any of ``prediction`` (target unit, (B,)), ``pooled`` ((B, D)) and
-                ``weights`` ((B, 2): w_comp, w_graph; attention fusion only).
+            outputs: any of ``prediction`` (target unit, (B,); the primary target of a
+                multi-target model), ``tasks`` (every target in its unit, (B, K); K = 1 for a
+                single-target model), ``pooled`` ((B, D)) and ``weights`` ((B, 2): w_comp,
+                w_graph; attention fusion only).
 
         Returns:
             One array per requested output.
         """
-        empty = {"prediction": (0,), "pooled": (0, 0), "weights": (0, 2)}
+        empty = {"prediction": (0,), "tasks": (0, len(self.targets)), "pooled": (0, 0),
+                 "weights": (0, 2)}
         unknown = [k for k in outputs if k not in empty]
         if unknown:
             raise ValueError(f"Invalid outputs={unknown}, valid options are {list(empty)}")
@@ -196,9 +247,15 @@ class LoadedModel:
             with torch.no_grad():
                 for batch in DataLoader(list(inputs), batch_size=batch_size, shuffle=False):
                     batch = batch.to(dev)
-                    if "prediction" in collected:
+                    if "prediction" in collected or "tasks" in collected:
                         z = module(batch).cpu().double()
-                        collected["prediction"].append(self.card.normalizer.decode(z))
+                        values = self._decode(z)
+                        if "prediction" in collected:
+                            collected["prediction"].append(values[:, 0] if z.ndim == 2
+                                                           else values)
+                        if "tasks" in collected:
+                            collected["tasks"].append(values if z.ndim == 2
+                                                      else values.unsqueeze(1))
                     if "pooled" in collected:
                         collected["pooled"].append(module.pooled(batch).cpu())
                     if "weights" in collected:
@@ -208,8 +265,26 @@ class LoadedModel:
         return {key: torch.cat(parts).numpy() if parts else np.zeros(empty[key])
                 for key, parts in collected.items()}
 
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Standardised outputs → target units: (B,) with the normaliser, (B, K) per task."""
+        if z.ndim == 1:
+            return self.card.normalizer.decode(z)
+        norms = self.card.task_normalizers
+        if z.shape[1] != len(norms):
+            raise ValueError(f"model {self.name!r} gives {z.shape[1]} outputs but its card "
+                             f"lists {len(norms)} targets")
+        mean = torch.tensor([n.mean for n in norms], dtype=z.dtype, device=z.device)
+        std = torch.tensor([n.std for n in norms], dtype=z.dtype, device=z.device)
+        return z * std + mean
+
+    def predict_tasks_graphs(self, graphs, *, batch_size: int = 64,
+                             device: str = "auto") -> np.ndarray:
+        """Predictions of every target (:attr:`targets`) in its unit, shape (B, K)."""
+        return self.run(graphs, ("tasks",), batch_size=batch_size, device=device)["tasks"]
+
     def predict_graphs(self, graphs, *, batch_size: int = 64, device: str = "auto") -> np.ndarray:
-        """Predictions in the target's unit for inputs from :meth:`prepare`, shape (B,).
+        """Predictions in the target's unit for inputs from :meth:`prepare`, shape (B,)
+        (a multi-target model's primary target; :meth:`predict_tasks_graphs` gives them all).
 
         (For ``cgcnn`` a bare :class:`GraphBuilder` graph is a complete input; other families
         need :meth:`prepare` and raise :class:`engine.models.MissingInputError` without it.)
@@ -236,8 +311,9 @@ class LoadedModel:
         return self.embed_graphs(self.prepare(structures), batch_size=batch_size, device=device)
 
     def forward_batch(self, batch: Batch) -> torch.Tensor:
-        """Predictions in the target's unit for one batch (no grad handling), shape (B,)."""
-        return self.card.normalizer.decode(self.module(batch))
+        """Predictions in the target's unit for one batch (no grad handling), shape (B,);
+        (B, K) for a multi-target model."""
+        return self._decode(self.module(batch))
 
 
 def save_model(
@@ -284,6 +360,7 @@ def read_card(directory: str | Path) -> ModelCard:
     try:
         card = ModelCard(**raw)
         card.model_config_obj()
+        card.check_targets()
     except (ValidationError, ValueError) as exc:
         raise ModelLoadError(f"{path} does not fit this engine ({ENGINE_VERSION}): {exc}") from None
     return card
@@ -331,7 +408,17 @@ def load_model(path_or_name: str | Path) -> LoadedModel:
 
 
 def _check_fitted(card: ModelCard, module: nn.Module, directory: Path) -> None:
-    """The card's record of fitted values must agree with the weights (late fusion's α)."""
+    """The card's record of fitted values must agree with the weights (late fusion's α, the
+    multi-task log-variances)."""
+    recorded_log_vars = card.fitted.get("log_vars")
+    log_vars = getattr(module, "log_vars", None)
+    if isinstance(recorded_log_vars, dict) and log_vars is not None:
+        held = dict(zip(card.task_targets, log_vars.detach().tolist()))
+        if any(abs(float(v) - held.get(t, float("nan"))) > 1e-5
+               or not np.isfinite(held.get(t, float("nan")))
+               for t, v in recorded_log_vars.items()):
+            raise ModelLoadError(f"{directory}: model.json records log_vars={recorded_log_vars} "
+                                 f"but {WEIGHTS_FILE} holds {held}")
     alpha = getattr(module, "alpha", None)
     if alpha is None:
         return
@@ -350,6 +437,8 @@ def _card_summary(card: ModelCard, path: Path | None) -> dict[str, Any]:
         "name": card.name,
         "target": card.target,
         "unit": card.unit,
+        "targets": card.task_targets,
+        "units": card.task_units,
         "source": card.source,
         "family": card.model.get("name", "cgcnn"),
         "description": card.description,
@@ -361,7 +450,8 @@ def _card_summary(card: ModelCard, path: Path | None) -> dict[str, Any]:
 def list_models() -> list[dict[str, Any]]:
     """Every available model: shipped, the user's, and the original CGCNN checkpoints.
 
-    Each entry has at least ``name``, ``target``, ``unit`` and ``source``.
+    Each entry has at least ``name``, ``target``, ``unit`` and ``source``, and ``targets`` /
+    ``units``: every target the model predicts (``[target]`` for a single-target model).
     """
     from engine.pretrained import original_cards
 

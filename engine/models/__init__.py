@@ -9,6 +9,10 @@ early-fusion        :class:`~engine.models.fusion.EarlyFusion`    ``EarlyFusionC
 attention-fusion    :class:`~engine.models.fusion.AttentionFusion`  ``AttentionFusionConfig``
 late-fusion         :class:`~engine.models.late.LateFusion`       ``LateFusionConfig``
 rf-magpie           :class:`~engine.models.forest.RFMagpie`       ``RFMagpieConfig``
+multitask           :class:`~engine.models.multitask.MultitaskCGCNN`  ``MultitaskConfig``
+                                                                 (several targets, one head each)
+alignn              :class:`~engine.models.alignn.ALIGNN`         ``ALIGNNConfig``
+                                                                 (line graph of bond angles)
 ==================  ===========================================  ==================================
 
 What a family declares is described in :mod:`engine.models.base`.
@@ -23,11 +27,13 @@ from pydantic import TypeAdapter
 from torch_geometric.data import Data
 
 from engine.config import MODEL_FAMILIES, GraphConfig, ModelConfig
+from engine.models.alignn import ALIGNN
 from engine.models.base import FamilyModule, MissingInputError
 from engine.models.cgcnn import CGCNN
 from engine.models.forest import RFMagpie
 from engine.models.fusion import AttentionFusion, EarlyFusion
 from engine.models.late import LateFusion
+from engine.models.multitask import MultitaskCGCNN
 
 __all__ = [
     "MODEL_REGISTRY",
@@ -48,6 +54,8 @@ MODEL_REGISTRY: dict[str, type[FamilyModule]] = {
     "attention-fusion": AttentionFusion,
     "late-fusion": LateFusion,
     "rf-magpie": RFMagpie,
+    "multitask": MultitaskCGCNN,
+    "alignn": ALIGNN,
 }
 
 _CONFIG_ADAPTER: TypeAdapter = TypeAdapter(ModelConfig)

@@ -9,7 +9,10 @@ the class, so the training run, the model store and prediction treat all familie
 ``needs_graph``          whether the inputs include the neighbour graph (``False``: composition
                          only, no graph is built)
 ``training_kind``        ``gradient`` (the :class:`~engine.training.loop.Trainer`), ``forest``
-                         (scikit-learn fit) or ``late-fusion`` (CGCNN, then forest, then α)
+                         (scikit-learn fit), ``late-fusion`` (CGCNN, then forest, then α) or
+                         ``multitask`` (the Trainer on K masked, weighted task losses)
+``multi_target``         whether the family predicts several targets at once (``forward`` gives
+                         (B, K)); single-target families refuse a list of several targets
 ``prepare(data, s)``     attaches extra per-structure inputs to the ``Data`` (e.g. ``data.comp``)
 ``fit_statistics(xs)``   input standardisation from the training inputs, kept as buffers
 ``forward(batch)``       standardised predictions (B,)
@@ -44,7 +47,9 @@ class FamilyModule(nn.Module):
 
     config_class: ClassVar[type]
     needs_graph: ClassVar[bool] = True
-    training_kind: ClassVar[Literal["gradient", "forest", "late-fusion"]] = "gradient"
+    training_kind: ClassVar[Literal["gradient", "forest", "late-fusion", "multitask"]] = \
+        "gradient"
+    multi_target: ClassVar[bool] = False
     pooled_description: ClassVar[str] = ""
     #: Files besides weights.pt that ``save_extras`` writes.
     extra_files: ClassVar[tuple[str, ...]] = ()

@@ -62,7 +62,44 @@ class GraphEncoder(FamilyModule):
         return global_mean_pool(self.atom_features(batch), batch.batch, size=batch.num_graphs)
 
 
-class CGCNN(GraphEncoder):
+class _HeadLayers:
+    """CGCNN's dense head, shared by :class:`CGCNN` and :class:`DenseHead` (a mixin, so that
+    CGCNN keeps the parameter names ``conv_to_fc``, ``fcs``, ``fc_out`` of the original
+    checkpoints)."""
+
+    def _build_head(self, in_len: int, h_fea_len: int, n_h: int, dropout: float) -> None:
+        self.conv_to_fc = nn.Linear(in_len, h_fea_len)
+        self.fcs = nn.ModuleList(nn.Linear(h_fea_len, h_fea_len) for _ in range(n_h - 1))
+        self.dropout = nn.Dropout(dropout)
+        self.fc_out = nn.Linear(h_fea_len, 1)
+
+    def head(self, crystal: torch.Tensor) -> torch.Tensor:
+        """Dense head on pooled vectors (B, in_len) → standardised predictions (B,)."""
+        h = F.softplus(self.conv_to_fc(F.softplus(crystal)))
+        for fc in self.fcs:
+            h = F.softplus(fc(h))
+        return self.fc_out(self.dropout(h)).squeeze(-1)
+
+
+class DenseHead(_HeadLayers, nn.Module):
+    """CGCNN's dense head as a module of its own: softplus → ``conv_to_fc`` → softplus →
+    (n_h − 1) × (linear, softplus) → dropout → ``fc_out``. Used as one task head of the
+    multi-task family.
+
+    Shapes:
+        - input: pooled crystal vectors (B, in_len)
+        - output: standardised predictions (B,)
+    """
+
+    def __init__(self, in_len: int, h_fea_len: int, n_h: int = 1, dropout: float = 0.0):
+        super().__init__()
+        self._build_head(in_len, h_fea_len, n_h, dropout)
+
+    def forward(self, crystal: torch.Tensor) -> torch.Tensor:
+        return self.head(crystal)
+
+
+class CGCNN(_HeadLayers, GraphEncoder):
     """CGCNN: element features → n_conv gated convolutions → mean pool → dense head.
 
     ``forward`` returns the prediction on the standardised target scale; the normaliser lives
@@ -82,19 +119,7 @@ class CGCNN(GraphEncoder):
         super().__init__(graph, atom_fea_len=config.atom_fea_len, n_conv=config.n_conv,
                          gate=config.gate, atom_features=config.atom_features)
         self.config = config
-        self.conv_to_fc = nn.Linear(config.atom_fea_len, config.h_fea_len)
-        self.fcs = nn.ModuleList(
-            nn.Linear(config.h_fea_len, config.h_fea_len) for _ in range(config.n_h - 1)
-        )
-        self.dropout = nn.Dropout(config.dropout)
-        self.fc_out = nn.Linear(config.h_fea_len, 1)
-
-    def head(self, crystal: torch.Tensor) -> torch.Tensor:
-        """Dense head on pooled vectors (B, atom_fea_len) → standardised predictions (B,)."""
-        h = F.softplus(self.conv_to_fc(F.softplus(crystal)))
-        for fc in self.fcs:
-            h = F.softplus(fc(h))
-        return self.fc_out(self.dropout(h)).squeeze(-1)
+        self._build_head(config.atom_fea_len, config.h_fea_len, config.n_h, config.dropout)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.head(self.pooled(batch))

@@ -34,6 +34,10 @@ class Trainer:
 
     Each graph must carry ``y`` (1,) on the standardised scale; ``normalizer`` (mean, std)
     converts back to the target's unit for MAE and R.
+
+    Subclasses change what is minimised and recorded through :meth:`batch_loss`,
+    :meth:`batch_targets`, :meth:`evaluate` and :meth:`epoch_metrics` (see
+    :class:`engine.training.multitask.MultitaskTrainer`).
     """
 
     def __init__(
@@ -66,6 +70,25 @@ class Trainer:
         if c.scheduler == "cosine":
             return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=c.epochs)
         return None
+
+    def batch_loss(self, pred: torch.Tensor, batch) -> tuple[torch.Tensor, float]:
+        """The objective minimised on one training batch, and the value recorded for it as
+        ``train_loss`` (here both are the MSE of the standardised target)."""
+        loss = F.mse_loss(pred, batch.y)
+        return loss, float(loss)
+
+    def batch_targets(self, batch) -> torch.Tensor:
+        """The standardised targets of a training batch, as the epoch metrics compare them."""
+        return batch.y
+
+    def epoch_metrics(self, y_fit: np.ndarray, p_fit: np.ndarray, y_val: np.ndarray,
+                      p_val: np.ndarray) -> dict[str, float]:
+        """``train_mae``, ``val_mae``, ``train_r``, ``val_r`` (target unit) of an epoch, from the
+        standardised values seen in training and those of :meth:`evaluate`."""
+        fit = regression_metrics(y_fit * self.target_std, p_fit * self.target_std)
+        val = regression_metrics(y_val * self.target_std, p_val * self.target_std)
+        return {"train_mae": fit["mae"], "val_mae": val["mae"], "train_r": fit["r"],
+                "val_r": val["r"]}
 
     def evaluate(self, graphs: list[Data]) -> tuple[float, np.ndarray, np.ndarray]:
         """Mean standardised MSE, and true/predicted values on the standardised scale."""
@@ -102,12 +125,12 @@ class Trainer:
                     batch = batch.to(self.device)
                     optimizer.zero_grad()
                     pred = self.model(batch)
-                    loss = F.mse_loss(pred, batch.y)
+                    loss, recorded = self.batch_loss(pred, batch)
                     loss.backward()
                     optimizer.step()
-                    total += float(loss) * batch.num_graphs
+                    total += recorded * batch.num_graphs
                     count += batch.num_graphs
-                    seen_y.append(batch.y.detach().cpu())
+                    seen_y.append(self.batch_targets(batch).detach().cpu())
                     seen_pred.append(pred.detach().cpu())
                 val_loss, y_val, p_val = self.evaluate(val_graphs)
                 lr = optimizer.param_groups[0]["lr"]
@@ -115,20 +138,15 @@ class Trainer:
                     scheduler.step(val_loss)
                 elif scheduler is not None:
                     scheduler.step()
-                val = regression_metrics(y_val * self.target_std, p_val * self.target_std)
                 # training metrics are taken on the fly, with the weights changing during the epoch
                 if not seen_y:
                     raise ValueError("no training batch had two or more atoms to train on")
-                fit = regression_metrics(torch.cat(seen_y).numpy() * self.target_std,
-                                         torch.cat(seen_pred).numpy() * self.target_std)
                 record = {
                     "epoch": epoch,
                     "train_loss": total / max(count, 1),
                     "val_loss": val_loss,
-                    "train_mae": fit["mae"],
-                    "val_mae": val["mae"],
-                    "train_r": fit["r"],
-                    "val_r": val["r"],
+                    **self.epoch_metrics(torch.cat(seen_y).numpy(), torch.cat(seen_pred).numpy(),
+                                         y_val, p_val),
                     "lr": lr,
                     "seconds": time.perf_counter() - start,
                 }

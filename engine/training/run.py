@@ -9,10 +9,13 @@ training split), then dispatches on the family's ``training_kind``:
 * ``forest`` (rf-magpie): one scikit-learn fit, reported to the callbacks as a single epoch, so
   ``history.csv`` has one row and a job's progress shows 1/1;
 * ``late-fusion``: the CGCNN half through the Trainer, then the forest half, then α on the
-  validation split.
+  validation split;
+* ``multitask``: the Trainer on the masked, weighted sum of K task losses
+  (:class:`~engine.training.multitask.MultitaskTrainer`); ``target`` is then a list.
 
 Every family leaves the same artefacts: ``history.csv``, ``predictions.csv`` (split, id, formula,
-target, prediction, error, plus family extras) and train/val/test metrics in the card.
+target, prediction, error, plus family extras) and train/val/test metrics in the card. A
+multi-target run adds per-task columns and metrics (:mod:`engine.training.multitask`).
 """
 
 from __future__ import annotations
@@ -32,11 +35,18 @@ from engine.config import CGCNNConfig, GraphConfig, ModelConfig, SplitConfig, Tr
 from engine.datasets import LabelledDataset, split_dataset
 from engine.device import resolve_device
 from engine.graphs import GraphBuilder
-from engine.models import build_inputs, build_model
+from engine.models import MODEL_REGISTRY, build_inputs, build_model
 from engine.store import DatasetInfo, LoadedModel, ModelCard, Normalizer, save_model
 from engine.training.callbacks import BestCheckpoint, Callback, EarlyStopping, History, ProgressBar
 from engine.training.loop import Trainer, seed_everything
 from engine.training.metrics import regression_metrics
+from engine.training.multitask import (
+    MultitaskTrainer,
+    add_task_columns,
+    attach_task_labels,
+    fitted_weights,
+    metrics_by_task,
+)
 from engine.units import unit_of
 
 
@@ -54,7 +64,7 @@ class TrainResult:
 
 def train(
     dataset: LabelledDataset,
-    target: str,
+    target: str | Sequence[str],
     *,
     model: ModelConfig | None = None,
     graph: GraphConfig | None = None,
@@ -63,7 +73,7 @@ def train(
     query: str | None = None,
     out: str | Path | None = None,
     name: str | None = None,
-    unit: str | None = None,
+    unit: str | Sequence[str] | None = None,
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
 ) -> TrainResult:
@@ -73,14 +83,20 @@ def train(
     standardised with the training split's mean and std. The weights of the epoch with the
     lowest validation loss are kept.
 
+    A multi-target family (``multitask``) takes a list of targets: rows lacking every target are
+    dropped, rows lacking some are kept (the missing labels are masked out of the loss), each
+    target gets its own normaliser, and the first target is the card's primary ``target``.
+
     Args:
         dataset: structures with a table holding ``target``.
-        target: name of the target column.
+        target: name of the target column; for ``multitask`` a list of names (a single-target
+            family refuses more than one).
         model, graph, training, split: configs; defaults are the CGCNN paper's settings.
         query: keep only rows matching this pandas query (recorded in the model card).
         out: model directory to write (created if needed).
         name: model name recorded in the card (defaults to the folder name of ``out``).
-        unit: target unit (defaults to the known unit of ``target``).
+        unit: target unit (defaults to the known unit of ``target``); for several targets a
+            list of units.
         callbacks: extra callbacks, e.g. a :class:`ProgressFile` for background jobs.
         progress: show a tqdm progress bar on stderr.
     """
@@ -88,17 +104,27 @@ def train(
     graph_cfg = graph or GraphConfig()
     train_cfg = training or TrainConfig()
     split_cfg = split or SplitConfig()
-    unit = unit_of(target) if unit is None else unit
+    targets, units, multi = resolve_targets(model_cfg.name, target, unit)
+    if multi:  # one head per target
+        model_cfg = type(model_cfg)(**{**model_cfg.model_dump(), "n_tasks": len(targets)})
+    target, unit = targets[0], units[0]
 
     source_size = len(dataset.items)
     if query:
         dataset = dataset.query(query)
-    dataset = dataset.dropna(target)
-    y = dataset.targets(target)
+    if multi:
+        values = np.column_stack([dataset.targets(t) for t in targets])
+        dataset = dataset.subset(np.isfinite(values).any(axis=1))
+        values = np.column_stack([dataset.targets(t) for t in targets])
+    else:
+        dataset = dataset.dropna(target)
+        values = dataset.targets(target)[:, None]
+    y = values[:, 0]
     parts = split_dataset(dataset, split_cfg)
     if len(parts["val"]) == 0:
         raise ValueError("the validation split is empty; the dataset is too small to train on")
-    normalizer = Normalizer.fit(y[parts["train"]])
+    normalizers = [_fit_normalizer(values[parts["train"], k], t) for k, t in enumerate(targets)]
+    normalizer = normalizers[0]
 
     ids = [item.id for item in dataset.items]
     structures = [item.structure for item in dataset.items]
@@ -106,8 +132,11 @@ def train(
     seed_everything(train_cfg.seed)
     module = build_model(model_cfg, graph_cfg)
     inputs = build_inputs(module, GraphBuilder(graph_cfg), structures, ids=ids)
-    for data, value in zip(inputs, y):
-        data.y = normalizer.encode(torch.tensor([value], dtype=torch.float32))
+    if multi:
+        attach_task_labels(inputs, values, normalizers)
+    else:
+        for data, value in zip(inputs, y):
+            data.y = normalizer.encode(torch.tensor([value], dtype=torch.float32))
     train_inputs = [inputs[i] for i in parts["train"]]
     val_inputs = [inputs[i] for i in parts["val"]]
     module.fit_statistics(train_inputs)
@@ -116,12 +145,16 @@ def train(
     history_frame, stop_reason, fitted = fit(
         module, train_inputs, val_inputs, train_cfg=train_cfg, normalizer=normalizer,
         callbacks=callbacks, progress=progress,
+        **({"normalizers": normalizers, "targets": targets} if multi else {}),
     )
 
     card = ModelCard(
-        name=name or (Path(out).name if out else f"{model_cfg.name}-{target}"),
+        name=name or (Path(out).name if out else f"{model_cfg.name}-{'+'.join(targets)}"),
         target=target,
         unit=unit,
+        targets=targets if multi else [],
+        units=units if multi else [],
+        normalizers=normalizers if multi else [],
         model=model_cfg.model_dump(),
         graph=graph_cfg,
         normalizer=normalizer,
@@ -147,8 +180,13 @@ def train(
         if len(idx) == 0:
             continue
         part_inputs = [inputs[i] for i in idx]
-        pred = loaded.predict_graphs(part_inputs, device=train_cfg.device)
-        metrics[part] = regression_metrics(y[idx], pred)
+        if multi:
+            pred_all = loaded.predict_tasks_graphs(part_inputs, device=train_cfg.device)
+            metrics[part] = metrics_by_task(targets, values[idx], pred_all)
+            pred = pred_all[:, 0]
+        else:
+            pred = loaded.predict_graphs(part_inputs, device=train_cfg.device)
+            metrics[part] = regression_metrics(y[idx], pred)
         if part != "train":
             frame = pd.DataFrame({
                 "split": part,
@@ -158,6 +196,8 @@ def train(
                 "prediction": pred,
                 "error": pred - y[idx],
             })
+            if multi:
+                add_task_columns(frame, targets, values[idx], pred_all)
             frames.append(_family_columns(loaded, frame, part_inputs, train_cfg.device))
     card = card.model_copy(update={"metrics": metrics})
     loaded.card = card
@@ -180,9 +220,41 @@ def train(
 # Per-family fitting. Each returns (history, stop_reason, fitted values for the card).
 
 
-def _fit_gradient(module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks,
-                  progress):
-    """Gradient training with the Trainer; the best epoch's weights are restored."""
+def resolve_targets(family: str, target, unit) -> tuple[list[str], list[str], bool]:
+    """(targets, units, whether the family is multi-target); refuses several targets for a
+    single-target family, duplicates, and a unit list of the wrong length."""
+    targets = [target] if isinstance(target, str) else [str(t) for t in target]
+    if not targets:
+        raise ValueError("no target given")
+    if len(set(targets)) != len(targets):
+        raise ValueError(f"a target is given twice: {targets}")
+    cls = MODEL_REGISTRY.get(family)
+    multi = bool(getattr(cls, "multi_target", False))
+    if len(targets) > 1 and not multi:
+        several = [n for n, c in MODEL_REGISTRY.items() if getattr(c, "multi_target", False)]
+        raise ValueError(
+            f"model family {family!r} predicts a single target but {len(targets)} were given "
+            f"({', '.join(targets)}); give one target, or use a multi-target family "
+            f"({', '.join(several)})")
+    if unit is None:
+        units = [unit_of(t) for t in targets]
+    else:
+        units = [unit] if isinstance(unit, str) else list(unit)
+        if len(units) != len(targets):
+            raise ValueError(f"{len(units)} units given for {len(targets)} targets")
+    return targets, units, multi
+
+
+def _fit_normalizer(values: np.ndarray, target: str) -> Normalizer:
+    """The normaliser of one target from its training values (missing ones ignored)."""
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        raise ValueError(f"no training row has a value of target {target!r}")
+    return Normalizer.fit(values)
+
+
+def _callbacks(train_cfg: TrainConfig, callbacks, progress: bool) -> tuple[History, list]:
+    """History, best-epoch restore, early stopping, progress bar, then the caller's callbacks."""
     history = History()
     cbs: list[Callback] = [history, BestCheckpoint()]
     if train_cfg.early_stopping_patience:
@@ -190,9 +262,27 @@ def _fit_gradient(module, train_inputs, val_inputs, *, train_cfg, normalizer, ca
     if progress:
         cbs.append(ProgressBar())
     cbs.extend(callbacks)
+    return history, cbs
+
+
+def _fit_gradient(module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks,
+                  progress):
+    """Gradient training with the Trainer; the best epoch's weights are restored."""
+    history, cbs = _callbacks(train_cfg, callbacks, progress)
     trainer = Trainer(module, train_cfg, target_std=normalizer.std, callbacks=cbs)
     trainer.fit(train_inputs, val_inputs)
     return history.frame(), trainer.stop_reason, {}
+
+
+def _fit_multitask(module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks,
+                   progress, normalizers, targets):
+    """The Trainer on the masked, weighted task losses; the best epoch (lowest mean validation
+    task MSE) is restored. The card records the final weighting (log-variances, weights)."""
+    history, cbs = _callbacks(train_cfg, callbacks, progress)
+    trainer = MultitaskTrainer(module, train_cfg, targets=targets,
+                               stds=[n.std for n in normalizers], callbacks=cbs)
+    trainer.fit(train_inputs, val_inputs)
+    return history.frame(), trainer.stop_reason, fitted_weights(module, targets)
 
 
 class _OneStep:
@@ -307,7 +397,8 @@ def _fit_late(module, train_inputs, val_inputs, *, train_cfg, normalizer, callba
     }
 
 
-_FITTERS = {"gradient": _fit_gradient, "forest": _fit_forest, "late-fusion": _fit_late}
+_FITTERS = {"gradient": _fit_gradient, "forest": _fit_forest, "late-fusion": _fit_late,
+            "multitask": _fit_multitask}
 
 
 def _family_columns(model: LoadedModel, frame: pd.DataFrame, inputs: list[Data],
