@@ -57,6 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, help="use only the first rows (smoke runs)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--cache", type=Path, help="JSON file keeping each finished run's metrics, "
+                   "so that an interrupted benchmark resumes where it stopped")
     return p.parse_args(argv)
 
 
@@ -85,33 +87,40 @@ def main(argv=None) -> int:
     trunk = {"atom_fea_len": args.atom_fea_len, "n_conv": args.n_conv,
              "h_fea_len": args.h_fea_len}
 
-    runs, multis = {}, {}
-    for weighting in args.weighting:
-        start = time.perf_counter()
-        multis[weighting] = train(dataset, TARGETS, training=training, split=split,
-                                  model=MultitaskConfig(**trunk, weighting=weighting))
-        runs[f"multitask ({weighting})"] = {
-            "seconds": round(time.perf_counter() - start, 1),
-            "best_epoch": _best_epoch(multis[weighting].history)}
-        print(f"multitask ({weighting}): {runs[f'multitask ({weighting})']}", flush=True)
-    singles = {}
-    for target in TARGETS:
-        start = time.perf_counter()
-        singles[target] = train(dataset, target, model=CGCNNConfig(**trunk), training=training,
-                                split=split)
-        runs[target] = {"seconds": round(time.perf_counter() - start, 1),
-                        "best_epoch": _best_epoch(singles[target].history)}
-        print(f"single {target}: {runs[target]}", flush=True)
+    settings = {"epochs": args.epochs, **trunk, "batch_size": args.batch_size, "lr": args.lr,
+                "seed": args.seed, "limit": args.limit}
+    cache = _read_cache(args.cache, settings)
+
+    def run(label: str, target, model) -> dict:
+        """Train (or take from the cache) one model: its metrics, fitted values, time."""
+        if label not in cache["runs"]:
+            start = time.perf_counter()
+            result = train(dataset, target, model=model, training=training, split=split)
+            cache["runs"][label] = {"metrics": result.metrics,
+                                    "fitted": result.model.card.fitted,
+                                    "seconds": round(time.perf_counter() - start, 1),
+                                    "best_epoch": _best_epoch(result.history)}
+            if args.cache:
+                args.cache.write_text(json.dumps(cache))
+        summary = cache["runs"][label]
+        print(f"{label}: {summary['seconds']} s, best epoch {summary['best_epoch']}", flush=True)
+        return summary
+
+    multis = {w: run(f"multitask ({w})", TARGETS, MultitaskConfig(**trunk, weighting=w))
+              for w in args.weighting}
+    singles = {t: run(f"single {t}", t, CGCNNConfig(**trunk)) for t in TARGETS}
+    runs = {label: {k: v for k, v in summary.items() if k in ("seconds", "best_epoch")}
+            for label, summary in cache["runs"].items()}
 
     rows = []
     for target in TARGETS:
-        s_test, s_val = singles[target].metrics["test"], singles[target].metrics["val"]
+        s_test, s_val = singles[target]["metrics"]["test"], singles[target]["metrics"]["val"]
         row = {"task": target, "unit": unit_of(target), "n_test": s_test["n"],
                "single": {"test_mae": s_test["mae"], "val_mae": s_val["mae"],
                           "test_r": s_test["r"]},
                "multitask": {}}
         for weighting, multi in multis.items():
-            m_test, m_val = multi.metrics["test"], multi.metrics["val"]
+            m_test, m_val = multi["metrics"]["test"], multi["metrics"]["val"]
             assert m_test[f"{target}/n"] == s_test["n"], "the test rows must be the same"
             mae = m_test[f"{target}/mae"]
             row["multitask"][weighting] = {
@@ -132,7 +141,7 @@ def main(argv=None) -> int:
         "settings": {"epochs": args.epochs, **trunk, "batch_size": args.batch_size,
                      "lr": args.lr, "scheduler": training.scheduler,
                      "weightings": args.weighting, "selection": "best validation epoch"},
-        "task_weights": {w: m.model.card.fitted.get("task_weights") for w, m in multis.items()},
+        "task_weights": {w: m["fitted"].get("task_weights") for w, m in multis.items()},
         "tasks": rows,
         "negative_transfer": {w: [r["task"] for r in rows
                                   if r["multitask"][w]["negative_transfer"]] for w in multis},
@@ -145,6 +154,15 @@ def main(argv=None) -> int:
     print_table(result)
     print(f"wrote {args.out}")
     return 0
+
+
+def _read_cache(path: Path | None, settings: dict) -> dict:
+    """The runs cached under the same settings (an empty cache otherwise)."""
+    if path is not None and path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("settings") == settings:
+            return cached
+    return {"settings": settings, "runs": {}}
 
 
 def _best_epoch(history) -> int:
