@@ -114,6 +114,27 @@ def residuals(frame: pd.DataFrame, display: Display, *, title: str | None = None
     return _finish(fig, title)
 
 
+def _train_val_curves(history: pd.DataFrame, metric: str, label: str, scale=None) -> go.Figure:
+    """A figure with the ``train_<metric>`` (solid) and ``val_<metric>`` (dashed) columns per
+    epoch; ``scale`` converts values to display units."""
+    fig = go.Figure()
+    prefix = f"{label} " if label else ""
+    for part, dash, name in (("train", "solid", "train"), ("val", "dash", "validation")):
+        col = f"{part}_{metric}"
+        if col in history:
+            fig.add_trace(
+                go.Scatter(
+                    x=history["epoch"],
+                    y=scale(history[col]) if scale else history[col],
+                    mode="lines+markers",
+                    name=f"{prefix}{name}",
+                    line={"dash": dash},
+                    marker={"size": 4},
+                )
+            )
+    return fig
+
+
 def learning_curves(
     history: pd.DataFrame,
     display: Display | None = None,
@@ -123,20 +144,7 @@ def learning_curves(
     height: int = 340,
 ) -> go.Figure:
     """Training and validation loss (MSE on the standardised target) per epoch, log scale."""
-    fig = go.Figure()
-    prefix = f"{label} " if label else ""
-    for col, dash, name in (("train_loss", "solid", "train"), ("val_loss", "dash", "validation")):
-        if col in history:
-            fig.add_trace(
-                go.Scatter(
-                    x=history["epoch"],
-                    y=history[col],
-                    mode="lines+markers",
-                    name=f"{prefix}{name}",
-                    line={"dash": dash},
-                    marker={"size": 4},
-                )
-            )
+    fig = _train_val_curves(history, "loss", label)
     fig.update_xaxes(title="Epoch")
     fig.update_yaxes(
         title="Loss: MSE of the standardised target (unitless)",
@@ -156,20 +164,7 @@ def mae_curves(
     height: int = 340,
 ) -> go.Figure:
     """Training and validation MAE per epoch, in display units."""
-    fig = go.Figure()
-    prefix = f"{label} " if label else ""
-    for col, dash, name in (("train_mae", "solid", "train"), ("val_mae", "dash", "validation")):
-        if col in history:
-            fig.add_trace(
-                go.Scatter(
-                    x=history["epoch"],
-                    y=display.scale(history[col]),
-                    mode="lines+markers",
-                    name=f"{prefix}{name}",
-                    line={"dash": dash},
-                    marker={"size": 4},
-                )
-            )
+    fig = _train_val_curves(history, "mae", label, scale=display.scale)
     fig.update_xaxes(title="Epoch")
     fig.update_yaxes(title=display.short("MAE"))
     return _finish(fig, title, height)
