@@ -65,7 +65,8 @@ def parameter_count(model) -> int:
     return sum(p.numel() for p in model.module.parameters())
 
 
-def run_one(dataset, spec: dict, family: str, overrides: dict, epochs: int) -> dict:
+def run_one(dataset, spec: dict, family: str, overrides: dict, epochs: int,
+            threads: int | None) -> dict:
     config_class = MODEL_REGISTRY[family].config_class
     targets = spec.get("multitask_targets") if family == "multitask" else None
     if family == "multitask" and not targets:
@@ -76,7 +77,7 @@ def run_one(dataset, spec: dict, family: str, overrides: dict, epochs: int) -> d
         targets or spec["target"],
         model=config_class(**overrides),
         training=TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, seed=0, device="auto",
-                             early_stopping_patience=None),
+                             early_stopping_patience=None, num_threads=threads),
         split=spec["split"],
         query=spec["query"],
     )
@@ -148,6 +149,9 @@ def main() -> None:
     parser.add_argument("--dataset", choices=sorted(DATASETS), required=True)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--families", nargs="*", default=list(MODEL_FAMILIES))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch and forest threads (default: torch's choice); 1 keeps "
+                             "timings steady when something else shares the cores")
     parser.add_argument("--markdown-only", action="store_true",
                         help="only rebuild docs/models.md from the results present")
     args = parser.parse_args()
@@ -167,13 +171,15 @@ def main() -> None:
         "command": "python benchmarks/models.py " + " ".join(sys.argv[1:]),
         "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "epochs": args.epochs,
+        "threads": args.threads,
     }
     runs = [(family, family, {}) for family in args.families]
     runs += [v for v in VARIANTS if v[1] in args.families]
     for label, family, overrides in runs:
         print(f"training {label} ...", flush=True)
         try:
-            rows[label] = {**run_one(dataset, spec, family, overrides, args.epochs), **run_info}
+            rows[label] = {**run_one(dataset, spec, family, overrides, args.epochs,
+                                           args.threads), **run_info}
         except Exception as exc:  # noqa: BLE001 - one failing family must not hide the others
             rows[label] = {"family": family, "error": f"{type(exc).__name__}: {exc}", **run_info}
         print(f"  {rows[label]}", flush=True)

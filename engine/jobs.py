@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import traceback
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -156,7 +157,7 @@ def _names_in_use() -> set[str]:
 
 def start_training_job(
     dataset_path: str | os.PathLike,
-    target: str,
+    target: str | Sequence[str],
     *,
     model=None,
     graph: GraphConfig | None = None,
@@ -172,7 +173,8 @@ def start_training_job(
     Args:
         dataset_path: anything :func:`engine.datasets.load_dataset` reads (a path; uploads
             must be saved to disk first).
-        target: the numeric column to learn.
+        target: the numeric column to learn, or several columns for a multi-target family
+            (``multitask``); the first is the primary target.
         model: a model config (any family of :data:`engine.models.MODEL_REGISTRY`); default
             CGCNN.
         graph, training, split: configs; defaults as in :func:`engine.training.train`.
@@ -195,6 +197,10 @@ def start_training_job(
     if not dataset_path.exists():
         raise FileNotFoundError(f"dataset not found: {dataset_path}")
     model = model or CGCNNConfig()
+    targets = [target] if isinstance(target, str) else list(target)
+    if not targets:
+        raise ValueError("no target given")
+    target = targets[0]
     job_id = _new_job_id()
     name = _safe_name(name) if name else _safe_name(f"{model.name}-{target}-{job_id}")
     out = user_model_dir() / name
@@ -208,7 +214,7 @@ def start_training_job(
     request = {
         "kind": "train",
         "dataset_path": str(dataset_path),
-        "target": target,
+        "targets": targets,
         "query": query or None,
         "limit": limit,
         "name": name,
@@ -227,6 +233,7 @@ def start_training_job(
             "status": "queued",
             "name": name,
             "target": target,
+            "targets": targets,
             "dataset": str(dataset_path),
             "family": model.name,
             "created": _now(),
@@ -479,12 +486,13 @@ def run_job(directory: str | os.PathLike) -> int:
             )
         if request.get("query"):
             dataset = dataset.query(request["query"])
-        target = request["target"]
-        if target not in dataset.numeric_columns():
-            raise ValueError(
-                f"target {target!r} is not a numeric column of {dataset.name}; numeric "
-                f"columns: {', '.join(dataset.numeric_columns()) or 'none'}"
-            )
+        targets = request["targets"]
+        for target in targets:
+            if target not in dataset.numeric_columns():
+                raise ValueError(
+                    f"target {target!r} is not a numeric column of {dataset.name}; numeric "
+                    f"columns: {', '.join(dataset.numeric_columns()) or 'none'}"
+                )
         if (directory / CANCEL_FILE).exists():
             _update_status(
                 directory,
@@ -493,10 +501,11 @@ def run_job(directory: str | os.PathLike) -> int:
                 stop_reason="cancelled by user before training started",
             )
             return 0
-        print(f"[{_now()}] training on {len(dataset)} structures, target {target}", flush=True)
+        print(f"[{_now()}] training on {len(dataset)} structures, "
+              f"target{'s' if len(targets) > 1 else ''} {', '.join(targets)}", flush=True)
         result = train(
             dataset,
-            target,
+            targets if len(targets) > 1 else targets[0],
             model=model_config_from_dict(request["model"]),
             graph=GraphConfig(**request["graph"]),
             training=TrainConfig(**request["training"]),

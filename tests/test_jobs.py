@@ -54,6 +54,24 @@ def test_job_runs_to_done_and_saves_model(tmp_path):
 
 
 @pytest.mark.slow
+def test_multitask_job_learns_every_target(tmp_path):
+    from engine.config import MultitaskConfig
+    from engine.store import read_card
+
+    data = write_dataset(tmp_path / "two.jsonl", n=24, second_target=True)
+    job_id = start_training_job(
+        data, [TARGET, "lattice_a"], model=MultitaskConfig(atom_fea_len=8, n_conv=1, h_fea_len=8),
+        training=TrainConfig(epochs=2, batch_size=8), split=SMALL["split"], name="tiny-multi",
+    )
+    status = wait_job(job_id)
+    assert status["status"] == "done", (status, read_log(job_id))
+    assert status["target"] == TARGET and status["targets"] == [TARGET, "lattice_a"]
+    assert "lattice_a/mae" in status["metrics"]["val"]
+    card = read_card(user_model_dir() / "tiny-multi")
+    assert card.task_targets == [TARGET, "lattice_a"] and card.model["n_tasks"] == 2
+
+
+@pytest.mark.slow
 def test_bad_target_fails_with_reason(tmp_path):
     data = write_dataset(tmp_path / "tiny.jsonl", n=12)
     job_id = start_training_job(data, "no_such_column", training=TrainConfig(epochs=1), **SMALL)

@@ -300,3 +300,48 @@ def weight_vs_error(
     fig.update_xaxes(title="Composition weight w_comp (unitless)", range=[0, 1])
     fig.update_yaxes(title=display.short("Absolute error |predicted − true|"))
     return _finish(fig, title)
+
+
+def weight_by_group(frame: pd.DataFrame, group: str, *, title: str | None = None) -> go.Figure:
+    """Box plot of w_comp per value of ``group`` (e.g. crystal system), each box labelled with
+    its number of structures; ``frame`` has w_comp, id, formula and ``group``."""
+    df = frame.copy()
+    counts = df[group].value_counts()
+    df["label"] = df[group].map(lambda g: f"{g} ({counts[g]})")
+    order = [f"{g} ({counts[g]})" for g in df.groupby(group)["w_comp"].median().sort_values().index]
+    fig = px.box(df, x="label", y="w_comp", points="all", custom_data=["id", "formula"],
+                 category_orders={"label": order})
+    fig.update_traces(
+        hovertemplate="<b>%{customdata[1]}</b><br>id %{customdata[0]}<br>"
+        "w_comp %{y:.2f}<extra></extra>"
+    )
+    fig.update_xaxes(title=f"{group.replace('_', ' ').capitalize()} (number of structures)")
+    fig.update_yaxes(title="Composition weight w_comp (unitless)", range=[0, 1])
+    return _finish(fig, title)
+
+
+def polymorph_scatter(pairs: pd.DataFrame, display: Display, *, title: str | None = None
+                      ) -> go.Figure:
+    """Predicted against true difference between the two structures of each polymorph pair
+    (same formula), coloured by the pair's mean graph weight; ``pairs`` comes from
+    :func:`engine.explain.polymorph_pairs` with ``target`` and ``w_graph`` carried."""
+    df = pairs.copy()
+    df["true_diff"] = display.scale(df["target_a"] - df["target_b"])
+    df["pred_diff"] = display.scale(df["prediction_a"] - df["prediction_b"])
+    df["mean_w_graph"] = (df["w_graph_a"] + df["w_graph_b"]) / 2
+    fig = px.scatter(df, x="true_diff", y="pred_diff", color="mean_w_graph",
+                     range_color=[0, 1], color_continuous_scale="Viridis",
+                     custom_data=["formula", "id_a", "id_b"])
+    lim = float(np.nanmax(np.abs(df[["true_diff", "pred_diff"]].to_numpy()))) * 1.05 or 1.0
+    fig.add_trace(go.Scatter(x=[-lim, lim], y=[-lim, lim], mode="lines", showlegend=False,
+                             line={"dash": "dash", "color": "#888"}, hoverinfo="skip"))
+    fig.add_hline(y=0, line_color="#ccc")
+    fig.update_traces(
+        selector={"mode": "markers"},
+        hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]} − %{customdata[2]}<br>"
+        "true Δ %{x:.3g}<br>predicted Δ %{y:.3g}<extra></extra>",
+    )
+    fig.update_xaxes(title=display.short("True difference a − b"))
+    fig.update_yaxes(title=display.short("Predicted difference a − b"))
+    fig.update_layout(coloraxis_colorbar={"title": "mean w_graph"})
+    return _finish(fig, title)

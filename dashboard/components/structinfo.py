@@ -1,7 +1,7 @@
 """Descriptions of structures for tables: space group, crystal system, volume, density, elements.
 
-Uses the pymatgen ``Structure`` objects that ``engine`` returns (symmetry via spglib through
-pymatgen's ``SpacegroupAnalyzer`` with a tolerance of 0.1 Å).
+Uses the pymatgen ``Structure`` objects that ``engine`` returns; symmetry comes from
+:func:`engine.explain.symmetry`.
 """
 
 from __future__ import annotations
@@ -11,24 +11,7 @@ from collections import Counter
 
 import pandas as pd
 
-SYMPREC = 0.1
-
-
-def symmetry(structure) -> tuple[str, int | None, str]:
-    """Space-group symbol, number and crystal system ("?" when spglib gives up)."""
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sga = SpacegroupAnalyzer(structure, symprec=SYMPREC)
-            return (
-                sga.get_space_group_symbol(),
-                sga.get_space_group_number(),
-                (sga.get_crystal_system()),
-            )
-    except Exception:  # noqa: BLE001 - spglib fails on some odd cells; the table says "?"
-        return "?", None, "?"
+from engine.explain import symmetry
 
 
 def describe(item) -> dict:

@@ -8,6 +8,8 @@
 * Early and attention fusion: the contribution analysis of ``engine.prediction.
   contribution_analysis`` (error increase when the composition part is zeroed or the graph
   vectors are shuffled across materials).
+* Attention fusion: the weights against crystal system, and polymorph pairs (same formula,
+  different structure: ``engine.explain.polymorph_pairs``) to show when structure matters.
 * Late fusion: the fitted mixing weight α.
 """
 
@@ -21,6 +23,7 @@ from dashboard import state
 from dashboard.components import plots
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
+from engine.explain import polymorph_pairs
 
 ALIASES = {"weight_composition": "w_comp", "weight_structure": "w_graph"}
 
@@ -40,6 +43,57 @@ def saved_weights(m: dict) -> pd.DataFrame | None:
     if "w_graph" not in frame:
         frame["w_graph"] = 1.0 - frame["w_comp"]
     return frame
+
+
+def structure_sections(frame: pd.DataFrame, ds, disp, *, key: str) -> None:
+    """Weights against crystal system, and polymorph pairs (same formula, different structure)."""
+    st.subheader("Weights by crystal system")
+    ids = set(frame["id"].astype(str))
+    if ds is not None:
+        ds = ds.subset([i for i, ident in enumerate(ds.ids) if str(ident) in ids])
+    if ds is None or not len(ds):
+        st.info(
+            "The structures of these materials are not on this machine (the model's training "
+            "dataset was not found), so their crystal systems are unknown."
+        )
+        frame = frame.assign(crystal_system="?")
+    else:
+        described = state.describe(ds, f"fusion|{key}|{len(ds)}|{hash(tuple(ds.ids))}")
+        systems = dict(zip(described["id"].astype(str), described["crystal system"]))
+        frame = frame.assign(crystal_system=frame["id"].astype(str).map(systems).fillna("?"))
+        st.plotly_chart(
+            plots.weight_by_group(frame, "crystal_system",
+                                  title="Composition weight by crystal system"),
+            key="fusion_systems",
+        )
+        st.caption(
+            "Crystal systems from spglib (tolerance 0.1 Å). A system whose box sits low leans on "
+            "the crystal graph more than the others."
+        )
+
+    st.subheader("Polymorph pairs")
+    pairs = polymorph_pairs(frame)
+    if pairs.empty:
+        st.info(
+            "No formula appears twice among these materials, so there are no polymorph pairs. "
+            "Pairs show when structure matters: a composition-only model must predict the same "
+            "value for every polymorph of a formula."
+        )
+        return
+    st.caption(
+        f"{len(pairs)} pairs of structures with the same formula. A composition-only model "
+        "would put every pair on the horizontal zero line; points near the dashed diagonal are "
+        "polymorphs the model tells apart through the structure branch."
+    )
+    if "target_a" in pairs:
+        st.plotly_chart(
+            plots.polymorph_scatter(pairs, disp, title="Polymorphs: predicted vs true difference"),
+            key="fusion_polymorphs",
+        )
+    table = pairs.copy()
+    for col in [c for c in table if c.startswith(("target", "prediction", "delta"))]:
+        table[disp.short(col)] = disp.scale(table.pop(col))
+    st.dataframe(table, hide_index=True, width="stretch", key="fusion_pairs")
 
 
 models = state.models()
@@ -108,10 +162,13 @@ if getattr(model, "has_fusion_weights", False):
     which = st.radio(
         "Materials", list(sources), format_func=sources.get, horizontal=True, key="fusion_source"
     )
+    frame_ds = None  # the structures of the rows of ``frame``, for symmetry and polymorphs
     if which == "saved":
         frame = saved
+        frame_ds = state.training_dataset(model.card)
     else:
         ds = state.current_dataset() if which == "current" else state.examples_dataset()
+        frame_ds = ds
         if ds is not None and len(ds):
             key = ("fusion", state.model_ref(m), which, tuple(ds.ids))
             cache = st.session_state["fusion_cache"]
@@ -187,6 +244,7 @@ if getattr(model, "has_fusion_weights", False):
             file_name=f"{m['name']}-fusion-weights.csv",
             mime="text/csv",
         )
+        structure_sections(frame, frame_ds, disp, key=f"{state.model_ref(m)}|{which}")
 elif family == "late-fusion":
     fitted = getattr(model.card, "fitted", {}) or {}
     alpha = fitted.get("alpha")

@@ -100,11 +100,40 @@ def source_datasets(card) -> list:
     return [state.training_dataset(card), state.current_dataset()]
 
 
+def task_view(m: dict, history, predictions, task: str):
+    """One target of a multi-target model as if it were a single-target one: its metrics
+    (``<task>/mae`` …), predictions (``target_<task>`` … renamed to ``target`` …, rows without
+    that label dropped) and learning curves (``train_mae_<task>``/``val_mae_<task>``)."""
+    from engine.training.multitask import per_task_metrics
+
+    k = m["targets"].index(task)
+    metrics = {part: per_task_metrics(vals, task) for part, vals in (m.get("metrics") or {}).items()}
+    m = {**m, "target": task, "unit": (m.get("units") or [None] * (k + 1))[k], "metrics": metrics}
+    if predictions is not None and f"prediction_{task}" in predictions:
+        columns = {f"{c}_{task}": c for c in ("target", "prediction", "error")}
+        predictions = (predictions.drop(columns=["target", "prediction", "error"])
+                       .rename(columns=columns).dropna(subset=["target"]))
+    if history is not None and f"val_mae_{task}" in history:
+        history = history.drop(columns=["train_mae", "val_mae"]).rename(
+            columns={f"train_mae_{task}": "train_mae", f"val_mae_{task}": "val_mae"})
+    return m, history, predictions
+
+
 def show_model(m: dict, *, key: str, compact: bool = False) -> None:
     card = card_of(m)
-    disp = display_for(m["target"], m.get("unit"))
     history, predictions = state.model_files(m)
     st.markdown(f"#### {m['name']}")
+    if len(m.get("targets") or []) > 1:
+        task = st.selectbox(
+            "Target",
+            m["targets"],
+            key=f"task_{key}",
+            format_func=lambda t: display_for(t).name,
+            help="This model predicts several targets; each has its own metrics and plots. "
+            "Learning-curve losses are the mean over all targets.",
+        )
+        m, history, predictions = task_view(m, history, predictions, task)
+    disp = display_for(m["target"], m.get("unit"))
     info = [
         f"target **{disp.name}**" + (f" (`{m['target']}`)" if disp.name != m["target"] else ""),
         f"family **{m.get('family', '?')}**",

@@ -96,6 +96,18 @@ with st.expander("New training run", expanded=not jobs):
             summary = (config_class.__doc__ or "").strip().split("\n\n")[0]
             if summary:
                 c2.caption(" ".join(summary.split()))
+            targets = [target]
+            if "n_tasks" in config_class.model_fields:  # a multi-target family
+                others = [c for c in numeric if c != target]
+                targets += c1.multiselect(
+                    "Other targets (learned together)",
+                    others,
+                    key="train_more_targets",
+                    help="The first target above is the primary one (early stopping and the "
+                    "headline metrics); each target gets its own head and learned loss weight.",
+                )
+                if len(targets) < 2:
+                    c1.warning("Pick at least one other target: multitask learns several.")
             default_name = (
                 f"{family}-{target.replace('agl_', '').replace('_300K', '')}-"
                 f"{datetime.now():%Y%m%d-%H%M}"
@@ -155,6 +167,9 @@ with st.expander("New training run", expanded=not jobs):
                 submitted = st.form_submit_button("Start training", type="primary")
             if submitted:
                 try:
+                    if "n_tasks" in config_class.model_fields and len(targets) < 2:
+                        raise ValueError(f"{family} learns several targets: pick at least one "
+                                         "under 'Other targets'")
                     model_cfg = config_class(**model_values)
                     graph_cfg = GraphConfig(**{**graph_values, **gauss_values})
                     train_cfg = TrainConfig(**train_values)
@@ -171,7 +186,7 @@ with st.expander("New training run", expanded=not jobs):
                     try:
                         job_id = jobs_api.start_training_job(
                             path,
-                            target,
+                            targets,
                             model=model_cfg,
                             graph=graph_cfg,
                             training=train_cfg,

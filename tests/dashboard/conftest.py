@@ -31,49 +31,52 @@ def app():
     return at
 
 
-@pytest.fixture
-def tiny_model(tmp_path, data_dir):
-    """A CGCNN trained for 3 epochs on the toy dataset, saved as a user model ``tiny-cte``."""
+def _train_tiny(data_dir: Path, model, name: str, epochs: int,
+                target="agl_thermal_expansion_300K", dataset="perovskites.jsonl") -> Path:
+    """Train ``model`` on a toy dataset and save it as the user model ``name``."""
     from engine import load_dataset
-    from engine.config import CGCNNConfig, SplitConfig, TrainConfig, user_model_dir
+    from engine.config import SplitConfig, TrainConfig, user_model_dir
     from engine.training import train
 
-    ds = load_dataset(data_dir / "toy" / "perovskites.jsonl")
+    ds = load_dataset(data_dir / "toy" / dataset)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = train(
             ds,
-            "agl_thermal_expansion_300K",
-            model=CGCNNConfig(atom_fea_len=8, n_conv=1, h_fea_len=8),
-            training=TrainConfig(epochs=3, batch_size=8),
+            target,
+            model=model,
+            training=TrainConfig(epochs=epochs, batch_size=8),
             split=SplitConfig(kind="random", val_fraction=0.2, test_fraction=0.2),
-            out=user_model_dir() / "tiny-cte",
-            name="tiny-cte",
+            out=user_model_dir() / name,
+            name=name,
         )
     return result.path
+
+
+@pytest.fixture
+def tiny_model(data_dir):
+    """A CGCNN trained for 3 epochs on the toy dataset, saved as a user model ``tiny-cte``."""
+    from engine.config import CGCNNConfig
+
+    return _train_tiny(data_dir, CGCNNConfig(atom_fea_len=8, n_conv=1, h_fea_len=8), "tiny-cte", 3)
 
 
 @pytest.fixture
 def tiny_fusion(data_dir):
     """An attention-fusion model trained for 2 epochs on the toy dataset (``tiny-attention``)."""
-    from engine import load_dataset
-    from engine.config import SplitConfig, TrainConfig, user_model_dir
-    from engine.training import train
+    from engine.config import AttentionFusionConfig
 
-    try:
-        from engine.config import AttentionFusionConfig
-    except ImportError:
-        pytest.skip("the engine has no attention-fusion family")
-    ds = load_dataset(data_dir / "toy" / "perovskites.jsonl")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = train(
-            ds,
-            "agl_thermal_expansion_300K",
-            model=AttentionFusionConfig(atom_fea_len=8, n_conv=1, h_fea_len=8),
-            training=TrainConfig(epochs=2, batch_size=8),
-            split=SplitConfig(kind="random", val_fraction=0.2, test_fraction=0.2),
-            out=user_model_dir() / "tiny-attention",
-            name="tiny-attention",
-        )
-    return result.path
+    return _train_tiny(data_dir, AttentionFusionConfig(atom_fea_len=8, n_conv=1, h_fea_len=8),
+                       "tiny-attention", 2)
+
+
+@pytest.fixture
+def tiny_multitask(data_dir):
+    """A multitask model (CTE and lattice parameter ``lattice_a``) trained for 2 epochs on a toy
+    dataset with both columns (``tiny-multi``)."""
+    from engine.config import MultitaskConfig
+
+    write_dataset(data_dir / "toy" / "two-targets.jsonl", second_target=True)
+    return _train_tiny(data_dir, MultitaskConfig(atom_fea_len=8, n_conv=1, h_fea_len=8),
+                       "tiny-multi", 2, target=["agl_thermal_expansion_300K", "lattice_a"],
+                       dataset="two-targets.jsonl")

@@ -47,8 +47,9 @@ def cif_bytes(structure, name: str = "x") -> bytes:
         return str(CifWriter(structure)).replace("data_", f"data_{name}_", 1).encode()
 
 
-def write_dataset(path: Path, n: int = 36) -> Path:
-    """Cubic perovskites with a CTE-like target (1/K) that grows with the lattice parameter."""
+def write_dataset(path: Path, n: int = 36, *, second_target: bool = False) -> Path:
+    """Cubic perovskites with a CTE-like target (1/K) that grows with the lattice parameter;
+    with ``second_target``, also the lattice parameter itself as ``lattice_a`` (Å)."""
     rng = np.random.default_rng(0)
     with open(path, "w") as fh:
         for k in range(n):
@@ -70,6 +71,7 @@ def write_dataset(path: Path, n: int = 36) -> Path:
                         "agl_thermal_expansion_300K": 1e-5 * a + 2e-7 * (k % 5),
                         "note": "toy",
                     }
+                    | ({"lattice_a": a} if second_target else {})
                 )
                 + "\n"
             )

@@ -19,6 +19,7 @@ from tests.dashboard.helpers import (
     texts,
     use_dataset,
     wait_job,
+    write_dataset,
 )
 
 CTE = "agl_thermal_expansion_300K"
@@ -199,6 +200,30 @@ def test_results_page_metrics_and_compare(app, tiny_model):
     assert len(app.dataframe) >= 2
 
 
+def test_results_page_picks_each_target_of_a_multitask_model(app, tiny_multitask):
+    app.session_state["model_name"] = "tiny-multi"
+    goto(app, "results")
+    picker = app.selectbox(key="task_a")
+    assert picker.options == ["Volumetric CTE at 300 K", "lattice_a"]
+    assert "MAE (10⁻⁶ K⁻¹)" in app.dataframe[0].value.columns
+    picker.set_value("lattice_a").run()
+    assert not app.exception, [e.value for e in app.exception]
+    metrics = app.dataframe[0].value
+    assert "MAE" in metrics.columns and list(metrics["split"]) == ["train", "validation", "test"]
+    assert 1e-3 < float(metrics["MAE"].iloc[0]) < 5.0  # an error in Å, not the CTE's (~1e-6)
+
+
+def test_train_page_multitask_needs_a_second_target(app, data_dir):
+    write_dataset(data_dir / "toy" / "two.jsonl", second_target=True)
+    use_dataset(app, data_dir / "toy" / "two.jsonl")
+    goto(app, "train")
+    app.selectbox(key="train_family").set_value("multitask").run()
+    assert app.multiselect(key="train_more_targets").options == ["lattice_a"]
+    assert "Pick at least one other target" in texts(app)
+    next(b for b in app.button if b.label == "Start training").click().run()
+    assert "learns several targets" in texts(app) and not app.session_state["job_id"]
+
+
 def test_embeddings_page_map_and_colours(app, tiny_model, data_dir):
     use_dataset(app, data_dir / "toy" / "perovskites.jsonl")
     app.session_state["model_name"] = "tiny-cte"
@@ -238,9 +263,16 @@ def test_fusion_page_weights_and_contributions(app, tiny_fusion, data_dir):
     assert sum(metrics.values()) == pytest.approx(1.0, abs=0.02)
     table = frame_with(app, "w_comp")
     assert {"w_comp", "w_graph", "formula"} <= set(table.columns)
-    for source in ("current", "examples"):
-        app.radio(key="fusion_source").set_value(source).run()
-        assert not app.exception, (source, [e.value for e in app.exception])
+    app.radio(key="fusion_source").set_value("current").run()
+    assert not app.exception, [e.value for e in app.exception]
+    # the toy perovskites repeat each formula with other lattice parameters: polymorph pairs
+    pairs = frame_with(app, "id_b")
+    assert len(pairs) > 0 and (pairs["id_a"] != pairs["id_b"]).all()
+    assert any(c.startswith("delta_target") for c in pairs.columns)
+    assert any("Polymorphs" in str(c.proto.spec) for c in app.get("plotly_chart"))
+    assert any("crystal system" in str(c.proto.spec) for c in app.get("plotly_chart"))
+    app.radio(key="fusion_source").set_value("examples").run()
+    assert not app.exception, [e.value for e in app.exception]
     assert len(frame_with(app, "w_comp")) == 15  # the SOFC examples
     app.button(key="fusion_contrib").click().run()
     assert not app.exception, [e.value for e in app.exception]
