@@ -64,6 +64,7 @@ PAGES = {
     ],
     "Screen": [
         st.Page("views/predict.py", title="Predict", icon=":material/science:", url_path="predict"),
+        st.Page("views/screen.py", title="Screen", icon=":material/filter_alt:", url_path="screen"),
     ],
 }
 

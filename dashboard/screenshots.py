@@ -38,7 +38,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PAGES = ["home", "data", "structure", "train", "results", "embeddings", "fusion", "predict"]
+PAGES = ["home", "data", "structure", "train", "results", "embeddings", "fusion", "predict",
+         "screen"]
 DEMO = "aflow_agl/demo.jsonl.gz"
 #: Browser window (and screenshot) size in CSS pixels. Streamlit scrolls inside its main
 #: container, so a "full page" shot would show only the window: the window is made tall.
@@ -179,6 +180,9 @@ def capture(page, base: str, name: str, out_dir: Path, *, with_data: bool) -> Pa
         wait_idle(page)
         page.get_by_role("button", name="Predict").first.click()
         wait_idle(page)
+    if name == "screen":
+        page.get_by_role("button", name="Screen").first.click()
+        wait_idle(page, timeout=300)
     if name in ("structure",):
         time.sleep(2.0)  # let 3Dmol.js draw inside its iframe
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -366,28 +366,12 @@ def dataset_key(dataset, src: DataSource | None = None) -> str:
     return f"{dataset.source}|{len(dataset)}"
 
 
-def resolve_source(source: str | None) -> Path | None:
-    """A dataset path recorded in a model card, found on this machine (None if absent).
-
-    Tried in turn: as written (relative to the working folder), relative to the project, and
-    its last two parts (e.g. ``aflow_agl/structures.jsonl.gz``) inside the data directory.
-    """
-    if not source:
-        return None
-    p = Path(source).expanduser()
-    candidates = [p]
-    if not p.is_absolute():
-        candidates.append(project_root() / p)
-    root = data_root()
-    if root is not None and len(p.parts) >= 2:
-        candidates.append(root.joinpath(*p.parts[-2:]))
-    return next((c for c in candidates if c.exists()), None)
-
-
 def training_dataset(card):
     """The dataset a model was trained on, if it is on this machine (query applied), else None."""
     if card is None or card.dataset is None:
         return None
+    from engine.datasets import resolve_source
+
     path = resolve_source(card.dataset.source)
     if path is None:
         return None

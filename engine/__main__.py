@@ -1,4 +1,5 @@
-"""Command line: ``python -m engine train | predict | evaluate | contributions | models | bench``.
+"""Command line: ``python -m engine COMMAND``: train, search, calibrate, predict, screen,
+evaluate, contributions, models or bench.
 
 Errors are reported as one ``error: ...`` line on stderr with exit code 2 (no traceback unless
 ``--debug`` is given).
@@ -104,9 +105,31 @@ def model_config_from_args(args):
     return config_class(**values)
 
 
+def _print_uncertainty(card) -> None:
+    """σ calibration and domain thresholds of a model card, if it has them."""
+    unc = card.uncertainty
+    if unc is None:
+        return
+    print(f"σ from {unc.sigma_source}, × {', '.join(f'{s:.3g}' for s in unc.scale)} "
+          "(scale fitted on val); ideal: 68.3% within 1σ, 95.4% within 2σ")
+    for part in ("val", "test"):
+        c = unc.calibration.get(part)
+        if c is not None:
+            print(f"{part:>5}: within 1σ {c.within_1sigma:.1%} (unscaled "
+                  f"{c.within_1sigma_unscaled:.1%}), within 2σ {c.within_2sigma:.1%} (unscaled "
+                  f"{c.within_2sigma_unscaled:.1%}); MAE by domain: " + ", ".join(
+                      f"{f} {v:.3g} (n={c.n_by_domain[f]})" for f, v in c.mae_by_domain.items()))
+    print(f"domain: mean distance to the {unc.k} nearest training crystals; borderline above "
+          f"{unc.borderline:.3g} (val {unc.borderline_quantile:.0%}), out-of-domain above "
+          f"{unc.out_of_domain:.3g} (val {unc.out_of_domain_quantile:.0%})")
+
+
 def cmd_train(args) -> int:
+    from functools import partial
+
     from engine.config import GraphConfig, SplitConfig, TrainConfig
     from engine.training import train
+    from engine.training.distributed import process_group
     from engine.training.run import resolve_targets
 
     model_cfg = model_config_from_args(args)
@@ -122,11 +145,18 @@ def cmd_train(args) -> int:
         val_fraction=args.val_fraction, test_fraction=args.test_fraction,
     )
     targets = args.target[0] if len(args.target) == 1 else args.target  # several: multi-target
-    result = train(
-        dataset, targets, model=model_cfg, graph=graph_cfg, training=train_cfg,
-        split=split_cfg, query=args.query, out=args.out, name=args.name,
-        progress=not args.quiet,
-    )
+    if args.ensemble > 1:  # K members, training seeds seed … seed + K − 1
+        from engine.uncertainty import train_ensemble
+
+        train = partial(train_ensemble, k=args.ensemble)
+    with process_group(args.device) as rank:  # under torchrun: data-parallel (DDP)
+        result = train(
+            dataset, targets, model=model_cfg, graph=graph_cfg, training=train_cfg,
+            split=split_cfg, query=args.query, out=args.out, name=args.name,
+            progress=not args.quiet,
+        )
+    if rank:  # rank 0 reports and saves
+        return 0
     card = result.model.card
     if result.stop_reason:
         print(f"stopped: {result.stop_reason}")
@@ -142,7 +172,22 @@ def cmd_train(args) -> int:
             f"{t} {w:.3g}" for t, w in card.fitted["task_weights"].items()))
     if "alpha" in result.model.card.fitted:
         print(f"late fusion: alpha={result.model.card.fitted['alpha']:.2f} (chosen on val)")
+    _print_uncertainty(card)
     print(f"saved model directory: {result.path}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from engine.datasets import load_dataset
+    from engine.uncertainty import calibrate_model
+
+    dataset = load_dataset(args.data) if args.data else None
+    model = calibrate_model(args.model, dataset, device=args.device)
+    if args.json:
+        print(model.card.uncertainty.model_dump_json())
+        return 0
+    _print_uncertainty(model.card)
+    print(f"written to {model.path}")
     return 0
 
 
@@ -150,24 +195,123 @@ def cmd_predict(args) -> int:
     import pandas as pd
 
     from engine.prediction import predict
+    from engine.uncertainty import STD_COLUMN, std_column
 
     result = predict(args.model, args.input, batch_size=args.batch_size, device=args.device)
     _print_errors(result.errors)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
     if result.table.empty:
         print("error: no structure could be predicted", file=sys.stderr)
         return 1
     units = {result.target: result.unit, **dict(zip(result.targets, result.units))}
     names = {col: f"{t} ({units[t]})" if units.get(t) else t for col, t in result.columns.items()}
+    names.update({STD_COLUMN if col == "prediction" else std_column(t):
+                  f"{t} std ({units[t]})" if units.get(t) else f"{t} std"
+                  for col, t in result.columns.items()})
     table = result.table
     if "prediction" not in names:  # several targets: one column each, no primary duplicate
-        table = table.drop(columns="prediction")
+        table = table.drop(columns=["prediction", STD_COLUMN])
     table = table.rename(columns=names)
     if args.output:
         table.to_csv(args.output, index=False)
         print(f"wrote {len(table)} predictions to {args.output}")
     else:
-        with pd.option_context("display.max_rows", None, "display.width", 200):
+        with pd.option_context("display.max_rows", None, "display.width", 200,
+                               "display.float_format", "{:.4g}".format):
             print(table.to_string(index=False))
+    return 0
+
+
+def _screen_model(name: str, prop: str) -> str | None:
+    """A ``screen`` model option: a model name or directory, or ``auto`` (found by target)."""
+    from engine.screening import find_property_model
+
+    return find_property_model(prop) if name == "auto" else name
+
+
+def _micro(value: float) -> str:
+    """A CTE in 1/K as a number of 10⁻⁶ K⁻¹ ("–" when missing)."""
+    return "–" if not math.isfinite(value) else f"{value * 1e6:.2f}"
+
+
+def cmd_screen(args) -> int:
+    import pandas as pd
+
+    from engine.screening import (
+        Filters,
+        candidate_references,
+        mismatch_matrix,
+        open_candidates,
+        resolve_electrolyte,
+        screen,
+    )
+    from engine.store import load_model
+
+    model_ref = _screen_model(args.model, "cte")
+    if model_ref is None:
+        raise ValueError("no thermal-expansion model found; give --model")
+    model = load_model(model_ref)
+    filters = Filters(include=args.include, exclude=args.exclude, max_e_form=args.max_eform,
+                      min_band_gap=args.min_gap, max_band_gap=args.max_gap)
+    sources = [open_candidates(spec) for spec in args.candidates]
+
+    def report(done: int, total: int | None) -> None:
+        print(f"screened {done} of {total} entries", file=sys.stderr, flush=True)
+
+    result = screen(
+        sources[0] if len(sources) == 1 else sources, args.electrolyte[0], model,
+        measured=args.measured, filters=filters,
+        eform_model=None if args.eform_model == "auto" else args.eform_model,
+        gap_model=None if args.gap_model == "auto" else args.gap_model,
+        chunk_size=args.chunk_size, progress=None if args.quiet else report,
+        batch_size=args.batch_size, device=args.device,
+    )
+    _print_errors(result.errors)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    e = result.electrolyte
+    detail = ", ".join(x for x in (e.source, e.domain, e.note) if x)
+    print(f"electrolyte {e.name}: linear CTE {_micro(e.cte_lin)} ± {_micro(e.cte_lin_std)} "
+          f"10⁻⁶ K⁻¹ ({detail})")
+    table = result.table
+    if table.empty:
+        print("error: no candidate could be screened", file=sys.stderr)
+        return 1
+    ranked = result.ranked
+    print(f"{len(table)} candidates with {result.model_name}: {len(ranked)} ranked, "
+          f"{len(table) - len(ranked)} filtered out; CTEs in 10⁻⁶ K⁻¹, linear = volumetric/3")
+    shown = pd.DataFrame({
+        "rank": ranked["rank"],
+        "id": ranked["id"],
+        "formula": ranked["formula"],
+        "vol. CTE ± σ": [f"{_micro(v)} ± {_micro(s)}" for v, s in
+                         zip(ranked["cte_vol_pred_per_K"], ranked["cte_vol_std_per_K"])],
+        "lin. CTE used": [_micro(v) for v in ranked["cte_lin_used_per_K"]],
+        "from": ranked["cte_source"],
+        "domain": ranked["domain"],
+        "Δα ± σ": [f"{v * 1e6:+.2f} ± {_micro(s)}" for v, s in
+                   zip(ranked["mismatch_per_K"], ranked["mismatch_std_per_K"])],
+    })
+    for column, label in (("e_form_eV_per_atom", "E_form (eV/atom)"),
+                          ("band_gap_eV", "band gap (eV)")):
+        if ranked[column].notna().any():
+            shown[label] = ranked[column].round(3)
+    with pd.option_context("display.max_rows", None, "display.width", 200):
+        print(shown.head(args.top).to_string(index=False))
+    if args.output:
+        result.to_csv(args.output)
+        print(f"wrote {len(table)} rows to {args.output}")
+    if len(args.electrolyte) > 1 or args.matrix:
+        refs = [e] + [resolve_electrolyte(spec, model, measured=args.measured,
+                                          batch_size=args.batch_size, device=args.device)
+                      for spec in args.electrolyte[1:]]
+        matrix = mismatch_matrix(candidate_references(table, args.matrix_top), refs)
+        print("\nmismatch Δα = candidate − electrolyte (10⁻⁶ K⁻¹):")
+        print((matrix.delta * 1e6).round(2).to_string())
+        if args.matrix:
+            matrix.long().to_csv(args.matrix, index=False)
+            print(f"wrote the mismatch matrix (1/K) to {args.matrix}")
     return 0
 
 
@@ -179,6 +323,17 @@ def cmd_evaluate(args) -> int:
                               device=args.device)
     if args.output:
         frame.to_csv(args.output, index=False)
+    if args.calibration:
+        from engine.uncertainty import STD_COLUMN, no_uncertainty_note, split_calibration
+
+        c = split_calibration(frame["error"], frame[STD_COLUMN], frame[STD_COLUMN],
+                              frame["domain"].to_numpy())
+        if c is None:
+            raise ValueError(no_uncertainty_note(str(args.model)))
+        metrics = {**metrics, "within_1sigma": c.within_1sigma, "within_2sigma": c.within_2sigma,
+                   "miscalibration_area": c.miscalibration_area,
+                   **{f"n_{f}": n for f, n in c.n_by_domain.items()},
+                   **{f"mae_{f}": v for f, v in c.mae_by_domain.items()}}
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
     if args.json:
         print(json.dumps(clean))
@@ -230,6 +385,46 @@ def cmd_bench(args) -> int:
 
     results = run_benchmarks(data=args.data, limit=args.limit, epochs=args.epochs)
     print(json.dumps(results, indent=2))
+    return 0
+
+
+def cmd_search(args) -> int:
+    from engine.config import GraphConfig, SplitConfig, TrainConfig
+    from engine.training.search import SCIENCE_GRID, hyperparameter_search
+
+    grid = json.loads(args.grid) if args.grid else SCIENCE_GRID
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise ValueError("--grid must be a JSON object of non-empty lists, e.g. "
+                         "'{\"n_conv\": [2, 3], \"lr\": [0.001, 0.003]}'")
+    dataset = _load_data(args, apply_query=False)
+
+    def report(done: int, total: int, row: dict) -> None:
+        settings = ", ".join(f"{k}={row[k]}" for k in grid)
+        print(f"trial {done}/{total}: {settings} -> val MAE {row['val_mae']:.4g} "
+              f"({row['seconds']:.0f} s){'' if row['status'] == 'ok' else ' ' + row['status']}",
+              flush=True)
+
+    from engine.models import MODEL_REGISTRY
+
+    if args.model not in MODEL_REGISTRY:
+        raise ValueError(f"unknown --model {args.model!r}; available: {sorted(MODEL_REGISTRY)}")
+    result = hyperparameter_search(
+        dataset, args.target, model=MODEL_REGISTRY[args.model].config_class(), grid=grid, n_trials=args.trials or None,
+        epochs=args.epochs, seed=args.seed,
+        graph=GraphConfig(cutoff=args.cutoff, max_neighbors=args.max_neighbors),
+        split=SplitConfig(kind=args.split, column=args.split_column, seed=args.seed),
+        training=TrainConfig(batch_size=args.batch_size, device=args.device,
+                             early_stopping_patience=None),
+        query=args.query, out=args.out, name=args.name, on_trial=report,
+    )
+    print(f"\n{len(result.table)} of {result.n_settings} settings, best first "
+          "(ranked by validation MAE; the test split was not used):")
+    print(result.table.to_string(index=False))
+    if args.table:
+        result.table.to_csv(args.table, index=False)
+        print(f"table written to {args.table}")
+    if result.best_result.path:
+        print(f"best model saved: {result.best_result.path}")
     return 0
 
 
@@ -315,8 +510,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--ensemble", type=int, default=1, metavar="K",
+                   help="train K models with seeds seed … seed+K−1 and save them as one "
+                        "ensemble (mean ± calibrated member spread); default 1")
     run_args(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("calibrate", help="fit σ and the applicability domain of an existing "
+                       "model from its recorded training data and split")
+    p.add_argument("model", help="model directory or name")
+    p.add_argument("--data", help="the training dataset, if it is not at the recorded path")
+    p.add_argument("--json", action="store_true", help="print the card's uncertainty section")
+    p.add_argument("--device", default="auto", help="auto (cuda → mps → cpu), cpu, cuda, mps")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("predict", help="predict for structure files")
     p.add_argument("--model", required=True, help="model directory or name (see `models`)")
@@ -325,11 +531,53 @@ def build_parser() -> argparse.ArgumentParser:
     run_args(p)
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser(
+        "screen", help="rank candidates by their thermal-expansion mismatch to an electrolyte",
+        description="Predict the volumetric CTE (± σ, domain flag) of every candidate, take the "
+        "linear CTE as one third of it (or a measured value), filter, and rank by |Δα| to the "
+        "electrolyte. CTE values are in 1/K.")
+    p.add_argument("--model", default="auto",
+                   help="volumetric-CTE model (default auto: the shipped thermal-expansion model)")
+    p.add_argument("--candidates", required=True, nargs="+", metavar="PATH",
+                   help="files, folders, zips or JSON-lines datasets of structures; 'examples' "
+                   "(the SOFC examples) or 'library[:FAMILY,...]' (the generated library)")
+    p.add_argument("--electrolyte", required=True, action="append", metavar="SPEC",
+                   help="formula or id (measured table, SOFC examples, library), a structure "
+                   "file, or a measured linear CTE in 1/K (10.5e-6 or YSZ=10.5e-6); repeat for "
+                   "the mismatch matrix (the first one ranks)")
+    p.add_argument("--output", help="CSV of the ranked table (one row per candidate, 1/K)")
+    p.add_argument("--measured", help="CSV of measured linear CTEs: material, cte_lin_per_K and "
+                   "optionally cte_lin_std_per_K (1/K); used instead of predictions")
+    p.add_argument("--include", nargs="+", default=[], metavar="EL",
+                   help="keep only candidates containing all of these elements")
+    p.add_argument("--exclude", nargs="+", default=[], metavar="EL",
+                   help="drop candidates containing any of these elements")
+    p.add_argument("--max-eform", type=float, help="largest predicted formation energy (eV/atom)")
+    p.add_argument("--min-gap", type=float, help="smallest predicted band gap (eV)")
+    p.add_argument("--max-gap", type=float, help="largest predicted band gap (eV)")
+    p.add_argument("--eform-model", default="auto", help="formation-energy model (default auto: "
+                   "found by target e_form/formation_energy_per_atom, shipped first; used when "
+                   "--max-eform is given or a model is named)")
+    p.add_argument("--gap-model", default="auto", help="band-gap model (default auto: found by "
+                   "target band_gap, shipped first; used with --min-gap/--max-gap or when named)")
+    p.add_argument("--chunk-size", type=int, default=256, help="structures read and predicted "
+                   "at a time (bounds memory)")
+    p.add_argument("--top", type=int, default=20, help="ranked rows printed")
+    p.add_argument("--matrix", help="CSV of the mismatch matrix: the top --matrix-top candidates "
+                   "× every --electrolyte (1/K)")
+    p.add_argument("--matrix-top", type=int, default=10)
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    run_args(p)
+    p.set_defaults(func=cmd_screen)
+
     p = sub.add_parser("evaluate", help="metrics of a model on a labelled dataset")
     p.add_argument("--model", required=True)
     data_args(p)
     p.add_argument("--json", action="store_true", help="last line: JSON with n, mae, rmse, r, r2")
-    p.add_argument("--output", help="CSV of per-structure predictions")
+    p.add_argument("--calibration", action="store_true",
+                   help="add the calibration of σ: within_1sigma, within_2sigma, "
+                        "miscalibration_area, n_<domain> and mae_<domain>")
+    p.add_argument("--output", help="CSV of per-structure predictions (with σ and domain)")
     run_args(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -342,6 +590,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     run_args(p)
     p.set_defaults(func=cmd_contributions)
+
+    p = sub.add_parser(
+        "search", help="hyperparameter search (grid of SCIENCE.md or a seeded sample of it), "
+        "ranked by validation MAE")
+    data_args(p)
+    p.add_argument("--model", default="cgcnn", metavar="{" + ",".join(families) + "}",
+                   help="model family (default: cgcnn)")
+    p.add_argument("--grid", help="JSON object: setting → list of values (default: the CGCNN "
+                   "grid atom_fea_len, n_conv, h_fea_len, lr of SCIENCE.md)")
+    p.add_argument("--trials", type=int, default=10,
+                   help="settings sampled from the grid without replacement (0: all)")
+    p.add_argument("--epochs", type=int, default=30, help="epochs per trial")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling, split and training")
+    p.add_argument("--split", choices=["group", "random", "column"], default="group")
+    p.add_argument("--split-column", help="column holding train/val/test for --split column")
+    p.add_argument("--cutoff", type=float, default=8.0, help="neighbour cutoff in Å")
+    p.add_argument("--max-neighbors", type=int, default=12)
+    p.add_argument("--table", help="write the results table to this CSV")
+    p.add_argument("--out", help="save the best trial's model directory here")
+    p.add_argument("--name", help="name of the saved best model (default: the --out folder)")
+    run_args(p)
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("models", help="list available models")
     p.add_argument("--json", action="store_true")

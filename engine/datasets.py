@@ -516,6 +516,26 @@ def load_dataset(
     )
 
 
+def resolve_source(source: str | None) -> Path | None:
+    """A dataset path recorded in a model card, found on this machine (None if absent).
+
+    Tried in turn: as written (relative to the working folder), relative to the project root,
+    and its last two parts (e.g. ``aflow_agl/structures.jsonl.gz``) inside the data directory.
+    """
+    from engine.config import PROJECT_ROOT, data_dir
+
+    if not source:
+        return None
+    path = Path(source).expanduser()
+    candidates = [path]
+    if not path.is_absolute():
+        candidates.append(PROJECT_ROOT / path)
+    root = data_dir()
+    if root is not None and len(path.parts) >= 2:
+        candidates.append(root.joinpath(*path.parts[-2:]))
+    return next((c for c in candidates if c.exists()), None)
+
+
 def find_datasets(root: Path | None = None) -> list[Path]:
     """Datasets under ``root`` (default: :func:`engine.config.data_dir`).
 

@@ -10,6 +10,8 @@ It talks to the outside world only through files in its job directory
                     model path and metrics; written by the job itself
     progress.json   per-epoch history, written after every epoch by
                     :class:`engine.training.ProgressFile`
+    search.csv      a hyperparameter-search job's trials so far (best first at the end); its
+                    progress.json counts trials instead of epochs
     log.txt         the process's stdout and stderr (tracebacks end up here)
     cancel          created by :func:`cancel_job`; training stops after the current epoch
 
@@ -70,6 +72,7 @@ STATUS_FILE = "status.json"
 PROGRESS_FILE = "progress.json"
 LOG_FILE = "log.txt"
 CANCEL_FILE = "cancel"
+SEARCH_FILE = "search.csv"
 
 #: Lines of the log quoted in the error of a job whose process died.
 _LOG_TAIL_LINES = 25
@@ -166,6 +169,7 @@ def start_training_job(
     name: str | None = None,
     query: str | None = None,
     limit: int | None = None,
+    search: dict | None = None,
     python: str | None = None,
 ) -> str:
     """Start training in a background process and return the job id at once.
@@ -182,6 +186,10 @@ def start_training_job(
             ``<family>-<target>-<job id>``.
         query: optional :meth:`pandas.DataFrame.query` filter applied after loading.
         limit: read at most this many entries of the dataset.
+        search: run a hyperparameter search instead of one training:
+            ``{"grid": {setting: [values]}, "n_trials": int | None}`` (see
+            :func:`engine.training.search.hyperparameter_search`; ``training.epochs`` is the
+            epochs per trial). The best trial's model is saved under ``name``.
         python: interpreter for the job (default: the running one).
 
     Returns:
@@ -223,6 +231,7 @@ def start_training_job(
         "graph": (graph or GraphConfig()).model_dump(),
         "training": (training or TrainConfig()).model_dump(),
         "split": (split or SplitConfig()).model_dump(),
+        "search": search,
     }
     _write_json(directory / REQUEST_FILE, request)
     _write_json(
@@ -460,6 +469,36 @@ def _json_safe(metrics: dict) -> dict:
     return {part: {k: clean(v) for k, v in m.items()} for part, m in metrics.items()}
 
 
+def _run_search(directory: Path, dataset, target: str, search: dict, configs: dict):
+    """A search job: trials counted in ``progress.json``, the table in ``search.csv``; returns
+    the best trial's TrainResult with a ``stop_reason`` that names the winning settings."""
+    import pandas as pd
+
+    from engine.training.search import hyperparameter_search
+
+    rows: list[dict] = []
+
+    def on_trial(done: int, total: int, row: dict) -> bool:
+        rows.append(row)
+        pd.DataFrame(rows).to_csv(directory / SEARCH_FILE, index=False)
+        _write_json(directory / PROGRESS_FILE, {"epoch": done, "epochs": total, "history": [],
+                                                "stop_reason": None, "unit": "trial"})
+        print(f"[{_now()}] trial {done}/{total}: val MAE {row['val_mae']:.4g}", flush=True)
+        return (directory / CANCEL_FILE).exists()
+
+    training = configs["training"]
+    result = hyperparameter_search(
+        dataset, target, grid=search["grid"], n_trials=search.get("n_trials"),
+        epochs=training.epochs, seed=training.seed, on_trial=on_trial, **{
+            k: configs[k] for k in ("model", "graph", "split", "training", "out", "name")},
+    )
+    result.table.to_csv(directory / SEARCH_FILE, index=False)
+    best = ", ".join(f"{k}={v}" for k, v in result.best.items())
+    stopped = "cancelled by user; " if (directory / CANCEL_FILE).exists() else ""
+    result.best_result.stop_reason = f"{stopped}best of {len(result.table)} trials: {best}"
+    return result.best_result
+
+
 def run_job(directory: str | os.PathLike) -> int:
     """Run the job described by ``directory/request.json`` in this process.
 
@@ -503,17 +542,19 @@ def run_job(directory: str | os.PathLike) -> int:
             return 0
         print(f"[{_now()}] training on {len(dataset)} structures, "
               f"target{'s' if len(targets) > 1 else ''} {', '.join(targets)}", flush=True)
-        result = train(
-            dataset,
-            targets if len(targets) > 1 else targets[0],
-            model=model_config_from_dict(request["model"]),
-            graph=GraphConfig(**request["graph"]),
-            training=TrainConfig(**request["training"]),
-            split=SplitConfig(**request["split"]),
-            out=request["out"],
-            name=request["name"],
-            callbacks=[ProgressFile(directory)],
-        )
+        configs = {
+            "model": model_config_from_dict(request["model"]),
+            "graph": GraphConfig(**request["graph"]),
+            "training": TrainConfig(**request["training"]),
+            "split": SplitConfig(**request["split"]),
+            "out": request["out"],
+            "name": request["name"],
+        }
+        if request.get("search"):
+            result = _run_search(directory, dataset, targets[0], request["search"], configs)
+        else:
+            result = train(dataset, targets if len(targets) > 1 else targets[0],
+                           callbacks=[ProgressFile(directory)], **configs)
         cancelled = bool(result.stop_reason and "cancel" in result.stop_reason)
         _update_status(
             directory,

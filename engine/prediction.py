@@ -1,9 +1,14 @@
 """Batched prediction, pooled-vector extraction, evaluation, fusion weights and contributions.
 
-Every function takes a model of any family (a :class:`~engine.store.LoadedModel`, a model
-directory or a model name). Inputs are built by the model itself
-(:meth:`~engine.store.LoadedModel.prepare_one`), so a family's extra inputs (the Magpie row of
-the fusion families and forests) can never be forgotten.
+Every function takes a model of any family (a :class:`~engine.store.LoadedModel` or
+:class:`~engine.store.EnsembleModel`, a model directory or a model name). Inputs are built by
+the model itself (:meth:`~engine.store.LoadedModel.prepare_one`), so a family's extra inputs (the
+Magpie row of the fusion families and forests) can never be forgotten.
+
+Every prediction carries its uncertainty σ and applicability-domain flag
+(:mod:`engine.uncertainty`): ``prediction_std`` (target unit), ``domain_distance`` (unitless)
+and ``domain`` (``in-domain`` | ``borderline`` | ``out-of-domain``; ``unknown`` with a note for
+models without a fitted domain).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from engine.graphs import GraphBuildError
 from engine.store import LoadedModel, load_model
 from engine.structures import NamedStructure, ReadError, read_structures
 from engine.training.metrics import regression_metrics
+from engine.uncertainty import estimate, uncertainty_columns, uncertainty_outputs
 
 #: Columns of the per-material attention-fusion weights in :func:`predict`, :func:`evaluate`
 #: and :func:`fusion_weights` tables (composition, structure); they sum to 1 per row.
@@ -34,7 +40,8 @@ class Predictions:
 
     A multi-target model's table also has ``prediction_<t>`` for every target ``<t>`` in
     ``targets`` (``prediction`` repeats the primary one, ``targets[0]``); ``targets`` and
-    ``units`` list every target (one entry for a single-target model)."""
+    ``units`` list every target (one entry for a single-target model). ``notes`` says what is
+    missing, e.g. that the model has no fitted σ or domain."""
 
     table: pd.DataFrame
     errors: list[ReadError] = field(default_factory=list)
@@ -43,6 +50,7 @@ class Predictions:
     model_name: str = ""
     targets: list[str] = field(default_factory=list)
     units: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def columns(self) -> dict[str, str]:
@@ -55,6 +63,15 @@ class Predictions:
 
 def _as_model(model: LoadedModel | str | Path) -> LoadedModel:
     return model if isinstance(model, LoadedModel) else load_model(model)
+
+
+def _items(source) -> tuple[list[NamedStructure], list[ReadError]]:
+    """The structures of ``source`` (a list of NamedStructure, or anything
+    :func:`read_structures` reads) and the entries that could not be read."""
+    if isinstance(source, list) and source and isinstance(source[0], NamedStructure):
+        return source, []
+    batch = read_structures(source)
+    return batch.items, list(batch.errors)
 
 
 def _inputs(model: LoadedModel, items: list[NamedStructure]):
@@ -102,10 +119,13 @@ def predict(
 ) -> Predictions:
     """Predict the model's target for every readable structure in ``source``.
 
-    The table has ``id``, ``formula``, ``n_sites``, ``prediction`` and, for attention-fusion
-    models, the per-material weights :data:`WEIGHT_COLUMNS` (``weight_composition``,
-    ``weight_structure``; they sum to 1). A multi-target model adds one column per target,
-    ``prediction_<target>`` (:func:`task_column`); ``prediction`` is its primary target.
+    The table has ``id``, ``formula``, ``n_sites``, ``prediction``, ``prediction_std`` (σ, the
+    target's unit), ``domain_distance`` and ``domain`` (:mod:`engine.uncertainty`) and, for
+    attention-fusion models, the per-material weights :data:`WEIGHT_COLUMNS`
+    (``weight_composition``, ``weight_structure``; they sum to 1). A multi-target model adds
+    ``prediction_<target>`` (:func:`task_column`) and ``prediction_std_<target>`` per target;
+    ``prediction`` and ``prediction_std`` are its primary target's. An ensemble predicts the
+    member mean.
 
     Args:
         model: a loaded model, a model directory, or a model name.
@@ -113,13 +133,11 @@ def predict(
             :class:`NamedStructure`.
     """
     model = _as_model(model)
-    if isinstance(source, list) and source and isinstance(source[0], NamedStructure):
-        items, errors = source, []
-    else:
-        batch = read_structures(source)
-        items, errors = batch.items, list(batch.errors)
+    items, errors = _items(source)
     inputs, positions, graph_errors = _inputs(model, items)
-    out = model.run(inputs, _outputs(model), batch_size=batch_size, device=device)
+    out = model.run(inputs, _outputs(model) + uncertainty_outputs(model), batch_size=batch_size,
+                    device=device)
+    est = estimate(model, out, len(inputs))
     kept = [items[i] for i in positions]
     table = _add_weights(pd.DataFrame({
         "id": [it.id for it in kept],
@@ -130,6 +148,8 @@ def predict(
     if "tasks" in out:
         for k, target in enumerate(model.targets):
             table[task_column(target)] = out["tasks"][:, k]
+    for column, values in uncertainty_columns(est, model.targets).items():
+        table[column] = values
     return Predictions(
         table=table,
         errors=errors + graph_errors,
@@ -138,7 +158,52 @@ def predict(
         model_name=model.name,
         targets=model.targets,
         units=model.card.task_units,
+        notes=[est.note] if est.note else [],
     )
+
+
+def nearest_training(
+    model: LoadedModel | str | Path,
+    source,
+    *,
+    k: int = 5,
+    batch_size: int = 64,
+    device: str = "auto",
+) -> pd.DataFrame:
+    """The k nearest training crystals of every readable structure in ``source``, in the
+    space of the applicability domain (standardised pooled vectors).
+
+    Returns:
+        One row per (structure, neighbour): ``query_id``, ``rank`` (1 = nearest), ``id``,
+        ``formula``, ``label`` (the primary target's training value, its unit; plus
+        ``label_<t>`` per target of a multi-target model) and ``distance`` (unitless).
+
+    Raises:
+        ValueError: the model has no fitted domain.
+    """
+    from engine.uncertainty import no_uncertainty_note
+
+    model = _as_model(model)
+    if model.uncertainty is None:
+        raise ValueError(no_uncertainty_note(model.name))
+    items, _ = _items(source)
+    inputs, positions, _ = _inputs(model, items)
+    pooled = model.embed_graphs(inputs, batch_size=batch_size, device=device)
+    domain = model.uncertainty.domain
+    distance, index = domain.neighbours(pooled, k)
+    several = len(domain.targets) > 1
+    rows = []
+    for position, dist_row, index_row in zip(positions, distance, index):
+        for rank, (d, i) in enumerate(zip(dist_row, index_row), start=1):
+            row = {"query_id": items[position].id, "rank": rank, "id": str(domain.ids[i]),
+                   "formula": str(domain.formulas[i]), "label": float(domain.labels[i, 0])}
+            if several:
+                row.update({f"label_{t}": float(domain.labels[i, j])
+                            for j, t in enumerate(domain.targets)})
+            rows.append({**row, "distance": float(d)})
+    labels = [f"label_{t}" for t in domain.targets] if several else []
+    return pd.DataFrame(rows, columns=["query_id", "rank", "id", "formula", "label", *labels,
+                                       "distance"])
 
 
 def embed(
@@ -170,8 +235,10 @@ def evaluate(
     device: str = "auto",
 ) -> tuple[dict[str, float], pd.DataFrame]:
     """Metrics (n, mae, rmse, r, r2 in the target's unit) and per-structure predictions
-    (``id``, ``formula``, ``target``, ``prediction``, ``error``, plus :data:`WEIGHT_COLUMNS`
-    for attention-fusion models).
+    (``id``, ``formula``, ``target``, ``prediction``, ``error``, ``prediction_std``,
+    ``domain_distance``, ``domain``, plus :data:`WEIGHT_COLUMNS` for attention-fusion models).
+    :func:`engine.uncertainty.split_calibration` of ``error`` and ``prediction_std`` gives the
+    calibration of σ on the data.
 
     For a multi-target model ``target`` picks the task: it must be one of the model's targets,
     and ``prediction`` is that task's output.
@@ -189,7 +256,9 @@ def evaluate(
     dataset = dataset.dropna(target)
     y = dataset.targets(target)
     inputs, positions, _ = _inputs(model, dataset.items)
-    out = model.run(inputs, _outputs(model), batch_size=batch_size, device=device)
+    out = model.run(inputs, _outputs(model) + uncertainty_outputs(model), batch_size=batch_size,
+                    device=device)
+    est = estimate(model, out, len(inputs))
     frame = pd.DataFrame({
         "id": [dataset.items[i].id for i in positions],
         "formula": [dataset.items[i].structure.composition.reduced_formula for i in positions],
@@ -197,6 +266,8 @@ def evaluate(
         "prediction": out["prediction"] if task is None else out["tasks"][:, task],
     })
     frame["error"] = frame["prediction"] - frame["target"]
+    for column, values in uncertainty_columns(est, [target], task or 0).items():
+        frame[column] = values
     frame = _add_weights(frame, out)
     return regression_metrics(frame["target"], frame["prediction"]), frame
 
@@ -355,7 +426,8 @@ def contribution_analysis(
     table = pd.DataFrame(rows)[["part", "perturbation", "mae", "mae_increase",
                                 "relative_contribution", "mean_abs_change"]]
     return Contributions(
-        model_name=model.name, family=model.family, target=target, unit=model.card.unit,
+        model_name=model.name if model.n_members == 1 else f"{model.name} (member 0)",
+        family=model.family, target=target, unit=model.card.unit,
         n=len(y), mae=base_mae, table=table, seed=seed, n_shuffles=n_shuffles,
         mean_weights=None if weights is None else {WEIGHT_COLUMNS[0]: float(weights[0]),
                                                    WEIGHT_COLUMNS[1]: float(weights[1])},

@@ -17,7 +17,17 @@ silently between training and inference::
                       (``weight_composition``, ``weight_structure`` and their aliases ``w_comp``,
                       ``w_graph``); late fusion adds ``prediction_rf`` and ``prediction_cgcnn``;
                       a multi-target model adds ``target_<t>``, ``prediction_<t>``, ``error_<t>``
-                      per target ``<t>`` (``target``/``prediction``/``error``: the primary one)
+                      per target ``<t>`` (``target``/``prediction``/``error``: the primary one);
+                      ``prediction_std``, ``domain_distance`` and ``domain`` when σ and the
+                      applicability domain are fitted (:mod:`engine.uncertainty`)
+    domain.npz        the training crystals' pooled vectors, ids, formulas and labels for the
+                      applicability domain (plain arrays, ``allow_pickle=False``); the card's
+                      ``uncertainty`` section holds the thresholds and the σ calibration
+
+An *ensemble* directory has ``model.json`` with an ``ensemble`` section listing its members
+(``members/0`` …, each a normal model directory sharing the family, model, graph and targets),
+``predictions.csv`` and ``domain.npz``, and no weights of its own; :func:`load_model` gives an
+:class:`EnsembleModel` that predicts the member mean.
 
 Multi-target models (``multitask``) keep ``target``, ``unit`` and ``normalizer`` for their first,
 *primary*, target (so single-target readers keep working) and list every target in ``targets``,
@@ -37,7 +47,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from torch import nn
 from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
@@ -55,6 +65,7 @@ from engine.config import (
 from engine.device import resolve_device
 from engine.graphs import GraphBuilder
 from engine.models import build_inputs, build_model, model_config_from_dict, prepare_input
+from engine.uncertainty import DOMAIN_FILE, Domain, Uncertainty, UncertaintyCard, load_uncertainty
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.pt"
@@ -101,6 +112,27 @@ class DatasetInfo(BaseModel):
     n_test: int | None = None
 
 
+class EnsembleInfo(BaseModel):
+    """An ensemble's members: model directories relative to the ensemble's own directory."""
+
+    model_config = ConfigDict(extra="forbid")
+    members: list[str]
+    #: The training seed of each member (informative).
+    seeds: list[int] = []
+
+    @field_validator("members")
+    @classmethod
+    def _inside(cls, members: list[str]) -> list[str]:
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        for member in members:
+            path = Path(member)
+            if path.is_absolute() or ".." in path.parts:
+                raise ValueError(f"ensemble member {member!r} must be a path inside the "
+                                 "ensemble's directory")
+        return members
+
+
 class ModelCard(BaseModel):
     """Everything in ``model.json``."""
 
@@ -127,6 +159,10 @@ class ModelCard(BaseModel):
     #: Values fitted in training besides the weights, e.g. late fusion's ``alpha`` with
     #: ``alpha_grid`` and ``val_mae_by_alpha`` (the validation MAE of each α tried).
     fitted: dict[str, Any] = {}
+    #: σ and applicability domain (:mod:`engine.uncertainty`); None for models saved before.
+    uncertainty: UncertaintyCard | None = None
+    #: Set for an ensemble of member model directories.
+    ensemble: EnsembleInfo | None = None
     created: str = ""
     references: list[str] = []
 
@@ -170,13 +206,15 @@ class LoadedModel:
 
     Inputs are built by :meth:`prepare` (the graph, if the family uses one, plus the family's
     extra inputs such as the Magpie row ``comp``); the ``*_graphs`` methods take those inputs.
-    The ``*_structures`` methods do both steps.
+    The ``*_structures`` methods do both steps. ``uncertainty`` is the fitted σ and
+    applicability domain (None for models saved before them).
     """
 
     card: ModelCard
     module: nn.Module
     path: Path | None = None
     builder: GraphBuilder = field(init=False)
+    uncertainty: Uncertainty | None = None
 
     def __post_init__(self) -> None:
         self.module.eval()
@@ -195,6 +233,11 @@ class LoadedModel:
     def pooled_description(self) -> str:
         """What :meth:`embed_graphs` returns for this family, in words."""
         return getattr(self.module, "pooled_description", "")
+
+    @property
+    def n_members(self) -> int:
+        """Networks averaged in a prediction (1; the ensemble size for an ensemble)."""
+        return 1
 
     @property
     def targets(self) -> list[str]:
@@ -316,6 +359,65 @@ class LoadedModel:
         return self._decode(self.module(batch))
 
 
+@dataclass
+class EnsembleModel(LoadedModel):
+    """An ensemble of loaded models with the same family, model and graph configs and targets
+    (e.g. different training seeds), used like a :class:`LoadedModel`.
+
+    Inputs are prepared once (by member 0) and given to every member. ``prediction`` and
+    ``tasks`` are the member mean; ``members`` gives every member's predictions (M, B, K);
+    ``pooled`` is member 0's vector (the domain's space); ``weights`` the member mean. ``module``
+    is member 0's network (for per-network analyses).
+    """
+
+    members: list[LoadedModel] = field(default_factory=list)
+
+    @property
+    def n_members(self) -> int:
+        return len(self.members)
+
+    @property
+    def pooled_description(self) -> str:
+        return f"{self.members[0].pooled_description} (member 0 of the ensemble)"
+
+    def run(self, inputs, outputs=("prediction",), *, batch_size: int = 64,
+            device: str = "auto") -> dict[str, np.ndarray]:
+        """Like :meth:`LoadedModel.run`, plus ``members`` (M, B, K): each member's predictions
+        of every target in its unit. ``prediction``/``tasks`` are their mean over members."""
+        unknown = [k for k in outputs if k not in
+                   ("prediction", "tasks", "pooled", "weights", "members")]
+        if unknown:
+            raise ValueError(f"Invalid outputs={unknown}, valid options are prediction, tasks, "
+                             "pooled, weights, members")
+        inputs = list(inputs)
+        kw = {"batch_size": batch_size, "device": device}
+        out: dict[str, np.ndarray] = {}
+        if {"prediction", "tasks", "members"} & set(outputs):
+            members = np.stack([m.run(inputs, ("tasks",), **kw)["tasks"] for m in self.members])
+            mean = members.mean(axis=0)
+            out.update({"prediction": mean[:, 0], "tasks": mean, "members": members})
+        if "pooled" in outputs:
+            out["pooled"] = self.members[0].run(inputs, ("pooled",), **kw)["pooled"]
+        if "weights" in outputs:
+            out["weights"] = np.mean([m.run(inputs, ("weights",), **kw)["weights"]
+                                      for m in self.members], axis=0)
+        return {key: out[key] for key in outputs}
+
+    def forward_batch(self, batch: Batch) -> torch.Tensor:
+        """The member mean for one batch, (B,) or (B, K)."""
+        return torch.stack([m.forward_batch(batch) for m in self.members]).mean(0)
+
+
+def write_card(directory: str | Path, card: ModelCard) -> Path:
+    """Write ``model.json`` (stamping ``created`` if it is empty); the directory is created."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if not card.created:
+        card = card.model_copy(update={"created": datetime.now(timezone.utc).isoformat()})
+    (directory / MODEL_FILE).write_text(card.model_dump_json(indent=2) + "\n")
+    return directory
+
+
 def save_model(
     directory: str | Path,
     card: ModelCard,
@@ -323,17 +425,19 @@ def save_model(
     *,
     history=None,
     predictions=None,
+    domain: Domain | None = None,
 ) -> Path:
-    """Write a model directory; ``history`` and ``predictions`` are pandas DataFrames."""
+    """Write a model directory; ``history`` and ``predictions`` are pandas DataFrames,
+    ``domain`` the applicability domain (``domain.npz``)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    if not card.created:
-        card = card.model_copy(update={"created": datetime.now(timezone.utc).isoformat()})
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     torch.save(state, directory / WEIGHTS_FILE)
     if hasattr(module, "save_extras"):
         module.save_extras(directory)  # non-torch parts, e.g. forest.skops
-    (directory / MODEL_FILE).write_text(card.model_dump_json(indent=2) + "\n")
+    if domain is not None:
+        domain.save(directory / DOMAIN_FILE)
+    write_card(directory, card)
     if history is not None:
         history.to_csv(directory / HISTORY_FILE, index=False)
     if predictions is not None:
@@ -388,6 +492,8 @@ def load_model(path_or_name: str | Path) -> LoadedModel:
             names = ", ".join(m["name"] for m in list_models()) or "none"
             raise ModelLoadError(f"No model directory or model named {text!r}. Available: {names}")
     card = read_card(directory)
+    if card.ensemble is not None:
+        return _load_ensemble(card, directory)
     module = build_model(card.model_config_obj(), card.graph)
     try:
         state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
@@ -404,7 +510,39 @@ def load_model(path_or_name: str | Path) -> LoadedModel:
     except ValueError as exc:  # UntrustedFileError and malformed files
         raise ModelLoadError(str(exc)) from None
     _check_fitted(card, module, directory)
-    return LoadedModel(card=card, module=module, path=directory)
+    return LoadedModel(card=card, module=module, path=directory,
+                       uncertainty=_load_uncertainty(card, directory))
+
+
+def _load_uncertainty(card: ModelCard, directory: Path) -> Uncertainty | None:
+    try:
+        return load_uncertainty(directory, card.uncertainty)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ModelLoadError(f"{directory}: {exc}") from None
+
+
+def _load_ensemble(card: ModelCard, directory: Path) -> EnsembleModel:
+    """Load every member and check that they fit the ensemble's card and each other."""
+    members = []
+    for rel in card.ensemble.members:
+        member_dir = directory / rel
+        if not (member_dir / MODEL_FILE).is_file():
+            raise ModelLoadError(f"{directory}: ensemble member {rel!r} is missing")
+        member = load_model(member_dir)
+        if member.n_members > 1:
+            raise ModelLoadError(f"{directory}: member {rel!r} is itself an ensemble")
+        mismatch = [what for what, ours, theirs in (
+            ("model config", card.model, member.card.model),
+            ("graph config", card.graph, member.card.graph),
+            ("targets", card.task_targets, member.card.task_targets),
+            ("units", card.task_units, member.card.task_units),
+        ) if ours != theirs]
+        if mismatch:
+            raise ModelLoadError(f"{directory}: member {rel!r} differs from the ensemble in its "
+                                 f"{', '.join(mismatch)}")
+        members.append(member)
+    return EnsembleModel(card=card, module=members[0].module, path=directory,
+                         uncertainty=_load_uncertainty(card, directory), members=members)
 
 
 def _check_fitted(card: ModelCard, module: nn.Module, directory: Path) -> None:
@@ -444,6 +582,8 @@ def _card_summary(card: ModelCard, path: Path | None) -> dict[str, Any]:
         "description": card.description,
         "metrics": card.metrics,
         "path": str(path) if path else None,
+        "ensemble_size": len(card.ensemble.members) if card.ensemble else 1,
+        "has_uncertainty": card.uncertainty is not None,
     }
 
 

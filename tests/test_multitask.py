@@ -311,7 +311,9 @@ def test_cli_multitarget_train_predict_evaluate(cli_model, elastic_path, shared_
     assert len(table) == 10
     assert list(table.columns) == ["id", "formula", "n_sites", "band_gap (eV)",
                                    "formation_energy_per_atom (eV/atom)",
-                                   "log10_K_VRH (log10(GPa))"]
+                                   "log10_K_VRH (log10(GPa))", "band_gap std (eV)",
+                                   "formation_energy_per_atom std (eV/atom)",
+                                   "log10_K_VRH std (log10(GPa))", "domain_distance", "domain"]
     assert main(["predict", "--model", str(cli_model), "--input",
                  str(shared_data / "cgcnn_sample")]) == 0
     assert "log10_K_VRH (log10(GPa))" in capsys.readouterr().out
@@ -350,7 +352,8 @@ def test_old_single_target_cards_load_unchanged():
     assert tasks["tasks"].shape == (1, 1)
     assert tasks["tasks"][0, 0] == tasks["prediction"][0]
     result = predict(model, [_named(nacl())])
-    assert list(result.table.columns) == ["id", "formula", "n_sites", "prediction"]
+    assert list(result.table.columns) == ["id", "formula", "n_sites", "prediction",
+                                          "prediction_std", "domain_distance", "domain"]
     assert result.columns == {"prediction": card.target}
 
 

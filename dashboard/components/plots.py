@@ -345,3 +345,21 @@ def polymorph_scatter(pairs: pd.DataFrame, display: Display, *, title: str | Non
     fig.update_yaxes(title=display.short("Predicted difference a − b"))
     fig.update_layout(coloraxis_colorbar={"title": "mean w_graph"})
     return _finish(fig, title)
+
+
+def calibration(curves: dict[str, dict], *, title: str | None = None) -> go.Figure:
+    """Observed against expected coverage of the Gaussian intervals ±z·σ; ``curves`` maps a
+    label to ``{"levels": [...], "observed": [...]}`` (shares in [0, 1]); the diagonal is a
+    perfectly calibrated σ, a curve below it an overconfident one."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="ideal",
+                             line={"dash": "dash", "color": "#888"}, hoverinfo="skip"))
+    for label, curve in curves.items():
+        fig.add_trace(go.Scatter(
+            x=curve["levels"], y=curve["observed"], mode="lines+markers", name=label,
+            line={"dash": "dot"} if "unscaled" in label else {},
+            hovertemplate="expected %{x:.0%}<br>observed %{y:.0%}<extra>" + label + "</extra>",
+        ))
+    fig.update_xaxes(title="Expected coverage of ±z·σ (fraction)", range=[0, 1])
+    fig.update_yaxes(title="Observed share of errors inside (fraction)", range=[0, 1])
+    return _finish(fig, title)

@@ -15,6 +15,7 @@ from dashboard.components.structinfo import describe_many
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
 from dashboard.components.viewer import describe_line, show_structure
+from engine.datasets import resolve_source
 from engine.embeddings import reduce
 from engine.prediction import embed, predict
 
@@ -264,7 +265,7 @@ if chosen:
                 if which in ("test", "val+test"):
                     state.open_structure(
                         ident,
-                        path=state.resolve_source(card.dataset.source),
+                        path=resolve_source(card.dataset.source),
                         label=card.dataset.name,
                         query=card.dataset.query,
                     )

@@ -1,5 +1,6 @@
 """Predict: candidates (uploaded, the SOFC examples, or the current dataset) through a model,
-as a sortable table with units and a CSV export."""
+as a sortable table with units, σ and the applicability-domain flag, a CSV export, and the
+nearest training crystals of a chosen candidate."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ from dashboard.components.units import display_for
 
 st.title("Predict")
 teach("cte")
+
+#: Cell colours of the domain flags (engine.uncertainty: in-domain | borderline | out-of-domain).
+DOMAIN_COLOURS = {
+    "in-domain": "background-color: rgba(46, 160, 67, 0.25)",
+    "borderline": "background-color: rgba(219, 171, 9, 0.30)",
+    "out-of-domain": "background-color: rgba(218, 54, 51, 0.30)",
+}
 
 SOURCES = {
     "upload": "Upload candidate structures",
@@ -106,12 +114,16 @@ if st.button(
         st.error("No structure could be predicted.")
         st.stop()
     value_col = f"Predicted {disp.label}"
+    sigma_col = disp.short("± σ")
     shown = pd.DataFrame(
         {
             "id": table["id"],
             "formula": table["formula"],
             "atoms": table["n_sites"],
             value_col: disp.scale(table["prediction"].to_numpy(dtype=float)),
+            sigma_col: disp.scale(table["prediction_std"].to_numpy(dtype=float)),
+            "domain": table["domain"],
+            "domain distance": table["domain_distance"].to_numpy(dtype=float),
         }
     )
     raw_col = f"prediction ({model_info.get('unit')})" if model_info.get("unit") else "prediction"
@@ -135,15 +147,51 @@ if st.button(
         "highest first. Click a column header to sort."
     )
     st.dataframe(
-        shown,
+        shown.style.map(lambda flag: DOMAIN_COLOURS.get(flag, ""), subset=["domain"]),
         hide_index=True,
         width="stretch",
         key="predict_table",
         column_config={
             value_col: st.column_config.NumberColumn(format="%.4g"),
+            sigma_col: st.column_config.NumberColumn(format="%.2g"),
+            "domain distance": st.column_config.NumberColumn(format="%.2f"),
             raw_col: st.column_config.NumberColumn(format="%.3e"),
         },
     )
+    model = state.load_model(state.model_ref(model_info))
+    unc = model.card.uncertainty
+    counts = shown["domain"].value_counts()
+    if unc is None:
+        st.info(
+            f"**{model_info['name']}** has no fitted uncertainty or applicability domain (it was "
+            "saved before they existed, or not trained here), so σ is empty and the domain is "
+            "*unknown*. Fit them with `python -m engine calibrate "
+            f"{model_info['name']}`."
+        )
+    else:
+        val = unc.calibration.get("val")
+        source = (
+            f"the spread of the {model.n_members} ensemble members"
+            if unc.sigma_source == "ensemble spread"
+            else "the validation errors of crystals at a similar domain distance"
+        )
+        st.markdown(
+            "**± σ** is the uncertainty of each prediction, from "
+            f"{source}, scaled on the validation split"
+            + (
+                f" (there {val.within_1sigma:.0%} of errors fell within 1σ and "
+                f"{val.within_2sigma:.0%} within 2σ; ideal 68% and 95%)"
+                if val is not None
+                else ""
+            )
+            + ". **Domain**: the mean distance of the crystal's pooled vector to its "
+            f"{unc.k} nearest training crystals; *in-domain* up to {unc.borderline:.2f} (as close "
+            f"as {unc.borderline_quantile:.0%} of validation crystals), *borderline* up to "
+            f"{unc.out_of_domain:.2f} ({unc.out_of_domain_quantile:.0%}), *out-of-domain* beyond: "
+            "treat those predictions as extrapolations. Here: "
+            + ", ".join(f"{int(counts.get(f, 0))} {f}" for f in DOMAIN_COLOURS)
+            + "."
+        )
     m1, m2, m3 = st.columns(3)
     m1.metric("Lowest", disp.fmt(table["prediction"].min()))
     m2.metric("Median", disp.fmt(table["prediction"].median()))
@@ -167,3 +215,41 @@ if st.button(
         + ". Predictions outside the chemistry and structure types of the training data "
         "are extrapolations: treat them as a ranking aid, not as measurements."
     )
+
+    if unc is not None:
+        st.subheader("Nearest training crystals")
+        flags = dict(zip(shown["id"], shown["domain"]))
+        formulas = dict(zip(shown["id"], shown["formula"]))
+        chosen = st.selectbox(
+            "Candidate",
+            list(shown["id"]),
+            format_func=lambda i: f"{i} — {formulas[i]} ({flags[i]})",
+            key="predict_neighbours_of",
+        )
+        from engine.prediction import nearest_training
+
+        item = next(it for it in items if it.id == chosen)
+        near = nearest_training(model, [item], k=unc.k)
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "rank": near["rank"],
+                    "id": near["id"],
+                    "formula": near["formula"],
+                    f"Training {disp.label}": disp.scale(near["label"].to_numpy(dtype=float)),
+                    "distance": near["distance"],
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+            key="predict_neighbours",
+            column_config={
+                f"Training {disp.label}": st.column_config.NumberColumn(format="%.4g"),
+                "distance": st.column_config.NumberColumn(format="%.2f"),
+            },
+        )
+        st.caption(
+            f"The {unc.k} training crystals whose pooled vectors ({unc.vectors or 'the model'}"
+            ") are nearest to this candidate's, with their training labels; their mean distance "
+            "is the candidate's domain distance."
+        )

@@ -16,6 +16,7 @@ from dashboard.components import plots
 from dashboard.components.teaching import teach
 from dashboard.components.units import Display, display_for
 from dashboard.components.viewer import describe_line, show_structure
+from engine.datasets import resolve_source
 
 st.title("Results")
 teach("metrics")
@@ -202,7 +203,7 @@ def show_model(m: dict, *, key: str, compact: bool = False) -> None:
                             src = card.dataset if card is not None else None
                             state.open_structure(
                                 ident,
-                                path=state.resolve_source(src.source) if src else None,
+                                path=resolve_source(src.source) if src else None,
                                 label=src.name if src else "",
                                 query=src.query if src else None,
                             )
@@ -214,6 +215,7 @@ def show_model(m: dict, *, key: str, compact: bool = False) -> None:
             st.plotly_chart(
                 plots.residuals(predictions, disp, title="Residuals"), key=f"resid_{key}"
             )
+            show_calibration(card, m["target"], key)
         st.download_button(
             "Download predictions (CSV)",
             predictions.to_csv(index=False),
@@ -251,6 +253,52 @@ def show_model(m: dict, *, key: str, compact: bool = False) -> None:
             mime="application/zip",
             key=f"dl_zip_{key}",
         )
+
+
+def show_calibration(card, target: str, key: str) -> None:
+    """σ calibration of the model on its validation and test splits (``card.uncertainty``)."""
+    unc = card.uncertainty if card is not None else None
+    if unc is None:
+        st.caption(
+            "This model has no fitted uncertainty: run `python -m engine calibrate "
+            f"{card.name if card else 'MODEL'}` to fit σ and the applicability domain."
+        )
+        return
+    primary = target == card.target
+    splits = {part: unc.calibration.get(part if primary else f"{part}/{target}")
+              for part in ("val", "test")}
+    splits = {part: c for part, c in splits.items() if c is not None}
+    if not splits:
+        return
+    st.markdown(
+        f"**Uncertainty calibration** — σ from {unc.sigma_source}, rescaled on the validation "
+        "split. Ideal: 68.3 % of errors within 1σ and 95.4 % within 2σ."
+    )
+    curves = {}
+    for part, c in splits.items():
+        name = {"val": "validation"}.get(part, part)
+        curves[name] = {"levels": c.levels, "observed": c.observed}
+        if part == "val":
+            curves[f"{name}, unscaled σ"] = {"levels": c.levels, "observed": c.observed_unscaled}
+    left, right = st.columns([3, 2])
+    left.plotly_chart(plots.calibration(curves, title="Calibration of σ"), key=f"calib_{key}")
+    right.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "split": {"val": "validation"}.get(part, part),
+                    "n": c.n,
+                    "within 1σ": f"{c.within_1sigma:.1%}",
+                    "within 2σ": f"{c.within_2sigma:.1%}",
+                    "within 1σ, unscaled": f"{c.within_1sigma_unscaled:.1%}",
+                    "within 2σ, unscaled": f"{c.within_2sigma_unscaled:.1%}",
+                }
+                for part, c in splits.items()
+            ]
+        ),
+        hide_index=True,
+        key=f"calib_table_{key}",
+    )
 
 
 def evaluate_here(m: dict, disp: Display, key: str) -> None:

@@ -19,6 +19,38 @@ from engine import jobs as jobs_api
 st.title("Train")
 teach("splits", "convolution")
 
+def search_widgets(config_class) -> dict | None:
+    """The reduced hyperparameter search of the form: the SCIENCE.md grid values that apply to
+    this family, and how many settings to sample; None unless switched on."""
+    from engine.training.search import SCIENCE_GRID, TRAINING_KEYS
+
+    keys = [k for k in SCIENCE_GRID if k in TRAINING_KEYS or k in config_class.model_fields]
+    if not keys:
+        return None
+    with st.expander("Hyperparameter search (optional)"):
+        enabled = st.checkbox(
+            "Search instead of a single run",
+            key="search_on",
+            help="Trains one model per setting (epochs per trial = Training → epochs) on the "
+            "same split and keeps the one with the lowest validation MAE. The test split is "
+            "never used to choose.",
+        )
+        cols = st.columns(len(keys) + 1)
+        grid = {
+            k: col.multiselect(k, SCIENCE_GRID[k], default=SCIENCE_GRID[k], key=f"search_{k}")
+            for k, col in zip(keys, cols)
+        }
+        size = 1
+        for values in grid.values():
+            size *= max(len(values), 1)
+        trials = cols[-1].number_input(
+            "trials", 1, 200, 6, 1, key="search_trials",
+            help="Settings sampled from the grid without replacement (seeded by Training → seed).",
+        )
+        st.caption(f"The grid holds {size} settings; {min(int(trials), size)} will be tried.")
+    return {"grid": grid, "n_trials": int(trials)} if enabled else None
+
+
 # ----------------------------------------------------------------------------------------------
 # Dataset and target
 
@@ -147,6 +179,7 @@ with st.expander("New training run", expanded=not jobs):
                     )
                 st.markdown("**Training**")
                 train_values = config_widgets(TrainConfig, key="training", columns=4)
+                search = search_widgets(config_class)
                 st.markdown("**Split**")
                 s1, s2, s3, s4, s5 = st.columns(5)
                 kind = s1.selectbox(
@@ -167,6 +200,8 @@ with st.expander("New training run", expanded=not jobs):
                 submitted = st.form_submit_button("Start training", type="primary")
             if submitted:
                 try:
+                    if search is not None and not all(search["grid"].values()):
+                        raise ValueError("the search needs at least one value of every setting")
                     if "n_tasks" in config_class.model_fields and len(targets) < 2:
                         raise ValueError(f"{family} learns several targets: pick at least one "
                                          "under 'Other targets'")
@@ -194,6 +229,7 @@ with st.expander("New training run", expanded=not jobs):
                             name=name.strip() or None,
                             query=query,
                             limit=limit,
+                            search=search,
                         )
                     except Exception as exc:  # noqa: BLE001
                         st.error(f"Could not start the run: {exc}")
@@ -280,10 +316,12 @@ def show_run(job_id: str, was_live: bool) -> None:
         f"### {STATUS_ICON.get(state_name, '')} {status.get('name', job_id)} — {state_name}"
     )
     epoch, epochs = int(status.get("epoch") or 0), status.get("epochs") or 0
+    search_file = jobs_api.job_dir(job_id) / jobs_api.SEARCH_FILE
+    step = "trial" if jobs_api.job_progress(job_id).get("unit") == "trial" else "epoch"
     if state_name in jobs_api.ACTIVE_STATES:
         frac = min(epoch / epochs, 1.0) if epochs else 0.0
         text = (
-            f"epoch {epoch} of {epochs}"
+            f"{step} {epoch} of {epochs}"
             if epoch
             else "loading data and building graphs…"
             if state_name == "running"
@@ -292,12 +330,12 @@ def show_run(job_id: str, was_live: bool) -> None:
         st.progress(frac, text=text)
         b1, b2, _ = st.columns([1, 1, 3])
         if b1.button(
-            "Cancel after this epoch",
+            f"Cancel after this {step}",
             key=f"cancel_{job_id}",
             help="The best weights so far are saved.",
         ):
             jobs_api.cancel_job(job_id)
-            st.toast("Cancel requested: the run stops after the current epoch.")
+            st.toast(f"Cancel requested: the run stops after the current {step}.")
         if b2.button(
             "Stop now", key=f"kill_{job_id}", help="End the process at once; nothing is saved."
         ):
@@ -308,7 +346,7 @@ def show_run(job_id: str, was_live: bool) -> None:
     elif state_name == "cancelled":
         saved = status.get("model_path")
         st.warning(
-            f"Cancelled ({status.get('stop_reason') or 'by user'}) after epoch {epoch}."
+            f"Cancelled ({status.get('stop_reason') or 'by user'}) after {step} {epoch}."
             + (
                 f" The best epoch so far was saved as **{status.get('name')}**."
                 if saved
@@ -318,7 +356,7 @@ def show_run(job_id: str, was_live: bool) -> None:
     elif state_name == "done":
         reason = status.get("stop_reason")
         st.success(
-            f"Finished after {epoch} epochs"
+            f"Finished after {epoch} {step}s"
             + (f" ({reason})" if reason else "")
             + f". Saved as **{status.get('name')}**."
         )
@@ -331,6 +369,16 @@ def show_run(job_id: str, was_live: bool) -> None:
                 f"{(m.get('mae') or float('nan')) * disp.factor:.4g}",
                 help=f"R = {m.get('r')}, n = {m.get('n')}",
             )
+    if search_file.is_file():
+        trials = pd.read_csv(search_file).sort_values("val_mae", na_position="last")
+        trials["val_mae"] = disp.scale(trials["val_mae"])
+        st.markdown("**Trials** (best first; chosen on validation MAE)")
+        st.dataframe(
+            trials.rename(columns={"val_mae": disp.short("val MAE")}),
+            hide_index=True,
+            width="stretch",
+            key=f"trials_{job_id}_{len(trials)}",
+        )
     history = pd.DataFrame(jobs_api.job_progress(job_id).get("history") or [])
     if len(history):
         c1, c2 = st.columns(2)

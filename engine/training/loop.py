@@ -18,6 +18,7 @@ from torch_geometric.loader import DataLoader
 
 from engine.config import TrainConfig
 from engine.device import resolve_device
+from engine.training import distributed
 from engine.training.callbacks import Callback
 from engine.training.metrics import regression_metrics
 
@@ -52,7 +53,9 @@ class Trainer:
         self.config = config
         self.target_std = target_std
         self.callbacks = list(callbacks)
-        self.device = resolve_device(config.device)
+        self.distributed = distributed.active()  # data-parallel over the initialised group
+        self.device = (distributed.rank_device(config.device) if self.distributed
+                       else resolve_device(config.device))
         self.stop_reason: str | None = None
 
     def _loader(self, graphs: list[Data], *, shuffle: bool) -> DataLoader:
@@ -108,9 +111,14 @@ class Trainer:
             torch.set_num_threads(c.num_threads)
         seed_everything(c.seed)
         self.model.to(self.device)
+        if self.distributed:
+            torch.manual_seed(c.seed + distributed.rank())  # each rank its own dropout masks
+            net = distributed.data_parallel(self.model, self.device)
+            loader = distributed.ShardLoader(train_graphs, c.batch_size, seed=c.seed)
+        else:
+            net, loader = self.model, self._loader(train_graphs, shuffle=True)
         optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         scheduler = self._scheduler(optimizer)
-        loader = self._loader(train_graphs, shuffle=True)
         for cb in self.callbacks:
             cb.on_train_start(self)
         try:
@@ -124,14 +132,20 @@ class Trainer:
                         continue
                     batch = batch.to(self.device)
                     optimizer.zero_grad()
-                    pred = self.model(batch)
+                    pred = net(batch)
                     loss, recorded = self.batch_loss(pred, batch)
+                    if self.distributed:  # DDP averages over ranks: weigh by the shard's share
+                        loss = loss * batch.loss_weight
                     loss.backward()
                     optimizer.step()
                     total += recorded * batch.num_graphs
                     count += batch.num_graphs
                     seen_y.append(self.batch_targets(batch).detach().cpu())
                     seen_pred.append(pred.detach().cpu())
+                if self.distributed:
+                    total, count, seen_y, seen_pred = distributed.gather_epoch(
+                        total, count, seen_y, seen_pred)
+                    distributed.sync_buffers(self.model)
                 val_loss, y_val, p_val = self.evaluate(val_graphs)
                 lr = optimizer.param_groups[0]["lr"]
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -152,6 +166,8 @@ class Trainer:
                 }
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, record)
+                if self.distributed:  # rank 0 alone runs the caller's callbacks
+                    self.stop_reason = distributed.from_rank0(self.stop_reason)
                 if self.stop_reason:
                     break
         finally:

@@ -14,8 +14,10 @@ training split), then dispatches on the family's ``training_kind``:
   (:class:`~engine.training.multitask.MultitaskTrainer`); ``target`` is then a list.
 
 Every family leaves the same artefacts: ``history.csv``, ``predictions.csv`` (split, id, formula,
-target, prediction, error, plus family extras) and train/val/test metrics in the card. A
-multi-target run adds per-task columns and metrics (:mod:`engine.training.multitask`).
+target, prediction, error, σ and domain, plus family extras), train/val/test metrics in the card,
+and the fitted σ and applicability domain (``domain.npz``, the card's ``uncertainty``; see
+:mod:`engine.uncertainty`). A multi-target run adds per-task columns and metrics
+(:mod:`engine.training.multitask`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from engine.device import resolve_device
 from engine.graphs import GraphBuilder
 from engine.models import MODEL_REGISTRY, build_inputs, build_model
 from engine.store import DatasetInfo, LoadedModel, ModelCard, Normalizer, save_model
+from engine.training import distributed
 from engine.training.callbacks import BestCheckpoint, Callback, EarlyStopping, History, ProgressBar
 from engine.training.loop import Trainer, seed_everything
 from engine.training.metrics import regression_metrics
@@ -47,6 +50,7 @@ from engine.training.multitask import (
     fitted_weights,
     metrics_by_task,
 )
+from engine.uncertainty import fit_uncertainty
 from engine.units import unit_of
 
 
@@ -99,7 +103,14 @@ def train(
             list of units.
         callbacks: extra callbacks, e.g. a :class:`ProgressFile` for background jobs.
         progress: show a tqdm progress bar on stderr.
+
+    In a process group of several processes (``torchrun``, see
+    :mod:`engine.training.distributed`) the gradient families train data-parallel; every rank
+    returns the same result, but only rank 0 runs ``callbacks`` and ``progress`` and writes ``out``.
     """
+    main_rank = distributed.rank() == 0
+    if not main_rank:
+        callbacks, progress = (), False
     model_cfg = model or CGCNNConfig()
     graph_cfg = graph or GraphConfig()
     train_cfg = training or TrainConfig()
@@ -199,12 +210,16 @@ def train(
             if multi:
                 add_task_columns(frame, targets, values[idx], pred_all)
             frames.append(_family_columns(loaded, frame, part_inputs, train_cfg.device))
-    card = card.model_copy(update={"metrics": metrics})
-    loaded.card = card
-    predictions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    # σ and applicability domain (engine.uncertainty): training vectors, validation residuals
+    unc = fit_uncertainty(loaded, inputs, parts, ids=ids, values=values, device=train_cfg.device,
+                          formulas=dataset.table["formula"].astype(str).tolist())
+    card = card.model_copy(update={"metrics": metrics, "uncertainty": unc.card})
+    loaded.card, loaded.uncertainty = card, unc.uncertainty
+    predictions = unc.annotate(pd.concat(frames, ignore_index=True))
     path = None
-    if out is not None:
-        path = save_model(out, card, module, history=history_frame, predictions=predictions)
+    if out is not None and main_rank:
+        path = save_model(out, card, module, history=history_frame, predictions=predictions,
+                          domain=unc.domain)
         loaded.path = path
     return TrainResult(
         model=loaded,

@@ -41,7 +41,9 @@ def test_home_lists_models_and_teaching_notes(app):
 
 
 def test_every_page_renders_without_data(app):
-    for page in ("data", "structure", "train", "results", "embeddings", "fusion", "predict"):
+    for page in (
+        "data", "structure", "train", "results", "embeddings", "fusion", "predict", "screen"
+    ):
         goto(app, page)
 
 
@@ -185,6 +187,31 @@ def test_train_page_runs_cancel_and_failure(app, data_dir):
     assert set(overview["status"]) == {"cancelled", "failed"}
 
 
+def test_train_page_hyperparameter_search_job(app, data_dir):
+    use_dataset(app, data_dir / "toy" / "perovskites.jsonl")
+    goto(app, "train")
+    app.number_input(key="model_cgcnn.h_fea_len").set_value(8)
+    app.number_input(key="training.epochs").set_value(1)
+    app.number_input(key="training.batch_size").set_value(8)
+    app.checkbox(key="search_on").check()
+    app.multiselect(key="search_atom_fea_len").set_value([32])
+    app.multiselect(key="search_n_conv").set_value([2, 3])
+    app.multiselect(key="search_h_fea_len").set_value([64])
+    app.multiselect(key="search_lr").set_value([1e-3])
+    app.number_input(key="search_trials").set_value(5)
+    next(b for b in app.button if b.label == "Start training").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    job_id = app.session_state["job_id"]
+    status = wait_job(job_id)
+    assert status["status"] == "done", status
+    assert "best of 2 trials" in status["stop_reason"]
+    app.run()
+    page = texts(app)
+    assert "Finished after 2 trials" in page
+    trials = frame_with(app, "n_conv")
+    assert sorted(trials["n_conv"]) == [2, 3] and len(trials) == 2
+
+
 def test_results_page_metrics_and_compare(app, tiny_model):
     app.session_state["model_name"] = "tiny-cte"
     goto(app, "results")
@@ -192,6 +219,9 @@ def test_results_page_metrics_and_compare(app, tiny_model):
     metrics = app.dataframe[0].value
     assert list(metrics["split"]) == ["train", "validation", "test"]
     assert "MAE (10⁻⁶ K⁻¹)" in metrics.columns
+    calibration = frame_with(app, "within 1σ")
+    assert list(calibration["split"]) == ["validation", "test"]
+    assert any("Calibration of σ" in str(c.proto.spec) for c in app.get("plotly_chart"))
     labels = [b.label for b in app.download_button]
     assert "Download predictions (CSV)" in labels
     assert "Download the model directory (zip)" in labels
@@ -302,3 +332,73 @@ def test_predict_examples_and_upload(app):
     next(b for b in app.button if b.label.startswith("Predict 1 ")).click().run()
     assert not app.exception, [e.value for e in app.exception]
     assert list(app.dataframe[1].value["formula"]) == ["SrTiO3"]
+
+
+def test_screen_page_ranks_filters_exports_reloads_and_maps(app):
+    import numpy as np
+
+    from engine.examples import EXAMPLES_DIR
+    from engine.screening import read_screen_csv, screen
+
+    goto(app, "screen")
+    app.radio(key="screen_source").set_value("examples").run()
+    app.selectbox(key="screen_electrolyte").set_value("CeO2").run()
+    app.multiselect(key="screen_exclude").set_value(["Ni"]).run()
+    next(b for b in app.button if b.label.startswith("Screen 15")).click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    delta = "Δα (10⁻⁶ K⁻¹)"
+    table = frame_with(app, delta)
+    assert list(table["rank"]) == list(range(1, 13))  # Ni, NiO and LaNiO3 excluded
+    assert not {"Ni", "NiO", "LaNiO3"} & set(table["formula"])
+    assert table[delta].abs().is_monotonic_increasing
+    assert table["formula"].iloc[0] == "CeO2" and abs(table[delta].iloc[0]) < 1e-6
+    linear = table["Linear CTE α_V/3 (10⁻⁶ K⁻¹)"]
+    assert np.allclose(linear, table["Predicted volumetric CTE (10⁻⁶ K⁻¹)"] / 3)
+    assert (table["σ of Δα (10⁻⁶ K⁻¹)"] > 0).all()
+    assert set(table["domain"]) <= {"in-domain", "borderline", "out-of-domain"}
+    labels = [b.label for b in app.download_button]
+    assert "Download the ranked table (CSV, values in 1/K)" in labels
+    heatmap = app.get("plotly_chart")[0].proto.spec
+    assert "Electrolyte (linear CTE ± σ, 10⁻⁶ K⁻¹)" in heatmap and "ZrO2" in heatmap
+    assert "Δα = %{z:+.2f} ± %{customdata:.2f}" in heatmap  # σ in every cell's hover
+
+    # a typed, measured electrolyte re-ranks without predicting again
+    app.radio(key="screen_electrolyte_by").set_value("value").run()
+    app.text_input(key="screen_electrolyte_name").set_value("YSZ").run()
+    app.number_input(key="screen_electrolyte_value").set_value(10.5).run()
+    assert not app.exception, [e.value for e in app.exception]
+    table = frame_with(app, delta)
+    used = table["Linear CTE used (10⁻⁶ K⁻¹)"]
+    assert np.allclose(table[delta], used - 10.5)
+    assert table[delta].abs().is_monotonic_increasing
+    assert any(m.label.startswith("Electrolyte YSZ") and m.value == "10.50 ± 0.00"
+               for m in app.metric)
+
+    # uploaded candidates: the bad file is listed with its reason, the good one screened
+    app.radio(key="screen_source").set_value("upload").run()
+    app.file_uploader(key="screen_upload").set_value(
+        [
+            ("SrTiO3.cif", cif_bytes(perovskite(), "s"), "chemical/x-cif"),
+            ("bad.cif", b"garbage", "chemical/x-cif"),
+        ]
+    ).run()
+    next(b for b in app.button if b.label.startswith("Screen ")).click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    errors = frame_with(app, "file / entry")
+    assert list(errors["file / entry"]) == ["bad.cif"]
+    assert list(frame_with(app, delta)["formula"]) == ["SrTiO3"]
+
+    # an exported table reloads as the same candidates
+    exported = screen(str(EXAMPLES_DIR), "YSZ=10.5e-6", "cte-cgcnn-aflow")
+    buf = io.StringIO()
+    exported.table.to_csv(buf, index=False)
+    assert read_screen_csv(io.StringIO(buf.getvalue())).equals(exported.table)
+    app.multiselect(key="screen_exclude").set_value([])
+    app.radio(key="screen_source").set_value("reload").run()
+    app.file_uploader(key="screen_reload").set_value(
+        ("ranked.csv", buf.getvalue().encode(), "text/csv")
+    ).run()
+    assert not app.exception, [e.value for e in app.exception]
+    table = frame_with(app, delta)
+    assert list(table["id"]) == list(exported.table.loc[exported.table["passes"], "id"])
+    assert np.allclose(table[delta], exported.table["mismatch_per_K"] * 1e6, atol=1e-9)
