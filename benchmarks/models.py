@@ -146,7 +146,7 @@ def write_markdown() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=sorted(DATASETS), required=True)
+    parser.add_argument("--dataset", choices=sorted(DATASETS))
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--families", nargs="*", default=list(MODEL_FAMILIES))
     parser.add_argument("--threads", type=int, default=None,
@@ -158,6 +158,8 @@ def main() -> None:
     if args.markdown_only:
         write_markdown()
         return
+    if args.dataset is None:
+        parser.error("--dataset is required unless --markdown-only")
     warnings.simplefilter("ignore")
     spec = DATASETS[args.dataset]
     root = data_dir()

@@ -419,7 +419,7 @@ def cmd_search(args) -> int:
     )
     print(f"\n{len(result.table)} of {result.n_settings} settings, best first "
           "(ranked by validation MAE; the test split was not used):")
-    print(result.table.to_string(index=False))
+    print(result.table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.table:
         result.table.to_csv(args.table, index=False)
         print(f"table written to {args.table}")

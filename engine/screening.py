@@ -30,7 +30,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -43,7 +43,9 @@ from engine.structures import (
     ReadError,
     StructureBatch,
     StructureReadError,
+    _hidden,
     _Reader,
+    _stem,
     detect_format,
     read_structures,
     record_id,
@@ -137,20 +139,6 @@ Progress = Callable[[int, "int | None"], None]
 
 # ----------------------------------------------------------------------------------------------
 # Candidates, in chunks
-
-
-def _stem(name: str) -> str:
-    base = PurePosixPath(name.replace("\\", "/")).name
-    base = base[:-3] if base.lower().endswith(".gz") else base
-    for ext in (".jsonl", ".ndjson"):
-        if base.lower().endswith(ext):
-            return base[: -len(ext)]
-    return base
-
-
-def _hidden(rel: str) -> bool:
-    parts = PurePosixPath(rel.replace("\\", "/")).parts
-    return any(p.startswith(".") or p in ("__MACOSX", "__pycache__") for p in parts)
 
 
 def _error(source: str, reason: str) -> StructureBatch:

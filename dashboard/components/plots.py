@@ -14,6 +14,13 @@ import plotly.graph_objects as go
 from dashboard.components.units import Display
 
 SPLIT_COLOURS = {"train": "#9aa5b1", "val": "#1f77b4", "test": "#d62728"}
+#: Table-cell styles of the domain flags (engine.uncertainty: in-domain | borderline |
+#: out-of-domain), for ``DataFrame.style.map``.
+DOMAIN_COLOURS = {
+    "in-domain": "background-color: rgba(46, 160, 67, 0.25)",
+    "borderline": "background-color: rgba(219, 171, 9, 0.30)",
+    "out-of-domain": "background-color: rgba(218, 54, 51, 0.30)",
+}
 _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend_title_text": ""}
 
 

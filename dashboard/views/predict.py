@@ -9,18 +9,13 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
+from dashboard.components import plots
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
 
 st.title("Predict")
 teach("cte")
 
-#: Cell colours of the domain flags (engine.uncertainty: in-domain | borderline | out-of-domain).
-DOMAIN_COLOURS = {
-    "in-domain": "background-color: rgba(46, 160, 67, 0.25)",
-    "borderline": "background-color: rgba(219, 171, 9, 0.30)",
-    "out-of-domain": "background-color: rgba(218, 54, 51, 0.30)",
-}
 
 SOURCES = {
     "upload": "Upload candidate structures",
@@ -130,9 +125,19 @@ if st.button(
     for weight, short in (("weight_composition", "w_comp"), ("weight_structure", "w_graph")):
         if weight in table:  # attention fusion: how much each material relies on each part
             shown[short] = table[weight].to_numpy(dtype=float)
+    for other in (model_info.get("targets") or [])[1:]:  # multitask: one column per target
+        other_disp = display_for(other)
+        shown[f"Predicted {other_disp.label}"] = other_disp.scale(
+            table[f"prediction_{other}"].to_numpy(dtype=float)
+        )
+        if f"prediction_std_{other}" in table:
+            shown[other_disp.short(f"± σ of {other_disp.name}")] = other_disp.scale(
+                table[f"prediction_std_{other}"].to_numpy(dtype=float)
+            )
     if model_info["target"] == state.FLAGSHIP_TARGET:
         linear_col = "≈ linear CTE (10⁻⁶ K⁻¹)"
         shown[linear_col] = shown[value_col] / 3.0
+        shown["± σ of linear CTE (10⁻⁶ K⁻¹)"] = shown[sigma_col] / 3.0
     if disp.factor != 1.0:
         shown[raw_col] = table["prediction"].to_numpy(dtype=float)
     if truth_table is not None and model_info["target"] in truth_table:
@@ -147,7 +152,7 @@ if st.button(
         "highest first. Click a column header to sort."
     )
     st.dataframe(
-        shown.style.map(lambda flag: DOMAIN_COLOURS.get(flag, ""), subset=["domain"]),
+        shown.style.map(lambda flag: plots.DOMAIN_COLOURS.get(flag, ""), subset=["domain"]),
         hide_index=True,
         width="stretch",
         key="predict_table",
@@ -189,7 +194,7 @@ if st.button(
             f"as {unc.borderline_quantile:.0%} of validation crystals), *borderline* up to "
             f"{unc.out_of_domain:.2f} ({unc.out_of_domain_quantile:.0%}), *out-of-domain* beyond: "
             "treat those predictions as extrapolations. Here: "
-            + ", ".join(f"{int(counts.get(f, 0))} {f}" for f in DOMAIN_COLOURS)
+            + ", ".join(f"{int(counts.get(f, 0))} {f}" for f in plots.DOMAIN_COLOURS)
             + "."
         )
     m1, m2, m3 = st.columns(3)

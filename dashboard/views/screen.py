@@ -16,6 +16,7 @@ import streamlit as st
 from pymatgen.core import Element
 
 from dashboard import state
+from dashboard.components import plots
 from dashboard.components.teaching import teach
 from engine.examples import EXAMPLES
 from engine.screening import (
@@ -39,11 +40,6 @@ teach("cte")
 #: Display unit of CTEs: values in 1/K × MICRO.
 MICRO = 1e6
 UNIT = "10⁻⁶ K⁻¹"
-DOMAIN_COLOURS = {
-    "in-domain": "background-color: rgba(46, 160, 67, 0.25)",
-    "borderline": "background-color: rgba(219, 171, 9, 0.30)",
-    "out-of-domain": "background-color: rgba(218, 54, 51, 0.30)",
-}
 SOURCES = {
     "examples": "SOFC examples",
     "library": "Generated candidate library",
@@ -447,7 +443,7 @@ st.markdown(
     "first (smallest |Δα|). Click a column header to sort."
 )
 st.dataframe(
-    shown.style.map(lambda flag: DOMAIN_COLOURS.get(flag, ""), subset=["domain"]),
+    shown.style.map(lambda flag: plots.DOMAIN_COLOURS.get(flag, ""), subset=["domain"]),
     hide_index=True,
     width="stretch",
     key="screen_table",

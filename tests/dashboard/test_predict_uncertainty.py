@@ -26,8 +26,9 @@ def _predict_examples(app):
 def test_predict_page_shows_sigma_domain_and_neighbours(app, tiny_model):
     table = _predict_examples(app)
     assert len(table) == 15
-    sigma = table.filter(like="± σ")
-    assert list(sigma.columns) == ["± σ (10⁻⁶ K⁻¹)"] and (sigma.iloc[:, 0] > 0).all()
+    sigma = table["± σ (10⁻⁶ K⁻¹)"]
+    assert (sigma > 0).all()
+    np.testing.assert_allclose(table["± σ of linear CTE (10⁻⁶ K⁻¹)"], sigma / 3)
     assert set(table["domain"]) <= FLAGS and table["domain distance"].notna().all()
     assert "Domain" in texts(app) and "within 1σ" in texts(app)
 
@@ -60,3 +61,15 @@ def test_predict_page_model_without_domain(app, tiny_model):
     table = app.dataframe[0].value
     assert set(table["domain"]) == {"unknown"}
     assert "python -m engine calibrate tiny-old" in texts(app)
+
+
+def test_predict_page_has_a_column_per_target_of_a_multitask_model(app, tiny_multitask):
+    app.session_state["model_name"] = "tiny-multi"
+    goto(app, "predict")
+    app.radio(key="predict_source").set_value("examples").run()
+    next(b for b in app.button if b.label.startswith("Predict 15")).click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    table = app.dataframe[0].value
+    assert table["Predicted lattice_a"].notna().all()
+    assert (table["± σ of lattice_a"] > 0).all()
+    assert table["Predicted Volumetric CTE at 300 K (10⁻⁶ K⁻¹)"].notna().all()
