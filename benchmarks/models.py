@@ -82,15 +82,16 @@ def run_one(dataset, spec: dict, family: str, overrides: dict, epochs: int,
         query=spec["query"],
     )
     seconds = time.perf_counter() - start
-    test = result.metrics["test"]
+    test, val = result.metrics["test"], result.metrics["val"]
     if family == "multitask":  # metrics of the reported task
-        test = {k.split("/", 1)[1]: v for k, v in test.items()
-                if k.startswith(spec["target"] + "/")} or test
+        from engine.training.multitask import per_task_metrics
+
+        test, val = (per_task_metrics(m, spec["target"]) for m in (test, val))
     return {
         "family": family,
         "test_mae": test["mae"],
         "test_r": test["r"],
-        "val_mae": result.metrics["val"].get("mae"),
+        "val_mae": val.get("mae"),
         "n_test": test.get("n"),
         "train_seconds": round(seconds, 1),
         "parameters": parameter_count(result.model),
@@ -136,9 +137,10 @@ def write_markdown() -> None:
             extra = ""
             if row.get("fitted") and "alpha" in row["fitted"]:
                 extra = f" (α = {row['fitted']['alpha']:.2f})"
+            val = "–" if row["val_mae"] is None else f"{row['val_mae'] / scale:.3f}"
             lines.append(
                 f"| {label}{extra} | {row['test_mae'] / scale:.3f} | {row['test_r']:.3f} "
-                f"| {row['val_mae'] / scale:.3f} | {row['train_seconds']:.0f} | {params} | {run} |"
+                f"| {val} | {row['train_seconds']:.0f} | {params} | {run} |"
             )
         lines.append("")
     (ROOT / "docs" / "models.md").write_text("\n".join(lines))

@@ -127,10 +127,13 @@ def model_ref(m: dict) -> str:
 
 
 def default_model(available: list[dict]) -> dict | None:
-    """Prefer a shipped thermal-expansion model, then any thermal-expansion model, then any
-    shipped one, then the first."""
+    """Prefer the shipped thermal-expansion model with the lowest validation MAE, then any
+    thermal-expansion model, then any shipped one, then the first."""
+    flagship = [m for m in available if m["source"] == "shipped" and m["target"] == FLAGSHIP_TARGET]
+    if flagship:
+        return min(flagship, key=lambda m: ((m.get("metrics") or {}).get("val") or {}).get(
+            "mae", float("inf")))
     rank = [
-        lambda m: m["source"] == "shipped" and m["target"] == FLAGSHIP_TARGET,
         lambda m: m["target"] == FLAGSHIP_TARGET,
         lambda m: m["source"] == "shipped",
         lambda m: m["source"] == "user",
