@@ -89,7 +89,7 @@ def measure(threads: int | None) -> dict:
             "rf_magpie": rf_baseline(card, threads),
         })
     return {"measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": "python benchmarks/accuracy.py " + " ".join(sys.argv[1:]), "rows": rows}
+            "command": " ".join(["python benchmarks/accuracy.py", *sys.argv[1:]]), "rows": rows}
 
 
 def verdict(goal: dict, test: dict) -> str:
@@ -134,8 +134,8 @@ def write_markdown(data: dict) -> None:
         if "goal" in spec:
             goal = spec["goal"]
             wanted = " and ".join(
-                [f"MAE ≤ {goal['mae'] / scale:.3g} {label}"] * ("mae" in goal)
-                + [f"R ≥ {goal['r']}"] * ("r" in goal))
+                ([f"MAE ≤ {goal['mae'] / scale:.3g} {label}"] if "mae" in goal else [])
+                + ([f"R ≥ {goal['r']}"] if "r" in goal else []))
             lines += ["", f"Goal: {wanted}: {verdict(goal, test)}."]
         lines.append("")
     notes = data.get("notes", {})
