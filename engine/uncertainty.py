@@ -626,6 +626,7 @@ def _ensemble_predictions(model, dataset, inputs, values, parts, fitted: Fitted,
     """An ensemble's metrics (from the member mean) and its ``predictions.csv`` frame."""
     from engine.training.metrics import regression_metrics
     from engine.training.multitask import add_task_columns, metrics_by_task
+    from engine.training.run import _family_columns  # fusion weights, late-fusion halves
 
     targets, multi = model.targets, len(model.targets) > 1
     formulas = dataset.table["formula"].astype(str).to_numpy()
@@ -646,7 +647,7 @@ def _ensemble_predictions(model, dataset, inputs, values, parts, fitted: Fitted,
                               "prediction": pred[:, 0], "error": pred[:, 0] - y[:, 0]})
         if multi:
             add_task_columns(frame, targets, y, pred)
-        frames.append(frame)
+        frames.append(_family_columns(model, frame, [inputs[i] for i in idx], device))
     return metrics, pd.concat(frames, ignore_index=True)
 
 

@@ -280,13 +280,28 @@ def test_embeddings_page_map_and_colours(app, tiny_model, data_dir):
     assert not app.exception
 
 
-def test_fusion_page_says_what_it_needs(app):
+def test_fusion_page_says_what_it_needs(app, tmp_path, monkeypatch):
+    import engine.config
+    import engine.store
+
+    for module in (engine.config, engine.store):  # no shipped fusion model either
+        monkeypatch.setattr(module, "shipped_model_dir", lambda: tmp_path)
     goto(app, "fusion")
     assert "needs a fusion model" in texts(app)
 
 
+def test_fusion_page_on_the_shipped_attention_ensemble(app):
+    goto(app, "fusion")
+    assert app.selectbox(key="fusion_model").value == "cte-attention-aflow-ens3"
+    assert not app.exception, [e.value for e in app.exception]
+    table = frame_with(app, "w_comp")
+    assert len(table) > 500 and ((table["w_comp"] >= 0) & (table["w_comp"] <= 1)).all()
+    assert "Polymorph pairs" in texts(app)
+
+
 def test_fusion_page_weights_and_contributions(app, tiny_fusion, data_dir):
     use_dataset(app, data_dir / "toy" / "perovskites.jsonl")
+    app.session_state["model_name"] = "tiny-attention"
     goto(app, "fusion")
     assert app.selectbox(key="fusion_model").value == "tiny-attention"
     metrics = {m.label: float(m.value) for m in app.metric if m.label.startswith("Mean")}
