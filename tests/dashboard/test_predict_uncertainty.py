@@ -14,8 +14,8 @@ from tests.dashboard.helpers import goto, texts
 FLAGS = {"in-domain", "borderline", "out-of-domain"}
 
 
-def _predict_examples(app):
-    app.session_state["model_name"] = "tiny-cte"
+def _predict_examples(app, model: str = "tiny-cte"):
+    app.session_state["model_name"] = model
     goto(app, "predict")
     app.radio(key="predict_source").set_value("examples").run()
     next(b for b in app.button if b.label.startswith("Predict 15")).click().run()
@@ -53,23 +53,13 @@ def test_predict_page_model_without_domain(app, tiny_model):
     del card["uncertainty"]
     card["name"] = "tiny-old"
     (old / "model.json").write_text(json.dumps(card))
-    app.session_state["model_name"] = "tiny-old"
-    goto(app, "predict")
-    app.radio(key="predict_source").set_value("examples").run()
-    next(b for b in app.button if b.label.startswith("Predict 15")).click().run()
-    assert not app.exception, [e.value for e in app.exception]
-    table = app.dataframe[0].value
+    table = _predict_examples(app, "tiny-old")
     assert set(table["domain"]) == {"unknown"}
     assert "python -m engine calibrate tiny-old" in texts(app)
 
 
 def test_predict_page_has_a_column_per_target_of_a_multitask_model(app, tiny_multitask):
-    app.session_state["model_name"] = "tiny-multi"
-    goto(app, "predict")
-    app.radio(key="predict_source").set_value("examples").run()
-    next(b for b in app.button if b.label.startswith("Predict 15")).click().run()
-    assert not app.exception, [e.value for e in app.exception]
-    table = app.dataframe[0].value
+    table = _predict_examples(app, "tiny-multi")
     assert table["Predicted lattice_a"].notna().all()
     assert (table["± σ of lattice_a"] > 0).all()
     assert table["Predicted Volumetric CTE at 300 K (10⁻⁶ K⁻¹)"].notna().all()
