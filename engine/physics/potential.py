@@ -6,6 +6,8 @@ chgnet and torch are imported on first use only.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -45,7 +47,8 @@ def load_potential():
 
     threads = int(os.environ.get("CRYSTAL_SCREEN_THREADS", min(os.cpu_count() or 1, 4)))
     torch.set_num_threads(max(threads, 1))
-    return CHGNet.load(model_name=MODEL_NAME, use_device="cpu", verbose=False)
+    with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its size on construction
+        return CHGNet.load(model_name=MODEL_NAME, use_device="cpu", verbose=False)
 
 
 def static_energies(structures: list[Structure], batch_size: int = 16) -> np.ndarray:

@@ -75,7 +75,7 @@ def debye_function(x: np.ndarray | float) -> np.ndarray:
     grid, table = _debye_table()
     inside = np.interp(np.log(np.clip(x, grid[0], grid[-1])), np.log(grid), table)
     small = 1.0 - 3.0 * x / 8.0 + x**2 / 20.0  # series for x → 0
-    large = np.pi**4 / (5.0 * np.maximum(x, 1e-300) ** 3)
+    large = np.pi**4 / (5.0 * np.maximum(x, grid[-1]) ** 3)
     return np.where(x < grid[0], small, np.where(x > grid[-1], large, inside))
 
 
