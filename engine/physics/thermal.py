@@ -8,7 +8,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -46,10 +46,10 @@ class ThermalSettings(BaseModel):
     tmax: float = Field(1300.0, gt=0)
     tstep: float = Field(10.0, gt=0)
     poisson_ratio: float = Field(0.25, gt=-1, lt=0.5)
-    eos: Literal["vinet", "birch_murnaghan"] = "vinet"
-    volume_min: float = Field(0.88, gt=0.5, lt=1)
-    volume_max: float = Field(1.15, gt=1, lt=2)
-    n_volumes: int = Field(11, ge=5, le=41)
+    eos: Literal["vinet", "birch_murnaghan"] = "birch_murnaghan"
+    volume_min: float = Field(0.75, gt=0.5, lt=1)
+    volume_max: float = Field(1.35, gt=1, lt=2)
+    n_volumes: int = Field(13, ge=5, le=41)
     relax_fmax: float = Field(0.05, gt=0)
     relax_steps: int = Field(300, ge=1)
     batch_structures: int = Field(8, ge=1)
@@ -83,7 +83,7 @@ class ThermalResult:
         eos, fit_rms_meV_per_atom: EOS form and fit residual.
         minimum_in_sampled_range: V(T) stayed inside the sampled volumes over the curve.
         relaxed_structure: the relaxed cell (None when not relaxed).
-        seconds: wall time of the computation (0 when from the cache).
+        seconds: this structure's share of its batch's wall time (0 when from the cache).
     """
 
     id: str
@@ -204,6 +204,15 @@ def _write_cache(key: str, result: ThermalResult) -> None:
     tmp.replace(path)
 
 
+def cached_result(
+    structure: Structure, settings: ThermalSettings | None = None
+) -> ThermalResult | None:
+    """The cached result for ``structure`` under ``settings``, or None (computes nothing)."""
+    from engine.physics.potential import potential_name
+
+    return _read_cache(cache_key(structure, settings or ThermalSettings(), potential_name()))
+
+
 @dataclass
 class _Job:
     """One structure on its way through the route."""
@@ -211,7 +220,6 @@ class _Job:
     id: str
     structure: Structure
     key: str
-    started: float
     relaxed: Structure | None = None
     centre: Structure | None = None
     relax_converged: bool | None = None
@@ -394,6 +402,8 @@ def _relax(job: _Job, settings: ThermalSettings) -> None:
 
 
 def _compute(jobs: list[_Job], settings: ThermalSettings, potential: str) -> None:
+    """Relax (optionally), sample E(V) for all jobs in one batch, fit and run the model."""
+    start = time.perf_counter()
     if settings.relax:
         for job in jobs:
             _relax(job, settings)
@@ -410,11 +420,10 @@ def _compute(jobs: list[_Job], settings: ThermalSettings, potential: str) -> Non
         job.centre.scale_lattice(float(centre))
     if again:
         _energies(again, fractions, batch)
-    for job in jobs:
-        job.done = _finish(job, settings, potential)
-        job.done = ThermalResult(
-            **{**job.done.__dict__, "seconds": time.perf_counter() - job.started}
-        )
+    results = [_finish(job, settings, potential) for job in jobs]
+    share = (time.perf_counter() - start) / len(jobs)
+    for job, result in zip(jobs, results):
+        job.done = replace(result, seconds=share)
 
 
 def thermal_properties(
@@ -451,11 +460,7 @@ def thermal_properties(
         for item in items:
             ident, structure = _named(item, index)
             index += 1
-            chunk.append(
-                _Job(
-                    ident, structure, cache_key(structure, settings, potential), time.perf_counter()
-                )
-            )
+            chunk.append(_Job(ident, structure, cache_key(structure, settings, potential)))
             if len(chunk) >= settings.batch_structures:
                 break
         if not chunk:
@@ -464,9 +469,7 @@ def thermal_properties(
         for job in chunk:
             cached = _read_cache(job.key) if settings.use_cache else None
             if cached is not None:
-                job.done = ThermalResult(
-                    **{**cached.__dict__, "id": job.id, "seconds": 0.0, "from_cache": True}
-                )
+                job.done = replace(cached, id=job.id, seconds=0.0, from_cache=True)
             else:
                 todo.append(job)
         if todo:
