@@ -7,8 +7,8 @@
 ``explore`` samples E(V) on 25 volumes (0.75–1.35 × the input volume) for a seeded sample of
 validated ``aflow_agl`` rows and scores recipes (EOS form, volume window, number of volumes) on
 it: ``docs/results/physics_recipes.json``. ``run`` computes the default recipe
-(:class:`engine.physics.ThermalSettings`) for every row of ``aflow_agl/structures.jsonl.gz``,
-validated rows first, through the physics cache: rerun it to resume. ``report`` reads the cache
+(:class:`engine.physics.ThermalSettings`) for every row of ``aflow_agl/structures.jsonl.gz``
+(validated rows first, see :func:`ordered`) through the physics cache: rerun it to resume. ``report`` reads the cache
 back and writes ``docs/results/physics_validation.json``, ``docs/results/physics_aflow.csv`` and
 ``docs/physics.md``. Run it niced in the background; the E(V) samples of ``explore`` are kept in
 ``$PHYSICS_WORK`` (default ``/tmp/physics``) so that it resumes too.
@@ -62,13 +62,14 @@ def to_structure(row: dict):
 
 
 def ordered(all_rows: list[dict]) -> list[dict]:
-    """Validated rows first (seeded shuffle), then the others (seeded shuffle)."""
+    """Validated rows first, then the Materials Project proxies (``validated_against_mp`` None,
+    used by the shipped models' split), then the unvalidated cells; each part seeded-shuffled."""
     rng = np.random.default_rng(0)
-    val = [r for r in all_rows if r["validated_against_mp"]]
-    other = [r for r in all_rows if not r["validated_against_mp"]]
-    return [val[i] for i in rng.permutation(len(val))] + [
-        other[i] for i in rng.permutation(len(other))
-    ]
+    out = []
+    for flag in (True, None, False):
+        part = [r for r in all_rows if r["validated_against_mp"] is flag]
+        out += [part[i] for i in rng.permutation(len(part))]
+    return out
 
 
 def correlations(pred: np.ndarray, ref: np.ndarray) -> dict:
