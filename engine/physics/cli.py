@@ -114,6 +114,7 @@ def run_thermal(args) -> int:
                 "bulk_modulus_GPa",
                 "bulk_modulus_derivative",
                 "gruneisen",
+                *(["relaxed_volume_change"] if args.relax else []),
                 "reason",
             ]
         ]

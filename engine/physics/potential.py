@@ -108,7 +108,10 @@ def relax(
     if optimizer not in optimisers:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose from {sorted(optimisers)}")
     atoms = AseAtomsAdaptor.get_atoms(structure)
-    atoms.calc = CHGNetCalculator(load_potential(), use_device="cpu", on_isolated_atoms="ignore")
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the device it runs on
+        atoms.calc = CHGNetCalculator(
+            load_potential(), use_device="cpu", on_isolated_atoms="ignore"
+        )
     target = FrechetCellFilter(atoms) if relax_cell else atoms
     opt = optimisers[optimizer](target, logfile=None)
     converged = bool(opt.run(fmax=fmax, steps=steps))
