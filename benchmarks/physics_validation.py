@@ -486,7 +486,9 @@ def write_markdown(summary: dict) -> None:
         "a few seconds once per process.",
         "",
         "Per-row results for all of `aflow_agl` (θ_D, B0, B′, γ, α_V(300 K), status) are in "
-        "`docs/results/physics_aflow.csv`, keyed by `auid`.",
+        "`docs/results/physics_aflow.csv`, keyed by `auid`. The same quantities as inputs to "
+        "the learned models, with and without: the last section of `docs/models.md` "
+        "(`benchmarks/physics_fusion.py`).",
         "",
         TEACHING_NOTE,
         "",

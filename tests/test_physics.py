@@ -160,7 +160,9 @@ def test_cli_thermal_on_examples(tmp_path, capsys):
     curves = pd.read_csv(tmp_path / "thermal_curves.csv")
     assert set(curves["id"]) == set(ok["id"])
     assert curves["temperature_K"].min() == 100 and curves["temperature_K"].max() <= 1300
-    assert curves["alpha_V_per_K"].notna().all()
+    assert (
+        curves["alpha_V_per_K"].notna().all() and curves["potential"].str.startswith("CHGNet").all()
+    )
 
 
 def test_cli_thermal_missing_input(capsys):

@@ -39,17 +39,21 @@ def curves_path(output: str | Path) -> Path:
 
 
 def curves_frame(results) -> pd.DataFrame:
-    """Long format: one row per (id, temperature_K) with alpha_V_per_K (1/K)."""
+    """Long format: one row per (id, temperature_K) with alpha_V_per_K (1/K) and the potential."""
+    columns = ["id", "temperature_K", "alpha_V_per_K", "potential"]
     parts = [
         pd.DataFrame(
-            {"id": r.id, "temperature_K": r.temperatures_K, "alpha_V_per_K": r.alpha_V_per_K}
+            {
+                "id": r.id,
+                "temperature_K": r.temperatures_K,
+                "alpha_V_per_K": r.alpha_V_per_K,
+                "potential": r.potential,
+            }
         )
         for r in results
         if r.status == "ok"
     ]
-    if not parts:
-        return pd.DataFrame(columns=["id", "temperature_K", "alpha_V_per_K"])
-    return pd.concat(parts, ignore_index=True)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
 def run_thermal(args) -> int:
