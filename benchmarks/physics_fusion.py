@@ -237,7 +237,47 @@ def markdown_section(data: dict) -> list[str]:
             f"{t['r']:.3f} | {tp['mae'] * 1e6:.3f} (n={tp['n']}) | "
             f"{m['val']['physics_used']}/{m['test']['physics_used']} |"
         )
-    lines += ["", *[f"- {note}" for note in data.get("notes", [])], ""]
+    lines += ["", *[f"- {note}" for note in data.get("notes", [])], *verdict(data), ""]
+    return lines
+
+
+def verdict(data: dict) -> list[str]:
+    """Ship or not: the best physics model against the shipped CTE model with the lowest
+    validation MAE (the dashboard default), on validation only."""
+    shipped = []
+    for card_path in (ROOT / "assets" / "models").glob("*/model.json"):
+        card = json.loads(card_path.read_text())
+        val = card.get("metrics", {}).get("val", {})
+        if card.get("target") == CTE and "mae" in val:
+            shipped.append((val["mae"], card["name"]))
+    with_physics = {k: m for k, m in data["models"].items() if m["val"]["physics_used"]}
+    name, best = min(with_physics.items(), key=lambda kv: kv[1]["val"]["all"]["mae"])
+    lines = []
+    for base, physics in (
+        ("rf-magpie", "rf-magpie + physics (fallback rf-magpie)"),
+        ("CGCNN pooled vector → RF", "CGCNN pooled vector ‖ physics → RF"),
+    ):
+        if base in data["models"] and physics in data["models"]:
+            b, p = data["models"][base], data["models"][physics]
+            lines.append(
+                f"- {physics} against {base}: validation MAE "
+                f"{(p['val']['all']['mae'] / b['val']['all']['mae'] - 1):+.1%}, test MAE "
+                f"{(p['test']['all']['mae'] / b['test']['all']['mae'] - 1):+.1%}."
+            )
+    if shipped:
+        mae, default = min(shipped)
+        won = best["val"]["all"]["mae"] < mae
+        lines.append(
+            f"- Best model with physics inputs on validation: {name} "
+            f"({best['val']['all']['mae'] * 1e6:.3f} × 10⁻⁶ 1/K) against the shipped "
+            f"`{default}` ({mae * 1e6:.3f}): "
+            + (
+                "it wins on validation."
+                if won
+                else "it does not win, so nothing is shipped and "
+                "the dashboard default is unchanged."
+            )
+        )
     return lines
 
 
