@@ -193,9 +193,8 @@ def main() -> None:
         {
             "id": np.array(dataset.ids)[keep],
             "part": ["val"] * len(va) + ["test"] * len(te),
-            CTE: y[keep],
         }
-    )
+    )  # predictions only: the AFLOW labels stay in the shared data, never in the project
     for name, (pred, _used) in preds.items():
         frame[name] = pred[keep]
     frame["physics_used"] = ok[keep]
