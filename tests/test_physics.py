@@ -169,3 +169,20 @@ def test_cli_thermal_missing_input(capsys):
     assert main(["thermal", "--input", "no/such/folder"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: no/such/folder: no such file or folder"]
+
+
+def test_background_job_reports_progress_and_results():
+    pytest.importorskip("chgnet")
+    import time
+
+    from engine.physics.jobs import start_thermal_job, thermal_job
+    from engine.structures import NamedStructure
+
+    job = start_thermal_job([NamedStructure("NaCl", nacl(), "test")])
+    deadline = time.time() + 120
+    while thermal_job(job)[0]["status"] == "running" and time.time() < deadline:
+        time.sleep(0.5)
+    status, results = thermal_job(job)
+    assert status["status"] == "done" and status["done"] == status["total"] == 1, status
+    assert [r.id for r in results] == ["NaCl"] and results[0].status == "ok"
+    assert thermal_job("no-such-job")[0]["status"] == "failed"
