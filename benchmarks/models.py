@@ -143,6 +143,10 @@ def write_markdown() -> None:
                 f"| {val} | {row['train_seconds']:.0f} | {params} | {run} |"
             )
         lines.append("")
+    if (RESULTS / "physics_fusion.json").is_file():  # benchmarks/physics_fusion.py
+        from physics_fusion import markdown_section
+
+        lines += markdown_section(json.loads((RESULTS / "physics_fusion.json").read_text()))
     (ROOT / "docs" / "models.md").write_text("\n".join(lines))
 
 

@@ -1,5 +1,5 @@
 """Command line: ``python -m engine COMMAND``: train, search, calibrate, predict, screen,
-evaluate, contributions, models or bench.
+thermal, evaluate, contributions, models or bench.
 
 Errors are reported as one ``error: ...`` line on stderr with exit code 2 (no traceback unless
 ``--debug`` is given).
@@ -315,6 +315,12 @@ def cmd_screen(args) -> int:
     return 0
 
 
+def cmd_thermal(args) -> int:
+    from engine.physics.cli import run_thermal
+
+    return run_thermal(args)
+
+
 def cmd_evaluate(args) -> int:
     from engine.prediction import evaluate
 
@@ -569,6 +575,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     run_args(p)
     p.set_defaults(func=cmd_screen)
+
+    p = sub.add_parser(
+        "thermal", help="physics estimate of thermal expansion: universal potential (CHGNet) "
+        "E(V) + quasi-harmonic Debye model",
+        description="One row per structure (α_V at 300 K in 1/K, θ_D in K, B0 in GPa, B′, γ, "
+        "status, reason); with --output the α_V(T) curves go to <stem>_curves.csv.")
+    p.add_argument("--input", required=True, help="file, folder, zip or JSON-lines dataset")
+    p.add_argument("--relax", action=argparse.BooleanOptionalAction, default=False,
+                   help="relax positions and cell with the potential first (default: no)")
+    p.add_argument("--tmin", type=float, default=100.0, help="lowest temperature in K")
+    p.add_argument("--tmax", type=float, default=1300.0, help="highest temperature in K")
+    p.add_argument("--tstep", type=float, default=10.0, help="temperature step in K")
+    p.add_argument("--poisson-ratio", type=float, default=0.25, help="σ of the Debye model")
+    p.add_argument("--output", help="CSV of the per-structure results (default: print a table)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_thermal)
 
     p = sub.add_parser("evaluate", help="metrics of a model on a labelled dataset")
     p.add_argument("--model", required=True)

@@ -88,6 +88,21 @@ NOTES: dict[str, tuple[str, str]] = {
             "measures."
         ),
     ),
+    "physics": (
+        "The quasi-harmonic Debye model",
+        (
+            "The physics estimate redoes AFLOW's AGL recipe with a universal interatomic "
+            "potential (CHGNet) instead of DFT: the energy of the cell at several volumes, "
+            "E(V), gives the bulk modulus B0 and its pressure derivative B′; the bulk modulus "
+            "gives a Debye temperature θ_D(V); at each temperature the cell takes the volume "
+            "that minimises E(V) plus the Debye vibrational free energy, and α_V = (1/V) dV/dT. "
+            "Softer, more anharmonic crystals (large B′, hence a large Grüneisen γ) expand more. "
+            "It leaves out anharmonicity beyond the quasi-harmonic picture, anisotropy, magnetic "
+            "and spin-state transitions (the large expansion of cobaltites) and chemical "
+            "expansion from oxygen vacancies at high temperature, all of which a dilatometer "
+            "sees on real SOFC materials."
+        ),
+    ),
     "fusion": (
         "Fusion of composition and structure",
         (

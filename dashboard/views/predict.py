@@ -10,6 +10,7 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.components import plots
+from dashboard.components.physics import physics_section
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
 
@@ -258,3 +259,14 @@ if st.button(
             ") are nearest to this candidate's, with their training labels; their mean distance "
             "is the candidate's domain distance."
         )
+
+result = st.session_state.get("predict_result")
+learned = None
+if result and result.get("key") == run_key and model_info["target"] == state.FLAGSHIP_TARGET:
+    learned = {
+        i: (v, sd)
+        for i, v, sd in zip(
+            result["table"]["id"], result["table"]["prediction"], result["table"]["prediction_std"]
+        )
+    }
+physics_section(items, key="predict", learned=learned)

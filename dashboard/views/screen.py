@@ -17,6 +17,7 @@ from pymatgen.core import Element
 
 from dashboard import state
 from dashboard.components import plots
+from dashboard.components.physics import physics_section
 from dashboard.components.teaching import teach
 from engine.examples import EXAMPLES
 from engine.screening import (
@@ -26,6 +27,7 @@ from engine.screening import (
     candidate_references,
     count_candidates,
     example_electrolytes,
+    iter_candidates,
     measured_table,
     mismatch_matrix,
     predict_candidates,
@@ -463,6 +465,35 @@ st.download_button(
     mime="text/csv",
     key="screen_download",
 )
+
+# ----------------------------------------------------------------------------------------------
+# Physics estimate of the top-ranked candidates
+
+ranked = table[table["passes"]].sort_values("rank")
+if source is not None and len(ranked):
+    n_physics = st.number_input(
+        "Top-ranked candidates for the physics estimate",
+        1,
+        len(ranked),
+        min(len(ranked), 5),
+        key="screen_physics_n",
+    )
+    wanted = list(ranked["id"].head(int(n_physics)))
+    found = {}
+    if st.session_state.get("screen_physics_on"):  # re-read only the candidates asked for
+        found = {
+            it.id: it for batch in iter_candidates(source) for it in batch.items if it.id in wanted
+        }
+    physics_section(
+        [found[i] for i in wanted if i in found],
+        key="screen",
+        learned={
+            i: (v, sd)
+            for i, v, sd in zip(
+                ranked["id"], ranked["cte_vol_pred_per_K"], ranked["cte_vol_std_per_K"]
+            )
+        },
+    )
 
 # ----------------------------------------------------------------------------------------------
 # Mismatch matrix

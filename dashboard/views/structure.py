@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.components import plots
+from dashboard.components.physics import relaxed_cell_section
 from dashboard.components.teaching import teach
 from dashboard.components.viewer import build_graph, describe_line, show_viewer, viewer_html
 
@@ -242,3 +243,5 @@ with st.expander("Lattice and sites"):
         hide_index=True,
         width="stretch",
     )
+
+relaxed_cell_section(item)
