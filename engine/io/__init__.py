@@ -1,0 +1,73 @@
+"""The io layer: reading structures from files, folders, archives and uploads, safely.
+
+Imports only :mod:`engine.config`/:mod:`engine.units`, pymatgen (and ase for XYZ) and the
+standard library. Public API:
+
+* :func:`iter_entries` — the streaming reader every entry point uses;
+* :func:`read_structures` / :func:`read_structure` — the same, collected;
+* :func:`iter_batches` — the stream in chunks of structures;
+* :class:`ReadLimits` (:data:`DEFAULT_LIMITS`, :func:`make_limits`) — the one budget;
+* :func:`validate_structure`, :func:`structure_from_record`, :func:`record_id`,
+  :func:`detect_format`, :func:`display_name`;
+* :class:`NamedStructure`, :class:`ReadError`, :class:`Skipped`, :class:`StructureBatch`,
+  :class:`StructureReadError`.
+"""
+
+from __future__ import annotations
+
+from engine.io.archive import detect_format, display_name
+from engine.io.entries import (
+    DEFAULT_LIMITS,
+    LimitExceeded,
+    NamedStructure,
+    ReadError,
+    ReadLimits,
+    Skipped,
+    StructureBatch,
+    StructureReadError,
+)
+from engine.io.formats import SUPPORTED_FORMATS, record_id, stem, structure_from_record
+from engine.io.reader import Entry, iter_batches, iter_entries, make_limits, read_structures
+from engine.io.validation import validate_structure
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "SUPPORTED_FORMATS",
+    "Entry",
+    "LimitExceeded",
+    "NamedStructure",
+    "ReadError",
+    "ReadLimits",
+    "Skipped",
+    "StructureBatch",
+    "StructureReadError",
+    "detect_format",
+    "display_name",
+    "iter_batches",
+    "iter_entries",
+    "make_limits",
+    "read_structure",
+    "read_structures",
+    "record_id",
+    "stem",
+    "structure_from_record",
+    "validate_structure",
+]
+
+
+def read_structure(source, **kw):  # noqa: ANN001, ANN201 - signature of read_structures
+    """Read exactly one structure (``**kw`` as for :func:`read_structures`).
+
+    Raises:
+        StructureReadError: when the source holds no valid structure or more than one.
+    """
+    batch = read_structures(source, **kw)
+    if batch.errors:
+        first = batch.errors[0]
+        more = f" (and {len(batch.errors) - 1} more errors)" if len(batch.errors) > 1 else ""
+        raise StructureReadError(first.reason + more, source=first.source)
+    if len(batch.items) != 1:
+        where = kw.get("name") or (display_name(source) if isinstance(source, str) else "")
+        raise StructureReadError(
+            f"expected exactly one structure, found {len(batch.items)}", source=where)
+    return batch.items[0].structure
