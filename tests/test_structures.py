@@ -453,7 +453,7 @@ def test_jsonl_bad_line_keeps_others() -> None:
     ]
     batch = read_structures("\n".join(lines).encode(), name="data.jsonl")
     assert batch.ids == ["a", "d"]
-    assert [e.source for e in batch.errors] == ["data.jsonl line 2", "data.jsonl line 3"]
+    assert [e.source for e in batch.errors] == ["data.jsonl line 2", "data.jsonl line 3 (c)"]
 
 
 def test_record_id_order() -> None:

@@ -109,7 +109,11 @@ def _jsonl_entry(member: Member, item: tuple[int, bytes | None], fallback: str,
     if line is None:
         return ReadError(where, f"the line is longer than {limits.max_line_bytes} bytes (the "
                          "line limit); skipped")
-    return _validated(parse_jsonl_line(line, fallback, limits), where, limits)
+    parsed = parse_jsonl_line(line, fallback, limits)
+    entry = _validated(parsed, where, limits)
+    if isinstance(entry, ReadError) and parsed[0] != fallback:  # name the record's own id
+        return ReadError(f"{where} ({parsed[0][:80]})", entry.reason)
+    return entry
 
 
 def _member_entries(member: Member, limits: ReadLimits) -> Iterator[Entry]:
