@@ -18,15 +18,9 @@ are collected as :class:`~engine.structures.ReadError` (source and reason); the 
 
 from __future__ import annotations
 
-import gzip
-import io
-import itertools
-import json
 import math
 import os
 import warnings
-import zipfile
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -37,20 +31,15 @@ import pandas as pd
 from pymatgen.core import Composition, Element
 
 from engine.datasets import LabelledDataset
-from engine.structures import (
-    MAX_ARCHIVE_BYTES,
+from engine.io import (
     NamedStructure,
     ReadError,
+    ReadLimits,
     StructureBatch,
-    StructureReadError,
-    _hidden,
-    _Reader,
-    _stem,
-    detect_format,
+    count_entries,
+    iter_batches,
+    make_limits,
     read_structures,
-    record_id,
-    structure_from_record,
-    validate_structure,
 )
 
 __all__ = [
@@ -141,156 +130,6 @@ Progress = Callable[[int, "int | None"], None]
 # Candidates, in chunks
 
 
-def _error(source: str, reason: str) -> StructureBatch:
-    return StructureBatch(errors=[ReadError(source=source, reason=reason)])
-
-
-@dataclass(frozen=True)
-class _Limits:
-    max_atoms: int = 500
-    min_distance: float = 0.5
-
-    def reader(self) -> _Reader:
-        return _Reader(max_atoms=self.max_atoms, min_distance=self.min_distance)
-
-
-def _record(line: str, fallback: str, where: str, limits: _Limits) -> StructureBatch:
-    """One JSON-lines record as a batch of one structure or one error."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return _error(where, f"invalid JSON: {exc.msg} (column {exc.colno})")
-    if not isinstance(record, dict):
-        return _error(where, "the line is not a JSON object")
-    ident = record_id(record, fallback)
-    try:
-        structure = structure_from_record(record)
-        validate_structure(structure, max_atoms=limits.max_atoms,
-                           min_distance=limits.min_distance)
-    except StructureReadError as exc:
-        return _error(where, exc.reason)
-    except Exception as exc:  # noqa: BLE001 - a bad record never stops the stream
-        return _error(where, f"invalid structure: {exc}")
-    return StructureBatch(items=[NamedStructure(id=ident, structure=structure, source=where)])
-
-
-def _jsonl_units(open_text: Callable[[], io.TextIOBase], name: str, label: str,
-                 limits: _Limits) -> Iterator[StructureBatch]:
-    """Records of a JSON-lines file, one at a time (ids as :func:`read_structures` gives them)."""
-    stem = _stem(name)
-    try:
-        with open_text() as fh:
-            lines = ((n, line) for n, line in enumerate(fh, start=1) if line.strip())
-            head = list(itertools.islice(lines, 2))
-            if not head:
-                yield _error(label, "the file is empty")
-                return
-            single = len(head) == 1
-            for k, (lineno, line) in enumerate(itertools.chain(head, lines)):
-                yield _record(line, stem if single else f"{stem}#{k}", f"{label} line {lineno}",
-                              limits)
-    except (OSError, EOFError, UnicodeDecodeError, zlib.error, zipfile.BadZipFile) as exc:
-        yield _error(label, f"could not read the file: {exc}")
-
-
-def _text_opener(raw: Callable[[], io.IOBase], name: str) -> Callable[[], io.TextIOBase]:
-    def open_text():
-        fh = raw()
-        if name.lower().endswith(".gz"):
-            fh = gzip.GzipFile(fileobj=fh)
-        return io.TextIOWrapper(fh, encoding="utf-8-sig")
-
-    return open_text
-
-
-def _zip_units(zf: zipfile.ZipFile, label: str, limits: _Limits) -> Iterator[StructureBatch]:
-    infos = sorted((i for i in zf.infolist() if not i.is_dir() and not _hidden(i.filename)),
-                   key=lambda i: i.filename)
-    found = False
-    for info in infos:
-        entry = f"{label}/{info.filename}"
-        fmt = detect_format(info.filename)
-        if fmt is None:
-            yield StructureBatch(skipped=[entry])
-            continue
-        found = True
-        if fmt == "jsonl":
-            yield from _jsonl_units(_text_opener(lambda i=info: zf.open(i), info.filename), entry,
-                                    entry, limits)
-            continue
-        if info.file_size > MAX_ARCHIVE_BYTES:
-            yield _error(entry, f"the entry unpacks to {info.file_size / 1024**2:.0f} MB, more "
-                         f"than the {MAX_ARCHIVE_BYTES / 1024**2:.0f} MB limit")
-            continue
-        try:
-            data = zf.read(info)
-        except (OSError, zipfile.BadZipFile, RuntimeError, ValueError, zlib.error) as exc:
-            yield _error(entry, f"could not unpack the entry: {exc}")
-            continue
-        reader = limits.reader()
-        reader.data(data, info.filename, label=entry, in_container=True)
-        yield reader.batch
-    if not found:
-        yield _error(label, "no structure files found in the archive")
-
-
-def _zip_file_units(open_zip: Callable[[], zipfile.ZipFile], label: str,
-                    limits: _Limits) -> Iterator[StructureBatch]:
-    try:
-        zf = open_zip()
-    except (OSError, zipfile.BadZipFile) as exc:
-        yield _error(label, f"could not open the archive: {exc}")
-        return
-    with zf:
-        yield from _zip_units(zf, label, limits)
-
-
-def _path_units(path: Path, label: str, in_container: bool,
-                limits: _Limits) -> Iterator[StructureBatch]:
-    if path.is_dir():
-        files = sorted((p for p in path.rglob("*") if p.is_file()),
-                       key=lambda p: p.relative_to(path).as_posix())
-        found = False
-        for p in files:
-            rel = p.relative_to(path).as_posix()
-            if _hidden(rel):
-                continue
-            for unit in _path_units(p, f"{label.rstrip('/')}/{rel}", True, limits):
-                found = found or bool(unit.items or unit.errors)
-                yield unit
-        if not found:
-            yield _error(label, "no structure files found in the folder")
-        return
-    fmt = detect_format(path.name)
-    if fmt == "jsonl" and path.is_file():
-        yield from _jsonl_units(_text_opener(lambda: open(path, "rb"), path.name), path.name,
-                                label, limits)
-    elif fmt == "zip" and path.is_file():
-        yield from _zip_file_units(lambda: zipfile.ZipFile(path), label, limits)
-    else:
-        reader = limits.reader()
-        reader.path(path, label=label, in_container=in_container)
-        yield reader.batch
-
-
-def _data_units(data: bytes, name: str, limits: _Limits) -> Iterator[StructureBatch]:
-    """An uploaded file: JSON lines and zips streamed, anything else read whole."""
-    fmt = detect_format(name)
-    if fmt == "jsonl":
-        yield from _jsonl_units(_text_opener(lambda: io.BytesIO(data), name), name, name, limits)
-    elif fmt == "zip":
-        yield from _zip_file_units(lambda: zipfile.ZipFile(io.BytesIO(data)), name, limits)
-    else:
-        reader = limits.reader()
-        reader.data(data, name, label=name, in_container=False)
-        yield reader.batch
-
-
-def _is_upload(source) -> bool:
-    return (isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], str)
-            and isinstance(source[1], (bytes, bytearray, memoryview)))
-
-
 def _in_memory(source) -> StructureBatch | None:
     """``source`` as a batch when it is already in memory (dataset, batch, structure list)."""
     if isinstance(source, StructureBatch):
@@ -305,35 +144,33 @@ def _in_memory(source) -> StructureBatch | None:
     return None
 
 
-def _units(source, limits: _Limits) -> Iterator[StructureBatch]:
+def _batches(source, chunk_size: int, limits: ReadLimits) -> Iterator[StructureBatch]:
+    """In-memory sources as they are; everything else through :func:`engine.io.iter_batches`."""
     held = _in_memory(source)
     if held is not None:
         yield held
-    elif _is_upload(source):
-        yield from _data_units(bytes(source[1]), source[0], limits)
-    elif isinstance(source, (str, os.PathLike)):
-        yield from _path_units(Path(source), str(source), False, limits)
-    elif hasattr(source, "read") and hasattr(source, "name"):  # e.g. a Streamlit upload
-        yield from _data_units(source.read(), str(source.name), limits)
-    elif isinstance(source, Iterable) and not isinstance(source, (bytes, bytearray)):
+    elif (isinstance(source, list) and source
+          and any(_in_memory(part) is not None for part in source)):
         for part in source:
-            yield from _units(part, limits)
+            yield from _batches(part, chunk_size, limits)
     else:
-        raise TypeError(f"cannot read candidates from a {type(source).__name__}: give a path, "
-                        "(name, bytes), a dataset, a list of NamedStructure, or a list of these")
+        yield from iter_batches(source, chunk_size=chunk_size, limits=limits)
 
 
-def iter_candidates(source, *, chunk_size: int = DEFAULT_CHUNK_SIZE, max_atoms: int = 500,
-                    min_distance: float = 0.5) -> Iterator[StructureBatch]:
+def iter_candidates(source, *, chunk_size: int = DEFAULT_CHUNK_SIZE, max_atoms: int | None = None,
+                    min_distance: float | None = None, limits: ReadLimits | None = None
+                    ) -> Iterator[StructureBatch]:
     """The candidates of ``source`` in chunks of at most ``chunk_size`` structures.
 
     Args:
         source: a file, folder or zip path (JSON lines streamed line by line, zips entry by
-            entry, folders file by file); an upload ``(name, bytes)`` or an object with ``.name``
-            and ``.read()``; a :class:`LabelledDataset`, :class:`StructureBatch` or list of
+            entry, folders file by file, all under one :class:`~engine.io.ReadLimits` budget);
+            an upload ``(name, bytes)`` or an object with ``.name`` and ``.read()``; a
+            :class:`LabelledDataset`, :class:`StructureBatch` or list of
             :class:`NamedStructure`; or a list of any of these.
         chunk_size: structures per chunk (≥ 1).
-        max_atoms, min_distance: validation limits as in :func:`read_structures` (Å).
+        max_atoms, min_distance: validation limits (sites per cell; Å), overriding ``limits``.
+        limits: bounds of the read (default :data:`engine.io.DEFAULT_LIMITS`).
 
     Yields:
         Batches of at most ``chunk_size`` items; each carries the errors and skipped files met
@@ -341,8 +178,9 @@ def iter_candidates(source, *, chunk_size: int = DEFAULT_CHUNK_SIZE, max_atoms: 
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    limits = make_limits(limits, max_atoms=max_atoms, min_distance=min_distance)
     buffer = StructureBatch()
-    for unit in _units(source, _Limits(max_atoms, min_distance)):
+    for unit in _batches(source, chunk_size, limits):
         buffer.extend(unit)
         while len(buffer.items) >= chunk_size:
             yield StructureBatch(items=buffer.items[:chunk_size], errors=buffer.errors,
@@ -352,62 +190,15 @@ def iter_candidates(source, *, chunk_size: int = DEFAULT_CHUNK_SIZE, max_atoms: 
         yield buffer
 
 
-def _count_lines(open_text: Callable[[], io.TextIOBase]) -> int:
-    try:
-        with open_text() as fh:
-            return sum(1 for line in fh if line.strip())
-    except (OSError, EOFError, UnicodeDecodeError, zlib.error, zipfile.BadZipFile):
-        return 1
-
-
-def _count_zip(open_zip: Callable[[], zipfile.ZipFile]) -> int:
-    try:
-        with open_zip() as zf:
-            total = 0
-            for info in zf.infolist():
-                fmt = None if info.is_dir() or _hidden(info.filename) else detect_format(
-                    info.filename)
-                if fmt == "jsonl":
-                    total += _count_lines(_text_opener(lambda i=info: zf.open(i), info.filename))
-                elif fmt is not None:
-                    total += 1
-            return total
-    except (OSError, zipfile.BadZipFile):
-        return 1
-
-
-def _count_path(path: Path) -> int:
-    if path.is_dir():
-        return sum(_count_path(p) for p in path.rglob("*")
-                   if p.is_file() and not _hidden(p.relative_to(path).as_posix())
-                   and detect_format(p.name) is not None)
-    fmt = detect_format(path.name)
-    if fmt == "jsonl" and path.is_file():
-        return _count_lines(_text_opener(lambda: open(path, "rb"), path.name))
-    if fmt == "zip" and path.is_file():
-        return _count_zip(lambda: zipfile.ZipFile(path))
-    return 1
-
-
-def count_candidates(source) -> int:
+def count_candidates(source, *, limits: ReadLimits | None = None) -> int:
     """Entries ``source`` is expected to hold, for progress bars: JSON-lines records, structure
     files in folders and zips (a multi-structure file counts once), items in memory."""
     held = _in_memory(source)
     if held is not None:
         return len(held.items) + len(held.errors)
-    if _is_upload(source):
-        name, data = source[0], bytes(source[1])
-        fmt = detect_format(name)
-        if fmt == "jsonl":
-            return _count_lines(_text_opener(lambda: io.BytesIO(data), name))
-        if fmt == "zip":
-            return _count_zip(lambda: zipfile.ZipFile(io.BytesIO(data)))
-        return 1
-    if isinstance(source, (str, os.PathLike)):
-        return _count_path(Path(source))
-    if isinstance(source, Iterable) and not isinstance(source, (bytes, bytearray)):
-        return sum(count_candidates(part) for part in source)
-    return 1
+    if isinstance(source, list) and any(_in_memory(part) is not None for part in source):
+        return sum(count_candidates(part, limits=limits) for part in source)
+    return count_entries(source, limits=limits)
 
 
 def open_candidates(spec: str):

@@ -27,13 +27,14 @@ from engine.io.entries import (
     StructureReadError,
 )
 from engine.io.formats import SUPPORTED_FORMATS, record_id, stem, structure_from_record
-from engine.io.reader import Entry, iter_batches, iter_entries, make_limits, read_structures
+from engine.io.reader import Entry, count_entries, iter_batches, iter_entries, make_limits, read_structures
 from engine.io.validation import validate_structure
 
 __all__ = [
     "DEFAULT_LIMITS",
     "SUPPORTED_FORMATS",
     "Entry",
+    "count_entries",
     "LimitExceeded",
     "NamedStructure",
     "ReadError",

@@ -38,7 +38,7 @@ from engine.io.formats import (
 )
 from engine.io.validation import clean_message, normalise, validate_structure
 
-__all__ = ["Entry", "iter_batches", "iter_entries", "make_limits", "read_structures"]
+__all__ = ["Entry", "count_entries", "iter_batches", "iter_entries", "make_limits", "read_structures"]
 
 Entry = NamedStructure | ReadError | Skipped
 
@@ -244,3 +244,29 @@ def iter_batches(source: Source, *, chunk_size: int, limits: ReadLimits | None =
             buffer = StructureBatch()
     if buffer.items or buffer.errors or buffer.skipped:
         yield buffer
+
+
+def count_entries(source: Source, *, limits: ReadLimits | None = None) -> int:
+    """About how many entries ``source`` holds, for progress bars, without parsing: non-empty
+    JSON lines, plus one per other structure file. Reads under the same budget as a real read
+    and stops counting where that read would stop."""
+    limits = limits or DEFAULT_LIMITS
+    total = 0
+    try:
+        for got in walk(source, limits):
+            if not isinstance(got, Member):
+                continue
+            if got.fmt != "jsonl":
+                total += 1
+                continue
+            try:
+                with got.open(None) as fh:
+                    total += sum(1 for _, line in iter_lines(fh, limits.max_line_bytes)
+                                 if line is None or line.strip())
+            except LimitExceeded:
+                raise
+            except Exception:  # noqa: BLE001 - the real read reports it
+                total += 1
+    except LimitExceeded:
+        pass
+    return total
