@@ -9,6 +9,8 @@ standard library. Public API:
 * :class:`ReadLimits` (:data:`DEFAULT_LIMITS`, :func:`make_limits`) — the one budget;
 * :func:`validate_structure`, :func:`structure_from_record`, :func:`record_id`,
   :func:`detect_format`, :func:`display_name`;
+* :func:`write_csv`, :func:`atomic_write`, :func:`strict_json`, :func:`check_output_path` —
+  safe outputs (:mod:`engine.io.output`);
 * :class:`NamedStructure`, :class:`ReadError`, :class:`Skipped`, :class:`StructureBatch`,
   :class:`StructureReadError`.
 """
@@ -27,13 +29,23 @@ from engine.io.entries import (
     StructureReadError,
 )
 from engine.io.formats import SUPPORTED_FORMATS, record_id, stem, structure_from_record
-from engine.io.reader import Entry, count_entries, iter_batches, iter_entries, make_limits, read_structures
+from engine.io.output import atomic_write, check_output_path, strict_json, write_csv
+from engine.io.reader import (
+    Entry,
+    count_entries,
+    iter_batches,
+    iter_entries,
+    make_limits,
+    read_structures,
+)
 from engine.io.validation import validate_structure
 
 __all__ = [
     "DEFAULT_LIMITS",
     "SUPPORTED_FORMATS",
     "Entry",
+    "atomic_write",
+    "check_output_path",
     "count_entries",
     "LimitExceeded",
     "NamedStructure",
@@ -51,8 +63,10 @@ __all__ = [
     "read_structures",
     "record_id",
     "stem",
+    "strict_json",
     "structure_from_record",
     "validate_structure",
+    "write_csv",
 ]
 
 
@@ -70,5 +84,6 @@ def read_structure(source, **kw):  # noqa: ANN001, ANN201 - signature of read_st
     if len(batch.items) != 1:
         where = kw.get("name") or (display_name(source) if isinstance(source, str) else "")
         raise StructureReadError(
-            f"expected exactly one structure, found {len(batch.items)}", source=where)
+            f"expected exactly one structure, found {len(batch.items)}", source=where
+        )
     return batch.items[0].structure

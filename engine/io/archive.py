@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from engine.io.formats import SUPPORTED_FORMATS
 from engine.io.entries import LimitExceeded, ReadError, ReadLimits, Skipped, StructureReadError
+from engine.io.formats import SUPPORTED_FORMATS
 
 __all__ = ["Budget", "Member", "detect_format", "display_name", "iter_lines", "read_whole", "walk"]
 
@@ -84,7 +84,9 @@ class Budget:
         if self.bytes > self.limits.max_bytes:
             raise LimitExceeded(
                 f"the input expands to more than {_mb(self.limits.max_bytes)} in total (the "
-                "--max-bytes limit; a compression bomb?); reading stopped here", total=True)
+                "--max-bytes limit; a compression bomb?); reading stopped here",
+                total=True,
+            )
 
     def entry(self) -> None:
         """Count one file or archive entry; raises :class:`LimitExceeded` past ``max_entries``."""
@@ -92,7 +94,9 @@ class Budget:
         if self.entries > self.limits.max_entries:
             raise LimitExceeded(
                 f"the input holds more than {self.limits.max_entries} files or archive entries; "
-                "reading stopped here", total=True)
+                "reading stopped here",
+                total=True,
+            )
 
 
 class _Charged(io.RawIOBase):
@@ -111,8 +115,10 @@ class _Charged(io.RawIOBase):
         self.seen += n
         self.budget.charge(n)
         if self.cap is not None and self.seen > self.cap:
-            raise LimitExceeded(f"the file expands to more than {_mb(self.cap)} (the per-file "
-                                "limit; a compression bomb?); not read")
+            raise LimitExceeded(
+                f"the file expands to more than {_mb(self.cap)} (the per-file "
+                "limit; a compression bomb?); not read"
+            )
         return n
 
     def close(self) -> None:
@@ -215,8 +221,9 @@ class _Walker:
         self.budget = Budget(limits)
 
     # -- local files --------------------------------------------------------------------------
-    def path(self, path: Path, label: str, root: Path | None) -> Iterator[Member | ReadError |
-                                                                          Skipped]:
+    def path(
+        self, path: Path, label: str, root: Path | None
+    ) -> Iterator[Member | ReadError | Skipped]:
         """``root`` is the input folder a link may not leave (None for a path given directly)."""
         try:
             st = os.lstat(path)
@@ -229,8 +236,7 @@ class _Walker:
         if stat.S_ISLNK(st.st_mode):
             target = path.resolve()
             if root is not None and target != root and root not in target.parents:
-                yield ReadError(label, "a symbolic link leading outside the input folder; not "
-                                "read")
+                yield ReadError(label, "a symbolic link leading outside the input folder; not read")
                 return
             try:
                 st = os.stat(target)
@@ -248,8 +254,9 @@ class _Walker:
             return
         yield from self.file(path, label, in_folder=root is not None)
 
-    def folder(self, folder: Path, label: str, root: Path) -> Iterator[Member | ReadError |
-                                                                       Skipped]:
+    def folder(
+        self, folder: Path, label: str, root: Path
+    ) -> Iterator[Member | ReadError | Skipped]:
         try:
             children = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
@@ -262,8 +269,9 @@ class _Walker:
                 continue
             yield from self.path(Path(child.path), child_label, root)
 
-    def file(self, path: Path, label: str, *, in_folder: bool) -> Iterator[Member | ReadError |
-                                                                           Skipped]:
+    def file(
+        self, path: Path, label: str, *, in_folder: bool
+    ) -> Iterator[Member | ReadError | Skipped]:
         self.budget.entry()
         fmt = detect_format(path.name)
         if fmt is None:
@@ -284,8 +292,11 @@ class _Walker:
             with fh:
                 size = os.fstat(fh.fileno()).st_size
                 if size > self.limits.max_bytes:
-                    yield ReadError(label, f"the archive is {_mb(size)}, more than the "
-                                    f"{_mb(self.limits.max_bytes)} limit; not read")
+                    yield ReadError(
+                        label,
+                        f"the archive is {_mb(size)}, more than the "
+                        f"{_mb(self.limits.max_bytes)} limit; not read",
+                    )
                     return
                 yield from self.zip(fh, label, depth=1)
             return
@@ -303,8 +314,11 @@ class _Walker:
             yield ReadError(label, f"unknown file format; supported: {SUPPORTED_FORMATS}")
             return
         if len(data) > self.limits.max_bytes:
-            yield ReadError(label, f"the file is {_mb(len(data))}, more than the "
-                            f"{_mb(self.limits.max_bytes)} limit; not read")
+            yield ReadError(
+                label,
+                f"the file is {_mb(len(data))}, more than the "
+                f"{_mb(self.limits.max_bytes)} limit; not read",
+            )
             return
         if fmt == "zip":
             yield from self.zip(io.BytesIO(data), label, depth=1)
@@ -319,8 +333,11 @@ class _Walker:
         try:
             n = _zip_entry_count(fh)
             if n > self.limits.max_entries:
-                yield ReadError(label, f"the archive lists {n} entries, more than the limit of "
-                                f"{self.limits.max_entries}; not read")
+                yield ReadError(
+                    label,
+                    f"the archive lists {n} entries, more than the limit of "
+                    f"{self.limits.max_entries}; not read",
+                )
                 return
             zf = zipfile.ZipFile(fh)
         except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
@@ -332,10 +349,15 @@ class _Walker:
                     continue
                 entry = f"{label}/{info.filename}"
                 parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-                if info.filename.startswith(("/", "\\")) or ".." in parts or (
-                        parts and ":" in parts[0]):
-                    yield ReadError(entry, "the entry's path leaves the archive ('..' or an "
-                                    "absolute path); not read")
+                if (
+                    info.filename.startswith(("/", "\\"))
+                    or ".." in parts
+                    or (parts and ":" in parts[0])
+                ):
+                    yield ReadError(
+                        entry,
+                        "the entry's path leaves the archive ('..' or an absolute path); not read",
+                    )
                     continue
                 if any(_hidden(p) for p in parts):
                     yield Skipped(entry, "hidden")
@@ -351,8 +373,10 @@ class _Walker:
                     continue
                 if fmt == "zip":
                     if depth >= self.limits.max_depth:
-                        yield ReadError(entry, f"archives nested more than "
-                                        f"{self.limits.max_depth} deep are not read")
+                        yield ReadError(
+                            entry,
+                            f"archives nested more than {self.limits.max_depth} deep are not read",
+                        )
                         continue
                     try:
                         with _wrap(zf.open(info), False, self.budget, self.limits.file_cap()) as f:
@@ -362,15 +386,24 @@ class _Walker:
                             raise
                         yield ReadError(entry, exc.reason)
                         continue
-                    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError,
-                            zlib.error, EOFError) as exc:
+                    except (
+                        OSError,
+                        zipfile.BadZipFile,
+                        RuntimeError,
+                        ValueError,
+                        zlib.error,
+                        EOFError,
+                    ) as exc:
                         yield ReadError(entry, f"could not unpack the entry: {exc}")
                         continue
                     yield from self.zip(io.BytesIO(inner), entry, depth + 1)
                     continue
 
-                def opener(cap: int | None, info: zipfile.ZipInfo = info,
-                           gz: bool = name.lower().endswith(".gz")) -> BinaryIO:
+                def opener(
+                    cap: int | None,
+                    info: zipfile.ZipInfo = info,
+                    gz: bool = name.lower().endswith(".gz"),
+                ) -> BinaryIO:
                     return _wrap(zf.open(info), gz, self.budget, cap)
 
                 yield Member(entry, _strip_gz(info.filename), fmt, opener)
@@ -394,8 +427,9 @@ def _zip_entry_count(fh: BinaryIO) -> int:
 Source = str | os.PathLike | bytes | tuple | Iterable
 
 
-def walk(source: Source, limits: ReadLimits, *, name: str | None = None,
-         budget: Budget | None = None) -> Iterator[Member | ReadError | Skipped]:
+def walk(
+    source: Source, limits: ReadLimits, *, name: str | None = None, budget: Budget | None = None
+) -> Iterator[Member | ReadError | Skipped]:
     """The files of ``source``, depth first in name order, charged to one budget.
 
     Args:
@@ -419,14 +453,19 @@ def walk(source: Source, limits: ReadLimits, *, name: str | None = None,
     yield from _walk(walker, source, name)
 
 
-def _walk(walker: _Walker, source: Source, name: str | None) -> Iterator[Member | ReadError |
-                                                                         Skipped]:
+def _walk(
+    walker: _Walker, source: Source, name: str | None
+) -> Iterator[Member | ReadError | Skipped]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         if not name:
             raise TypeError("raw bytes need name= (the file name decides the format)")
         yield from walker.data(bytes(source), name, display_name(name))
-    elif (isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], str)
-          and isinstance(source[1], (bytes, bytearray, memoryview))):
+    elif (
+        isinstance(source, tuple)
+        and len(source) == 2
+        and isinstance(source[0], str)
+        and isinstance(source[1], (bytes, bytearray, memoryview))
+    ):
         yield from walker.data(bytes(source[1]), source[0], display_name(source[0]))
     elif isinstance(source, (str, os.PathLike)):
         yield from walker.path(Path(source), name or display_name(source), None)
@@ -437,5 +476,7 @@ def _walk(walker: _Walker, source: Source, name: str | None) -> Iterator[Member 
         for item in source:
             yield from _walk(walker, item, None)
     else:
-        raise TypeError(f"cannot read structures from a {type(source).__name__}: give a path, "
-                        "(name, bytes), bytes with name=, or a list of these")
+        raise TypeError(
+            f"cannot read structures from a {type(source).__name__}: give a path, "
+            "(name, bytes), bytes with name=, or a list of these"
+        )

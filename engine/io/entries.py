@@ -45,8 +45,14 @@ class ReadLimits:
     min_distance: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("max_atoms", "max_bytes", "max_file_bytes", "max_line_bytes", "max_entries",
-                     "max_depth"):
+        for name in (
+            "max_atoms",
+            "max_bytes",
+            "max_file_bytes",
+            "max_line_bytes",
+            "max_entries",
+            "max_depth",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 

@@ -51,8 +51,7 @@ SUPPORTED_FORMATS = (
 #: Keys tried, in order, for a record's id.
 ID_KEYS = ("id", "material_id", "auid", "mp_id")
 #: Extensions removed from a file name to make an id.
-_EXTENSIONS = (".cif", ".mcif", ".vasp", ".poscar", ".xyz", ".extxyz", ".jsonl", ".ndjson",
-               ".json")
+_EXTENSIONS = (".cif", ".mcif", ".vasp", ".poscar", ".xyz", ".extxyz", ".jsonl", ".ndjson", ".json")
 _STRUCTURE_KEYS = frozenset({"lattice", "species", "frac_coords"})
 
 #: One parsed entry: (id, structure or the reason it failed, entry suffix such as " block 'x'",
@@ -93,10 +92,13 @@ def decode_text(data: bytes) -> str:
 def check_text_head(head: bytes) -> None:
     """Refuse binary data or UTF-16 without a BOM, judged from the first bytes of a file."""
     if b"\x00" in head:
-        if len(head) >= 8 and (head[1::2].count(0) > 0.9 * len(head[1::2])
-                               or head[0::2].count(0) > 0.9 * len(head[0::2])):
-            raise StructureReadError("this looks like UTF-16 text without a byte-order mark; "
-                                     "save it as UTF-8")
+        if len(head) >= 8 and (
+            head[1::2].count(0) > 0.9 * len(head[1::2])
+            or head[0::2].count(0) > 0.9 * len(head[0::2])
+        ):
+            raise StructureReadError(
+                "this looks like UTF-16 text without a byte-order mark; save it as UTF-8"
+            )
         raise StructureReadError("this is a binary file, not a text structure file")
 
 
@@ -150,14 +152,17 @@ def structure_from_record(record: dict, *, max_atoms: int | None = None) -> Stru
     if isinstance(species, str) or not isinstance(species, list):
         raise StructureReadError("'species' must be a list of element symbols")
     if max_atoms is not None and len(species) > max_atoms:
-        raise StructureReadError(f"{len(species)} sites is more than the limit of {max_atoms} "
-                                 "atoms per cell (--max-atoms)")
+        raise StructureReadError(
+            f"{len(species)} sites is more than the limit of {max_atoms} "
+            "atoms per cell (--max-atoms)"
+        )
     try:
         lattice = np.asarray(record["lattice"], dtype=float)
         coords = np.asarray(record["frac_coords"], dtype=float)
     except (TypeError, ValueError) as exc:
         raise StructureReadError(
-            f"'lattice'/'frac_coords' are not numbers: {clean_message(exc)}") from exc
+            f"'lattice'/'frac_coords' are not numbers: {clean_message(exc)}"
+        ) from exc
     if lattice.shape != (3, 3):
         raise StructureReadError(f"'lattice' must be 3×3, got shape {lattice.shape}")
     if len(species) == 0:
@@ -197,8 +202,9 @@ def _check_sites(sites: Any, max_atoms: int) -> None:
     if not isinstance(sites, list):
         raise StructureReadError("'sites' must be a list")
     if len(sites) > max_atoms:
-        raise StructureReadError(f"{len(sites)} sites is more than the limit of {max_atoms} "
-                                 "atoms per cell (--max-atoms)")
+        raise StructureReadError(
+            f"{len(sites)} sites is more than the limit of {max_atoms} atoms per cell (--max-atoms)"
+        )
     for i, site in enumerate(sites):
         species = site.get("species") if isinstance(site, dict) else None
         if not isinstance(species, list):
@@ -210,8 +216,10 @@ def _check_sites(sites: Any, max_atoms: int) -> None:
         if total > OCCUPANCY_TOLERANCE:
             label = site.get("label")
             named = f"site {i}" + (f" (label '{label}')" if label else "")
-            raise StructureReadError(f"the occupancies of {named} sum to {total:g}, more than 1: "
-                                     "two atoms at one position?")
+            raise StructureReadError(
+                f"the occupancies of {named} sum to {total:g}, more than 1: "
+                "two atoms at one position?"
+            )
 
 
 def _structure_from_any_dict(obj: dict, max_atoms: int) -> Structure:
@@ -232,14 +240,16 @@ def _loads(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise StructureReadError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column "
-                                 f"{exc.colno})") from exc
+        raise StructureReadError(
+            f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from exc
     except RecursionError as exc:
         raise StructureReadError("invalid JSON: nested too deeply") from exc
 
 
-def _parse_json(text: str, name: str, limits: ReadLimits, *, in_container: bool
-                ) -> list[Parsed] | None:
+def _parse_json(
+    text: str, name: str, limits: ReadLimits, *, in_container: bool
+) -> list[Parsed] | None:
     """A ``.json`` file; ``None`` means "not a structure file" (skipped in folders)."""
     obj = _loads(text)
     entries: list[tuple[str | None, Any]]
@@ -274,8 +284,14 @@ def parse_jsonl_line(line: bytes, fallback: str, limits: ReadLimits) -> Parsed:
     try:
         text = line.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return fallback, StructureReadError(
-            f"not valid UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1})"), "", {}
+        return (
+            fallback,
+            StructureReadError(
+                f"not valid UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1})"
+            ),
+            "",
+            {},
+        )
     try:
         record = _loads(text)
     except StructureReadError as exc:
@@ -309,8 +325,10 @@ def _cif_number(token: str) -> float | None:
 def _split_blocks(text: str) -> list[tuple[str, str]]:
     """``(block name, block text)`` of each ``data_`` block (text before the first dropped)."""
     starts = [m for m in re.finditer(r"(?im)^[ \t]*data_(\S*)", text)]
-    return [(m.group(1), text[m.start(): nxt.start() if nxt else len(text)])
-            for m, nxt in zip(starts, [*starts[1:], None])]
+    return [
+        (m.group(1), text[m.start() : nxt.start() if nxt else len(text)])
+        for m, nxt in zip(starts, [*starts[1:], None])
+    ]
 
 
 def _cif_loops(text: str) -> Iterator[tuple[list[str], list[str]]]:
@@ -350,8 +368,9 @@ def _prescan_cif(block: str, limits: ReadLimits) -> None:
         m = re.search(rf"(?im)^\s*_cell_angle_{angle}\s+(\S+)", block)
         value = _cif_number(m.group(1)) if m else None
         if value is not None and not 0 < value < 180:
-            raise StructureReadError(f"cell angle {angle} = {m.group(1)}° is not between 0 and "
-                                     "180°")
+            raise StructureReadError(
+                f"cell angle {angle} = {m.group(1)}° is not between 0 and 180°"
+            )
     n_ops = None
     positions: dict[tuple[str, str, str], list[tuple[str, float]]] = {}
     for tags, values in _cif_loops(block):
@@ -359,37 +378,48 @@ def _prescan_cif(block: str, limits: ReadLimits) -> None:
             n_ops = max(1, len(values) // len(tags))
             continue
         xyz = [f"_atom_site_{kind}_{c}" for kind in ("fract", "cartn") for c in "xyz"]
-        cols = [tags.index(t) for t in xyz[:3]] if all(t in tags for t in xyz[:3]) else (
-            [tags.index(t) for t in xyz[3:]] if all(t in tags for t in xyz[3:]) else None)
+        cols = (
+            [tags.index(t) for t in xyz[:3]]
+            if all(t in tags for t in xyz[:3])
+            else ([tags.index(t) for t in xyz[3:]] if all(t in tags for t in xyz[3:]) else None)
+        )
         if cols is None:
             continue
         k = len(tags)
         n_rows = len(values) // k
         if n_rows > 20 * limits.max_atoms:
-            raise StructureReadError(f"the CIF lists {n_rows} atom sites, more than the limit of "
-                                     f"{limits.max_atoms} atoms per cell (--max-atoms); not parsed")
+            raise StructureReadError(
+                f"the CIF lists {n_rows} atom sites, more than the limit of "
+                f"{limits.max_atoms} atoms per cell (--max-atoms); not parsed"
+            )
         occ_col = tags.index("_atom_site_occupancy") if "_atom_site_occupancy" in tags else None
         label_col = tags.index("_atom_site_label") if "_atom_site_label" in tags else None
         for r in range(n_rows):
-            row = values[r * k:(r + 1) * k]
+            row = values[r * k : (r + 1) * k]
             key = tuple(re.sub(r"\(\d+\)$", "", row[c].strip("'\"")) for c in cols)
             occ = _cif_number(row[occ_col]) if occ_col is not None else None
             label = row[label_col].strip("'\"") if label_col is not None else f"row {r + 1}"
             positions.setdefault(key, []).append((label, 1.0 if occ is None else occ))  # type: ignore[arg-type]
     if len(positions) > limits.max_atoms:
-        raise StructureReadError(f"the CIF lists {len(positions)} distinct atom positions, more "
-                                 f"than the limit of {limits.max_atoms} atoms per cell "
-                                 "(--max-atoms); not parsed")
+        raise StructureReadError(
+            f"the CIF lists {len(positions)} distinct atom positions, more "
+            f"than the limit of {limits.max_atoms} atoms per cell "
+            "(--max-atoms); not parsed"
+        )
     if n_ops is None:
-        m = re.search(r"(?im)^\s*_(?:symmetry_space_group_name_h-m|space_group_name_h-m_alt)"
-                      r"\s+['\"]?([^'\"\n]*)", block)
+        m = re.search(
+            r"(?im)^\s*_(?:symmetry_space_group_name_h-m|space_group_name_h-m_alt)"
+            r"\s+['\"]?([^'\"\n]*)",
+            block,
+        )
         named = m.group(1).replace(" ", "").upper() if m else ""
         n_ops = 1 if named in ("", "P1", "?", ".") else _MAX_SYMOPS
     if len(positions) * n_ops > 200 * limits.max_atoms:
         raise StructureReadError(
             f"{len(positions)} atom positions × {n_ops} symmetry operations could expand to "
             f"{len(positions) * n_ops} sites, far over the limit of {limits.max_atoms} atoms per "
-            "cell (--max-atoms); not parsed")
+            "cell (--max-atoms); not parsed"
+        )
     for key, members in positions.items():
         total = sum(occ for _, occ in members)
         if total > 1.05:  # pymatgen's occupancy tolerance below
@@ -397,7 +427,8 @@ def _prescan_cif(block: str, limits: ReadLimits) -> None:
             raise StructureReadError(
                 f"{'atoms ' if len(members) > 1 else 'atom '}{names} at position "
                 f"({', '.join(key)}) have occupancies summing to {total:g}, more than 1 (two "
-                "atoms at one position?)")
+                "atoms at one position?)"
+            )
 
 
 _BORING_WARNINGS = (
@@ -422,12 +453,16 @@ def _warning_notes(caught: list[warnings.WarningMessage]) -> str:
 def _cif_failure(exc: BaseException, caught: list) -> StructureReadError:
     msg = clean_message(exc)
     if "sum to > 1" in msg or "occupancies" in msg.lower():
-        return StructureReadError("site occupancies sum to more than 1 after applying the "
-                                  "symmetry (two atoms at one position?)")
+        return StructureReadError(
+            "site occupancies sum to more than 1 after applying the "
+            "symmetry (two atoms at one position?)"
+        )
     if isinstance(exc, (ValueError, IndexError, KeyError, TypeError)) and (
-            "zip()" in msg or "index out of range" in msg or "missing key" in msg):
-        return StructureReadError("could not parse as CIF: the file looks truncated or a loop "
-                                  f"is incomplete ({msg})")
+        "zip()" in msg or "index out of range" in msg or "missing key" in msg
+    ):
+        return StructureReadError(
+            f"could not parse as CIF: the file looks truncated or a loop is incomplete ({msg})"
+        )
     return StructureReadError(f"could not parse as CIF: {msg}{_warning_notes(caught)}")
 
 
@@ -444,8 +479,14 @@ def _parse_cif(text: str, name: str, limits: ReadLimits) -> list[Parsed]:
         ident = stem(name) if single else block_name
         suffix = "" if single else f" block '{block_name}'"
         if not re.search(r"(?im)^\s*_atom_site_(fract|cartn)_", block):
-            out.append((ident, StructureReadError(
-                "the CIF block has no atoms (no _atom_site coordinates)"), suffix, {}))
+            out.append(
+                (
+                    ident,
+                    StructureReadError("the CIF block has no atoms (no _atom_site coordinates)"),
+                    suffix,
+                    {},
+                )
+            )
             continue
         try:
             _prescan_cif(block, limits)
@@ -461,9 +502,16 @@ def _parse_cif(text: str, name: str, limits: ReadLimits) -> list[Parsed]:
                 out.append((ident, _cif_failure(exc, caught), suffix, {}))
                 continue
         if not structures:
-            out.append((ident, StructureReadError(
-                f"could not parse as CIF: no structure in the block{_warning_notes(caught)}"),
-                suffix, {}))
+            out.append(
+                (
+                    ident,
+                    StructureReadError(
+                        f"could not parse as CIF: no structure in the block{_warning_notes(caught)}"
+                    ),
+                    suffix,
+                    {},
+                )
+            )
             continue
         out.append((ident, structures[0], suffix, {}))
     return out
@@ -488,34 +536,43 @@ def _prescan_poscar(text: str, limits: ReadLimits) -> None:
     """Check the counts line against ``max_atoms`` and against the coordinate lines."""
     lines = text.splitlines()
     if len(lines) < 7:
-        raise StructureReadError(f"could not parse as POSCAR: only {len(lines)} lines (a POSCAR "
-                                 "has a comment, scale, 3 lattice lines, counts and coordinates)")
+        raise StructureReadError(
+            f"could not parse as POSCAR: only {len(lines)} lines (a POSCAR "
+            "has a comment, scale, 3 lattice lines, counts and coordinates)"
+        )
     at = 5
     if not lines[5].split() or not all(t.isdigit() for t in lines[5].split()):
         at = 6  # line 6 names the elements
     try:
         counts = [int(t) for t in lines[at].split()]
     except ValueError:
-        raise StructureReadError(f"could not parse as POSCAR: line {at + 1} should hold the atom "
-                                 f"counts, found {_shorten(lines[at], 60)!r}") from None
+        raise StructureReadError(
+            f"could not parse as POSCAR: line {at + 1} should hold the atom "
+            f"counts, found {_shorten(lines[at], 60)!r}"
+        ) from None
     if not counts or any(c < 0 for c in counts):
-        raise StructureReadError(f"could not parse as POSCAR: line {at + 1} holds no valid atom "
-                                 "counts")
+        raise StructureReadError(
+            f"could not parse as POSCAR: line {at + 1} holds no valid atom counts"
+        )
     total = sum(counts)
     if total > limits.max_atoms:
-        raise StructureReadError(f"the counts line says {total} atoms, more than the limit of "
-                                 f"{limits.max_atoms} atoms per cell (--max-atoms); not parsed")
+        raise StructureReadError(
+            f"the counts line says {total} atoms, more than the limit of "
+            f"{limits.max_atoms} atoms per cell (--max-atoms); not parsed"
+        )
     mode = at + 1
     if mode < len(lines) and lines[mode].strip()[:1].lower() == "s":
         mode += 1  # selective dynamics
     coords = 0
-    for line in lines[mode + 1:]:
+    for line in lines[mode + 1 :]:
         if not _floats(line, 3):
             break
         coords += 1
     if coords != total:
-        raise StructureReadError(f"the counts line (line {at + 1}) says {total} atoms but "
-                                 f"{coords} coordinate lines follow")
+        raise StructureReadError(
+            f"the counts line (line {at + 1}) says {total} atoms but "
+            f"{coords} coordinate lines follow"
+        )
 
 
 def _poscar_id(name: str) -> str:
@@ -564,15 +621,24 @@ def _prescan_extxyz(text: str, limits: ReadLimits) -> None:
         try:
             n = int(lines[i].split()[0])
         except ValueError:
-            raise StructureReadError(f"could not parse as extended XYZ: line {i + 1} should hold "
-                                     f"the atom count of frame {frame}") from None
+            raise StructureReadError(
+                f"could not parse as extended XYZ: line {i + 1} should hold "
+                f"the atom count of frame {frame}"
+            ) from None
         if n < 0 or n > limits.max_atoms:
-            raise StructureReadError(f"frame {frame} declares {n} atoms, "
-                                     + ("not a count" if n < 0 else "more than the limit of "
-                                        f"{limits.max_atoms} atoms per cell (--max-atoms)"))
+            raise StructureReadError(
+                f"frame {frame} declares {n} atoms, "
+                + (
+                    "not a count"
+                    if n < 0
+                    else f"more than the limit of {limits.max_atoms} atoms per cell (--max-atoms)"
+                )
+            )
         if i + 2 + n > len(lines):
-            raise StructureReadError(f"frame {frame} declares {n} atoms but only "
-                                     f"{max(0, len(lines) - i - 2)} atom lines follow")
+            raise StructureReadError(
+                f"frame {frame} declares {n} atoms but only "
+                f"{max(0, len(lines) - i - 2)} atom lines follow"
+            )
         i += n + 2
         frame += 1
 
@@ -598,16 +664,33 @@ def _parse_extxyz(text: str, name: str, limits: ReadLimits) -> list[Parsed]:
         ident = record_id(dict(atoms.info), fallback)
         suffix = "" if single else f" frame {n}"
         if atoms.cell.rank < 3:
-            out.append((ident, StructureReadError(
-                "the frame has no Lattice= (only periodic crystals are supported)"), suffix, {}))
+            out.append(
+                (
+                    ident,
+                    StructureReadError(
+                        "the frame has no Lattice= (only periodic crystals are supported)"
+                    ),
+                    suffix,
+                    {},
+                )
+            )
             continue
         try:
-            structure = Structure(Lattice(np.array(atoms.cell[:], dtype=float)),
-                                  atoms.get_chemical_symbols(), atoms.get_positions(),
-                                  coords_are_cartesian=True)
+            structure = Structure(
+                Lattice(np.array(atoms.cell[:], dtype=float)),
+                atoms.get_chemical_symbols(),
+                atoms.get_positions(),
+                coords_are_cartesian=True,
+            )
         except Exception as exc:  # noqa: BLE001
-            out.append((ident, StructureReadError(
-                f"could not build the structure: {clean_message(exc)}"), suffix, {}))
+            out.append(
+                (
+                    ident,
+                    StructureReadError(f"could not build the structure: {clean_message(exc)}"),
+                    suffix,
+                    {},
+                )
+            )
             continue
         out.append((ident, structure, suffix, {}))
     return out
@@ -616,8 +699,9 @@ def _parse_extxyz(text: str, name: str, limits: ReadLimits) -> list[Parsed]:
 # ----------------------------------------------------------------------------------------------
 
 
-def parse_text(fmt: str, text: str, name: str, limits: ReadLimits, *, in_container: bool
-               ) -> list[Parsed] | None:
+def parse_text(
+    fmt: str, text: str, name: str, limits: ReadLimits, *, in_container: bool
+) -> list[Parsed] | None:
     """Parse a whole text file of format ``fmt`` (not ``jsonl``, which streams by line).
 
     Returns:

@@ -38,7 +38,14 @@ from engine.io.formats import (
 )
 from engine.io.validation import clean_message, normalise, validate_structure
 
-__all__ = ["Entry", "count_entries", "iter_batches", "iter_entries", "make_limits", "read_structures"]
+__all__ = [
+    "Entry",
+    "count_entries",
+    "iter_batches",
+    "iter_entries",
+    "make_limits",
+    "read_structures",
+]
 
 Entry = NamedStructure | ReadError | Skipped
 
@@ -57,8 +64,7 @@ def _validated(parsed: Parsed, label: str, limits: ReadLimits) -> NamedStructure
         return ReadError(where, result.reason)
     try:
         structure = normalise(result)
-        validate_structure(structure, max_atoms=limits.max_atoms,
-                           min_distance=limits.min_distance)
+        validate_structure(structure, max_atoms=limits.max_atoms, min_distance=limits.min_distance)
     except StructureReadError as exc:
         return ReadError(where, exc.reason)
     except Exception as exc:  # noqa: BLE001 - never let a traceback through
@@ -76,8 +82,11 @@ def _jsonl(member: Member, limits: ReadLimits) -> Iterator[Entry]:
     base = stem(member.name)
     with member.open(None) as fh:
         check_text_head(fh.peek(4096)[:4096])
-        lines = ((n, line) for n, line in iter_lines(fh, limits.max_line_bytes)
-                 if line is None or line.strip())
+        lines = (
+            (n, line)
+            for n, line in iter_lines(fh, limits.max_line_bytes)
+            if line is None or line.strip()
+        )
         first = next(lines, None)
         if first is None:
             yield ReadError(member.label, "the file is empty")
@@ -98,17 +107,23 @@ def _jsonl(member: Member, limits: ReadLimits) -> Iterator[Entry]:
                 held = None
             yield entry
         if held:
-            yield ReadError(member.label, f"could not parse as JSON lines: no line is JSON "
-                            f"({held[0].source.removeprefix(member.label + ' ')}: {held[0].reason})")
+            yield ReadError(
+                member.label,
+                f"could not parse as JSON lines: no line is JSON "
+                f"({held[0].source.removeprefix(member.label + ' ')}: {held[0].reason})",
+            )
 
 
-def _jsonl_entry(member: Member, item: tuple[int, bytes | None], fallback: str,
-                 limits: ReadLimits) -> Entry:
+def _jsonl_entry(
+    member: Member, item: tuple[int, bytes | None], fallback: str, limits: ReadLimits
+) -> Entry:
     lineno, line = item
     where = f"{member.label} line {lineno}"
     if line is None:
-        return ReadError(where, f"the line is longer than {limits.max_line_bytes} bytes (the "
-                         "line limit); skipped")
+        return ReadError(
+            where,
+            f"the line is longer than {limits.max_line_bytes} bytes (the line limit); skipped",
+        )
     parsed = parse_jsonl_line(line, fallback, limits)
     entry = _validated(parsed, where, limits)
     if isinstance(entry, ReadError) and parsed[0] != fallback:  # name the record's own id
@@ -121,8 +136,9 @@ def _member_entries(member: Member, limits: ReadLimits) -> Iterator[Entry]:
         yield from _jsonl(member, limits)
         return
     data = read_whole(member, limits)
-    parsed = parse_text(member.fmt, decode_text(data), member.name, limits,
-                        in_container=member.in_container)
+    parsed = parse_text(
+        member.fmt, decode_text(data), member.name, limits, in_container=member.in_container
+    )
     if parsed is None:
         yield Skipped(member.label, "JSON that holds no structure")
         return
@@ -130,8 +146,9 @@ def _member_entries(member: Member, limits: ReadLimits) -> Iterator[Entry]:
         yield _validated(entry, member.label, limits)
 
 
-def iter_entries(source: Source, *, limits: ReadLimits | None = None,
-                 name: str | None = None) -> Iterator[Entry]:
+def iter_entries(
+    source: Source, *, limits: ReadLimits | None = None, name: str | None = None
+) -> Iterator[Entry]:
     """Every structure, error and skipped file of ``source``, in reading order, streamed.
 
     Args:
@@ -170,8 +187,10 @@ def iter_entries(source: Source, *, limits: ReadLimits | None = None,
         found = True
         yield ReadError(label, exc.reason)
     if not found:
-        yield ReadError(_label(source) if name is None else name,
-                        f"no structure files found; supported: {SUPPORTED_FORMATS}")
+        yield ReadError(
+            _label(source) if name is None else name,
+            f"no structure files found; supported: {SUPPORTED_FORMATS}",
+        )
 
 
 def _safe(member: Member, limits: ReadLimits) -> Iterator[Entry]:
@@ -203,9 +222,14 @@ def _label(source: Source) -> str:
     return "the input"
 
 
-def read_structures(source: Source, *, name: str | None = None, max_atoms: int | None = None,
-                    min_distance: float | None = None, limits: ReadLimits | None = None
-                    ) -> StructureBatch:
+def read_structures(
+    source: Source,
+    *,
+    name: str | None = None,
+    max_atoms: int | None = None,
+    min_distance: float | None = None,
+    limits: ReadLimits | None = None,
+) -> StructureBatch:
     """Read every structure from files, folders, archives or uploaded bytes.
 
     Args:
@@ -230,8 +254,9 @@ def read_structures(source: Source, *, name: str | None = None, max_atoms: int |
     return batch
 
 
-def iter_batches(source: Source, *, chunk_size: int, limits: ReadLimits | None = None
-                 ) -> Iterator[StructureBatch]:
+def iter_batches(
+    source: Source, *, chunk_size: int, limits: ReadLimits | None = None
+) -> Iterator[StructureBatch]:
     """:func:`iter_entries` in batches of at most ``chunk_size`` structures (≥ 1); each batch
     carries the errors and skipped files met since the previous one."""
     if chunk_size < 1:
@@ -261,8 +286,11 @@ def count_entries(source: Source, *, limits: ReadLimits | None = None) -> int:
                 continue
             try:
                 with got.open(None) as fh:
-                    total += sum(1 for _, line in iter_lines(fh, limits.max_line_bytes)
-                                 if line is None or line.strip())
+                    total += sum(
+                        1
+                        for _, line in iter_lines(fh, limits.max_line_bytes)
+                        if line is None or line.strip()
+                    )
             except LimitExceeded:
                 raise
             except Exception:  # noqa: BLE001 - the real read reports it

@@ -16,8 +16,13 @@ from pymatgen.core.periodic_table import DummySpecies
 
 from engine.io.entries import StructureReadError
 
-__all__ = ["OCCUPANCY_TOLERANCE", "clean_message", "element_symbols", "site_name",
-           "validate_structure"]
+__all__ = [
+    "OCCUPANCY_TOLERANCE",
+    "clean_message",
+    "element_symbols",
+    "site_name",
+    "validate_structure",
+]
 
 #: Largest accepted sum of occupancies on one site (1 plus rounding in published CIFs).
 OCCUPANCY_TOLERANCE = 1.0 + 1e-3
@@ -80,8 +85,9 @@ def validate_structure(
     if n == 0:
         raise StructureReadError("the structure has no atoms")
     if n > max_atoms:
-        raise StructureReadError(f"{n} sites is more than the limit of {max_atoms} atoms per cell "
-                                 "(--max-atoms)")
+        raise StructureReadError(
+            f"{n} sites is more than the limit of {max_atoms} atoms per cell (--max-atoms)"
+        )
     matrix = np.asarray(structure.lattice.matrix, dtype=float)
     if not np.all(np.isfinite(matrix)):
         raise StructureReadError("the lattice contains non-finite numbers")
@@ -103,7 +109,8 @@ def validate_structure(
             )
         if total <= 0:
             raise StructureReadError(
-                f"{site_name(structure, i, with_species=False)} holds no atom (occupancy 0)")
+                f"{site_name(structure, i, with_species=False)} holds no atom (occupancy 0)"
+            )
         for sp in site.species:
             if isinstance(sp, DummySpecies) or getattr(sp, "Z", 0) < 1:
                 name = getattr(sp, "symbol", str(sp))
