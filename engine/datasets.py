@@ -531,7 +531,7 @@ def load_dataset(
     """
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"dataset not found: {display_name(p)}")
+        raise FileNotFoundError(f"dataset not found: {p}")
     limits = make_limits(limits, max_atoms=max_atoms)
     name = _dataset_name(p)
     if p.is_file() and detect_format(p.name) == "jsonl":

@@ -181,8 +181,15 @@ def predict(
         model_name=model.name,
         targets=model.targets,
         units=model.card.task_units,
-        notes=([est.note] if est.note else []) + notes,
+        notes=([est.note] if est.note else []) + _summarised(notes),
     )
+
+
+def _summarised(notes: list[str], shown: int = 3) -> list[str]:
+    """At most ``shown`` isolated-atom notes, then one line counting the rest."""
+    if len(notes) <= shown + 1:
+        return notes
+    return [*notes[:shown], f"{len(notes) - shown} more structures have isolated atoms"]
 
 
 def nearest_training(

@@ -37,10 +37,13 @@ from engine.io import (
     ReadLimits,
     StructureBatch,
     count_entries,
+    display_name,
     iter_batches,
     make_limits,
     read_structures,
+    write_csv,
 )
+from engine.io.output import unescape_cell
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -540,7 +543,8 @@ def _predicted_reference(model, item: NamedStructure, name: str, note: str, *, b
 
 
 def resolve_electrolyte(spec, model, *, measured=None, dataset: LabelledDataset | None = None,
-                        batch_size: int = 64, device: str = "auto") -> Reference:
+                        batch_size: int = 64, device: str = "auto",
+                        limits: ReadLimits | None = None) -> Reference:
     """The electrolyte (or any reference material) to match, as a :class:`Reference`.
 
     Args:
@@ -550,6 +554,7 @@ def resolve_electrolyte(spec, model, *, measured=None, dataset: LabelledDataset 
             ``dataset``, the SOFC examples and the candidate library (:mod:`engine.library`).
         model: the CTE model (loaded, directory or name) predicting structures.
         measured: measured linear CTEs (:func:`measured_table`); a match replaces the prediction.
+        limits: bounds of reading a structure file (:class:`engine.io.ReadLimits`).
 
     Raises:
         ValueError: an implausible typed value, a file without exactly one structure, or a name
@@ -564,15 +569,18 @@ def resolve_electrolyte(spec, model, *, measured=None, dataset: LabelledDataset 
     model = _load(model)
     if isinstance(spec, NamedStructure):
         item, name, note = spec, spec.id, ""
-    elif Path(str(spec)).is_file():
-        batch = read_structures(str(spec))
+    elif len(str(spec)) < 4096 and Path(str(spec)).is_file():
+        batch = read_structures(str(spec), limits=limits)
         if len(batch.items) != 1:
             why = f": {batch.errors[0]}" if batch.errors else ""
-            raise ValueError(f"electrolyte file {spec} holds {len(batch.items)} usable structures,"
-                             f" not one{why}")
-        item, name, note = batch.items[0], batch.items[0].id, f"from {spec}"
+            raise ValueError(f"electrolyte file {display_name(spec)} holds {len(batch.items)} "
+                             f"usable structures, not one{why}")
+        item, name, note = batch.items[0], batch.items[0].id, f"from {display_name(spec)}"
     else:
         name = str(spec).strip()
+        if len(name) > _MAX_NAME:
+            raise ValueError(f"electrolyte {_short(name)!r} ({len(name)} characters) is neither a "
+                             "file, a formula or id, nor a measured CTE")
         item, note = _find_structure(name, dataset)
     value, std = _measured_lookup(measured, [name], [item.structure.composition.reduced_formula
                                                      if item is not None else name])
@@ -585,12 +593,23 @@ def resolve_electrolyte(spec, model, *, measured=None, dataset: LabelledDataset 
         return replace(base, cte_lin=float(value[0]), cte_lin_std=float(std[0]),
                        source="measured")
     if ref is None:
-        raise ValueError(
-            f"electrolyte {name!r}: no measured value and no structure with that formula or id "
-            "in " + ("the dataset, " if dataset is not None else "") + "the SOFC examples or "
-            "the candidate library; give a structure file, a measured linear CTE in 1/K "
-            f"(e.g. {name}=10.5e-6), or add it to the measured table")
+        material, eq, _ = name.partition("=")
+        example = f"{material.strip() or 'YSZ'}=10.5e-6"
+        what = (f"{name!r} is not NAME=NUMBER: {name.partition('=')[2].strip()!r} is not a number"
+                if eq else f"{name!r}: no measured value and no structure with that formula or "
+                "id in " + ("the dataset, " if dataset is not None else "") + "the SOFC "
+                "examples or the candidate library")
+        raise ValueError(f"electrolyte {what}; give a structure file, a measured linear CTE in "
+                         f"1/K (e.g. {example}), or add it to the measured table")
     return ref
+
+
+#: Longest electrolyte name or formula accepted (characters); longer ones are cut in messages.
+_MAX_NAME = 200
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -702,7 +721,8 @@ def _typed_table(table: pd.DataFrame) -> pd.DataFrame:
 def predict_candidates(candidates, model, *, eform_model=None, gap_model=None,
                        filters: Filters | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
                        progress: Progress | None = None, batch_size: int = 64,
-                       device: str = "auto") -> CandidatePredictions:
+                       device: str = "auto",
+                       limits: ReadLimits | None = None) -> CandidatePredictions:
     """Stream ``candidates`` (anything :func:`iter_candidates` reads) through the models.
 
     Candidates failing the element filters of ``filters`` are not predicted (their rows keep
@@ -712,6 +732,7 @@ def predict_candidates(candidates, model, *, eform_model=None, gap_model=None,
         model: the volumetric-CTE model (loaded, directory or name; predictions in 1/K).
         eform_model, gap_model: formation-energy (eV/atom) and band-gap (eV) models, or None.
         progress: called after each chunk with (entries read so far, expected total).
+        limits: bounds of the read (:class:`ReadLimits`; default its defaults).
 
     Returns:
         One row per usable candidate, :data:`PREDICTION_COLUMNS`, in reading order.
@@ -722,12 +743,12 @@ def predict_candidates(candidates, model, *, eform_model=None, gap_model=None,
     for prop, loaded in models.items():  # a model of the wrong target fails before any reading
         if loaded is not None:
             _property_column(loaded, prop)
-    total = count_candidates(candidates) if progress is not None else None
+    total = count_candidates(candidates, limits=limits) if progress is not None else None
     errors: list[ReadError] = []
     notes: list[str] = []
     missing = {"e_form": 0, "band_gap": 0}
     frames, n_read = [], 0
-    for chunk in iter_candidates(candidates, chunk_size=chunk_size):
+    for chunk in iter_candidates(candidates, chunk_size=chunk_size, limits=limits):
         errors.extend(chunk.errors)
         n_read += len(chunk.items) + len(chunk.errors)
         if chunk.items:
@@ -822,8 +843,9 @@ class ScreenResult:
         return self.table[self.table["passes"]].reset_index(drop=True)
 
     def to_csv(self, path) -> None:
-        """Write the table (one row per candidate; reload with :func:`read_screen_csv`)."""
-        self.table.to_csv(path, index=False)
+        """Write the table atomically, text cells escaped against spreadsheet formulas (one row
+        per candidate; reload with :func:`read_screen_csv`)."""
+        write_csv(self.table, path)
 
 
 def read_screen_csv(path_or_buffer) -> pd.DataFrame:
@@ -840,13 +862,17 @@ def read_screen_csv(path_or_buffer) -> pd.DataFrame:
     if "passes" in table.columns:
         table["passes"] = table["passes"].map({True: True, False: False, "True": True,
                                                "False": False})
+    for column in _STRING_COLUMNS:
+        if column in table.columns:
+            table[column] = table[column].map(unescape_cell)
     return _typed_table(table)
 
 
 def screen(candidates, electrolyte, model, *, measured=None, filters: Filters | None = None,
            eform_model=None, gap_model=None, dataset: LabelledDataset | None = None,
            chunk_size: int = DEFAULT_CHUNK_SIZE, progress: Progress | None = None,
-           batch_size: int = 64, device: str = "auto") -> ScreenResult:
+           batch_size: int = 64, device: str = "auto",
+           limits: ReadLimits | None = None) -> ScreenResult:
     """Predict, filter and rank ``candidates`` by their linear-CTE mismatch to ``electrolyte``.
 
     Args:
@@ -860,6 +886,7 @@ def screen(candidates, electrolyte, model, *, measured=None, filters: Filters | 
             filter needs one and none is given, :func:`find_property_model` picks one, and when
             there is none the filter is disabled with a note.
         dataset: also searched for the electrolyte's formula.
+        limits: bounds of reading candidates and an electrolyte file (:class:`ReadLimits`).
     """
     model = _load(model)
     measured = measured_table(measured)
@@ -875,11 +902,11 @@ def screen(candidates, electrolyte, model, *, measured=None, filters: Filters | 
                              f"{' or '.join(PROPERTY_TARGETS[prop])}")
     if not isinstance(electrolyte, Reference):
         electrolyte = resolve_electrolyte(electrolyte, model, measured=measured, dataset=dataset,
-                                          batch_size=batch_size, device=device)
+                                          batch_size=batch_size, device=device, limits=limits)
     pred = predict_candidates(candidates, model, eform_model=picked["e_form"],
                               gap_model=picked["band_gap"], filters=filters,
                               chunk_size=chunk_size, progress=progress, batch_size=batch_size,
-                              device=device)
+                              device=device, limits=limits)
     table, filter_notes = rank_candidates(pred.table, electrolyte, measured=measured,
                                           filters=filters)
     for note in [*pred.notes, *filter_notes]:
