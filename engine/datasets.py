@@ -39,7 +39,6 @@ from engine.io import (
     ReadError,
     ReadLimits,
     detect_format,
-    display_name,
     iter_entries,
     make_limits,
     read_structures,
