@@ -26,7 +26,16 @@ from typing import BinaryIO
 from engine.io.entries import LimitExceeded, ReadError, ReadLimits, Skipped, StructureReadError
 from engine.io.formats import SUPPORTED_FORMATS
 
-__all__ = ["Budget", "Member", "detect_format", "display_name", "iter_lines", "read_whole", "walk"]
+__all__ = [
+    "Budget",
+    "Member",
+    "detect_format",
+    "display_name",
+    "extract",
+    "iter_lines",
+    "read_whole",
+    "walk",
+]
 
 _MB = 1024**2
 _CHUNK = 1 << 16
@@ -216,9 +225,17 @@ def _strip_gz(name: str) -> str:
 
 
 class _Walker:
-    def __init__(self, limits: ReadLimits) -> None:
+    def __init__(self, limits: ReadLimits, extra: tuple[str, ...] = ()) -> None:
         self.limits = limits
         self.budget = Budget(limits)
+        self.extra = tuple(e.lower() for e in extra)
+
+    def fmt(self, name: str) -> str | None:
+        """The format of a name; ``"file"`` for one of the ``extra`` suffixes (e.g. ``.csv``)."""
+        fmt = detect_format(name)
+        if fmt is None and self.extra and name.lower().endswith(self.extra):
+            return "file"
+        return fmt
 
     # -- local files --------------------------------------------------------------------------
     def path(
@@ -273,7 +290,7 @@ class _Walker:
         self, path: Path, label: str, *, in_folder: bool
     ) -> Iterator[Member | ReadError | Skipped]:
         self.budget.entry()
-        fmt = detect_format(path.name)
+        fmt = self.fmt(path.name)
         if fmt is None:
             if in_folder:
                 yield Skipped(label)
@@ -309,7 +326,7 @@ class _Walker:
     # -- bytes and archives ---------------------------------------------------------------------
     def data(self, data: bytes, name: str, label: str) -> Iterator[Member | ReadError | Skipped]:
         self.budget.entry()
-        fmt = detect_format(name)
+        fmt = self.fmt(name)
         if fmt is None:
             yield ReadError(label, f"unknown file format; supported: {SUPPORTED_FORMATS}")
             return
@@ -367,7 +384,7 @@ class _Walker:
                     continue
                 self.budget.entry()
                 name = parts[-1]
-                fmt = detect_format(name)
+                fmt = self.fmt(name)
                 if fmt is None:
                     yield Skipped(entry)
                     continue
@@ -428,7 +445,12 @@ Source = str | os.PathLike | bytes | tuple | Iterable
 
 
 def walk(
-    source: Source, limits: ReadLimits, *, name: str | None = None, budget: Budget | None = None
+    source: Source,
+    limits: ReadLimits,
+    *,
+    name: str | None = None,
+    budget: Budget | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[Member | ReadError | Skipped]:
     """The files of ``source``, depth first in name order, charged to one budget.
 
@@ -438,6 +460,8 @@ def walk(
         limits: the bounds of this read.
         name: the file name of raw ``bytes``, or the label shown for a path.
         budget: share a budget with an enclosing read (default: a new one).
+        extra: file-name suffixes (e.g. ``(".csv",)``) also yielded as members, format
+            ``"file"``, instead of being skipped.
 
     Yields:
         :class:`Member` files to parse, :class:`ReadError` for entries that cannot be read, and
@@ -447,7 +471,7 @@ def walk(
     Raises:
         TypeError: for ``bytes`` without ``name`` or an unsupported source type.
     """
-    walker = _Walker(limits)
+    walker = _Walker(limits, extra)
     if budget is not None:
         walker.budget = budget
     yield from _walk(walker, source, name)
@@ -480,3 +504,53 @@ def _walk(
             f"cannot read structures from a {type(source).__name__}: give a path, "
             "(name, bytes), bytes with name=, or a list of these"
         )
+
+
+def extract(
+    source: Source, dest: Path, limits: ReadLimits, *, extra: tuple[str, ...] = (".csv",)
+) -> list[ReadError | Skipped]:
+    """Unpack the structure files (and ``extra`` files) of ``source`` under ``dest``.
+
+    Each member lands at its path inside the source without the top-level name (``data.zip/a/
+    x.cif`` → ``dest/a/x.cif``; ``.gz`` members decompressed), through :func:`walk` and its one
+    budget, so the same limits, refusals and listings apply as to reading.
+
+    Returns:
+        what was not unpacked: errors (with reasons) and skipped entries.
+    """
+    problems: list[ReadError | Skipped] = []
+    root = dest.resolve()
+    try:
+        for got in walk(source, limits, extra=extra):
+            if not isinstance(got, Member):
+                problems.append(got)
+                continue
+            rel = got.label.split("/", 1)[1] if "/" in got.label else got.name
+            rel = rel[:-3] if rel.lower().endswith(".gz") else rel
+            target = (root / rel).resolve()
+            if root not in target.parents:
+                problems.append(ReadError(got.label, "the entry's path leaves the archive"))
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with got.open(limits.file_cap()) as src, open(target, "wb") as out:
+                    while chunk := src.read(_CHUNK):
+                        out.write(chunk)
+            except LimitExceeded as exc:
+                target.unlink(missing_ok=True)
+                if exc.total:
+                    raise
+                problems.append(ReadError(got.label, exc.reason))
+            except (OSError, zipfile.BadZipFile, RuntimeError, EOFError, zlib.error) as exc:
+                target.unlink(missing_ok=True)
+                problems.append(ReadError(got.label, f"could not unpack the entry: {exc}"))
+    except LimitExceeded as exc:
+        problems.append(
+            ReadError(
+                display_name(str(getattr(source, "name", "")) or "upload")
+                if not isinstance(source, tuple)
+                else display_name(source[0]),
+                exc.reason,
+            )
+        )
+    return problems
