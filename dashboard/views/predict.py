@@ -53,7 +53,9 @@ else:
         truth_table = ds.table
 
 if errors:
-    st.warning(f"{len(errors)} file(s)/entries could not be read; the others are kept.")
+    what = f"{len(errors)} file{'' if len(errors) == 1 else 's'} or entries could not be read"
+    st.warning(f"{what}; the other {len(items)} are kept." if items else f"{what}; nothing "
+               "usable is left.")
     st.dataframe(
         pd.DataFrame([{"file / entry": e.source, "reason": e.reason} for e in errors]),
         hide_index=True,
@@ -148,7 +150,8 @@ if st.button(
             shown[disp.short("Error")] = shown[value_col] - shown[f"True {disp.label}"]
     shown = shown.sort_values(value_col, ascending=False, ignore_index=True)
     st.markdown(
-        f"**{len(shown)} predictions** of *{disp.name}* by **{model_info['name']}**, "
+        f"**{len(shown)} prediction{'' if len(shown) == 1 else 's'}** of *{disp.name}* by "
+        f"**{model_info['name']}**, "
         "highest first. Click a column header to sort."
     )
     st.dataframe(
