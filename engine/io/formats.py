@@ -414,11 +414,11 @@ def _prescan_cif(block: str, limits: ReadLimits) -> None:
         )
         named = m.group(1).replace(" ", "").upper() if m else ""
         n_ops = 1 if named in ("", "P1", "?", ".") else _MAX_SYMOPS
-    if len(positions) * n_ops > 200 * limits.max_atoms:
+    if len(positions) * n_ops > 4 * limits.max_atoms:
         raise StructureReadError(
             f"{len(positions)} atom positions × {n_ops} symmetry operations could expand to "
-            f"{len(positions) * n_ops} sites, far over the limit of {limits.max_atoms} atoms per "
-            "cell (--max-atoms); not parsed"
+            f"{len(positions) * n_ops} sites, more than 4 × the limit of {limits.max_atoms} "
+            "atoms per cell (--max-atoms); not parsed"
         )
     for key, members in positions.items():
         total = sum(occ for _, occ in members)
