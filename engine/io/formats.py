@@ -458,7 +458,10 @@ def _cif_failure(exc: BaseException, caught: list) -> StructureReadError:
             "symmetry (two atoms at one position?)"
         )
     if isinstance(exc, (ValueError, IndexError, KeyError, TypeError)) and (
-        "zip()" in msg or "index out of range" in msg or "missing key" in msg
+        "zip()" in msg
+        or "index out of range" in msg
+        or "missing key" in msg
+        or "is not a multiple" in msg
     ):
         return StructureReadError(
             f"could not parse as CIF: the file looks truncated or a loop is incomplete ({msg})"

@@ -91,21 +91,33 @@ def _jsonl(member: Member, limits: ReadLimits) -> Iterator[Entry]:
         if first is None:
             yield ReadError(member.label, "the file is empty")
             return
-        second = next(lines, None)
+        try:
+            second = next(lines, None)
+        except LimitExceeded:  # the budget ran out on line 2: line 1 still counts
+            yield _jsonl_entry(member, first, f"{base}#0", limits)
+            raise
         if second is None:
             yield _jsonl_entry(member, first, base, limits)
             return
         held: list[ReadError] | None = []
-        for k, item in enumerate(itertools.chain([first, second], lines)):
-            entry = _jsonl_entry(member, item, f"{base}#{k}", limits)
-            if held is not None:
-                if isinstance(entry, ReadError) and entry.reason.startswith("invalid JSON"):
+        try:
+            for k, item in enumerate(itertools.chain([first, second], lines)):
+                entry = _jsonl_entry(member, item, f"{base}#{k}", limits)
+                if (
+                    held is not None
+                    and len(held) < _HELD_ERRORS
+                    and isinstance(entry, ReadError)
+                    and entry.reason.startswith("invalid JSON")
+                ):
                     held.append(entry)
-                    if len(held) < _HELD_ERRORS:
-                        continue
-                yield from held
-                held = None
-            yield entry
+                    continue
+                if held is not None:
+                    yield from held
+                    held = None
+                yield entry
+        except LimitExceeded:
+            yield from held or []
+            raise
         if held:
             yield ReadError(
                 member.label,
