@@ -438,9 +438,11 @@ def test_cli_mixed_batch_is_predicted_and_bad_entries_listed(corpus, tmp_path):
     assert sorted(table["id"]) == sorted(GOOD_IDS)
     listed = proc.stderr.split("could not be used:")[1]
     assert str(folder) not in proc.stderr
-    named = [n for n in expected if n.split(" line ")[0] in listed]
-    assert len(named) >= min(len(expected), 20)  # the CLI lists the first 20, then counts
-    assert "more" in listed
+    lines = [ln.strip() for ln in listed.splitlines() if ln.startswith("  ")]
+    total = len(expected) + 1  # and good.zip/../escape.cif
+    assert len(lines) == 21 and lines[-1] == f"... and {total - 20} more"  # 20 named, then counted
+    assert all(ln.startswith("mixed/") for ln in lines[:-1])
+    assert f"{total} entries could not be used" in proc.stderr
     assert elapsed < TIME_CAP
 
 
