@@ -65,8 +65,9 @@ def _nothing_usable(what: str, source: str, errors) -> ValueError:
     from engine.io import display_name
 
     first = f": {errors[0].source}: {errors[0].reason}" if errors else ""
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return ValueError(f"no {what} in {display_name(source)} could be used{first}{more}")
+    last = f"; last: {errors[-1].source}: {errors[-1].reason}" if len(errors) > 1 else ""
+    more = f" ({len(errors)} entries failed)" if len(errors) > 2 else ""
+    return ValueError(f"no {what} in {display_name(source)} could be used{first}{last}{more}")
 
 
 def _load_data(args, *, apply_query: bool = True):

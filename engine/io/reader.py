@@ -298,11 +298,8 @@ def count_entries(source: Source, *, limits: ReadLimits | None = None) -> int:
                 continue
             try:
                 with got.open(None) as fh:
-                    total += sum(
-                        1
-                        for _, line in iter_lines(fh, limits.max_line_bytes)
-                        if line is None or line.strip()
-                    )
+                    for _, line in iter_lines(fh, limits.max_line_bytes):
+                        total += line is None or bool(line.strip())
             except LimitExceeded:
                 raise
             except Exception:  # noqa: BLE001 - the real read reports it
