@@ -290,13 +290,30 @@ def _load_jsonl(path: Path, *, limits: ReadLimits, limit: int | None) -> Labelle
     if nested:
         rows = [{k: v for k, v in row.items() if k not in nested} for row in rows]
     items, rows, dup_errors = _dedupe(items, rows)
+    table, label_errors = _finite_labels(_make_table(items, rows), items)
     return LabelledDataset(
         name=_dataset_name(path),
         items=items,
-        table=_make_table(items, rows),
-        errors=errors + dup_errors,
+        table=table,
+        errors=errors + dup_errors + label_errors,
         source=str(path),
     )
+
+
+def _finite_labels(table: pd.DataFrame, items: list[NamedStructure]
+                   ) -> tuple[pd.DataFrame, list[ReadError]]:
+    """Infinite values in numeric label columns become missing, each with an error."""
+    errors = []
+    for col in table.columns:
+        if col in BASE_COLUMNS or not pd.api.types.is_float_dtype(table[col].dtype):
+            continue
+        bad = np.flatnonzero(np.isinf(table[col].to_numpy(dtype=float)))
+        for k in bad:
+            errors.append(ReadError(items[k].source, f"label {col!r} = {table[col].iloc[k]} is "
+                                    "not a finite number; left empty"))
+        if len(bad):
+            table.loc[bad, col] = np.nan
+    return table, errors
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -493,8 +510,9 @@ def _load_labelled_csv(
     table = _make_table(items, [], columns=[])
     renames = {c: f"source_{c}" for c in label_rows.columns if c in BASE_COLUMNS}
     table = pd.concat([table, label_rows.rename(columns=renames)], axis=1)
-    return LabelledDataset(name=name, items=items, table=table, errors=errors + dup_errors,
-                           source=source)
+    table, label_errors = _finite_labels(table, items)
+    return LabelledDataset(name=name, items=items, table=table,
+                           errors=errors + dup_errors + label_errors, source=source)
 
 
 def _is_used(label: str, folder: Path, used: set[Path]) -> bool:

@@ -66,13 +66,20 @@ def _as_model(model: LoadedModel | str | Path) -> LoadedModel:
 
 
 def _items(source, limits: ReadLimits | None = None
-           ) -> tuple[list[NamedStructure], list[ReadError]]:
+           ) -> tuple[list[NamedStructure], list[ReadError], list[str]]:
     """The structures of ``source`` (a list of NamedStructure, or anything
-    :func:`read_structures` reads, under ``limits``) and the entries that could not be read."""
+    :func:`read_structures` reads, under ``limits``), the entries that could not be read, and
+    a note naming the files skipped on purpose (hidden, not a structure format), if any."""
     if isinstance(source, list) and source and isinstance(source[0], NamedStructure):
-        return source, []
+        return source, [], []
     batch = read_structures(source, limits=limits)
-    return batch.items, list(batch.errors)
+    notes = []
+    if batch.skipped:
+        shown = ", ".join(f"{s} ({getattr(s, 'reason', 'skipped')})" for s in batch.skipped[:5])
+        more = f" and {len(batch.skipped) - 5} more" if len(batch.skipped) > 5 else ""
+        notes.append(f"skipped {len(batch.skipped)} file{'' if len(batch.skipped) == 1 else 's'}"
+                     f": {shown}{more}")
+    return batch.items, list(batch.errors), notes
 
 
 def _inputs(model: LoadedModel, items: list[NamedStructure], notes: list[str] | None = None):
@@ -150,7 +157,7 @@ def predict(
     neighbour within the cutoff) are reported in ``notes``.
     """
     model = _as_model(model)
-    items, errors = _items(source, limits)
+    items, errors, skipped = _items(source, limits)
     notes: list[str] = []
     inputs, positions, graph_errors = _inputs(model, items, notes)
     out = model.run(inputs, _outputs(model) + uncertainty_outputs(model), batch_size=batch_size,
@@ -181,7 +188,7 @@ def predict(
         model_name=model.name,
         targets=model.targets,
         units=model.card.task_units,
-        notes=([est.note] if est.note else []) + _summarised(notes),
+        notes=([est.note] if est.note else []) + skipped + _summarised(notes),
     )
 
 
@@ -216,7 +223,7 @@ def nearest_training(
     model = _as_model(model)
     if model.uncertainty is None:
         raise ValueError(no_uncertainty_note(model.name))
-    items, _ = _items(source)
+    items, _, _ = _items(source)
     inputs, positions, _ = _inputs(model, items)
     pooled = model.embed_graphs(inputs, batch_size=batch_size, device=device)
     domain = model.uncertainty.domain

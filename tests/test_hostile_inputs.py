@@ -525,6 +525,7 @@ def test_cli_refusals_are_one_error_line_in_bounded_memory(corpus, models, tmp_p
     ev = got["evaluate"]
     assert ev["code"] == 0, ev["err"]
     assert "id 'dup' appears 2 times with different labels" in ev["err"]
+    assert "label 'y' = inf is not a finite number" in ev["err"]
     metrics = json.loads(ev["out"].strip().splitlines()[-1])  # strict: no NaN/Infinity
     assert "Infinity" not in ev["out"] and "NaN" not in ev["out"]
     assert metrics["n"] >= 1
