@@ -45,7 +45,9 @@ MB = 1024**2
 
 def nacl(a: float = 5.64) -> Structure:
     return Structure(
-        Lattice.cubic(a), ["Na", "Na", "Cl", "Cl"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0], [0, 0.5, 0]]
+        Lattice.cubic(a),
+        ["Na", "Na", "Cl", "Cl"],
+        [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0], [0, 0.5, 0]],
     )
 
 
@@ -100,7 +102,7 @@ def zip_bytes(entries: dict[str, bytes], *, symlink: str | None = None) -> bytes
             zf.writestr(name, data)
         if symlink:
             info = zipfile.ZipInfo(symlink)
-            info.external_attr = (0o120777 << 16)  # a symbolic link entry
+            info.external_attr = 0o120777 << 16  # a symbolic link entry
             zf.writestr(info, "/etc/passwd")
     return buf.getvalue()
 
@@ -150,19 +152,30 @@ BAD: dict[str, tuple[bytes | None, str]] = {
     "600-atoms.cif": (big_cif(600).encode(), "600 distinct atom positions"),
     "symmetry-bomb.cif": (big_cif(11, "F m -3 m").encode(), "symmetry operations could expand"),
     "POSCAR-huge-counts": (
-        poscar(nacl()).replace("\n2 2\n", "\n2000000 2\n").encode(), "more than the limit"
+        poscar(nacl()).replace("\n2 2\n", "\n2000000 2\n").encode(),
+        "more than the limit",
     ),
-    "huge-frame.xyz": (b"1000000\nLattice=\"5 0 0 0 5 0 0 0 5\"\nNa 0 0 0\n", "1000000 atoms"),
+    "huge-frame.xyz": (b'1000000\nLattice="5 0 0 0 5 0 0 0 5"\nNa 0 0 0\n', "1000000 atoms"),
     "huge-record.jsonl": (
-        json.dumps({"id": "huge", "lattice": [[50, 0, 0], [0, 50, 0], [0, 0, 50]],
-                    "species": ["Na"] * 100_000, "frac_coords": [[0, 0, 0]] * 100_000}).encode(),
+        json.dumps(
+            {
+                "id": "huge",
+                "lattice": [[50, 0, 0], [0, 50, 0], [0, 0, 50]],
+                "species": ["Na"] * 100_000,
+                "frac_coords": [[0, 0, 0]] * 100_000,
+            }
+        ).encode(),
         "100000 sites",
     ),
     "huge-sites.json": (
-        json.dumps({"@module": "pymatgen.core.structure", "@class": "Structure",
-                    "lattice": {"matrix": [[50, 0, 0], [0, 50, 0], [0, 0, 50]]},
-                    "sites": [{"species": [{"element": "Na", "occu": 1}], "abc": [0, 0, 0]}]
-                    * 20_000}).encode(),
+        json.dumps(
+            {
+                "@module": "pymatgen.core.structure",
+                "@class": "Structure",
+                "lattice": {"matrix": [[50, 0, 0], [0, 50, 0], [0, 0, 50]]},
+                "sites": [{"species": [{"element": "Na", "occu": 1}], "abc": [0, 0, 0]}] * 20_000,
+            }
+        ).encode(),
         "20000 sites",
     ),
     # unbounded local reads (built in build_corpus)
@@ -176,21 +189,39 @@ BAD: dict[str, tuple[bytes | None, str]] = {
     "binary.jsonl": (b"\x89PNG\r\n\x1a\n\x00\x00\x00garbage\xff" * 10, "binary file"),
     "utf16-no-bom.cif": (GOOD_CIF.encode("utf-16-le"), "UTF-16"),
     # wrong answers
-    "POSCAR-counts-low": (poscar(nacl()).replace("\n2 2\n", "\n1 2\n").encode(), "coordinate lines"),
-    "POSCAR-counts-high": (poscar(nacl()).replace("\n2 2\n", "\n2 9\n").encode(), "coordinate lines"),
-    "negative-cell.cif": (cif_with(f"{CELL_A}   5.64", f"{CELL_A}   -5.64").encode(), "not positive"),
-    "zero-angle.cif": (cif_with("_cell_angle_beta   90.00000000", "_cell_angle_beta 0").encode(),
-                       "not between 0 and 180"),
+    "POSCAR-counts-low": (
+        poscar(nacl()).replace("\n2 2\n", "\n1 2\n").encode(),
+        "coordinate lines",
+    ),
+    "POSCAR-counts-high": (
+        poscar(nacl()).replace("\n2 2\n", "\n2 9\n").encode(),
+        "coordinate lines",
+    ),
+    "negative-cell.cif": (
+        cif_with(f"{CELL_A}   5.64", f"{CELL_A}   -5.64").encode(),
+        "not positive",
+    ),
+    "zero-angle.cif": (
+        cif_with("_cell_angle_beta   90.00000000", "_cell_angle_beta 0").encode(),
+        "not between 0 and 180",
+    ),
     "two-at-one.cif": (
-        cif_with(site_line("Cl2"), site_line("Cl2") + "\n" + site_line("Cl2").replace("Cl2", "Cl9"))
-        .encode(), "'Cl2' and 'Cl9'",
+        cif_with(
+            site_line("Cl2"), site_line("Cl2") + "\n" + site_line("Cl2").replace("Cl2", "Cl9")
+        ).encode(),
+        "'Cl2' and 'Cl9'",
     ),
     "overfull.json": (None, "sum to 1.5, more than 1"),
     "truncated.cif": (GOOD_CIF[: GOOD_CIF.index(site_line("Cl3")) + 20].encode(), "truncated"),
     "POSCAR-no-species": (
-        "\n".join(["made by hand"] + [" ".join(line.split()[:3]) if k > 7 else line
-                                       for k, line in enumerate(poscar(nacl()).splitlines())
-                                       if k not in (0, 5)]).encode(),
+        "\n".join(
+            ["made by hand"]
+            + [
+                " ".join(line.split()[:3]) if k > 7 else line
+                for k, line in enumerate(poscar(nacl()).splitlines())
+                if k not in (0, 5)
+            ]
+        ).encode(),
         "species line",
     ),
     "nan-coords.jsonl": (
@@ -203,7 +234,7 @@ BAD: dict[str, tuple[bytes | None, str]] = {
     ),
     "squashed.cif": (cif(nacl(0.6)).encode(), "apart"),
     "unknown-element.cif": (GOOD_CIF.replace("Cl", "Xx").encode(), "unknown element"),
-    "frame-short.xyz": (b"4\nLattice=\"5 0 0 0 5 0 0 0 5\"\nNa 0 0 0\n", "only 1 atom lines"),
+    "frame-short.xyz": (b'4\nLattice="5 0 0 0 5 0 0 0 5"\nNa 0 0 0\n', "only 1 atom lines"),
     "molecule.xyz": (b"2\n\nNa 0 0 0\nCl 2.8 2.8 2.8\n", "Lattice"),
     "empty.cif": (b"", "empty"),
     "whitespace.vasp": (b"   \n\n  ", "empty"),
@@ -223,10 +254,16 @@ def build_corpus(folder: Path) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "good-cif.cif").write_text(GOOD_CIF)
     (folder / "good-poscar.vasp").write_text(poscar(nacl(5.5)))
-    (folder / "good.zip").write_bytes(zip_bytes({"inner/good-zip.cif": GOOD_CIF.encode(),
-                                                 "inner/README.txt": b"notes",
-                                                 "inner/.hidden.cif": b"junk",
-                                                 "../escape.cif": b"junk"}))
+    (folder / "good.zip").write_bytes(
+        zip_bytes(
+            {
+                "inner/good-zip.cif": GOOD_CIF.encode(),
+                "inner/README.txt": b"notes",
+                "inner/.hidden.cif": b"junk",
+                "../escape.cif": b"junk",
+            }
+        )
+    )
     expected: dict[str, str] = {}
     for name, (content, reason) in BAD.items():
         if content is not None:
@@ -235,7 +272,8 @@ def build_corpus(folder: Path) -> dict[str, str]:
                 expected[name] = reason
     # memory
     (folder / "huge-line.jsonl").write_bytes(
-        json.dumps(record(nacl(), id="l-good")).encode() + b"\n" + b"x" * (6 * MB) + b"\n")
+        json.dumps(record(nacl(), id="l-good")).encode() + b"\n" + b"x" * (6 * MB) + b"\n"
+    )
     expected["huge-line.jsonl line 2"] = BAD["huge-line.jsonl"][1]
     gz_bomb(folder / "bomb.cif.gz", b"data_bomb\n", 100 * MB)
     expected["bomb.cif.gz"] = BAD["bomb.cif.gz"][1]
@@ -258,7 +296,8 @@ def build_corpus(folder: Path) -> dict[str, str]:
     (folder / "nested.jsonl").write_text(good1 + "\n" + "[" * 100_000 + "]" * 100_000 + "\n")
     expected["nested.jsonl line 2"] = BAD["nested.jsonl"][1]
     (folder / "latin1.jsonl").write_bytes(
-        good2.encode() + b"\n" + json.dumps(record(nacl(), id="x")).encode()[:-2] + b"\xe9\"}\n")
+        good2.encode() + b"\n" + json.dumps(record(nacl(), id="x")).encode()[:-2] + b'\xe9"}\n'
+    )
     expected["latin1.jsonl line 2"] = BAD["latin1.jsonl"][1]
     d = nacl().as_dict()
     d["sites"][1]["species"] = [{"element": "Na", "occu": 1}, {"element": "K", "occu": 0.5}]
@@ -270,8 +309,14 @@ def build_corpus(folder: Path) -> dict[str, str]:
 
 def find(errors, name: str) -> list:
     """Errors whose source names ``name`` (the file, or the file and its line)."""
-    return [e for e in errors if e.source.endswith(name) or f"/{name} " in e.source
-            or e.source.startswith(f"{name} ") or f"/{name}" in e.source]
+    return [
+        e
+        for e in errors
+        if e.source.endswith(name)
+        or f"/{name} " in e.source
+        or e.source.startswith(f"{name} ")
+        or f"/{name}" in e.source
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -332,8 +377,11 @@ def test_line_limit_and_gz_bomb_in_json_lines(tmp_path):
 def test_top_level_device_fifo_and_missing_are_refused(tmp_path):
     os.mkfifo(tmp_path / "pipe.cif")
     (tmp_path / "zero.cif").symlink_to("/dev/zero")
-    for name, reason in (("pipe.cif", "named pipe"), ("zero.cif", "character device"),
-                         ("gone.cif", "not found")):
+    for name, reason in (
+        ("pipe.cif", "named pipe"),
+        ("zero.cif", "character device"),
+        ("gone.cif", "not found"),
+    ):
         batch = read_structures(tmp_path / name)
         assert [e.source for e in batch.errors] == [name]
         assert reason in batch.errors[0].reason
@@ -396,8 +444,9 @@ def run_capped(argv: list[str]) -> subprocess.CompletedProcess:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
 
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=TIME_CAP,
-                          preexec_fn=cap, env=env)
+    return subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=TIME_CAP, preexec_fn=cap, env=env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -427,8 +476,20 @@ def test_cli_mixed_batch_is_predicted_and_bad_entries_listed(corpus, tmp_path):
     folder, expected = corpus
     out = tmp_path / "pred.csv"
     start = time.perf_counter()
-    proc = run_capped([sys.executable, "-m", "engine", "predict", "--model", "cte-cgcnn-aflow",
-                       "--input", str(folder), "--output", str(out)])
+    proc = run_capped(
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "predict",
+            "--model",
+            "cte-cgcnn-aflow",
+            "--input",
+            str(folder),
+            "--output",
+            str(out),
+        ]
+    )
     elapsed = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
@@ -459,12 +520,18 @@ def test_cli_refusals_are_one_error_line_in_bounded_memory(corpus, models, tmp_p
     (header_only / "labels.csv").write_text("id,target\n")
     (header_only / "a.cif").write_text(GOOD_CIF)
     labelled = tmp_path / "labelled.jsonl"
-    rows = [record(nacl(), id="=cmd|calc", y=1e300), record(nacl(5.5), id="dup", y=1.0),
-            record(nacl(5.6), id="dup", y=2.0), record(nacl(5.7), id="ok", y=float("inf")),
-            record(nacl(5.8), id="fine", y=-3.5e-6)]
+    rows = [
+        record(nacl(), id="=cmd|calc", y=1e300),
+        record(nacl(5.5), id="dup", y=1.0),
+        record(nacl(5.6), id="dup", y=2.0),
+        record(nacl(5.7), id="ok", y=float("inf")),
+        record(nacl(5.8), id="fine", y=-3.5e-6),
+    ]
     labelled.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     isolated = tmp_path / "isolated.cif"
-    isolated.write_text(cif(Structure(Lattice.cubic(20), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])))
+    isolated.write_text(
+        cif(Structure(Lattice.cubic(20), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+    )
     existing = tmp_path / "existing-file"
     existing.write_text("x")
     good = str(folder / "good-cif.cif")
@@ -478,16 +545,61 @@ def test_cli_refusals_are_one_error_line_in_bounded_memory(corpus, models, tmp_p
         "header": ["evaluate", "--model", model, "--data", str(header_only), "--target", "target"],
         "nan": ["predict", "--model", str(models["nan"]), "--input", good],
         "pickle": ["predict", "--model", str(models["evil"]), "--input", good],
-        "electrolyte": ["screen", "--model", model, "--candidates", good, "--quiet",
-                        "--electrolyte", "Y" * 100_000],
-        "typo": ["screen", "--model", model, "--candidates", good, "--quiet",
-                 "--electrolyte", "YSZ=abc"],
-        "out": ["train", "--data", str(labelled), "--target", "y", "--out", str(existing),
-                "--epochs", "1"],
-        "evaluate": ["evaluate", "--model", model, "--data", str(labelled), "--target", "y",
-                     "--json", "--output", str(tmp_path / "eval.csv")],
-        "screen": ["screen", "--model", model, "--candidates", str(folder), "--quiet",
-                   "--electrolyte", "YSZ=10.5e-6", "--output", str(tmp_path / "screen.csv")],
+        "electrolyte": [
+            "screen",
+            "--model",
+            model,
+            "--candidates",
+            good,
+            "--quiet",
+            "--electrolyte",
+            "Y" * 100_000,
+        ],
+        "typo": [
+            "screen",
+            "--model",
+            model,
+            "--candidates",
+            good,
+            "--quiet",
+            "--electrolyte",
+            "YSZ=abc",
+        ],
+        "out": [
+            "train",
+            "--data",
+            str(labelled),
+            "--target",
+            "y",
+            "--out",
+            str(existing),
+            "--epochs",
+            "1",
+        ],
+        "evaluate": [
+            "evaluate",
+            "--model",
+            model,
+            "--data",
+            str(labelled),
+            "--target",
+            "y",
+            "--json",
+            "--output",
+            str(tmp_path / "eval.csv"),
+        ],
+        "screen": [
+            "screen",
+            "--model",
+            model,
+            "--candidates",
+            str(folder),
+            "--quiet",
+            "--electrolyte",
+            "YSZ=10.5e-6",
+            "--output",
+            str(tmp_path / "screen.csv"),
+        ],
         "isolated": ["predict", "--model", model, "--input", str(isolated)],
     }
     proc = run_capped([sys.executable, "-c", DRIVER, json.dumps(list(cases.values()))])
@@ -551,8 +663,11 @@ def test_dashboard_upload_paths_survive_the_corpus(corpus, tmp_path):
     from engine.datasets import load_dataset
 
     folder, expected = corpus
-    files = [(p.name, p.read_bytes()) for p in sorted(folder.iterdir())
-             if p.is_file() and not p.is_symlink()]
+    files = [
+        (p.name, p.read_bytes())
+        for p in sorted(folder.iterdir())
+        if p.is_file() and not p.is_symlink()
+    ]
     for name, data in files:
         batch = read_structures([(name, data)])
         assert len(batch.items) + len(batch.errors) >= 1, name
@@ -567,8 +682,14 @@ def test_dashboard_upload_paths_survive_the_corpus(corpus, tmp_path):
         assert all(str(tmp_path) not in e.source for e in ds.errors)
     assert sorted(read_structures(files).ids) == sorted(GOOD_IDS)
     # a labelled zip with hostile entries: listed, never written outside the upload folder
-    data = zip_bytes({"set/id_prop.csv": b"good-cif,1.0\n", "set/good-cif.cif": GOOD_CIF.encode(),
-                      "../../escape.cif": b"x", "set/.hidden.cif": b"x"})
+    data = zip_bytes(
+        {
+            "set/id_prop.csv": b"good-cif,1.0\n",
+            "set/good-cif.cif": GOOD_CIF.encode(),
+            "../../escape.cif": b"x",
+            "set/.hidden.cif": b"x",
+        }
+    )
     path = save_upload([("set.zip", data)], root=tmp_path, session="s")
     assert not list(tmp_path.rglob("escape.cif"))
     problems = {p["source"]: p["reason"] for p in upload_problems(path)}

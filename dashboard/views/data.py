@@ -147,8 +147,8 @@ if src.origin == "upload":
 c2.metric("Entries that failed", len(failures))
 if failures:
     with st.expander(
-        f"{len(failures)} file{'' if len(failures) == 1 else 's'} or entries could not be used"
-        " — see why",
+        ("1 file or entry could not be used" if len(failures) == 1
+         else f"{len(failures)} files or entries could not be used") + " — see why",
         expanded=len(dataset) == 0 or len(failures) <= 5,
     ):
         st.dataframe(pd.DataFrame(failures), hide_index=True, width="stretch")

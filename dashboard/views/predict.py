@@ -53,9 +53,10 @@ else:
         truth_table = ds.table
 
 if errors:
-    what = f"{len(errors)} file{'' if len(errors) == 1 else 's'} or entries could not be read"
-    st.warning(f"{what}; the other {len(items)} are kept." if items else f"{what}; nothing "
-               "usable is left.")
+    what = ("1 file or entry could not be read" if len(errors) == 1
+            else f"{len(errors)} files or entries could not be read")
+    kept = f"{len(items)} structure{'' if len(items) == 1 else 's'} kept"
+    st.warning(f"{what}; {kept}." if items else f"{what}; nothing usable is left.")
     st.dataframe(
         pd.DataFrame([{"file / entry": e.source, "reason": e.reason} for e in errors]),
         hide_index=True,
