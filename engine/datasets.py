@@ -300,8 +300,9 @@ def _load_jsonl(path: Path, *, limits: ReadLimits, limit: int | None) -> Labelle
     )
 
 
-def _finite_labels(table: pd.DataFrame, items: list[NamedStructure]
-                   ) -> tuple[pd.DataFrame, list[ReadError]]:
+def _finite_labels(
+    table: pd.DataFrame, items: list[NamedStructure]
+) -> tuple[pd.DataFrame, list[ReadError]]:
     """Infinite values in numeric label columns become missing, each with an error."""
     errors = []
     for col in table.columns:
@@ -309,8 +310,12 @@ def _finite_labels(table: pd.DataFrame, items: list[NamedStructure]
             continue
         bad = np.flatnonzero(np.isinf(table[col].to_numpy(dtype=float)))
         for k in bad:
-            errors.append(ReadError(items[k].source, f"label {col!r} = {table[col].iloc[k]} is "
-                                    "not a finite number; left empty"))
+            errors.append(
+                ReadError(
+                    items[k].source,
+                    f"label {col!r} = {table[col].iloc[k]} is not a finite number; left empty",
+                )
+            )
         if len(bad):
             table.loc[bad, col] = np.nan
     return table, errors
@@ -320,12 +325,15 @@ def _same(a: dict, b: dict) -> bool:
     """Whether two label rows agree (NaN equals NaN)."""
     if a.keys() != b.keys():
         return False
-    return all(x == y or (pd.isna(x) and pd.isna(y)) if not isinstance(x, (list, dict))
-               else x == y for x, y in ((a[k], b[k]) for k in a))
+    return all(
+        x == y or (pd.isna(x) and pd.isna(y)) if not isinstance(x, (list, dict)) else x == y
+        for x, y in ((a[k], b[k]) for k in a)
+    )
 
 
-def _dedupe(items: list[NamedStructure], rows: list[dict]
-            ) -> tuple[list[NamedStructure], list[dict], list[ReadError]]:
+def _dedupe(
+    items: list[NamedStructure], rows: list[dict]
+) -> tuple[list[NamedStructure], list[dict], list[ReadError]]:
     """Drop repeated ids: same labels → the first is kept; different labels → all are errors."""
     by_id: dict[str, list[int]] = {}
     for k, item in enumerate(items):
@@ -339,13 +347,23 @@ def _dedupe(items: list[NamedStructure], rows: list[dict]
         sources = ", ".join(items[k].source for k in where[:4])
         if all(_same(rows_of[0], r) for r in rows_of[1:]):
             drop.update(where[1:])
-            errors.extend(ReadError(items[k].source, f"id '{ident}' repeats {items[where[0]].source}"
-                                    " with the same labels; the repeat is dropped")
-                          for k in where[1:])
+            errors.extend(
+                ReadError(
+                    items[k].source,
+                    f"id '{ident}' repeats {items[where[0]].source}"
+                    " with the same labels; the repeat is dropped",
+                )
+                for k in where[1:]
+            )
         else:
             drop.update(where)
-            errors.append(ReadError(sources, f"id '{ident}' appears {len(where)} times with "
-                                    "different labels; all copies are dropped"))
+            errors.append(
+                ReadError(
+                    sources,
+                    f"id '{ident}' appears {len(where)} times with "
+                    "different labels; all copies are dropped",
+                )
+            )
     if not drop:
         return items, rows, []
     keep = [k for k in range(len(items)) if k not in drop]
@@ -360,8 +378,9 @@ def _looks_numeric(text: str) -> bool:
     return True
 
 
-def _read_label_csv(path: Path, *, limit: int | None, limits: ReadLimits
-                    ) -> tuple[list[str], pd.DataFrame, list[int], list[ReadError]]:
+def _read_label_csv(
+    path: Path, *, limit: int | None, limits: ReadLimits
+) -> tuple[list[str], pd.DataFrame, list[int], list[ReadError]]:
     """Read a label CSV: ids, a frame of label columns, each row's line number, and errors for
     non-numeric cells of numeric columns (left empty).
 
@@ -373,14 +392,17 @@ def _read_label_csv(path: Path, *, limit: int | None, limits: ReadLimits
     """
     size = path.stat().st_size
     if size > limits.file_cap():
-        raise ValueError(f"{path.name}: the CSV is {size / 1024**2:.0f} MB, more than the "
-                         f"{limits.file_cap() / 1024**2:.0f} MB per-file limit")
+        raise ValueError(
+            f"{path.name}: the CSV is {size / 1024**2:.0f} MB, more than the "
+            f"{limits.file_cap() / 1024**2:.0f} MB per-file limit"
+        )
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise ValueError(f"{path.name} line {line}: not valid UTF-8 (byte "
-                         f"0x{exc.object[exc.start]:02x})") from None
+        raise ValueError(
+            f"{path.name} line {line}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x})"
+        ) from None
     reader = csv.reader(io.StringIO(text))
     raw = [(i + 1, row) for i, row in enumerate(reader) if row and any(c.strip() for c in row)]
     if not raw:
@@ -419,9 +441,13 @@ def _read_label_csv(path: Path, *, limit: int | None, limits: ReadLimits
         # numeric when every non-empty cell is a number, or all but a few (those are errors)
         if len(bad) == 0 or len(bad) <= 0.1 * values.notna().sum():
             labels[col] = converted
-            errors.extend(ReadError(f"{path.name} line {linenos[k]}", f"label {col!r} = "
-                                    f"{str(values.iloc[k])[:40]!r} is not a number; left empty")
-                          for k in bad)
+            errors.extend(
+                ReadError(
+                    f"{path.name} line {linenos[k]}",
+                    f"label {col!r} = {str(values.iloc[k])[:40]!r} is not a number; left empty",
+                )
+                for k in bad
+            )
         else:
             labels[col] = values
     return ids, labels, linenos, errors
@@ -511,8 +537,13 @@ def _load_labelled_csv(
     renames = {c: f"source_{c}" for c in label_rows.columns if c in BASE_COLUMNS}
     table = pd.concat([table, label_rows.rename(columns=renames)], axis=1)
     table, label_errors = _finite_labels(table, items)
-    return LabelledDataset(name=name, items=items, table=table,
-                           errors=errors + dup_errors + label_errors, source=source)
+    return LabelledDataset(
+        name=name,
+        items=items,
+        table=table,
+        errors=errors + dup_errors + label_errors,
+        source=source,
+    )
 
 
 def _is_used(label: str, folder: Path, used: set[Path]) -> bool:

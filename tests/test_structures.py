@@ -244,7 +244,11 @@ def test_folder_reading(tmp_path: Path) -> None:
     assert batch.errors == []
     assert batch.ids == ["nacl", "fe2o", "srtio3"]  # sorted by relative path
     assert {Path(p).name for p in batch.skipped} == {
-        "id_prop.csv", "atom_init.json", "notes.md", ".hidden.cif"}
+        "id_prop.csv",
+        "atom_init.json",
+        "notes.md",
+        ".hidden.cif",
+    }
     assert next(p for p in batch.skipped if p.endswith(".hidden.cif")).reason == "hidden"
 
 
@@ -413,8 +417,9 @@ def test_poscar_without_element_names() -> None:
 
 def test_too_many_atoms() -> None:
     err = only_error(read_structures(cif_text(perovskite()).encode(), name="p.cif", max_atoms=4))
-    assert err.reason.startswith("the CIF lists 5 distinct atom positions, more than the limit "
-                                 "of 4 atoms per cell")
+    assert err.reason.startswith(
+        "the CIF lists 5 distinct atom positions, more than the limit of 4 atoms per cell"
+    )
 
 
 def test_degenerate_lattice() -> None:

@@ -124,6 +124,7 @@ c1, c2, c3 = st.columns(3)
 c1.metric("Structures loaded", len(dataset))
 c3.metric("Numeric label columns", len(numeric))
 
+
 def _shown(source: str) -> str:
     """An entry's name as uploaded (without the upload folder's own name)."""
     return source.removeprefix("upload/") if src.origin == "upload" else source
@@ -147,8 +148,12 @@ if src.origin == "upload":
 c2.metric("Entries that failed", len(failures))
 if failures:
     with st.expander(
-        ("1 file or entry could not be used" if len(failures) == 1
-         else f"{len(failures)} files or entries could not be used") + " — see why",
+        (
+            "1 file or entry could not be used"
+            if len(failures) == 1
+            else f"{len(failures)} files or entries could not be used"
+        )
+        + " — see why",
         expanded=len(dataset) == 0 or len(failures) <= 5,
     ):
         st.dataframe(pd.DataFrame(failures), hide_index=True, width="stretch")

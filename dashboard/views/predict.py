@@ -53,8 +53,11 @@ else:
         truth_table = ds.table
 
 if errors:
-    what = ("1 file or entry could not be read" if len(errors) == 1
-            else f"{len(errors)} files or entries could not be read")
+    what = (
+        "1 file or entry could not be read"
+        if len(errors) == 1
+        else f"{len(errors)} files or entries could not be read"
+    )
     kept = f"{len(items)} structure{'' if len(items) == 1 else 's'} kept"
     st.warning(f"{what}; {kept}." if items else f"{what}; nothing usable is left.")
     st.dataframe(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,6 @@ from typing import Any
 
 __all__ = [
     "FORMULA_PREFIXES",
-    "atomic_dir",
     "atomic_write",
     "check_output_path",
     "escape_cell",
@@ -86,27 +84,6 @@ def write_csv(frame, path: str | os.PathLike, **kw: Any) -> None:  # noqa: ANN00
     safe = escape_frame(frame)
     kw.setdefault("index", False)
     atomic_write(path, lambda tmp: safe.to_csv(tmp, **kw))
-
-
-def atomic_dir(directory: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
-    """Build a folder by ``fill(temporary folder)`` beside ``directory``, then swap it in: an
-    existing folder is replaced only once the new one is complete."""
-    target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        fill(tmp)
-        if target.exists():
-            old = target.with_name(f".{target.name}.{os.getpid()}.old")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
 
 
 def finite_or_none(value: Any) -> Any:

@@ -18,6 +18,7 @@ from engine.io.entries import StructureReadError
 
 __all__ = [
     "OCCUPANCY_TOLERANCE",
+    "normalise",
     "clean_message",
     "element_symbols",
     "site_name",
