@@ -483,7 +483,7 @@ def _load_labelled_csv(
         p = by_stem.get(ident)
         if p is None:
             continue
-        batch = read_structures(p, limits=limits, name=f"{folder.name}/{p.name}")
+        batch = read_structures(p, limits=limits, name=f"{display_name(folder.resolve())}/{p.name}")
         match = [it for it in batch.items if it.id == ident] or (
             batch.items if len(batch.items) == 1 and not batch.errors else []
         )
@@ -502,7 +502,7 @@ def _load_labelled_csv(
         used = {by_stem[i] for i in list(found) + list(failed) if i in by_stem}
         wanted = set(missing)
         # the whole folder as one read; files already joined by stem are not read again
-        for entry in iter_entries(folder, limits=limits, name=folder.name or "."):
+        for entry in iter_entries(folder, limits=limits, name=display_name(folder.resolve())):
             if isinstance(entry, NamedStructure):
                 if entry.id in wanted and entry.id not in found:
                     found[entry.id] = entry

@@ -351,6 +351,7 @@ elif source is not None:
                     gap_model=extra.get("band_gap"),
                     chunk_size=int(chunk),
                     progress=report,
+                    limits=state.read_limits(),
                 )
             except Exception as exc:  # noqa: BLE001 - show, never crash
                 bar.empty()
