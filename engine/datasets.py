@@ -39,6 +39,7 @@ from engine.io import (
     ReadError,
     ReadLimits,
     detect_format,
+    display_name,
     iter_entries,
     make_limits,
     read_structures,
