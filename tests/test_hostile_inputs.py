@@ -711,3 +711,24 @@ def test_upload_session_budget_sweep_and_removal(tmp_path):
     os.utime(tmp_path / "alice" / ".last_used", (old, old))
     assert sweep_uploads(tmp_path, max_age_s=3600) == [tmp_path / "alice"]
     assert not (tmp_path / "alice").exists()
+
+
+def test_models_with_wrong_or_non_finite_weights_are_refused_naming_the_file(models, tmp_path):
+    import torch
+
+    from engine.store import ModelLoadError, load_model
+
+    state = torch.load(models["good"] / "weights.pt", weights_only=True)
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.dim() == 2)
+    for case, change in (
+        ("shape", lambda t: t[:, :1].clone()),
+        ("nan", lambda t: t * float("nan")),
+    ):
+        bad = tmp_path / case
+        shutil.copytree(models["good"], bad)
+        torch.save({**state, name: change(state[name])}, bad / "weights.pt")
+        with pytest.raises(ModelLoadError) as info:
+            load_model(bad)
+        message = str(info.value)
+        assert str(bad / "weights.pt") in message
+        assert ("size mismatch" in message) if case == "shape" else ("NaN or infinite" in message)
