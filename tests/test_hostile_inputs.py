@@ -732,3 +732,17 @@ def test_models_with_wrong_or_non_finite_weights_are_refused_naming_the_file(mod
         message = str(info.value)
         assert str(bad / "weights.pt") in message
         assert ("size mismatch" in message) if case == "shape" else ("NaN or infinite" in message)
+
+
+def test_disordered_structure_reaching_prediction_fails_clearly_or_is_predicted():
+    """Until the graph path accepts disorder (virtual crystal, SOFC issue) a disordered structure
+    is one named error with a plain reason; the ordered one beside it is predicted."""
+    from engine.prediction import predict
+
+    line = site_line("Cl2")
+    text = cif_with(line, line[:-1] + "0.5\n" + line.replace("Cl", "Br")[:-1] + "0.4")
+    result = predict("cte-cgcnn-aflow", [("dis.cif", text.encode()), ("ok.cif", GOOD_CIF.encode())])
+    assert "ok" in set(result.table["id"])
+    if "dis" not in set(result.table["id"]):
+        assert [e.source for e in result.errors] == ["dis.cif"]
+        assert result.errors[0].reason.startswith("disordered sites (partial occupancies)")
