@@ -12,6 +12,7 @@ from dashboard import state
 from dashboard.components import plots
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
+from engine.io import csv_text
 
 st.title("Predict")
 teach("cte")
@@ -210,7 +211,7 @@ if st.button(
     m3.metric("Highest", disp.fmt(table["prediction"].max()))
     st.download_button(
         "Download predictions (CSV)",
-        shown.to_csv(index=False),
+        csv_text(shown),
         file_name=f"predictions-{model_info['name'].replace('/', '_')}.csv",
         mime="text/csv",
         key="predict_download",

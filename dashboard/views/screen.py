@@ -19,6 +19,7 @@ from dashboard import state
 from dashboard.components import plots
 from dashboard.components.teaching import teach
 from engine.examples import EXAMPLES
+from engine.io import csv_text
 from engine.screening import (
     DEFAULT_CHUNK_SIZE,
     MEASURED_COLUMNS,
@@ -459,7 +460,7 @@ st.caption(
 )
 st.download_button(
     "Download the ranked table (CSV, values in 1/K)",
-    table.to_csv(index=False),
+    csv_text(table),
     file_name=f"screen-{electrolyte.name.replace('/', '_')}.csv",
     mime="text/csv",
     key="screen_download",
@@ -504,7 +505,7 @@ st.caption(
 )
 st.download_button(
     "Download the mismatch matrix (CSV, values in 1/K)",
-    matrix.long().to_csv(index=False),
+    csv_text(matrix.long()),
     file_name="mismatch-matrix.csv",
     mime="text/csv",
     key="screen_matrix_download",

@@ -29,7 +29,7 @@ from engine.io.entries import (
     StructureReadError,
 )
 from engine.io.formats import SUPPORTED_FORMATS, record_id, stem, structure_from_record
-from engine.io.output import atomic_write, check_output_path, strict_json, write_csv
+from engine.io.output import atomic_write, check_output_path, csv_text, strict_json, write_csv
 from engine.io.reader import (
     Entry,
     count_entries,
@@ -47,6 +47,7 @@ __all__ = [
     "atomic_write",
     "check_output_path",
     "count_entries",
+    "csv_text",
     "LimitExceeded",
     "NamedStructure",
     "ReadError",

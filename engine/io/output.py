@@ -7,6 +7,7 @@
   leading ``'`` so spreadsheets show it as text instead of running it as a formula (numbers,
   including negative ones, are never touched). :func:`unescape_cell` undoes it on reload.
 * :func:`strict_json`: JSON without ``NaN``/``Infinity`` (non-finite numbers become ``null``).
+* :func:`csv_text`: the escaped CSV as text (dashboard downloads).
 * :func:`check_output_path`: refuse an unusable output path before any work starts.
 """
 
@@ -24,6 +25,7 @@ __all__ = [
     "FORMULA_PREFIXES",
     "atomic_write",
     "check_output_path",
+    "csv_text",
     "escape_cell",
     "escape_frame",
     "finite_or_none",
@@ -63,6 +65,12 @@ def escape_frame(frame):  # noqa: ANN001, ANN201 - pandas DataFrame in, DataFram
             out[col] = out[col].map(escape_cell)
     out.columns = [escape_cell(str(c)) for c in out.columns]
     return out
+
+
+def csv_text(frame, **kw: Any) -> str:  # noqa: ANN001 - pandas DataFrame
+    """The CSV text of ``frame`` (no index) with text cells escaped, e.g. for a download."""
+    kw.setdefault("index", False)
+    return escape_frame(frame).to_csv(**kw)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
