@@ -36,6 +36,7 @@ from engine.io.reader import (
     iter_batches,
     iter_entries,
     make_limits,
+    read_structure,
     read_structures,
 )
 from engine.io.validation import validate_structure
@@ -69,22 +70,3 @@ __all__ = [
     "validate_structure",
     "write_csv",
 ]
-
-
-def read_structure(source, **kw):  # noqa: ANN001, ANN201 - signature of read_structures
-    """Read exactly one structure (``**kw`` as for :func:`read_structures`).
-
-    Raises:
-        StructureReadError: when the source holds no valid structure or more than one.
-    """
-    batch = read_structures(source, **kw)
-    if batch.errors:
-        first = batch.errors[0]
-        more = f" (and {len(batch.errors) - 1} more errors)" if len(batch.errors) > 1 else ""
-        raise StructureReadError(first.reason + more, source=first.source)
-    if len(batch.items) != 1:
-        where = kw.get("name") or (display_name(source) if isinstance(source, str) else "")
-        raise StructureReadError(
-            f"expected exactly one structure, found {len(batch.items)}", source=where
-        )
-    return batch.items[0].structure

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+from pymatgen.core import Structure
+
 from engine.io.archive import Member, Source, iter_lines, read_whole, walk
 from engine.io.entries import (
     DEFAULT_LIMITS,
@@ -44,6 +46,7 @@ __all__ = [
     "iter_batches",
     "iter_entries",
     "make_limits",
+    "read_structure",
     "read_structures",
 ]
 
@@ -264,6 +267,25 @@ def read_structures(
     for entry in iter_entries(source, limits=limits, name=name):
         batch.add(entry)
     return batch
+
+
+def read_structure(source: Source, **kw: Any) -> Structure:
+    """Read exactly one structure (``**kw`` as for :func:`read_structures`).
+
+    Raises:
+        StructureReadError: when the source holds no valid structure or more than one.
+    """
+    batch = read_structures(source, **kw)
+    if batch.errors:
+        first = batch.errors[0]
+        more = f" (and {len(batch.errors) - 1} more errors)" if len(batch.errors) > 1 else ""
+        raise StructureReadError(first.reason + more, source=first.source)
+    if len(batch.items) != 1:
+        where = kw.get("name") or (_label(source) if isinstance(source, (str, os.PathLike)) else "")
+        raise StructureReadError(
+            f"expected exactly one structure, found {len(batch.items)}", source=where
+        )
+    return batch.items[0].structure
 
 
 def iter_batches(
