@@ -18,7 +18,7 @@ from typing import Any
 
 from pymatgen.core import Structure
 
-from engine.io.archive import Member, Source, iter_lines, read_whole, walk
+from engine.io.archive import Member, Source, display_name, iter_lines, read_whole, walk
 from engine.io.entries import (
     DEFAULT_LIMITS,
     LimitExceeded,
@@ -226,8 +226,7 @@ def _safe(member: Member, limits: ReadLimits) -> Iterator[Entry]:
 
 
 def _label(source: Source) -> str:
-    from engine.io.archive import display_name
-
+    """How a source is named in messages: its file name, never a server folder."""
     if isinstance(source, (str, os.PathLike)):
         return display_name(source)
     if isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], str):
