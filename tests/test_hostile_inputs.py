@@ -746,3 +746,13 @@ def test_disordered_structure_reaching_prediction_fails_clearly_or_is_predicted(
     if "dis" not in set(result.table["id"]):
         assert [e.source for e in result.errors] == ["dis.cif"]
         assert result.errors[0].reason.startswith("disordered sites (partial occupancies)")
+
+
+def test_deeply_nested_folders_stop_with_a_named_error(tmp_path):
+    deep = tmp_path.joinpath(*["d"] * 80)
+    deep.mkdir(parents=True)
+    (deep / "x.cif").write_text(GOOD_CIF)
+    (tmp_path / "top.cif").write_text(GOOD_CIF)
+    batch = read_structures(tmp_path)
+    assert batch.ids == ["top"]
+    assert [e.reason for e in batch.errors] == ["folders nested more than 64 deep are not read"]

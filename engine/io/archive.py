@@ -39,6 +39,8 @@ __all__ = [
 
 _MB = 1024**2
 _CHUNK = 1 << 16
+#: Deepest folder nesting walked below an input folder.
+_MAX_FOLDER_DEPTH = 64
 
 
 def _mb(n: int) -> str:
@@ -264,6 +266,12 @@ class _Walker:
                 yield Skipped(label, "a symbolic link to a folder, not followed")
                 return
         if stat.S_ISDIR(st.st_mode):
+            depth = label.count("/")
+            if depth > _MAX_FOLDER_DEPTH:
+                yield ReadError(
+                    label, f"folders nested more than {_MAX_FOLDER_DEPTH} deep are not read"
+                )
+                return
             yield from self.folder(path, label, root or path.resolve())
             return
         if not stat.S_ISREG(st.st_mode):
