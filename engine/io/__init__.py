@@ -28,7 +28,7 @@ from engine.io.entries import (
     StructureBatch,
     StructureReadError,
 )
-from engine.io.formats import SUPPORTED_FORMATS, record_id, stem, structure_from_record
+from engine.io.formats import SUPPORTED_FORMATS, record_id, structure_from_record
 from engine.io.output import atomic_write, check_output_path, csv_text, strict_json, write_csv
 from engine.io.reader import (
     Entry,
@@ -39,6 +39,7 @@ from engine.io.reader import (
     read_structure,
     read_structures,
 )
+from engine.io.text import stem
 from engine.io.validation import validate_structure
 
 __all__ = [

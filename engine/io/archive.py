@@ -11,20 +11,19 @@ entries (``.name``, ``__MACOSX``) are listed as skipped and entries whose path l
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import stat
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from engine.io.entries import LimitExceeded, ReadError, ReadLimits, Skipped, StructureReadError
 from engine.io.formats import SUPPORTED_FORMATS
+from engine.io.streams import CHUNK, Budget, Member, iter_lines, mb, read_whole, wrap
 
 __all__ = [
     "Budget",
@@ -37,14 +36,8 @@ __all__ = [
     "walk",
 ]
 
-_MB = 1024**2
-_CHUNK = 1 << 16
 #: Deepest folder nesting walked below an input folder.
 _MAX_FOLDER_DEPTH = 64
-
-
-def _mb(n: int) -> str:
-    return f"{n / _MB:.0f} MB" if n >= _MB else f"{n} bytes"
 
 
 def detect_format(name: str) -> str | None:
@@ -79,119 +72,6 @@ def display_name(path: str | os.PathLike) -> str:
 
 def _hidden(part: str) -> bool:
     return part.startswith(".") or part in ("__MACOSX", "__pycache__")
-
-
-class Budget:
-    """What one read may still expand: total bytes and entries (see :class:`ReadLimits`)."""
-
-    def __init__(self, limits: ReadLimits) -> None:
-        self.limits = limits
-        self.bytes = 0
-        self.entries = 0
-
-    def charge(self, n: int) -> None:
-        """Count ``n`` expanded bytes; raises :class:`LimitExceeded` (total) past ``max_bytes``."""
-        self.bytes += n
-        if self.bytes > self.limits.max_bytes:
-            raise LimitExceeded(
-                f"the input expands to more than {_mb(self.limits.max_bytes)} in total (the "
-                "--max-bytes limit; a compression bomb?); reading stopped here",
-                total=True,
-            )
-
-    def entry(self) -> None:
-        """Count one file or archive entry; raises :class:`LimitExceeded` past ``max_entries``."""
-        self.entries += 1
-        if self.entries > self.limits.max_entries:
-            raise LimitExceeded(
-                f"the input holds more than {self.limits.max_entries} files or archive entries; "
-                "reading stopped here",
-                total=True,
-            )
-
-
-class _Charged(io.RawIOBase):
-    """A raw stream that charges every byte read to a budget and to a per-stream cap."""
-
-    def __init__(self, raw: BinaryIO, budget: Budget, cap: int | None) -> None:
-        self.raw, self.budget, self.cap, self.seen = raw, budget, cap, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # noqa: ANN001 - memoryview/bytearray
-        data = self.raw.read(len(buffer))
-        n = len(data)
-        buffer[:n] = data
-        self.seen += n
-        self.budget.charge(n)
-        if self.cap is not None and self.seen > self.cap:
-            raise LimitExceeded(
-                f"the file expands to more than {_mb(self.cap)} (the per-file "
-                "limit; a compression bomb?); not read"
-            )
-        return n
-
-    def close(self) -> None:
-        try:
-            self.raw.close()
-        finally:
-            super().close()
-
-
-@dataclass(frozen=True)
-class Member:
-    """One regular file to parse.
-
-    Attributes:
-        label: shown to users, e.g. ``"upload.zip/a/b.cif"`` (never a server folder).
-        name: its file name inside the container, ``.gz`` removed (decides the format and id).
-        fmt: :func:`detect_format` of the name.
-        opener: opens the decompressed content as a binary stream, charged to the budget; call
-            with ``cap`` (bytes, or None for streamed JSON lines bounded by the total budget).
-        in_container: found in a folder or archive (True) or given directly (False).
-    """
-
-    label: str
-    name: str
-    fmt: str
-    opener: Callable[[int | None], BinaryIO]
-    in_container: bool = True
-
-    def open(self, cap: int | None) -> BinaryIO:
-        """The content as a buffered binary stream (see ``opener``)."""
-        return self.opener(cap)
-
-
-def read_whole(member: Member, limits: ReadLimits) -> bytes:
-    """All bytes of a member, refused past :meth:`ReadLimits.file_cap`."""
-    cap = limits.file_cap()
-    with member.open(cap) as fh:
-        return fh.read()
-
-
-def iter_lines(fh: BinaryIO, max_line: int) -> Iterator[tuple[int, bytes | None]]:
-    """``(line number, bytes)`` of a binary stream; ``None`` for a line over ``max_line`` bytes
-    (the rest of that line is read and dropped, bounded by the budget, and reading goes on)."""
-    lineno = 0
-    while True:
-        line = fh.readline(max_line + 1)
-        if not line:
-            return
-        lineno += 1
-        if len(line) > max_line and not line.endswith(b"\n"):
-            while True:
-                rest = fh.readline(_CHUNK)
-                if not rest or rest.endswith(b"\n"):
-                    break
-            yield lineno, None
-            continue
-        yield lineno, line
-
-
-def _wrap(raw: BinaryIO, gz: bool, budget: Budget, cap: int | None) -> BinaryIO:
-    stream = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
-    return io.BufferedReader(_Charged(stream, budget, cap), buffer_size=_CHUNK)
 
 
 def _kind(mode: int) -> str:
@@ -319,15 +199,15 @@ class _Walker:
                 if size > self.limits.max_bytes:
                     yield ReadError(
                         label,
-                        f"the archive is {_mb(size)}, more than the "
-                        f"{_mb(self.limits.max_bytes)} limit; not read",
+                        f"the archive is {mb(size)}, more than the "
+                        f"{mb(self.limits.max_bytes)} limit; not read",
                     )
                     return
                 yield from self.zip(fh, label, depth=1)
             return
 
         def opener(cap: int | None, path: Path = path, name: str = path.name) -> BinaryIO:
-            return _wrap(_open_regular(path), name.lower().endswith(".gz"), self.budget, cap)
+            return wrap(_open_regular(path), name.lower().endswith(".gz"), self.budget, cap)
 
         yield Member(label, _strip_gz(path.name), fmt, opener, in_folder)
 
@@ -341,8 +221,8 @@ class _Walker:
         if len(data) > self.limits.max_bytes:
             yield ReadError(
                 label,
-                f"the file is {_mb(len(data))}, more than the "
-                f"{_mb(self.limits.max_bytes)} limit; not read",
+                f"the file is {mb(len(data))}, more than the "
+                f"{mb(self.limits.max_bytes)} limit; not read",
             )
             return
         if fmt == "zip":
@@ -350,7 +230,7 @@ class _Walker:
             return
 
         def opener(cap: int | None) -> BinaryIO:
-            return _wrap(io.BytesIO(data), name.lower().endswith(".gz"), self.budget, cap)
+            return wrap(io.BytesIO(data), name.lower().endswith(".gz"), self.budget, cap)
 
         yield Member(label, _strip_gz(display_name(name)), fmt, opener, False)
 
@@ -404,7 +284,7 @@ class _Walker:
                         )
                         continue
                     try:
-                        with _wrap(zf.open(info), False, self.budget, self.limits.file_cap()) as f:
+                        with wrap(zf.open(info), False, self.budget, self.limits.file_cap()) as f:
                             inner = f.read()
                     except LimitExceeded as exc:
                         if exc.total:
@@ -429,7 +309,7 @@ class _Walker:
                     info: zipfile.ZipInfo = info,
                     gz: bool = name.lower().endswith(".gz"),
                 ) -> BinaryIO:
-                    return _wrap(zf.open(info), gz, self.budget, cap)
+                    return wrap(zf.open(info), gz, self.budget, cap)
 
                 yield Member(entry, _strip_gz(info.filename), fmt, opener)
 
@@ -542,7 +422,7 @@ def extract(
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with got.open(limits.file_cap()) as src, open(target, "wb") as out:
-                    while chunk := src.read(_CHUNK):
+                    while chunk := src.read(CHUNK):
                         out.write(chunk)
             except LimitExceeded as exc:
                 target.unlink(missing_ok=True)

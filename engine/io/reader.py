@@ -29,15 +29,8 @@ from engine.io.entries import (
     StructureBatch,
     StructureReadError,
 )
-from engine.io.formats import (
-    SUPPORTED_FORMATS,
-    Parsed,
-    check_text_head,
-    decode_text,
-    parse_jsonl_line,
-    parse_text,
-    stem,
-)
+from engine.io.formats import SUPPORTED_FORMATS, parse_jsonl_line, parse_text
+from engine.io.text import Parsed, check_text_head, decode_text, stem
 from engine.io.validation import clean_message, normalise, validate_structure
 
 __all__ = [
