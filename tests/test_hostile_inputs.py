@@ -756,3 +756,17 @@ def test_deeply_nested_folders_stop_with_a_named_error(tmp_path):
     batch = read_structures(tmp_path)
     assert batch.ids == ["top"]
     assert [e.reason for e in batch.errors] == ["folders nested more than 64 deep are not read"]
+
+
+def test_model_with_a_non_finite_graph_config_is_refused(models, tmp_path):
+    """Config fields are bounded (pydantic), so NaN fails validation at load, naming the file."""
+    from engine.store import ModelLoadError, load_model
+
+    bad = tmp_path / "nan-cutoff"
+    shutil.copytree(models["good"], bad)
+    card = json.loads((bad / "model.json").read_text())
+    card["graph"]["cutoff"] = float("nan")
+    (bad / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelLoadError) as info:
+        load_model(bad)
+    assert str(bad / "model.json") in str(info.value) and "graph.cutoff" in str(info.value)
