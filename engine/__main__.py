@@ -287,6 +287,7 @@ def _micro(value: float) -> str:
 def cmd_screen(args) -> int:
     import pandas as pd
 
+    from engine.io import check_output_path, write_csv
     from engine.screening import (
         Filters,
         candidate_references,
@@ -297,16 +298,14 @@ def cmd_screen(args) -> int:
     )
     from engine.store import load_model
 
+    for option, path in (("--output", args.output), ("--matrix", args.matrix)):
+        check_output_path(path, what=option)  # before any work
     model_ref = _screen_model(args.model, "cte")
     if model_ref is None:
         raise ValueError("no thermal-expansion model found; give --model")
     model = load_model(model_ref)
     filters = Filters(include=args.include, exclude=args.exclude, max_e_form=args.max_eform,
                       min_band_gap=args.min_gap, max_band_gap=args.max_gap)
-    from engine.io import check_output_path, write_csv
-
-    for option, path in (("--output", args.output), ("--matrix", args.matrix)):
-        check_output_path(path, what=option)
     sources = [open_candidates(spec) for spec in args.candidates]
 
     def report(done: int, total: int | None) -> None:
