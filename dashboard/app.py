@@ -90,5 +90,6 @@ with st.sidebar:
         active = []
     if active:
         st.caption(f"Training runs in progress: **{len(active)}** (see **Train**)")
+    state.limits_settings()
 
 page.run()

@@ -35,6 +35,9 @@ DEFAULTS: dict[str, Any] = {
     "embedding_result": None,  # key of the last embedding map computed
     "upload_ignored": [],
     "fusion_cache": {},  # weights computed on the Fusion page: {key: table}, one entry  # uploaded file names of no structure format (listed as failures)
+    "read_max_atoms": 500,  # input limit: largest cell read, in sites (sidebar "Input limits")
+    "read_max_mb": 512,  # input limit: most MB expanded from one upload or dataset read
+    "_uploads_owner": None,  # removes this session's upload folder when the session ends
 }
 
 #: Target the tool is built around (AFLOW AGL volumetric thermal expansion at 300 K, 1/K).
@@ -258,13 +261,61 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
+def read_limits():
+    """The input limits of this session (``engine.io.ReadLimits``), set in the sidebar."""
+    from engine.io import make_limits
+
+    return make_limits(max_atoms=int(st.session_state.get("read_max_atoms") or 500),
+                       max_bytes=int(st.session_state.get("read_max_mb") or 512) * 1024**2)
+
+
+def limits_settings() -> None:
+    """The sidebar's "Input limits" expander (defaults: ``engine.io.DEFAULT_LIMITS``)."""
+    with st.expander("Input limits"):
+        st.number_input("Largest cell read (atoms)", min_value=1, max_value=5000, step=50,
+                        key="read_max_atoms", help="Larger cells are refused before parsing.")
+        st.number_input("Most data read per upload or dataset (MB)", min_value=1,
+                        max_value=8192, step=64, key="read_max_mb",
+                        help="Total expanded size, zips and .gz included; protects the server "
+                        "from compression bombs.")
+
+
+class _UploadsOwner:
+    """Held in a session's state; when the session ends and is collected, its uploads go."""
+
+    def __init__(self, session: str) -> None:
+        import weakref
+
+        from dashboard.uploads import remove_session_uploads
+
+        self.session = session
+        weakref.finalize(self, remove_session_uploads, session)
+
+
+def session_id() -> str:
+    """This browser session's id ("shared" outside a Streamlit run)."""
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        ctx = get_script_run_ctx()
+    except ImportError:  # pragma: no cover
+        ctx = None
+    sid = ctx.session_id if ctx is not None else "shared"
+    if st.session_state.get("_uploads_owner") is None:
+        st.session_state["_uploads_owner"] = _UploadsOwner(sid)
+    return sid
+
+
 @st.cache_resource(max_entries=4, show_spinner="Reading structures…")
-def _load_dataset_cached(path: str, limit: int | None, query: str | None, mtime: float):
+def _load_dataset_cached(path: str, limit: int | None, query: str | None, mtime: float,
+                         max_atoms: int = 500, max_bytes: int = 512 * 1024**2):
     from engine import load_dataset
+    from engine.io import make_limits
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dataset = load_dataset(path, limit=limit)
+        dataset = load_dataset(path, limit=limit,
+                               limits=make_limits(max_atoms=max_atoms, max_bytes=max_bytes))
     if query:
         dataset = dataset.query(query)
     return dataset
@@ -276,7 +327,9 @@ def load_dataset(path, *, limit: int | None = None, query: str | None = None):
     Raises whatever ``engine.load_dataset`` raises (FileNotFoundError, ValueError).
     """
     p = Path(path)
-    return _load_dataset_cached(str(p), limit, query or None, _mtime(p))
+    lim = read_limits()
+    return _load_dataset_cached(str(p), limit, query or None, _mtime(p), lim.max_atoms,
+                                lim.max_bytes)
 
 
 def current_dataset():
@@ -296,22 +349,30 @@ def examples_dataset():
     return load_dataset(examples_dir())
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def parse_upload(files: tuple[tuple[str, bytes], ...]):
-    """Save uploaded files (hashed by their bytes) and return the path to load them from."""
+def parse_upload(files: tuple[tuple[str, bytes], ...]) -> str:
+    """Save uploaded files in this session's upload folder and return the path to load them
+    from (not cached: it writes files; the same upload reuses its folder)."""
     from dashboard.uploads import save_upload
 
-    return str(save_upload(list(files)))
+    return str(save_upload(list(files), session=session_id(), limits=read_limits()))
 
 
 @st.cache_data(max_entries=8, show_spinner="Reading the uploaded structures…")
-def read_upload(files: tuple[tuple[str, bytes], ...]):
-    """``engine.read_structures`` of uploaded ``(name, bytes)`` files, cached by their bytes."""
+def _read_upload_cached(files: tuple[tuple[str, bytes], ...], max_atoms: int, max_bytes: int):
     from engine import read_structures
+    from engine.io import make_limits
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return read_structures(list(files))
+        return read_structures(list(files),
+                               limits=make_limits(max_atoms=max_atoms, max_bytes=max_bytes))
+
+
+def read_upload(files: tuple[tuple[str, bytes], ...]):
+    """``engine.read_structures`` of uploaded ``(name, bytes)`` files under this session's
+    input limits, cached by their bytes and the limits."""
+    lim = read_limits()
+    return _read_upload_cached(files, lim.max_atoms, lim.max_bytes)
 
 
 def upload_label(names: list[str]) -> str:

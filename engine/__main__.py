@@ -14,6 +14,8 @@ import sys
 import warnings
 
 MAX_LISTED_ERRORS = 20
+#: Longest ``error:`` line printed, in characters.
+MAX_MESSAGE = 600
 
 
 def _print_errors(errors) -> None:
@@ -27,10 +29,53 @@ def _print_errors(errors) -> None:
         print(f"  ... and {len(errors) - MAX_LISTED_ERRORS} more", file=stream)
 
 
+def _size(text: str) -> int:
+    """A byte count such as ``512M``, ``2G``, ``100k`` or ``1000000`` (binary units)."""
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    t = text.strip().lower().removesuffix("b")
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid size {text[:40]!r}: e.g. 512M, 2G or a byte "
+                                         "count") from None
+    if not (math.isfinite(value) and value >= 1):
+        raise argparse.ArgumentTypeError(f"invalid size {text[:40]!r}: must be positive")
+    return int(value)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text[:40]!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid count {text[:40]!r}: must be at least 1")
+    return value
+
+
+def _limits(args):
+    """The read limits of the ``--max-atoms``/``--max-bytes`` options."""
+    from engine.io import make_limits
+
+    return make_limits(max_atoms=args.max_atoms, max_bytes=args.max_bytes)
+
+
+def _nothing_usable(what: str, source: str, errors) -> ValueError:
+    """The one-line error for an input of which nothing could be used."""
+    from engine.io import display_name
+
+    first = f": {errors[0].source}: {errors[0].reason}" if errors else ""
+    last = f"; last: {errors[-1].source}: {errors[-1].reason}" if len(errors) > 1 else ""
+    more = f" ({len(errors)} entries failed)" if len(errors) > 2 else ""
+    return ValueError(f"no {what} in {display_name(source)} could be used{first}{last}{more}")
+
+
 def _load_data(args, *, apply_query: bool = True):
     from engine.datasets import load_dataset
 
-    dataset = load_dataset(args.data, limit=args.limit)
+    dataset = load_dataset(args.data, limit=args.limit, limits=_limits(args))
+    if len(dataset) == 0:
+        raise _nothing_usable("structure", args.data, dataset.errors)
     _print_errors(dataset.errors)
     if args.query and apply_query:
         dataset = dataset.query(args.query)
@@ -128,10 +173,12 @@ def cmd_train(args) -> int:
     from functools import partial
 
     from engine.config import GraphConfig, SplitConfig, TrainConfig
+    from engine.io import check_output_path
     from engine.training import train
     from engine.training.distributed import process_group
     from engine.training.run import resolve_targets
 
+    check_output_path(args.out, what="--out", folder=True)  # before any work
     model_cfg = model_config_from_args(args)
     resolve_targets(args.model, args.target, None)  # several targets need a multi-target family
     dataset = _load_data(args, apply_query=False)  # train() applies and records the query
@@ -181,7 +228,7 @@ def cmd_calibrate(args) -> int:
     from engine.datasets import load_dataset
     from engine.uncertainty import calibrate_model
 
-    dataset = load_dataset(args.data) if args.data else None
+    dataset = load_dataset(args.data, limits=_limits(args)) if args.data else None
     model = calibrate_model(args.model, dataset, device=args.device)
     if args.json:
         print(model.card.uncertainty.model_dump_json())
@@ -194,16 +241,18 @@ def cmd_calibrate(args) -> int:
 def cmd_predict(args) -> int:
     import pandas as pd
 
+    from engine.io import check_output_path, write_csv
     from engine.prediction import predict
     from engine.uncertainty import STD_COLUMN, std_column
 
-    result = predict(args.model, args.input, batch_size=args.batch_size, device=args.device)
+    check_output_path(args.output)
+    result = predict(args.model, args.input, batch_size=args.batch_size, device=args.device,
+                     limits=_limits(args))
+    if result.table.empty:
+        raise _nothing_usable("structure", args.input, result.errors)
     _print_errors(result.errors)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    if result.table.empty:
-        print("error: no structure could be predicted", file=sys.stderr)
-        return 1
     units = {result.target: result.unit, **dict(zip(result.targets, result.units))}
     names = {col: f"{t} ({units[t]})" if units.get(t) else t for col, t in result.columns.items()}
     names.update({STD_COLUMN if col == "prediction" else std_column(t):
@@ -214,8 +263,8 @@ def cmd_predict(args) -> int:
         table = table.drop(columns=["prediction", STD_COLUMN])
     table = table.rename(columns=names)
     if args.output:
-        table.to_csv(args.output, index=False)
-        print(f"wrote {len(table)} predictions to {args.output}")
+        write_csv(table, args.output)
+        print(f"wrote {len(table)} prediction{'' if len(table) == 1 else 's'} to {args.output}")
     else:
         with pd.option_context("display.max_rows", None, "display.width", 200,
                                "display.float_format", "{:.4g}".format):
@@ -238,6 +287,7 @@ def _micro(value: float) -> str:
 def cmd_screen(args) -> int:
     import pandas as pd
 
+    from engine.io import check_output_path, write_csv
     from engine.screening import (
         Filters,
         candidate_references,
@@ -248,6 +298,8 @@ def cmd_screen(args) -> int:
     )
     from engine.store import load_model
 
+    for option, path in (("--output", args.output), ("--matrix", args.matrix)):
+        check_output_path(path, what=option)  # before any work
     model_ref = _screen_model(args.model, "cte")
     if model_ref is None:
         raise ValueError("no thermal-expansion model found; give --model")
@@ -265,8 +317,10 @@ def cmd_screen(args) -> int:
         eform_model=None if args.eform_model == "auto" else args.eform_model,
         gap_model=None if args.gap_model == "auto" else args.gap_model,
         chunk_size=args.chunk_size, progress=None if args.quiet else report,
-        batch_size=args.batch_size, device=args.device,
+        batch_size=args.batch_size, device=args.device, limits=_limits(args),
     )
+    if result.table.empty:
+        raise _nothing_usable("candidate", " ".join(args.candidates), result.errors)
     _print_errors(result.errors)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -275,9 +329,6 @@ def cmd_screen(args) -> int:
     print(f"electrolyte {e.name}: linear CTE {_micro(e.cte_lin)} ± {_micro(e.cte_lin_std)} "
           f"10⁻⁶ K⁻¹ ({detail})")
     table = result.table
-    if table.empty:
-        print("error: no candidate could be screened", file=sys.stderr)
-        return 1
     ranked = result.ranked
     print(f"{len(table)} candidates with {result.model_name}: {len(ranked)} ranked, "
           f"{len(table) - len(ranked)} filtered out; CTEs in 10⁻⁶ K⁻¹, linear = volumetric/3")
@@ -304,13 +355,14 @@ def cmd_screen(args) -> int:
         print(f"wrote {len(table)} rows to {args.output}")
     if len(args.electrolyte) > 1 or args.matrix:
         refs = [e] + [resolve_electrolyte(spec, model, measured=args.measured,
-                                          batch_size=args.batch_size, device=args.device)
+                                          batch_size=args.batch_size, device=args.device,
+                                          limits=_limits(args))
                       for spec in args.electrolyte[1:]]
         matrix = mismatch_matrix(candidate_references(table, args.matrix_top), refs)
         print("\nmismatch Δα = candidate − electrolyte (10⁻⁶ K⁻¹):")
         print((matrix.delta * 1e6).round(2).to_string())
         if args.matrix:
-            matrix.long().to_csv(args.matrix, index=False)
+            write_csv(matrix.long(), args.matrix)
             print(f"wrote the mismatch matrix (1/K) to {args.matrix}")
     return 0
 
@@ -322,13 +374,15 @@ def cmd_thermal(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from engine.io import check_output_path, strict_json, write_csv
     from engine.prediction import evaluate
 
+    check_output_path(args.output)
     dataset = _load_data(args)
     metrics, frame = evaluate(args.model, dataset, args.target, batch_size=args.batch_size,
                               device=args.device)
     if args.output:
-        frame.to_csv(args.output, index=False)
+        write_csv(frame, args.output)
     if args.calibration:
         from engine.uncertainty import STD_COLUMN, no_uncertainty_note, split_calibration
 
@@ -340,9 +394,10 @@ def cmd_evaluate(args) -> int:
                    "miscalibration_area": c.miscalibration_area,
                    **{f"n_{f}": n for f, n in c.n_by_domain.items()},
                    **{f"mae_{f}": v for f, v in c.mae_by_domain.items()}}
-    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+             for k, v in metrics.items()}
     if args.json:
-        print(json.dumps(clean))
+        print(strict_json(clean))
     else:
         for key, value in clean.items():
             print(f"{key}: {value}")
@@ -357,7 +412,9 @@ def cmd_contributions(args) -> int:
                                    n_shuffles=args.shuffles, batch_size=args.batch_size,
                                    device=args.device)
     if args.json:
-        print(json.dumps(result.as_dict(), default=lambda v: None))
+        from engine.io import strict_json
+
+        print(strict_json(result.as_dict(), default=lambda v: None))
         return 0
     print(f"{result.model_name} ({result.family}) on {result.n} materials: "
           f"MAE {result.mae:.4g} {result.unit}")
@@ -396,8 +453,11 @@ def cmd_bench(args) -> int:
 
 def cmd_search(args) -> int:
     from engine.config import GraphConfig, SplitConfig, TrainConfig
+    from engine.io import check_output_path, write_csv
     from engine.training.search import SCIENCE_GRID, hyperparameter_search
 
+    check_output_path(args.table, what="--table")
+    check_output_path(args.out, what="--out", folder=True)
     grid = json.loads(args.grid) if args.grid else SCIENCE_GRID
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise ValueError("--grid must be a JSON object of non-empty lists, e.g. "
@@ -427,7 +487,7 @@ def cmd_search(args) -> int:
           "(ranked by validation MAE; the test split was not used):")
     print(result.table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if args.table:
-        result.table.to_csv(args.table, index=False)
+        write_csv(result.table, args.table)
         print(f"table written to {args.table}")
     if result.best_result.path:
         print(f"best model saved: {result.best_result.path}")
@@ -464,6 +524,18 @@ def build_parser() -> argparse.ArgumentParser:
     def run_args(p):
         p.add_argument("--device", default="auto", help="auto (cuda → mps → cpu), cpu, cuda, mps")
         p.add_argument("--batch-size", type=int, default=64)
+        limit_args(p)
+
+    def limit_args(p):
+        from engine.io import DEFAULT_LIMITS
+
+        g = p.add_argument_group("input limits")
+        g.add_argument("--max-atoms", type=_positive, default=None, metavar="N",
+                       help="largest cell read, in sites; larger ones are refused before "
+                       f"parsing (default {DEFAULT_LIMITS.max_atoms})")
+        g.add_argument("--max-bytes", type=_size, default=None, metavar="SIZE",
+                       help="most bytes expanded from the inputs in total, zips and .gz "
+                       f"included, e.g. 2G (default {DEFAULT_LIMITS.max_bytes // 1024**2}M)")
 
     from engine.config import MODEL_FAMILIES  # = MODEL_REGISTRY's keys, without importing torch
 
@@ -528,6 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="the training dataset, if it is not at the recorded path")
     p.add_argument("--json", action="store_true", help="print the card's uncertainty section")
     p.add_argument("--device", default="auto", help="auto (cuda → mps → cpu), cpu, cuda, mps")
+    limit_args(p)
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("predict", help="predict for structure files")
@@ -660,9 +733,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI reports, it never shows a traceback
         if args.debug:
             raise
-        message = str(exc).strip() or type(exc).__name__
+        message = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, KeyError):
             message = message.strip("'\"")
+        if isinstance(exc, MemoryError):
+            message = "out of memory; lower --max-bytes/--max-atoms or --chunk-size"
+        if len(message) > MAX_MESSAGE:
+            message = message[: MAX_MESSAGE - 1] + "…"
         print(f"error: {message}", file=sys.stderr)
         return 2
 

@@ -9,17 +9,20 @@ Three layouts load with :func:`load_dataset`:
 * A CSV file with a header whose id column is ``id`` (or ``material_id``/``name``/… or else the
   first column), joined by file stem or structure id to structure files in the CSV's folder.
 
-Anything else :func:`engine.structures.read_structures` can read (a folder, a zip, a CIF) loads as
-an unlabelled dataset with only the ``id``, ``formula`` and ``n_sites`` columns.
+Anything else :func:`engine.io.read_structures` can read (a folder, a zip, a CIF) loads as an
+unlabelled dataset with only the ``id``, ``formula`` and ``n_sites`` columns. Every structure is
+read through :func:`engine.io.iter_entries` under one :class:`~engine.io.ReadLimits` budget.
+
+Labels are checked: an id that appears twice with different labels is refused (every copy is an
+error), a repeated id with the same labels is kept once, a non-numeric cell in a numeric label
+column is an error naming its line, and a label CSV with a header but no rows is an error.
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
 import io
-import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -31,16 +34,15 @@ import pandas as pd
 from pymatgen.core import Structure
 
 from engine.config import SplitConfig, data_dir
-from engine.structures import (
+from engine.io import (
     NamedStructure,
     ReadError,
-    StructureReadError,
-    _Reader,
+    ReadLimits,
     detect_format,
+    display_name,
+    iter_entries,
+    make_limits,
     read_structures,
-    record_id,
-    structure_from_record,
-    validate_structure,
 )
 
 __all__ = [
@@ -270,50 +272,103 @@ def _scalar_fields(record: dict, nested: set[str]) -> dict:
     return out
 
 
-def _load_jsonl(path: Path, *, max_atoms: int, limit: int | None) -> LabelledDataset:
+def _load_jsonl(path: Path, *, limits: ReadLimits, limit: int | None) -> LabelledDataset:
     items: list[NamedStructure] = []
     rows: list[dict] = []
     errors: list[ReadError] = []
     nested: set[str] = set()  # keys holding a dict/list in some record: never table columns
-    fname = path.name
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    stem = _dataset_name(path).split("/")[-1]
     n = 0
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            if limit is not None and n >= limit:
-                break
-            fallback = f"{stem}#{n}"
+    for entry in iter_entries(path, limits=limits):
+        if limit is not None and n >= limit:
+            break
+        if isinstance(entry, NamedStructure):
             n += 1
-            where = f"{fname} line {lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                errors.append(ReadError(where, f"invalid JSON: {exc.msg} at column {exc.colno}"))
-                continue
-            if not isinstance(record, dict):
-                errors.append(ReadError(where, "the line is not a JSON object"))
-                continue
-            ident = record_id(record, fallback)
-            try:
-                structure = structure_from_record(record)
-                validate_structure(structure, max_atoms=max_atoms)
-            except StructureReadError as exc:
-                errors.append(ReadError(f"{where} ({ident})", exc.reason))
-                continue
-            items.append(NamedStructure(id=ident, structure=structure, source=where))
-            rows.append(_scalar_fields(record, nested))
+            items.append(entry)
+            rows.append(_scalar_fields(dict(entry.fields), nested))
+        elif isinstance(entry, ReadError):
+            n += 1
+            errors.append(entry)
     if nested:
         rows = [{k: v for k, v in row.items() if k not in nested} for row in rows]
+    items, rows, dup_errors = _dedupe(items, rows)
+    table, label_errors = _finite_labels(_make_table(items, rows), items)
     return LabelledDataset(
         name=_dataset_name(path),
         items=items,
-        table=_make_table(items, rows),
-        errors=errors,
+        table=table,
+        errors=errors + dup_errors + label_errors,
         source=str(path),
     )
+
+
+def _finite_labels(
+    table: pd.DataFrame, items: list[NamedStructure]
+) -> tuple[pd.DataFrame, list[ReadError]]:
+    """Infinite values in numeric label columns become missing, each with an error."""
+    errors = []
+    for col in table.columns:
+        if col in BASE_COLUMNS or not pd.api.types.is_float_dtype(table[col].dtype):
+            continue
+        bad = np.flatnonzero(np.isinf(table[col].to_numpy(dtype=float)))
+        for k in bad:
+            errors.append(
+                ReadError(
+                    items[k].source,
+                    f"label {col!r} = {table[col].iloc[k]} is not a finite number; left empty",
+                )
+            )
+        if len(bad):
+            table.loc[bad, col] = np.nan
+    return table, errors
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Whether two label rows agree (NaN equals NaN)."""
+    if a.keys() != b.keys():
+        return False
+    return all(
+        x == y or (pd.isna(x) and pd.isna(y)) if not isinstance(x, (list, dict)) else x == y
+        for x, y in ((a[k], b[k]) for k in a)
+    )
+
+
+def _dedupe(
+    items: list[NamedStructure], rows: list[dict]
+) -> tuple[list[NamedStructure], list[dict], list[ReadError]]:
+    """Drop repeated ids: same labels → the first is kept; different labels → all are errors."""
+    by_id: dict[str, list[int]] = {}
+    for k, item in enumerate(items):
+        by_id.setdefault(item.id, []).append(k)
+    drop: set[int] = set()
+    errors: list[ReadError] = []
+    for ident, where in by_id.items():
+        if len(where) < 2:
+            continue
+        rows_of = [rows[k] if rows else {} for k in where]
+        sources = ", ".join(items[k].source for k in where[:4])
+        if all(_same(rows_of[0], r) for r in rows_of[1:]):
+            drop.update(where[1:])
+            errors.extend(
+                ReadError(
+                    items[k].source,
+                    f"id '{ident}' repeats {items[where[0]].source}"
+                    " with the same labels; the repeat is dropped",
+                )
+                for k in where[1:]
+            )
+        else:
+            drop.update(where)
+            errors.append(
+                ReadError(
+                    sources,
+                    f"id '{ident}' appears {len(where)} times with "
+                    "different labels; all copies are dropped",
+                )
+            )
+    if not drop:
+        return items, rows, []
+    keep = [k for k in range(len(items)) if k not in drop]
+    return [items[k] for k in keep], [rows[k] for k in keep] if rows else rows, errors
 
 
 def _looks_numeric(text: str) -> bool:
@@ -324,17 +379,35 @@ def _looks_numeric(text: str) -> bool:
     return True
 
 
-def _read_label_csv(path: Path, *, limit: int | None) -> tuple[list[str], pd.DataFrame, list[int]]:
-    """Read a label CSV: ids, a frame of label columns, and each row's line number.
+def _read_label_csv(
+    path: Path, *, limit: int | None, limits: ReadLimits
+) -> tuple[list[str], pd.DataFrame, list[int], list[ReadError]]:
+    """Read a label CSV: ids, a frame of label columns, each row's line number, and errors for
+    non-numeric cells of numeric columns (left empty).
 
     A CSV whose first row has a number in its second column has no header (CGCNN ``id_prop.csv``);
     its label columns are named ``target``, ``target_1``, ….
+
+    Raises:
+        ValueError: when the CSV is empty, holds only a header, is too large or not UTF-8.
     """
-    text = path.read_text(encoding="utf-8-sig")
+    size = path.stat().st_size
+    if size > limits.file_cap():
+        raise ValueError(
+            f"{path.name}: the CSV is {size / 1024**2:.0f} MB, more than the "
+            f"{limits.file_cap() / 1024**2:.0f} MB per-file limit"
+        )
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path.name} line {line}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x})"
+        ) from None
     reader = csv.reader(io.StringIO(text))
     raw = [(i + 1, row) for i, row in enumerate(reader) if row and any(c.strip() for c in row)]
     if not raw:
-        raise ValueError(f"{path}: the CSV file is empty")
+        raise ValueError(f"{path.name}: the CSV file is empty")
     first = [c.strip() for c in raw[0][1]]
     has_header = not (len(first) >= 2 and _looks_numeric(first[1]))
     if has_header:
@@ -347,6 +420,8 @@ def _read_label_csv(path: Path, *, limit: int | None) -> tuple[list[str], pd.Dat
         header = ["id"] + ["target" if k == 0 else f"target_{k}" for k in range(width - 1)]
         id_col = 0
         body = raw
+    if not body:
+        raise ValueError(f"{path.name}: the CSV has a header but no rows")
     if limit is not None:
         body = body[:limit]
     label_names = [h for k, h in enumerate(header) if k != id_col]
@@ -359,15 +434,24 @@ def _read_label_csv(path: Path, *, limit: int | None) -> tuple[list[str], pd.Dat
         records.append({h: cells[k] for k, h in enumerate(header) if k != id_col})
         linenos.append(lineno)
     labels = pd.DataFrame.from_records(records, columns=label_names)
+    errors: list[ReadError] = []
     for col in labels.columns:
         values = labels[col].replace("", np.nan)
         converted = pd.to_numeric(values, errors="coerce")
-        # a column is numeric when every non-empty cell parses as a number
-        if converted.notna().sum() == values.notna().sum():
+        bad = np.flatnonzero((converted.isna() & values.notna()).to_numpy())
+        # numeric when every non-empty cell is a number, or all but a few (those are errors)
+        if len(bad) == 0 or len(bad) <= 0.1 * values.notna().sum():
             labels[col] = converted
+            errors.extend(
+                ReadError(
+                    f"{path.name} line {linenos[k]}",
+                    f"label {col!r} = {str(values.iloc[k])[:40]!r} is not a number; left empty",
+                )
+                for k in bad
+            )
         else:
             labels[col] = values
-    return ids, labels, linenos
+    return ids, labels, linenos, errors
 
 
 def _structure_files_by_stem(folder: Path) -> dict[str, Path]:
@@ -389,11 +473,10 @@ def _structure_files_by_stem(folder: Path) -> dict[str, Path]:
 
 
 def _load_labelled_csv(
-    csv_path: Path, folder: Path, *, max_atoms: int, limit: int | None, source: str, name: str
+    csv_path: Path, folder: Path, *, limits: ReadLimits, limit: int | None, source: str, name: str
 ) -> LabelledDataset:
-    ids, labels, linenos = _read_label_csv(csv_path, limit=limit)
+    ids, labels, linenos, errors = _read_label_csv(csv_path, limit=limit, limits=limits)
     by_stem = _structure_files_by_stem(folder)
-    errors: list[ReadError] = []
     found: dict[str, NamedStructure] = {}
     failed: dict[str, ReadError] = {}
 
@@ -401,7 +484,7 @@ def _load_labelled_csv(
         p = by_stem.get(ident)
         if p is None:
             continue
-        batch = read_structures(p, max_atoms=max_atoms)
+        batch = read_structures(p, limits=limits, name=f"{display_name(folder.resolve())}/{p.name}")
         match = [it for it in batch.items if it.id == ident] or (
             batch.items if len(batch.items) == 1 and not batch.errors else []
         )
@@ -411,31 +494,21 @@ def _load_labelled_csv(
             failed[ident] = batch.errors[0]
         else:
             failed[ident] = ReadError(
-                str(p), f"holds {len(batch.items)} structures; expected the one with id '{ident}'"
+                p.name, f"holds {len(batch.items)} structures; expected the one with id '{ident}'"
             )
 
     missing = [i for i in dict.fromkeys(ids) if i not in found and i not in failed]
     if missing:
         # ids may name entries inside multi-structure files (CIF blocks, JSON lines, archives)
-        used = {found[i].source for i in found} | {f.source for f in failed.values()}
-        others = [
-            p
-            for p in sorted(folder.rglob("*"))
-            if p.is_file()
-            and p != csv_path
-            and str(p) not in used
-            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-            and detect_format(p.name) is not None
-        ]
-        if others:
-            reader = _Reader(max_atoms=max_atoms, min_distance=0.5)
-            for other in others:  # read as folder members: non-structure JSON etc. is skipped
-                reader.path(other, label=str(other), in_container=True)
-            wanted = set(missing)
-            for it in reader.batch.items:
-                if it.id in wanted and it.id not in found:
-                    found[it.id] = it
-            errors.extend(reader.batch.errors)
+        used = {by_stem[i] for i in list(found) + list(failed) if i in by_stem}
+        wanted = set(missing)
+        # the whole folder as one read; files already joined by stem are not read again
+        for entry in iter_entries(folder, limits=limits, name=display_name(folder.resolve())):
+            if isinstance(entry, NamedStructure):
+                if entry.id in wanted and entry.id not in found:
+                    found[entry.id] = entry
+            elif isinstance(entry, ReadError) and not _is_used(entry.source, folder, used):
+                errors.append(entry)
 
     items: list[NamedStructure] = []
     keep: list[int] = []
@@ -459,14 +532,34 @@ def _load_labelled_csv(
                 )
             )
     label_rows = labels.iloc[keep].reset_index(drop=True)
+    items, rows, dup_errors = _dedupe(items, label_rows.to_dict("records"))
+    label_rows = pd.DataFrame.from_records(rows, columns=list(labels.columns))
     table = _make_table(items, [], columns=[])
     renames = {c: f"source_{c}" for c in label_rows.columns if c in BASE_COLUMNS}
     table = pd.concat([table, label_rows.rename(columns=renames)], axis=1)
-    return LabelledDataset(name=name, items=items, table=table, errors=errors, source=source)
+    table, label_errors = _finite_labels(table, items)
+    return LabelledDataset(
+        name=name,
+        items=items,
+        table=table,
+        errors=errors + dup_errors + label_errors,
+        source=source,
+    )
+
+
+def _is_used(label: str, folder: Path, used: set[Path]) -> bool:
+    """Whether an error of the folder-wide read belongs to a file already joined by stem (or is
+    the folder-level "no structure" note, meaningless when the CSV found structures)."""
+    rel = label.split(" ", 1)[0].split("/", 1)
+    return len(rel) < 2 or (folder / rel[1]) in used
 
 
 def load_dataset(
-    path: str | os.PathLike, *, max_atoms: int = 500, limit: int | None = None
+    path: str | os.PathLike,
+    *,
+    max_atoms: int | None = None,
+    limit: int | None = None,
+    limits: ReadLimits | None = None,
 ) -> LabelledDataset:
     """Load a labelled structure dataset.
 
@@ -474,22 +567,24 @@ def load_dataset(
         path: a ``.jsonl``/``.jsonl.gz`` file; a folder with ``id_prop.csv`` (or with one CSV
             that has a header); a CSV file with a header beside its structure files; or anything
             else :func:`engine.structures.read_structures` reads (loaded without labels).
-        max_atoms: structures with more sites become errors.
+        max_atoms: structures with more sites become errors (overrides ``limits``).
         limit: read at most this many entries (lines or CSV rows, good or bad) from the source.
+        limits: bounds of the read (:class:`engine.io.ReadLimits`; default its defaults).
 
     Returns:
         The dataset; entries that failed are listed in ``errors`` and left out of the table.
 
     Raises:
         FileNotFoundError: when ``path`` does not exist.
-        ValueError: when a label CSV is empty.
+        ValueError: when a label CSV is empty, holds only a header or cannot be decoded.
     """
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"dataset not found: {p}")
+    limits = make_limits(limits, max_atoms=max_atoms)
     name = _dataset_name(p)
     if p.is_file() and detect_format(p.name) == "jsonl":
-        return _load_jsonl(p, max_atoms=max_atoms, limit=limit)
+        return _load_jsonl(p, limits=limits, limit=limit)
     csv_path: Path | None = None
     folder = p
     if p.is_file() and p.suffix.lower() == ".csv":
@@ -503,9 +598,9 @@ def load_dataset(
                 csv_path = csvs[0]
     if csv_path is not None:
         return _load_labelled_csv(
-            csv_path, folder, max_atoms=max_atoms, limit=limit, source=str(path), name=name
+            csv_path, folder, limits=limits, limit=limit, source=str(path), name=name
         )
-    batch = read_structures(p, max_atoms=max_atoms)
+    batch = read_structures(p, limits=limits)
     items = batch.items[:limit] if limit is not None else batch.items
     return LabelledDataset(
         name=name,

@@ -44,6 +44,7 @@ from engine.config import (
     home_dir,
     user_model_dir,
 )
+from engine.io.output import atomic_write
 
 __all__ = [
     "ACTIVE_STATES",
@@ -480,7 +481,8 @@ def _run_search(directory: Path, dataset, target: str, search: dict, configs: di
 
     def on_trial(done: int, total: int, row: dict) -> bool:
         rows.append(row)
-        pd.DataFrame(rows).to_csv(directory / SEARCH_FILE, index=False)
+        frame = pd.DataFrame(rows)
+        atomic_write(directory / SEARCH_FILE, lambda tmp: frame.to_csv(tmp, index=False))
         _write_json(directory / PROGRESS_FILE, {"epoch": done, "epochs": total, "history": [],
                                                 "stop_reason": None, "unit": "trial"})
         print(f"[{_now()}] trial {done}/{total}: val MAE {row['val_mae']:.4g}", flush=True)
@@ -492,7 +494,7 @@ def _run_search(directory: Path, dataset, target: str, search: dict, configs: di
         epochs=training.epochs, seed=training.seed, on_trial=on_trial, **{
             k: configs[k] for k in ("model", "graph", "split", "training", "out", "name")},
     )
-    result.table.to_csv(directory / SEARCH_FILE, index=False)
+    atomic_write(directory / SEARCH_FILE, lambda tmp: result.table.to_csv(tmp, index=False))
     best = ", ".join(f"{k}={v}" for k, v in result.best.items())
     stopped = "cancelled by user; " if (directory / CANCEL_FILE).exists() else ""
     result.best_result.stop_reason = f"{stopped}best of {len(result.table)} trials: {best}"

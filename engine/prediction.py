@@ -22,9 +22,9 @@ import pandas as pd
 
 from engine.datasets import LabelledDataset
 from engine.features.composition import CompositionError
-from engine.graphs import GraphBuildError
+from engine.graphs import GraphBuildError, IsolatedAtomWarning
+from engine.io import NamedStructure, ReadError, ReadLimits, read_structures
 from engine.store import LoadedModel, load_model
-from engine.structures import NamedStructure, ReadError, read_structures
 from engine.training.metrics import regression_metrics
 from engine.uncertainty import estimate, uncertainty_columns, uncertainty_outputs
 
@@ -65,27 +65,46 @@ def _as_model(model: LoadedModel | str | Path) -> LoadedModel:
     return model if isinstance(model, LoadedModel) else load_model(model)
 
 
-def _items(source) -> tuple[list[NamedStructure], list[ReadError]]:
+def _items(source, limits: ReadLimits | None = None
+           ) -> tuple[list[NamedStructure], list[ReadError], list[str]]:
     """The structures of ``source`` (a list of NamedStructure, or anything
-    :func:`read_structures` reads) and the entries that could not be read."""
+    :func:`read_structures` reads, under ``limits``), the entries that could not be read, and
+    a note naming the files skipped on purpose (hidden, not a structure format), if any."""
     if isinstance(source, list) and source and isinstance(source[0], NamedStructure):
-        return source, []
-    batch = read_structures(source)
-    return batch.items, list(batch.errors)
+        return source, [], []
+    batch = read_structures(source, limits=limits)
+    notes = []
+    if batch.skipped:
+        shown = ", ".join(f"{s} ({getattr(s, 'reason', 'skipped')})" for s in batch.skipped[:5])
+        more = f" and {len(batch.skipped) - 5} more" if len(batch.skipped) > 5 else ""
+        notes.append(f"skipped {len(batch.skipped)} file{'' if len(batch.skipped) == 1 else 's'}"
+                     f": {shown}{more}")
+    return batch.items, list(batch.errors), notes
 
 
-def _inputs(model: LoadedModel, items: list[NamedStructure]):
+def _inputs(model: LoadedModel, items: list[NamedStructure], notes: list[str] | None = None):
     """Model inputs of the items that can be used, their positions in ``items``, and
-    ReadErrors for the rest."""
+    ReadErrors for the rest. Isolated-atom warnings are added to ``notes`` when given."""
     inputs, kept, errors = [], [], []
     for position, item in enumerate(items):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 inputs.append(model.prepare_one(item.structure, structure_id=item.id))
             kept.append(position)
         except (GraphBuildError, CompositionError) as exc:
             errors.append(ReadError(source=item.source, reason=str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001 - one structure never stops the batch
+            reason = " ".join(str(exc).split())[:240] or type(exc).__name__
+            if not item.structure.is_ordered:
+                reason = ("disordered sites (partial occupancies) cannot be turned into a graph "
+                          f"by this model yet ({reason})")
+            errors.append(ReadError(source=item.source, reason=reason))
+            continue
+        if notes is not None:
+            notes.extend(str(w.message) for w in caught
+                         if issubclass(w.category, IsolatedAtomWarning))
     return inputs, kept, errors
 
 
@@ -116,6 +135,7 @@ def predict(
     *,
     batch_size: int = 64,
     device: str = "auto",
+    limits: ReadLimits | None = None,
 ) -> Predictions:
     """Predict the model's target for every readable structure in ``source``.
 
@@ -131,10 +151,15 @@ def predict(
         model: a loaded model, a model directory, or a model name.
         source: anything :func:`engine.structures.read_structures` reads, or a list of
             :class:`NamedStructure`.
+        limits: bounds of the read (:class:`engine.io.ReadLimits`; default its defaults).
+
+    Rows whose prediction is not a finite number are moved to ``errors``; isolated atoms (no
+    neighbour within the cutoff) are reported in ``notes``.
     """
     model = _as_model(model)
-    items, errors = _items(source)
-    inputs, positions, graph_errors = _inputs(model, items)
+    items, errors, skipped = _items(source, limits)
+    notes: list[str] = []
+    inputs, positions, graph_errors = _inputs(model, items, notes)
     out = model.run(inputs, _outputs(model) + uncertainty_outputs(model), batch_size=batch_size,
                     device=device)
     est = estimate(model, out, len(inputs))
@@ -150,6 +175,11 @@ def predict(
             table[task_column(target)] = out["tasks"][:, k]
     for column, values in uncertainty_columns(est, model.targets).items():
         table[column] = values
+    predicted = ["prediction", *(task_column(t) for t in model.targets if "tasks" in out)]
+    finite = np.isfinite(table[predicted].to_numpy(dtype=float)).all(axis=1)
+    graph_errors += [ReadError(kept[i].source, "the model returned a non-finite prediction")
+                     for i in np.flatnonzero(~finite)]
+    table = table[finite].reset_index(drop=True)
     return Predictions(
         table=table,
         errors=errors + graph_errors,
@@ -158,8 +188,15 @@ def predict(
         model_name=model.name,
         targets=model.targets,
         units=model.card.task_units,
-        notes=[est.note] if est.note else [],
+        notes=([est.note] if est.note else []) + skipped + _summarised(notes),
     )
+
+
+def _summarised(notes: list[str], shown: int = 3) -> list[str]:
+    """At most ``shown`` isolated-atom notes, then one line counting the rest."""
+    if len(notes) <= shown + 1:
+        return notes
+    return [*notes[:shown], f"{len(notes) - shown} more structures have isolated atoms"]
 
 
 def nearest_training(
@@ -186,7 +223,7 @@ def nearest_training(
     model = _as_model(model)
     if model.uncertainty is None:
         raise ValueError(no_uncertainty_note(model.name))
-    items, _ = _items(source)
+    items, _, _ = _items(source)
     inputs, positions, _ = _inputs(model, items)
     pooled = model.embed_graphs(inputs, batch_size=batch_size, device=device)
     domain = model.uncertainty.domain

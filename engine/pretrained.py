@@ -165,11 +165,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ModelLoadError(f"No checkpoint at {path}") from None
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, EOFError) as exc:
+        # torch's own message advises weights_only=False: never shown for an untrusted file
         raise ModelLoadError(
-            f"Refused to load {path}: it cannot be read as weights only (tensors and plain "
-            f"containers), and arbitrary pickled objects are never unpickled. {first}"
+            f"Refused to load {path.name}: it cannot be read as weights only (tensors and plain "
+            "containers), and arbitrary pickled objects are never unpickled "
+            f"({type(exc).__name__}). Do not load files from an untrusted source"
         ) from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise ModelLoadError(f"{path} is not a CGCNN checkpoint: it has no 'state_dict'")

@@ -18,15 +18,9 @@ are collected as :class:`~engine.structures.ReadError` (source and reason); the 
 
 from __future__ import annotations
 
-import gzip
-import io
-import itertools
-import json
 import math
 import os
 import warnings
-import zipfile
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -37,21 +31,19 @@ import pandas as pd
 from pymatgen.core import Composition, Element
 
 from engine.datasets import LabelledDataset
-from engine.structures import (
-    MAX_ARCHIVE_BYTES,
+from engine.io import (
     NamedStructure,
     ReadError,
+    ReadLimits,
     StructureBatch,
-    StructureReadError,
-    _hidden,
-    _Reader,
-    _stem,
-    detect_format,
+    count_entries,
+    display_name,
+    iter_batches,
+    make_limits,
     read_structures,
-    record_id,
-    structure_from_record,
-    validate_structure,
+    write_csv,
 )
+from engine.io.output import unescape_cell
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -141,156 +133,6 @@ Progress = Callable[[int, "int | None"], None]
 # Candidates, in chunks
 
 
-def _error(source: str, reason: str) -> StructureBatch:
-    return StructureBatch(errors=[ReadError(source=source, reason=reason)])
-
-
-@dataclass(frozen=True)
-class _Limits:
-    max_atoms: int = 500
-    min_distance: float = 0.5
-
-    def reader(self) -> _Reader:
-        return _Reader(max_atoms=self.max_atoms, min_distance=self.min_distance)
-
-
-def _record(line: str, fallback: str, where: str, limits: _Limits) -> StructureBatch:
-    """One JSON-lines record as a batch of one structure or one error."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return _error(where, f"invalid JSON: {exc.msg} (column {exc.colno})")
-    if not isinstance(record, dict):
-        return _error(where, "the line is not a JSON object")
-    ident = record_id(record, fallback)
-    try:
-        structure = structure_from_record(record)
-        validate_structure(structure, max_atoms=limits.max_atoms,
-                           min_distance=limits.min_distance)
-    except StructureReadError as exc:
-        return _error(where, exc.reason)
-    except Exception as exc:  # noqa: BLE001 - a bad record never stops the stream
-        return _error(where, f"invalid structure: {exc}")
-    return StructureBatch(items=[NamedStructure(id=ident, structure=structure, source=where)])
-
-
-def _jsonl_units(open_text: Callable[[], io.TextIOBase], name: str, label: str,
-                 limits: _Limits) -> Iterator[StructureBatch]:
-    """Records of a JSON-lines file, one at a time (ids as :func:`read_structures` gives them)."""
-    stem = _stem(name)
-    try:
-        with open_text() as fh:
-            lines = ((n, line) for n, line in enumerate(fh, start=1) if line.strip())
-            head = list(itertools.islice(lines, 2))
-            if not head:
-                yield _error(label, "the file is empty")
-                return
-            single = len(head) == 1
-            for k, (lineno, line) in enumerate(itertools.chain(head, lines)):
-                yield _record(line, stem if single else f"{stem}#{k}", f"{label} line {lineno}",
-                              limits)
-    except (OSError, EOFError, UnicodeDecodeError, zlib.error, zipfile.BadZipFile) as exc:
-        yield _error(label, f"could not read the file: {exc}")
-
-
-def _text_opener(raw: Callable[[], io.IOBase], name: str) -> Callable[[], io.TextIOBase]:
-    def open_text():
-        fh = raw()
-        if name.lower().endswith(".gz"):
-            fh = gzip.GzipFile(fileobj=fh)
-        return io.TextIOWrapper(fh, encoding="utf-8-sig")
-
-    return open_text
-
-
-def _zip_units(zf: zipfile.ZipFile, label: str, limits: _Limits) -> Iterator[StructureBatch]:
-    infos = sorted((i for i in zf.infolist() if not i.is_dir() and not _hidden(i.filename)),
-                   key=lambda i: i.filename)
-    found = False
-    for info in infos:
-        entry = f"{label}/{info.filename}"
-        fmt = detect_format(info.filename)
-        if fmt is None:
-            yield StructureBatch(skipped=[entry])
-            continue
-        found = True
-        if fmt == "jsonl":
-            yield from _jsonl_units(_text_opener(lambda i=info: zf.open(i), info.filename), entry,
-                                    entry, limits)
-            continue
-        if info.file_size > MAX_ARCHIVE_BYTES:
-            yield _error(entry, f"the entry unpacks to {info.file_size / 1024**2:.0f} MB, more "
-                         f"than the {MAX_ARCHIVE_BYTES / 1024**2:.0f} MB limit")
-            continue
-        try:
-            data = zf.read(info)
-        except (OSError, zipfile.BadZipFile, RuntimeError, ValueError, zlib.error) as exc:
-            yield _error(entry, f"could not unpack the entry: {exc}")
-            continue
-        reader = limits.reader()
-        reader.data(data, info.filename, label=entry, in_container=True)
-        yield reader.batch
-    if not found:
-        yield _error(label, "no structure files found in the archive")
-
-
-def _zip_file_units(open_zip: Callable[[], zipfile.ZipFile], label: str,
-                    limits: _Limits) -> Iterator[StructureBatch]:
-    try:
-        zf = open_zip()
-    except (OSError, zipfile.BadZipFile) as exc:
-        yield _error(label, f"could not open the archive: {exc}")
-        return
-    with zf:
-        yield from _zip_units(zf, label, limits)
-
-
-def _path_units(path: Path, label: str, in_container: bool,
-                limits: _Limits) -> Iterator[StructureBatch]:
-    if path.is_dir():
-        files = sorted((p for p in path.rglob("*") if p.is_file()),
-                       key=lambda p: p.relative_to(path).as_posix())
-        found = False
-        for p in files:
-            rel = p.relative_to(path).as_posix()
-            if _hidden(rel):
-                continue
-            for unit in _path_units(p, f"{label.rstrip('/')}/{rel}", True, limits):
-                found = found or bool(unit.items or unit.errors)
-                yield unit
-        if not found:
-            yield _error(label, "no structure files found in the folder")
-        return
-    fmt = detect_format(path.name)
-    if fmt == "jsonl" and path.is_file():
-        yield from _jsonl_units(_text_opener(lambda: open(path, "rb"), path.name), path.name,
-                                label, limits)
-    elif fmt == "zip" and path.is_file():
-        yield from _zip_file_units(lambda: zipfile.ZipFile(path), label, limits)
-    else:
-        reader = limits.reader()
-        reader.path(path, label=label, in_container=in_container)
-        yield reader.batch
-
-
-def _data_units(data: bytes, name: str, limits: _Limits) -> Iterator[StructureBatch]:
-    """An uploaded file: JSON lines and zips streamed, anything else read whole."""
-    fmt = detect_format(name)
-    if fmt == "jsonl":
-        yield from _jsonl_units(_text_opener(lambda: io.BytesIO(data), name), name, name, limits)
-    elif fmt == "zip":
-        yield from _zip_file_units(lambda: zipfile.ZipFile(io.BytesIO(data)), name, limits)
-    else:
-        reader = limits.reader()
-        reader.data(data, name, label=name, in_container=False)
-        yield reader.batch
-
-
-def _is_upload(source) -> bool:
-    return (isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], str)
-            and isinstance(source[1], (bytes, bytearray, memoryview)))
-
-
 def _in_memory(source) -> StructureBatch | None:
     """``source`` as a batch when it is already in memory (dataset, batch, structure list)."""
     if isinstance(source, StructureBatch):
@@ -305,35 +147,33 @@ def _in_memory(source) -> StructureBatch | None:
     return None
 
 
-def _units(source, limits: _Limits) -> Iterator[StructureBatch]:
+def _batches(source, chunk_size: int, limits: ReadLimits) -> Iterator[StructureBatch]:
+    """In-memory sources as they are; everything else through :func:`engine.io.iter_batches`."""
     held = _in_memory(source)
     if held is not None:
         yield held
-    elif _is_upload(source):
-        yield from _data_units(bytes(source[1]), source[0], limits)
-    elif isinstance(source, (str, os.PathLike)):
-        yield from _path_units(Path(source), str(source), False, limits)
-    elif hasattr(source, "read") and hasattr(source, "name"):  # e.g. a Streamlit upload
-        yield from _data_units(source.read(), str(source.name), limits)
-    elif isinstance(source, Iterable) and not isinstance(source, (bytes, bytearray)):
+    elif (isinstance(source, list) and source
+          and any(_in_memory(part) is not None for part in source)):
         for part in source:
-            yield from _units(part, limits)
+            yield from _batches(part, chunk_size, limits)
     else:
-        raise TypeError(f"cannot read candidates from a {type(source).__name__}: give a path, "
-                        "(name, bytes), a dataset, a list of NamedStructure, or a list of these")
+        yield from iter_batches(source, chunk_size=chunk_size, limits=limits)
 
 
-def iter_candidates(source, *, chunk_size: int = DEFAULT_CHUNK_SIZE, max_atoms: int = 500,
-                    min_distance: float = 0.5) -> Iterator[StructureBatch]:
+def iter_candidates(source, *, chunk_size: int = DEFAULT_CHUNK_SIZE, max_atoms: int | None = None,
+                    min_distance: float | None = None, limits: ReadLimits | None = None
+                    ) -> Iterator[StructureBatch]:
     """The candidates of ``source`` in chunks of at most ``chunk_size`` structures.
 
     Args:
         source: a file, folder or zip path (JSON lines streamed line by line, zips entry by
-            entry, folders file by file); an upload ``(name, bytes)`` or an object with ``.name``
-            and ``.read()``; a :class:`LabelledDataset`, :class:`StructureBatch` or list of
+            entry, folders file by file, all under one :class:`~engine.io.ReadLimits` budget);
+            an upload ``(name, bytes)`` or an object with ``.name`` and ``.read()``; a
+            :class:`LabelledDataset`, :class:`StructureBatch` or list of
             :class:`NamedStructure`; or a list of any of these.
         chunk_size: structures per chunk (≥ 1).
-        max_atoms, min_distance: validation limits as in :func:`read_structures` (Å).
+        max_atoms, min_distance: validation limits (sites per cell; Å), overriding ``limits``.
+        limits: bounds of the read (default :data:`engine.io.DEFAULT_LIMITS`).
 
     Yields:
         Batches of at most ``chunk_size`` items; each carries the errors and skipped files met
@@ -341,8 +181,9 @@ def iter_candidates(source, *, chunk_size: int = DEFAULT_CHUNK_SIZE, max_atoms: 
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    limits = make_limits(limits, max_atoms=max_atoms, min_distance=min_distance)
     buffer = StructureBatch()
-    for unit in _units(source, _Limits(max_atoms, min_distance)):
+    for unit in _batches(source, chunk_size, limits):
         buffer.extend(unit)
         while len(buffer.items) >= chunk_size:
             yield StructureBatch(items=buffer.items[:chunk_size], errors=buffer.errors,
@@ -352,62 +193,15 @@ def iter_candidates(source, *, chunk_size: int = DEFAULT_CHUNK_SIZE, max_atoms: 
         yield buffer
 
 
-def _count_lines(open_text: Callable[[], io.TextIOBase]) -> int:
-    try:
-        with open_text() as fh:
-            return sum(1 for line in fh if line.strip())
-    except (OSError, EOFError, UnicodeDecodeError, zlib.error, zipfile.BadZipFile):
-        return 1
-
-
-def _count_zip(open_zip: Callable[[], zipfile.ZipFile]) -> int:
-    try:
-        with open_zip() as zf:
-            total = 0
-            for info in zf.infolist():
-                fmt = None if info.is_dir() or _hidden(info.filename) else detect_format(
-                    info.filename)
-                if fmt == "jsonl":
-                    total += _count_lines(_text_opener(lambda i=info: zf.open(i), info.filename))
-                elif fmt is not None:
-                    total += 1
-            return total
-    except (OSError, zipfile.BadZipFile):
-        return 1
-
-
-def _count_path(path: Path) -> int:
-    if path.is_dir():
-        return sum(_count_path(p) for p in path.rglob("*")
-                   if p.is_file() and not _hidden(p.relative_to(path).as_posix())
-                   and detect_format(p.name) is not None)
-    fmt = detect_format(path.name)
-    if fmt == "jsonl" and path.is_file():
-        return _count_lines(_text_opener(lambda: open(path, "rb"), path.name))
-    if fmt == "zip" and path.is_file():
-        return _count_zip(lambda: zipfile.ZipFile(path))
-    return 1
-
-
-def count_candidates(source) -> int:
+def count_candidates(source, *, limits: ReadLimits | None = None) -> int:
     """Entries ``source`` is expected to hold, for progress bars: JSON-lines records, structure
     files in folders and zips (a multi-structure file counts once), items in memory."""
     held = _in_memory(source)
     if held is not None:
         return len(held.items) + len(held.errors)
-    if _is_upload(source):
-        name, data = source[0], bytes(source[1])
-        fmt = detect_format(name)
-        if fmt == "jsonl":
-            return _count_lines(_text_opener(lambda: io.BytesIO(data), name))
-        if fmt == "zip":
-            return _count_zip(lambda: zipfile.ZipFile(io.BytesIO(data)))
-        return 1
-    if isinstance(source, (str, os.PathLike)):
-        return _count_path(Path(source))
-    if isinstance(source, Iterable) and not isinstance(source, (bytes, bytearray)):
-        return sum(count_candidates(part) for part in source)
-    return 1
+    if isinstance(source, list) and any(_in_memory(part) is not None for part in source):
+        return sum(count_candidates(part, limits=limits) for part in source)
+    return count_entries(source, limits=limits)
 
 
 def open_candidates(spec: str):
@@ -749,7 +543,8 @@ def _predicted_reference(model, item: NamedStructure, name: str, note: str, *, b
 
 
 def resolve_electrolyte(spec, model, *, measured=None, dataset: LabelledDataset | None = None,
-                        batch_size: int = 64, device: str = "auto") -> Reference:
+                        batch_size: int = 64, device: str = "auto",
+                        limits: ReadLimits | None = None) -> Reference:
     """The electrolyte (or any reference material) to match, as a :class:`Reference`.
 
     Args:
@@ -759,6 +554,7 @@ def resolve_electrolyte(spec, model, *, measured=None, dataset: LabelledDataset 
             ``dataset``, the SOFC examples and the candidate library (:mod:`engine.library`).
         model: the CTE model (loaded, directory or name) predicting structures.
         measured: measured linear CTEs (:func:`measured_table`); a match replaces the prediction.
+        limits: bounds of reading a structure file (:class:`engine.io.ReadLimits`).
 
     Raises:
         ValueError: an implausible typed value, a file without exactly one structure, or a name
@@ -773,15 +569,18 @@ def resolve_electrolyte(spec, model, *, measured=None, dataset: LabelledDataset 
     model = _load(model)
     if isinstance(spec, NamedStructure):
         item, name, note = spec, spec.id, ""
-    elif Path(str(spec)).is_file():
-        batch = read_structures(str(spec))
+    elif len(str(spec)) < 4096 and Path(str(spec)).is_file():
+        batch = read_structures(str(spec), limits=limits)
         if len(batch.items) != 1:
             why = f": {batch.errors[0]}" if batch.errors else ""
-            raise ValueError(f"electrolyte file {spec} holds {len(batch.items)} usable structures,"
-                             f" not one{why}")
-        item, name, note = batch.items[0], batch.items[0].id, f"from {spec}"
+            raise ValueError(f"electrolyte file {display_name(spec)} holds {len(batch.items)} "
+                             f"usable structures, not one{why}")
+        item, name, note = batch.items[0], batch.items[0].id, f"from {display_name(spec)}"
     else:
         name = str(spec).strip()
+        if len(name) > _MAX_NAME:
+            raise ValueError(f"electrolyte {_short(name)!r} ({len(name)} characters) is neither a "
+                             "file, a formula or id, nor a measured CTE")
         item, note = _find_structure(name, dataset)
     value, std = _measured_lookup(measured, [name], [item.structure.composition.reduced_formula
                                                      if item is not None else name])
@@ -794,12 +593,23 @@ def resolve_electrolyte(spec, model, *, measured=None, dataset: LabelledDataset 
         return replace(base, cte_lin=float(value[0]), cte_lin_std=float(std[0]),
                        source="measured")
     if ref is None:
-        raise ValueError(
-            f"electrolyte {name!r}: no measured value and no structure with that formula or id "
-            "in " + ("the dataset, " if dataset is not None else "") + "the SOFC examples or "
-            "the candidate library; give a structure file, a measured linear CTE in 1/K "
-            f"(e.g. {name}=10.5e-6), or add it to the measured table")
+        material, eq, _ = name.partition("=")
+        example = f"{material.strip() or 'YSZ'}=10.5e-6"
+        what = (f"{name!r} is not NAME=NUMBER: {name.partition('=')[2].strip()!r} is not a number"
+                if eq else f"{name!r}: no measured value and no structure with that formula or "
+                "id in " + ("the dataset, " if dataset is not None else "") + "the SOFC "
+                "examples or the candidate library")
+        raise ValueError(f"electrolyte {what}; give a structure file, a measured linear CTE in "
+                         f"1/K (e.g. {example}), or add it to the measured table")
     return ref
+
+
+#: Longest electrolyte name or formula accepted (characters); longer ones are cut in messages.
+_MAX_NAME = 200
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -911,7 +721,8 @@ def _typed_table(table: pd.DataFrame) -> pd.DataFrame:
 def predict_candidates(candidates, model, *, eform_model=None, gap_model=None,
                        filters: Filters | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
                        progress: Progress | None = None, batch_size: int = 64,
-                       device: str = "auto") -> CandidatePredictions:
+                       device: str = "auto",
+                       limits: ReadLimits | None = None) -> CandidatePredictions:
     """Stream ``candidates`` (anything :func:`iter_candidates` reads) through the models.
 
     Candidates failing the element filters of ``filters`` are not predicted (their rows keep
@@ -921,6 +732,7 @@ def predict_candidates(candidates, model, *, eform_model=None, gap_model=None,
         model: the volumetric-CTE model (loaded, directory or name; predictions in 1/K).
         eform_model, gap_model: formation-energy (eV/atom) and band-gap (eV) models, or None.
         progress: called after each chunk with (entries read so far, expected total).
+        limits: bounds of the read (:class:`ReadLimits`; default its defaults).
 
     Returns:
         One row per usable candidate, :data:`PREDICTION_COLUMNS`, in reading order.
@@ -931,12 +743,12 @@ def predict_candidates(candidates, model, *, eform_model=None, gap_model=None,
     for prop, loaded in models.items():  # a model of the wrong target fails before any reading
         if loaded is not None:
             _property_column(loaded, prop)
-    total = count_candidates(candidates) if progress is not None else None
+    total = count_candidates(candidates, limits=limits) if progress is not None else None
     errors: list[ReadError] = []
     notes: list[str] = []
     missing = {"e_form": 0, "band_gap": 0}
     frames, n_read = [], 0
-    for chunk in iter_candidates(candidates, chunk_size=chunk_size):
+    for chunk in iter_candidates(candidates, chunk_size=chunk_size, limits=limits):
         errors.extend(chunk.errors)
         n_read += len(chunk.items) + len(chunk.errors)
         if chunk.items:
@@ -1031,8 +843,9 @@ class ScreenResult:
         return self.table[self.table["passes"]].reset_index(drop=True)
 
     def to_csv(self, path) -> None:
-        """Write the table (one row per candidate; reload with :func:`read_screen_csv`)."""
-        self.table.to_csv(path, index=False)
+        """Write the table atomically, text cells escaped against spreadsheet formulas (one row
+        per candidate; reload with :func:`read_screen_csv`)."""
+        write_csv(self.table, path)
 
 
 def read_screen_csv(path_or_buffer) -> pd.DataFrame:
@@ -1049,13 +862,17 @@ def read_screen_csv(path_or_buffer) -> pd.DataFrame:
     if "passes" in table.columns:
         table["passes"] = table["passes"].map({True: True, False: False, "True": True,
                                                "False": False})
+    for column in _STRING_COLUMNS:
+        if column in table.columns:
+            table[column] = table[column].map(unescape_cell)
     return _typed_table(table)
 
 
 def screen(candidates, electrolyte, model, *, measured=None, filters: Filters | None = None,
            eform_model=None, gap_model=None, dataset: LabelledDataset | None = None,
            chunk_size: int = DEFAULT_CHUNK_SIZE, progress: Progress | None = None,
-           batch_size: int = 64, device: str = "auto") -> ScreenResult:
+           batch_size: int = 64, device: str = "auto",
+           limits: ReadLimits | None = None) -> ScreenResult:
     """Predict, filter and rank ``candidates`` by their linear-CTE mismatch to ``electrolyte``.
 
     Args:
@@ -1069,6 +886,7 @@ def screen(candidates, electrolyte, model, *, measured=None, filters: Filters | 
             filter needs one and none is given, :func:`find_property_model` picks one, and when
             there is none the filter is disabled with a note.
         dataset: also searched for the electrolyte's formula.
+        limits: bounds of reading candidates and an electrolyte file (:class:`ReadLimits`).
     """
     model = _load(model)
     measured = measured_table(measured)
@@ -1084,11 +902,11 @@ def screen(candidates, electrolyte, model, *, measured=None, filters: Filters | 
                              f"{' or '.join(PROPERTY_TARGETS[prop])}")
     if not isinstance(electrolyte, Reference):
         electrolyte = resolve_electrolyte(electrolyte, model, measured=measured, dataset=dataset,
-                                          batch_size=batch_size, device=device)
+                                          batch_size=batch_size, device=device, limits=limits)
     pred = predict_candidates(candidates, model, eform_model=picked["e_form"],
                               gap_model=picked["band_gap"], filters=filters,
                               chunk_size=chunk_size, progress=progress, batch_size=batch_size,
-                              device=device)
+                              device=device, limits=limits)
     table, filter_notes = rank_candidates(pred.table, electrolyte, measured=measured,
                                           filters=filters)
     for note in [*pred.notes, *filter_notes]:

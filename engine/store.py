@@ -64,6 +64,7 @@ from engine.config import (
 )
 from engine.device import resolve_device
 from engine.graphs import GraphBuilder
+from engine.io.output import atomic_write
 from engine.models import build_inputs, build_model, model_config_from_dict, prepare_input
 from engine.uncertainty import DOMAIN_FILE, Domain, Uncertainty, UncertaintyCard, load_uncertainty
 
@@ -414,7 +415,8 @@ def write_card(directory: str | Path, card: ModelCard) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     if not card.created:
         card = card.model_copy(update={"created": datetime.now(timezone.utc).isoformat()})
-    (directory / MODEL_FILE).write_text(card.model_dump_json(indent=2) + "\n")
+    text = card.model_dump_json(indent=2) + "\n"
+    atomic_write(directory / MODEL_FILE, lambda tmp: tmp.write_text(text))
     return directory
 
 
@@ -428,20 +430,26 @@ def save_model(
     domain: Domain | None = None,
 ) -> Path:
     """Write a model directory; ``history`` and ``predictions`` are pandas DataFrames,
-    ``domain`` the applicability domain (``domain.npz``)."""
+    ``domain`` the applicability domain (``domain.npz``).
+
+    Files are replaced atomically (temporary file + rename) and ``model.json`` is removed first
+    and written last, so a concurrent reader sees either no model or a complete one.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / MODEL_FILE).unlink(missing_ok=True)
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-    torch.save(state, directory / WEIGHTS_FILE)
+    atomic_write(directory / WEIGHTS_FILE, lambda tmp: torch.save(state, tmp))
     if hasattr(module, "save_extras"):
         module.save_extras(directory)  # non-torch parts, e.g. forest.skops
     if domain is not None:
         domain.save(directory / DOMAIN_FILE)
-    write_card(directory, card)
     if history is not None:
-        history.to_csv(directory / HISTORY_FILE, index=False)
+        atomic_write(directory / HISTORY_FILE, lambda tmp: history.to_csv(tmp, index=False))
     if predictions is not None:
-        predictions.to_csv(directory / PREDICTIONS_FILE, index=False)
+        atomic_write(directory / PREDICTIONS_FILE,
+                     lambda tmp: predictions.to_csv(tmp, index=False))
+    write_card(directory, card)
     return directory
 
 
@@ -467,7 +475,47 @@ def read_card(directory: str | Path) -> ModelCard:
         card.check_targets()
     except (ValidationError, ValueError) as exc:
         raise ModelLoadError(f"{path} does not fit this engine ({ENGINE_VERSION}): {exc}") from None
+    for target, norm in zip(card.task_targets, card.task_normalizers):
+        if not (np.isfinite(norm.mean) and np.isfinite(norm.std) and norm.std > 0):
+            raise ModelLoadError(f"{path}: the normaliser of {target!r} (mean={norm.mean}, "
+                                 f"std={norm.std}) is not finite with a positive std; the model "
+                                 "would predict nonsense, so it is not loaded")
     return card
+
+
+def _load_weights(path: Path, module: nn.Module) -> None:
+    """Load a state dict into ``module`` (never unpickling code) and check it is finite.
+
+    Raises:
+        ModelLoadError: naming the file: missing, not a plain state dict (e.g. a pickle with
+            code), the wrong shape for model.json, or holding NaN/inf.
+    """
+    import pickle
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path.parent} has no {path.name}") from None
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError) as exc:
+        raise ModelLoadError(f"{path} is not a plain weights file (it holds other Python objects "
+                             f"or is damaged: {type(exc).__name__}); it was not loaded. Do not "
+                             "load files from an untrusted source") from None
+    except (RuntimeError, ValueError) as exc:
+        raise ModelLoadError(f"{path} could not be read as a weights file: "
+                             f"{' '.join(str(exc).split())[:300]}") from None
+    if not isinstance(state, dict):
+        raise ModelLoadError(f"{path} holds a {type(state).__name__}, not a state dict")
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError) as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = "; ".join(lines[1:4] if len(lines) > 1 else lines)[:400]
+        raise ModelLoadError(f"{path} does not match model.json: {detail}") from None
+    bad = [name for name, t in state.items()
+           if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise ModelLoadError(f"{path}: the weights hold NaN or infinite values (in "
+                             f"{', '.join(bad[:3])}); the model is not loaded")
 
 
 def load_model(path_or_name: str | Path) -> LoadedModel:
@@ -495,14 +543,7 @@ def load_model(path_or_name: str | Path) -> LoadedModel:
     if card.ensemble is not None:
         return _load_ensemble(card, directory)
     module = build_model(card.model_config_obj(), card.graph)
-    try:
-        state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-        module.load_state_dict(state)
-    except FileNotFoundError:
-        raise ModelLoadError(f"{directory} has no {WEIGHTS_FILE}") from None
-    except (RuntimeError, ValueError) as exc:
-        first = str(exc).splitlines()[0]
-        raise ModelLoadError(f"{directory / WEIGHTS_FILE} does not match model.json: {first}") from None
+    _load_weights(directory / WEIGHTS_FILE, module)
     try:
         module.load_extras(directory)
     except FileNotFoundError as exc:

@@ -219,10 +219,10 @@ def test_zip_with_nested_folders(tmp_path: Path) -> None:
 def test_zip_bomb_guard(monkeypatch: pytest.MonkeyPatch) -> None:
     data = make_zip({"big.cif": b"#" * 200_000, "nacl.cif": cif_text(nacl()).encode()})
     assert len(data) < 10_000
-    monkeypatch.setattr(st, "MAX_ARCHIVE_BYTES", 100_000)
-    err = only_error(read_structures(data, name="bomb.zip"))
-    assert err.source == "bomb.zip"
-    assert "zip bomb" in err.reason
+    limits = st.ReadLimits(max_bytes=100_000)
+    err = only_error(read_structures(data, name="bomb.zip", limits=limits))
+    assert err.source == "bomb.zip/big.cif"
+    assert "compression bomb" in err.reason
 
 
 def test_bad_zip_and_empty_zip() -> None:
@@ -243,7 +243,13 @@ def test_folder_reading(tmp_path: Path) -> None:
     batch = read_structures(tmp_path)
     assert batch.errors == []
     assert batch.ids == ["nacl", "fe2o", "srtio3"]  # sorted by relative path
-    assert {Path(p).name for p in batch.skipped} == {"id_prop.csv", "atom_init.json", "notes.md"}
+    assert {Path(p).name for p in batch.skipped} == {
+        "id_prop.csv",
+        "atom_init.json",
+        "notes.md",
+        ".hidden.cif",
+    }
+    assert next(p for p in batch.skipped if p.endswith(".hidden.cif")).reason == "hidden"
 
 
 def test_list_of_mixed_sources(tmp_path: Path) -> None:
@@ -313,12 +319,43 @@ PARTIAL_CIF = cif_text(nacl()).replace(
 )
 
 
-def test_partial_occupancy() -> None:
+def test_partial_occupancy_is_read_as_a_disordered_site() -> None:
     assert "0.5" in PARTIAL_CIF  # the fixture really is disordered
-    err = only_error(read_structures(PARTIAL_CIF.encode(), name="alloy.cif"))
-    assert err.source == "alloy.cif"
-    assert "partial occupancy" in err.reason and "not supported" in err.reason
-    assert "site 1" in err.reason and "Br" in err.reason
+    s = read_structure(PARTIAL_CIF.encode(), name="alloy.cif")
+    assert not s.is_ordered
+    assert {str(sp): occ for sp, occ in s[1].species.items()} == {"Cl": 0.5, "Br": 0.5}
+
+
+def test_vacancy_is_read() -> None:
+    text = cif_text(nacl()).replace(
+        "Cl  Cl1  1  0.50000000  0.50000000  0.50000000  1",
+        "Cl  Cl1  1  0.50000000  0.50000000  0.50000000  0.9",
+    )
+    s = read_structure(text.encode(), name="vacancy.cif")
+    assert s[1].species.num_atoms == pytest.approx(0.9)
+
+
+def test_two_atoms_at_one_position_are_refused() -> None:
+    text = cif_text(nacl()).replace(
+        "Cl  Cl1  1  0.50000000  0.50000000  0.50000000  1",
+        "Cl  Cl1  1  0.50000000  0.50000000  0.50000000  1\n"
+        "  Br  Br1  1  0.50000000  0.50000000  0.50000000  1",
+    )
+    err = only_error(read_structures(text.encode(), name="double.cif"))
+    assert err.source == "double.cif"
+    assert "'Cl1' and 'Br1'" in err.reason and "summing to 2, more than 1" in err.reason
+    assert "sum to > 1" not in err.reason
+
+
+def test_overfull_site_in_pymatgen_json_names_the_site() -> None:
+    d = nacl().as_dict()
+    d["sites"][1]["species"] = [{"element": "Cl", "occu": 1}, {"element": "Br", "occu": 0.5}]
+    err = only_error(read_structures(json.dumps(d).encode(), name="over.json"))
+    assert err.source == "over.json"
+    assert "site 1" in err.reason and "sum to 1.5, more than 1" in err.reason
+    d["sites"][1]["species"] = [{"element": "Cl", "occu": 0.5}, {"element": "Br", "occu": 0.25}]
+    s = read_structure(json.dumps(d).encode(), name="ok.json")
+    assert s[1].species.num_atoms == pytest.approx(0.75)
 
 
 def test_no_atoms() -> None:
@@ -380,7 +417,9 @@ def test_poscar_without_element_names() -> None:
 
 def test_too_many_atoms() -> None:
     err = only_error(read_structures(cif_text(perovskite()).encode(), name="p.cif", max_atoms=4))
-    assert err.reason == "5 sites is more than the limit of 4 atoms per cell"
+    assert err.reason.startswith(
+        "the CIF lists 5 distinct atom positions, more than the limit of 4 atoms per cell"
+    )
 
 
 def test_degenerate_lattice() -> None:
@@ -419,7 +458,7 @@ def test_jsonl_bad_line_keeps_others() -> None:
     ]
     batch = read_structures("\n".join(lines).encode(), name="data.jsonl")
     assert batch.ids == ["a", "d"]
-    assert [e.source for e in batch.errors] == ["data.jsonl line 2", "data.jsonl line 3"]
+    assert [e.source for e in batch.errors] == ["data.jsonl line 2", "data.jsonl line 3 (c)"]
 
 
 def test_record_id_order() -> None:

@@ -44,7 +44,14 @@ with tab_upload:
             current = state.data_source()
             if current is None or current.path != path:
                 state.set_data_source(path, label=label, origin="upload")
-            st.success(f"Using {label}.")
+            try:
+                n_loaded = len(state.load_dataset(path))
+            except Exception:  # noqa: BLE001 - reported below with the dataset
+                n_loaded = 0
+            if n_loaded:
+                st.success(f"Using {label}: {n_loaded} structure{'' if n_loaded == 1 else 's'}.")
+            else:
+                st.error(f"Nothing usable in {label}: no structure could be read (see below).")
         from engine.structures import detect_format
 
         # a folder read skips files of unknown format silently; an upload should say so
@@ -117,8 +124,19 @@ c1, c2, c3 = st.columns(3)
 c1.metric("Structures loaded", len(dataset))
 c3.metric("Numeric label columns", len(numeric))
 
-failures = [{"file / entry": e.source, "reason": e.reason} for e in dataset.errors]
+
+def _shown(source: str) -> str:
+    """An entry's name as uploaded (without the upload folder's own name)."""
+    return source.removeprefix("upload/") if src.origin == "upload" else source
+
+
+failures = [{"file / entry": _shown(e.source), "reason": e.reason} for e in dataset.errors]
 if src.origin == "upload":
+    from dashboard.uploads import upload_problems
+
+    failures += [
+        {"file / entry": p["source"], "reason": p["reason"]} for p in upload_problems(src.path)
+    ]
     failures += [
         {
             "file / entry": name,
@@ -130,7 +148,12 @@ if src.origin == "upload":
 c2.metric("Entries that failed", len(failures))
 if failures:
     with st.expander(
-        f"{len(failures)} files or entries could not be used — see why",
+        (
+            "1 file or entry could not be used"
+            if len(failures) == 1
+            else f"{len(failures)} files or entries could not be used"
+        )
+        + " — see why",
         expanded=len(dataset) == 0 or len(failures) <= 5,
     ):
         st.dataframe(pd.DataFrame(failures), hide_index=True, width="stretch")

@@ -17,6 +17,7 @@ from dashboard.components.units import display_for
 from dashboard.components.viewer import describe_line, show_structure
 from engine.datasets import resolve_source
 from engine.embeddings import reduce
+from engine.io import csv_text
 from engine.prediction import embed, predict
 
 st.title("Embeddings")
@@ -276,7 +277,7 @@ if chosen:
 
 st.download_button(
     "Download the map (CSV)",
-    frame.to_csv(index=False),
+    csv_text(frame),
     file_name=f"embedding-{card.name}-{method}.csv",
     mime="text/csv",
 )

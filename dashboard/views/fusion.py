@@ -24,6 +24,7 @@ from dashboard.components import plots
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
 from engine.explain import polymorph_pairs
+from engine.io import csv_text
 
 ALIASES = {"weight_composition": "w_comp", "weight_structure": "w_graph"}
 
@@ -240,7 +241,7 @@ if getattr(model, "has_fusion_weights", False):
         )
         st.download_button(
             "Download weights (CSV)",
-            show.to_csv(index=False),
+            csv_text(show),
             file_name=f"{m['name']}-fusion-weights.csv",
             mime="text/csv",
         )

@@ -13,6 +13,7 @@ from dashboard.components import plots
 from dashboard.components.physics import physics_section
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
+from engine.io import csv_text
 
 st.title("Predict")
 teach("cte")
@@ -54,7 +55,13 @@ else:
         truth_table = ds.table
 
 if errors:
-    st.warning(f"{len(errors)} file(s)/entries could not be read; the others are kept.")
+    what = (
+        "1 file or entry could not be read"
+        if len(errors) == 1
+        else f"{len(errors)} files or entries could not be read"
+    )
+    kept = f"{len(items)} structure{'' if len(items) == 1 else 's'} kept"
+    st.warning(f"{what}; {kept}." if items else f"{what}; nothing usable is left.")
     st.dataframe(
         pd.DataFrame([{"file / entry": e.source, "reason": e.reason} for e in errors]),
         hide_index=True,
@@ -149,7 +156,8 @@ if st.button(
             shown[disp.short("Error")] = shown[value_col] - shown[f"True {disp.label}"]
     shown = shown.sort_values(value_col, ascending=False, ignore_index=True)
     st.markdown(
-        f"**{len(shown)} predictions** of *{disp.name}* by **{model_info['name']}**, "
+        f"**{len(shown)} prediction{'' if len(shown) == 1 else 's'}** of *{disp.name}* by "
+        f"**{model_info['name']}**, "
         "highest first. Click a column header to sort."
     )
     st.dataframe(
@@ -204,7 +212,7 @@ if st.button(
     m3.metric("Highest", disp.fmt(table["prediction"].max()))
     st.download_button(
         "Download predictions (CSV)",
-        shown.to_csv(index=False),
+        csv_text(shown),
         file_name=f"predictions-{model_info['name'].replace('/', '_')}.csv",
         mime="text/csv",
         key="predict_download",

@@ -17,6 +17,7 @@ from dashboard.components.teaching import teach
 from dashboard.components.units import Display, display_for
 from dashboard.components.viewer import describe_line, show_structure
 from engine.datasets import resolve_source
+from engine.io import csv_text
 
 st.title("Results")
 teach("metrics")
@@ -218,7 +219,7 @@ def show_model(m: dict, *, key: str, compact: bool = False) -> None:
             show_calibration(card, m["target"], key)
         st.download_button(
             "Download predictions (CSV)",
-            predictions.to_csv(index=False),
+            csv_text(predictions),
             file_name=f"{m['name']}-predictions.csv",
             mime="text/csv",
             key=f"dl_pred_{key}",

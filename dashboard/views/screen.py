@@ -20,6 +20,7 @@ from dashboard.components import plots
 from dashboard.components.physics import physics_section
 from dashboard.components.teaching import teach
 from engine.examples import EXAMPLES
+from engine.io import csv_text
 from engine.screening import (
     DEFAULT_CHUNK_SIZE,
     MEASURED_COLUMNS,
@@ -353,6 +354,7 @@ elif source is not None:
                     gap_model=extra.get("band_gap"),
                     chunk_size=int(chunk),
                     progress=report,
+                    limits=state.read_limits(),
                 )
             except Exception as exc:  # noqa: BLE001 - show, never crash
                 bar.empty()
@@ -460,7 +462,7 @@ st.caption(
 )
 st.download_button(
     "Download the ranked table (CSV, values in 1/K)",
-    table.to_csv(index=False),
+    csv_text(table),
     file_name=f"screen-{electrolyte.name.replace('/', '_')}.csv",
     mime="text/csv",
     key="screen_download",
@@ -534,7 +536,7 @@ st.caption(
 )
 st.download_button(
     "Download the mismatch matrix (CSV, values in 1/K)",
-    matrix.long().to_csv(index=False),
+    csv_text(matrix.long()),
     file_name="mismatch-matrix.csv",
     mime="text/csv",
     key="screen_matrix_download",
