@@ -1,5 +1,5 @@
 """Command line: ``python -m engine COMMAND``: train, search, calibrate, predict, screen,
-evaluate, contributions, models or bench.
+evaluate, contributions, models, bench, fetch or dashboard.
 
 Errors are reported as one ``error: ...`` line on stderr with exit code 2 (no traceback unless
 ``--debug`` is given).
@@ -437,6 +437,31 @@ def _depth(text: str):
     return value
 
 
+def cmd_fetch(args) -> int:
+    from engine.io.optimade import fetch_structures, write_jsonl
+
+    def report(done: int, total: int | None) -> None:
+        print(f"fetched {done} of {total if total is not None else '?'} entries", file=sys.stderr,
+              flush=True)
+
+    result = fetch_structures(args.provider, args.filter, limit=args.limit,
+                              page_size=args.page_size, database=args.database,
+                              progress=None if args.quiet else report, timeout=args.timeout)
+    _print_errors(result.errors)
+    if result.items:
+        n = write_jsonl(result.items, args.output)
+        print(f"wrote {n} structures from {result.provider} ({result.base_url}) to {args.output}")
+    if result.error:
+        print(f"error: {result.error}" + (f" (kept the {len(result.items)} fetched before)"
+                                           if result.items else ""), file=sys.stderr)
+        return 2
+    if not result.items:
+        print(f"error: no structure matched on {result.provider} ({result.base_url})",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -622,6 +647,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use at most this many structures")
     p.add_argument("--epochs", type=int, default=3, help="epochs timed for training throughput")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("fetch", help="search an OPTIMADE database and save the structures as "
+                       "JSON lines")
+    p.add_argument("--provider", required=True, help="provider id from the optimade package's "
+                   "providers.json (mp, oqmd, cod, alexandria, jarvis, aflow, …) or the base URL "
+                   "of an OPTIMADE database")
+    p.add_argument("--filter", default="", help="OPTIMADE filter, e.g. 'elements HAS ALL "
+                   "\"La\",\"Co\",\"O\" AND nsites<=20' (default: everything)")
+    p.add_argument("--limit", type=int, default=100, help="most structures fetched")
+    p.add_argument("--output", required=True, help="JSON-lines file to write (.jsonl or "
+                   ".jsonl.gz); ids are PROVIDER:ID")
+    p.add_argument("--database", help="which of the provider's databases (default: the first)")
+    p.add_argument("--page-size", type=int, default=50, help="entries per request")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait per request")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_fetch)
     return parser
 
 

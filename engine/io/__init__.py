@@ -1,0 +1,1 @@
+"""Input and output of structures beyond local files (databases, archives, formats)."""
