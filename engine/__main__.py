@@ -197,6 +197,8 @@ def cmd_predict(args) -> int:
     from engine.prediction import predict
     from engine.uncertainty import STD_COLUMN, std_column
 
+    if args.dask:
+        return _predict_dask(args)
     result = predict(args.model, args.input, batch_size=args.batch_size, device=args.device)
     _print_errors(result.errors)
     for note in result.notes:
@@ -221,6 +223,31 @@ def cmd_predict(args) -> int:
                                "display.float_format", "{:.4g}".format):
             print(table.to_string(index=False))
     return 0
+
+
+def _report_dask(run) -> int:
+    """Errors, notes and failed partitions of a Dask run; 1 when a partition failed."""
+    _print_errors(run.errors)
+    for note in run.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{run.n_read} entries in {run.n_partitions} partitions on {len(run.worker_pids)} "
+          f"worker processes", file=sys.stderr)
+    for f in run.failures:
+        print(f"error: partition {f.label} ({f.n_entries} entries) failed: {f.reason}",
+              file=sys.stderr)
+    return 1 if run.failures else 0
+
+
+def _predict_dask(args) -> int:
+    from engine.distributed_screening import predict_dask
+
+    run = predict_dask(args.dask, args.input, args.model, output=args.output,
+                       partition_size=args.partition_size, batch_size=args.batch_size,
+                       retries=args.retries, memory_limit=args.worker_memory,
+                       progress=not args.quiet)
+    rc = _report_dask(run)
+    print(f"wrote the predictions to {args.output}")
+    return rc
 
 
 def _screen_model(name: str, prop: str) -> str | None:
@@ -259,15 +286,24 @@ def cmd_screen(args) -> int:
     def report(done: int, total: int | None) -> None:
         print(f"screened {done} of {total} entries", file=sys.stderr, flush=True)
 
-    result = screen(
-        sources[0] if len(sources) == 1 else sources, args.electrolyte[0], model,
-        measured=args.measured, filters=filters,
-        eform_model=None if args.eform_model == "auto" else args.eform_model,
-        gap_model=None if args.gap_model == "auto" else args.gap_model,
-        chunk_size=args.chunk_size, progress=None if args.quiet else report,
-        batch_size=args.batch_size, device=args.device,
-    )
-    _print_errors(result.errors)
+    options = dict(measured=args.measured, filters=filters,
+                   eform_model=None if args.eform_model == "auto" else args.eform_model,
+                   gap_model=None if args.gap_model == "auto" else args.gap_model,
+                   chunk_size=args.chunk_size, batch_size=args.batch_size)
+    candidates = sources[0] if len(sources) == 1 else sources
+    dask_rc = None
+    if args.dask:
+        from engine.distributed_screening import screen_dask
+
+        result, run = screen_dask(args.dask, candidates, args.electrolyte[0], model,
+                                  output=args.output, partition_size=args.partition_size,
+                                  retries=args.retries, memory_limit=args.worker_memory,
+                                  progress=not args.quiet, **options)
+        dask_rc = _report_dask(run)
+    else:
+        result = screen(candidates, args.electrolyte[0], model, device=args.device,
+                        progress=None if args.quiet else report, **options)
+        _print_errors(result.errors)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     e = result.electrolyte
@@ -299,7 +335,13 @@ def cmd_screen(args) -> int:
             shown[label] = ranked[column].round(3)
     with pd.option_context("display.max_rows", None, "display.width", 200):
         print(shown.head(args.top).to_string(index=False))
-    if args.output:
+    if args.dask:
+        from engine.distributed_screening import write_ranked
+
+        summary = args.summary or args.output.removesuffix(".parquet") + "-top.csv"
+        write_ranked(table, args.output, summary, args.top)
+        print(f"wrote {len(table)} rows to {args.output} and the top {args.top} to {summary}")
+    elif args.output:
         result.to_csv(args.output)
         print(f"wrote {len(table)} rows to {args.output}")
     if len(args.electrolyte) > 1 or args.matrix:
@@ -312,7 +354,7 @@ def cmd_screen(args) -> int:
         if args.matrix:
             matrix.long().to_csv(args.matrix, index=False)
             print(f"wrote the mismatch matrix (1/K) to {args.matrix}")
-    return 0
+    return dask_rc or 0
 
 
 def cmd_evaluate(args) -> int:
@@ -484,6 +526,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto", help="auto (cuda → mps → cpu), cpu, cuda, mps")
         p.add_argument("--batch-size", type=int, default=64)
 
+    def dask_args(p):
+        g = p.add_argument_group("Dask (pip install 'crystal-screen[dask]')")
+        g.add_argument("--dask", metavar="CLUSTER", help="run on Dask: local:N (N worker "
+                       "processes here) or a scheduler address tcp://HOST:PORT; results stream "
+                       "to --output NAME.parquet")
+        g.add_argument("--partition-size", type=int, default=1000,
+                       help="candidates per Dask task (default 1000)")
+        g.add_argument("--retries", type=int, default=2, help="retries of a failed partition")
+        g.add_argument("--worker-memory", default="3GiB",
+                       help="memory limit per local:N worker (default 3GiB)")
+
     from engine.config import MODEL_FAMILIES  # = MODEL_REGISTRY's keys, without importing torch
 
     families = sorted(MODEL_FAMILIES)
@@ -552,8 +605,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict for structure files")
     p.add_argument("--model", required=True, help="model directory or name (see `models`)")
     p.add_argument("--input", required=True, help="file, folder or zip of structures")
-    p.add_argument("--output", help="CSV to write (default: print a table)")
+    p.add_argument("--output", help="CSV to write (default: print a table); Parquet with --dask")
+    p.add_argument("--quiet", action="store_true", help="with --dask: no progress bar")
     run_args(p)
+    dask_args(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -593,6 +648,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--matrix-top", type=int, default=10)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     run_args(p)
+    dask_args(p)
+    p.add_argument("--summary", help="with --dask: CSV of the --top ranked candidates (default: "
+                   "the --output name with -top.csv)")
     p.set_defaults(func=cmd_screen)
 
     p = sub.add_parser("evaluate", help="metrics of a model on a labelled dataset")
