@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import warnings
+from pathlib import Path
 
 MAX_LISTED_ERRORS = 20
 
@@ -504,8 +505,21 @@ def cmd_fetch(args) -> int:
     return 0
 
 
+def cmd_dashboard(args) -> int:
+    from importlib.util import find_spec
+
+    missing = [m for m in ("streamlit", "plotly", "py3Dmol") if find_spec(m) is None]
+    if missing:
+        raise RuntimeError(f"the dashboard needs {', '.join(missing)}: pip install "
+                           "'crystal-screen[dashboard]'")
+    from dashboard.launch import main as launch
+
+    return launch(args.streamlit_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.splitlines()[0])
+    prog = "crystal-screen" if Path(sys.argv[0]).name == "crystal-screen" else "python -m engine"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -721,6 +735,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait per request")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("dashboard", help="start the Streamlit dashboard (needs the [dashboard] "
+                       "extra)", description="Start the dashboard on http://localhost:8501; "
+                       "further arguments go to Streamlit, e.g. --server.port 8600.")
+    p.add_argument("streamlit_args", nargs=argparse.REMAINDER, help="Streamlit options")
+    p.set_defaults(func=cmd_dashboard)
     return parser
 
 
