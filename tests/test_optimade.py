@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +11,7 @@ import pytest
 import requests
 
 from engine.__main__ import main
+from engine.examples import EXAMPLES_DIR
 from engine.io.optimade import (
     _convert,
     fetch_structures,
@@ -24,68 +20,52 @@ from engine.io.optimade import (
     write_jsonl,
 )
 from engine.structures import NamedStructure, read_structures
+from tests.optimade_server import free_port, optimade_jsonl, reference_server
 
-#: The reference data keep the Materials Project field names; these aliases serve them as
-#: OPTIMADE fields (as the package's own example configuration does).
-ALIASES = {
-    "structures": {
-        "id": "task_id",
-        "chemical_formula_reduced": "pretty_formula",
-        "chemical_formula_anonymous": "formula_anonymous",
-    }
+#: La0.6Sr0.4CoO3 with the A site shared and 5 % oxygen vacancies, as a provider serves it.
+LSC = {
+    "lattice_vectors": [[3.85, 0, 0], [0, 3.85, 0], [0, 0, 3.85]],
+    "cartesian_site_positions": [
+        [0, 0, 0],
+        [1.925, 1.925, 1.925],
+        [1.925, 1.925, 0],
+        [1.925, 0, 1.925],
+        [0, 1.925, 1.925],
+    ],
+    "species": [
+        {"name": "LaSr", "chemical_symbols": ["La", "Sr"], "concentration": [0.6, 0.4]},
+        {"name": "Co", "chemical_symbols": ["Co"], "concentration": [1.0]},
+        {"name": "O", "chemical_symbols": ["O", "vacancy"], "concentration": [0.95, 0.05]},
+    ],
+    "species_at_sites": ["LaSr", "Co", "O", "O", "O"],
+    "nsites": 5,
+    "elements": ["Co", "La", "O", "Sr"],
+    "nelements": 4,
+    "elements_ratios": [0.2, 0.12, 0.6, 0.08],
+    "chemical_formula_reduced": "CoLa3O15Sr2",
+    "chemical_formula_anonymous": "A15B3C2D",
+    "chemical_formula_descriptive": "La0.6Sr0.4CoO2.85",
+    "dimension_types": [1, 1, 1],
+    "nperiodic_dimensions": 3,
+    "structure_features": ["disorder"],
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """The reference server (mongomock backend, the wheel's test structures) on a free port."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "OPTIMADE_CONFIG_FILE": str(tmp_path_factory.mktemp("opt") / "none.json"),
-        "OPTIMADE_BASE_URL": url,
-        "OPTIMADE_ALIASES": json.dumps(ALIASES),
-    }
-    log = open(tmp_path_factory.mktemp("optlog") / "server.log", "w+")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "optimade.server.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if requests.get(f"{url}/v1/info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"the OPTIMADE reference server did not start:\n{log.read()[-2000:]}")
-            time.sleep(0.3)
+    """The reference server (mongomock backend, the wheel's example structures)."""
+    with reference_server(tmp_path_factory.mktemp("optimade")) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
+
+
+@pytest.fixture(scope="module")
+def sofc_server(tmp_path_factory):
+    """The reference server holding the SOFC examples and one partially occupied perovskite."""
+    tmp = tmp_path_factory.mktemp("optimade_sofc")
+    entries = {it.id: it.structure for it in read_structures(EXAMPLES_DIR).items}
+    entries["LSC-disordered"] = LSC
+    with reference_server(tmp, optimade_jsonl(tmp / "sofc.jsonl", entries)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +134,7 @@ def test_bad_filter_is_one_clear_message(server):
 
 
 def test_unreachable_provider(tmp_path):
-    result = fetch_structures(f"http://127.0.0.1:{_free_port()}", "nsites<3", timeout=5)
+    result = fetch_structures(f"http://127.0.0.1:{free_port()}", "nsites<3", timeout=5)
     assert not result.items
     assert result.error.startswith("cannot reach") and "no network" in result.error
 
@@ -282,3 +262,24 @@ def test_cli_fetch_bad_filter(server, tmp_path, capsys):
         and err[0].startswith(f"error: the {server} database rejected the query (HTTP 400)")
     )
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_real_structures_round_trip_through_a_server(sofc_server):
+    local = {it.id: it.structure for it in read_structures(EXAMPLES_DIR).items}
+    result = fetch_structures(sofc_server, 'NOT elements HAS "Sr" OR nelements<4', limit=100)
+    got = {it.id.split(":", 1)[1]: it.structure for it in result.items}
+    assert result.complete and not result.errors and set(got) == set(local)
+    for ident, structure in got.items():
+        assert structure.matches(local[ident]), ident
+        assert len(structure) == len(local[ident])
+
+
+def test_partial_occupancy_from_a_server(sofc_server, tmp_path):
+    result = fetch_structures(sofc_server, 'elements HAS ALL "La","Sr","Co"', limit=10)
+    assert [it.id for it in result.items] == ["exmpl:LSC-disordered"]
+    s = result.items[0].structure
+    assert s[0].species.as_dict() == {"La": 0.6, "Sr": 0.4}
+    assert s[2].species.as_dict() == {"O": 0.95}
+    assert (
+        s.composition.reduced_formula == "La3Sr2Co5O14.25" or abs(s.composition["O"] - 2.85) < 1e-9
+    )
