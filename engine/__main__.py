@@ -739,13 +739,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dashboard", help="start the Streamlit dashboard (needs the [dashboard] "
                        "extra)", description="Start the dashboard on http://localhost:8501; "
                        "further arguments go to Streamlit, e.g. --server.port 8600.")
-    p.add_argument("streamlit_args", nargs=argparse.REMAINDER, help="Streamlit options")
     p.set_defaults(func=cmd_dashboard)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "dashboard":  # everything after `dashboard` goes to Streamlit
+        args.streamlit_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not args.debug:
         warnings.filterwarnings("ignore")
     try:

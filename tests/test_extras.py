@@ -68,3 +68,12 @@ def test_dashboard_command_line_carries_the_settings():
     cmd = command(["--server.port", "8600"])
     assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("dashboard/app.py")
     assert "--server.enableStaticServing=true" in cmd and cmd[-2:] == ["--server.port", "8600"]
+
+
+def test_dashboard_command_passes_streamlit_options(monkeypatch):
+    import dashboard.launch
+
+    seen = []
+    monkeypatch.setattr(dashboard.launch, "main", lambda extra: seen.append(extra) or 0)
+    assert main(["dashboard", "--server.port", "8600"]) == 0
+    assert seen == [["--server.port", "8600"]]

@@ -160,3 +160,43 @@ def test_console_script_predicts_from_another_folder(installed):
     assert row[0].startswith("id,formula,n_sites,agl_thermal_expansion_300K (1/K)")
     value = float(row[1].split(",")[3])
     assert 1e-5 < value < 1e-4  # CeO2: volumetric CTE of a few 10⁻⁵ 1/K
+
+
+def test_console_script_starts_the_dashboard(installed):
+    import time
+
+    import requests
+
+    from tests.optimade_server import free_port
+
+    venv, ctx = installed
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(venv / "bin" / "crystal-screen"),
+            "dashboard",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+        ],
+        cwd=ctx["cwd"],
+        env=ctx["env"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline, health = time.monotonic() + 120, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        assert health is not None and health.text == "ok", "the dashboard did not start"
+        page = requests.get(f"http://127.0.0.1:{port}/app/static/README.md", timeout=5)
+        assert page.status_code == 200  # static serving is on: the packaged config was used
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
