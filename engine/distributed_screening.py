@@ -119,9 +119,9 @@ class Partition:
 
     Attributes:
         index: position in reading order (0, 1, …).
-        label: what it holds, for reports (``"big.jsonl.gz lines 1001-2000"``).
-        path: a JSON-lines file the worker reads; ``first``/``count`` select its non-empty
-            lines (0-based), ``single`` is true when the file has one record (ids as
+        label: what it holds, for reports (``"big.jsonl.gz records 1001-2000"``).
+        path: a JSON-lines file the worker reads; ``first`` and ``n_entries`` select its
+            non-empty lines (0-based), ``single`` is true when the file has one record (ids as
             :func:`engine.structures.read_structures` gives them).
         batch: structures (and read errors) already read by the driver, when ``path`` is None.
         n_entries: entries it holds (structures and errors).
@@ -141,6 +141,14 @@ def _jsonl_lines(path: str) -> int:
         return sum(1 for line in fh if line.strip())
 
 
+def _is_jsonl_file(source) -> bool:
+    return (
+        isinstance(source, (str, os.PathLike))
+        and Path(source).is_file()
+        and detect_format(str(source)) == "jsonl"
+    )
+
+
 def _as_list(sources) -> list:
     if isinstance(sources, list) and not all(isinstance(s, NamedStructure) for s in sources):
         return sources
@@ -155,11 +163,7 @@ def partitions(sources, size: int = DEFAULT_PARTITION_SIZE) -> Iterator[Partitio
     parts = _as_list(sources)
     index = itertools.count()
     for source in parts:
-        if (
-            isinstance(source, (str, os.PathLike))
-            and Path(source).is_file()
-            and detect_format(str(source)) == "jsonl"
-        ):
+        if _is_jsonl_file(source):
             label = str(source)
             n = _jsonl_lines(label)
             for first in range(0, n, size):
@@ -188,12 +192,7 @@ def expected_entries(sources) -> int:
     parts = _as_list(sources)
     total = 0
     for s in parts:
-        jsonl = (
-            isinstance(s, (str, os.PathLike))
-            and Path(s).is_file()
-            and detect_format(str(s)) == "jsonl"
-        )
-        total += _jsonl_lines(str(s)) if jsonl else count_candidates(s)
+        total += _jsonl_lines(str(s)) if _is_jsonl_file(s) else count_candidates(s)
     return total
 
 
@@ -211,7 +210,7 @@ def read_partition(part: Partition) -> StructureBatch:
                 _record(
                     line,
                     stem if part.single else f"{stem}#{k}",
-                    f"{part.label.split(' records ')[0]} line {lineno}",
+                    f"{part.path} line {lineno}",
                     limits,
                 )
             )
