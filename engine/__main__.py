@@ -487,9 +487,15 @@ def cmd_fetch(args) -> int:
         print(f"fetched {done} of {total if total is not None else '?'} entries", file=sys.stderr,
               flush=True)
 
-    result = fetch_structures(args.provider, args.filter, limit=args.limit,
-                              page_size=args.page_size, database=args.database,
-                              progress=None if args.quiet else report, timeout=args.timeout)
+    if args.provider == "mp-api":  # the key comes from $MP_API_KEY, never the command line
+        from engine.io.materials_project import fetch_materials_project
+
+        result = fetch_materials_project(args.filter, limit=args.limit,
+                                         progress=None if args.quiet else report)
+    else:
+        result = fetch_structures(args.provider, args.filter, limit=args.limit,
+                                  page_size=args.page_size, database=args.database,
+                                  progress=None if args.quiet else report, timeout=args.timeout)
     _print_errors(result.errors)
     if result.items:
         n = write_jsonl(result.items, args.output)
@@ -723,8 +729,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch", help="search an OPTIMADE database and save the structures as "
                        "JSON lines")
     p.add_argument("--provider", required=True, help="provider id from the optimade package's "
-                   "providers.json (mp, oqmd, cod, alexandria, jarvis, aflow, …) or the base URL "
-                   "of an OPTIMADE database")
+                   "providers.json (mp, oqmd, cod, alexandria, jarvis, aflow, …), the base URL "
+                   "of an OPTIMADE database, or mp-api (the Materials Project's own API with "
+                   "the key in $MP_API_KEY; --filter is then a JSON object of summary-search "
+                   "arguments, e.g. '{\"chemsys\": \"La-Co-O\"}')")
     p.add_argument("--filter", default="", help="OPTIMADE filter, e.g. 'elements HAS ALL "
                    "\"La\",\"Co\",\"O\" AND nsites<=20' (default: everything)")
     p.add_argument("--limit", type=int, default=100, help="most structures fetched")

@@ -14,6 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 CUSTOM = "custom"
+MP_API = "mp-api"
 EXAMPLE_FILTER = 'elements HAS ALL "La","Co","O" AND nsites<=20'
 
 
@@ -56,7 +57,8 @@ def _validated(items, errors):
     return batch
 
 
-def _run(provider: str, query: str, limit: int, state_key: str) -> None:
+def _run(provider: str, query: str, limit: int, state_key: str, mp_key: str) -> None:
+    from engine.io.materials_project import fetch_materials_project
     from engine.io.optimade import fetch_structures
 
     bar = st.progress(0.0, text=f"Searching {provider}…")
@@ -65,9 +67,13 @@ def _run(provider: str, query: str, limit: int, state_key: str) -> None:
         share = done / total if total else 0.0
         bar.progress(min(share, 1.0), text=f"Fetched {done} of {total or '?'} entries")
 
-    result = fetch_structures(provider, query, limit=limit, progress=progress)
+    if provider == MP_API:
+        result = fetch_materials_project(query, limit=limit, key=mp_key or None, progress=progress)
+    else:
+        result = fetch_structures(provider, query, limit=limit, progress=progress)
     bar.empty()
-    label = f"OPTIMADE {result.provider or provider}: {query or 'everything'}"
+    where = "Materials Project API" if provider == MP_API else f"OPTIMADE {result.provider}"
+    label = f"{where}: {query or 'everything'}"
     ids = "\n".join(it.id for it in result.items)
     key = hashlib.sha256(f"{label}\n{ids}".encode()).hexdigest()[:16]
     st.session_state[state_key] = {
@@ -83,7 +89,8 @@ def search(page: str) -> Found | None:
 
     state_key = f"optimade_{page}"
     listed = {p.id: p for p in providers()}
-    names = [*sorted(listed), CUSTOM]
+    names = [*sorted(listed), MP_API, CUSTOM]
+    special = {CUSTOM: "other (base URL)", MP_API: "Materials Project API (mp-api, API key)"}
     made = False
     with st.expander("Search a database (OPTIMADE)", expanded=state_key in st.session_state):
         with st.form(f"optimade_form_{page}"):
@@ -92,9 +99,7 @@ def search(page: str) -> Found | None:
                 "Provider",
                 names,
                 index=names.index("mp") if "mp" in names else 0,
-                format_func=lambda p: (
-                    "other (base URL)" if p == CUSTOM else f"{listed[p].name} ({p})"
-                ),
+                format_func=lambda p: special.get(p) or f"{listed[p].name} ({p})",
                 help="The OPTIMADE providers listed by the optimade package.",
                 key=f"optimade_provider_{page}",
             )
@@ -109,6 +114,14 @@ def search(page: str) -> Found | None:
                 help='E.g. `elements HAS ALL "Sr","Ti","O" AND nelements=3`, '
                 '`chemical_formula_reduced="CeO2"`, `nsites<=10`. Empty: everything.',
                 key=f"optimade_filter_{page}",
+            )
+            mp_key = st.text_input(
+                "Materials Project API key (for mp-api)",
+                type="password",
+                help="Used for this search only: never saved or logged. Empty: the MP_API_KEY "
+                "environment variable. For mp-api the filter is a JSON object of summary-search "
+                'arguments, e.g. {"chemsys": "La-Co-O", "num_sites": [1, 20]}.',
+                key=f"optimade_mpkey_{page}",
             )
             limit = st.number_input(
                 "At most this many structures",
@@ -125,7 +138,7 @@ def search(page: str) -> Found | None:
                 st.error("Give the base URL of an OPTIMADE database for 'other'.")
                 made = False
             else:
-                _run(target, query.strip(), int(limit), state_key)
+                _run(target, query.strip(), int(limit), state_key, mp_key.strip())
         last = st.session_state.get(state_key)
         if last is None:
             return None

@@ -9,6 +9,7 @@ from engine.examples import EXAMPLES_DIR
 from engine.structures import read_structures
 from tests.dashboard.helpers import goto, texts
 from tests.optimade_server import optimade_jsonl, reference_server
+from tests.test_materials_project import fake_api  # noqa: F401 - a fixture
 
 #: Every SOFC example (the partially occupied entry of the client tests is not served here).
 FILTER = "nsites >= 1"
@@ -65,3 +66,19 @@ def test_bad_filter_is_shown_not_raised(app, sofc_server):
     at.radio(key="predict_source").set_value("database").run()
     at = _search(at, "predict", sofc_server, "nsites <<< 3")
     assert any("rejected the query (HTTP 400)" in e.value for e in at.error)
+
+
+def test_materials_project_api_with_a_typed_key(app, fake_api, monkeypatch):  # noqa: F811
+    url, seen = fake_api
+    monkeypatch.delenv("MP_API_KEY", raising=False)
+    monkeypatch.setenv("MP_API_ENDPOINT", url)
+    at = goto(app, "predict")
+    at.radio(key="predict_source").set_value("database").run()
+    at.selectbox(key="optimade_provider_predict").set_value("mp-api")
+    at.text_input(key="optimade_mpkey_predict").input("t" * 32)
+    at.text_input(key="optimade_filter_predict").input('{"chemsys": "Sr-Ti-O"}')
+    next(b for b in at.button if b.label == "Search").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.button(key="predict_go").label.startswith("Predict 2 structure(s)")
+    assert seen[-1][1] == "t" * 32
+    assert "t" * 32 not in texts(at)
