@@ -12,8 +12,8 @@ At most ``2 × workers`` partitions are in flight, so memory stays bounded on th
 as on the workers (``LocalCluster`` workers get ``memory_limit``; Dask pauses and restarts a
 worker that exceeds it). A partition that raises, or whose worker dies, is retried ``retries``
 times; one that still fails is reported with the entries it held, and every finished partition
-is written exactly once (rows stream into ``<output>.partial``, one Parquet row group per
-partition, then are put in reading order in ``<output>``). Nothing here is specific to one
+is written exactly once (rows stream into ``<output>.parts/``, one Parquet file per partition,
+then are put in reading order in ``<output>``). Nothing here is specific to one
 machine: any ``distributed`` scheduler address works (e.g. one started by ``dask-jobqueue``).
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,8 +60,6 @@ __all__ = [
 DEFAULT_PARTITION_SIZE = 1000
 DEFAULT_RETRIES = 2
 DEFAULT_WORKER_MEMORY = "3GiB"
-#: Columns added to every streamed row: partition index and row within the partition.
-ORDER_COLUMNS = ("_partition", "_row")
 
 
 def _missing_dask() -> ImportError:
@@ -352,64 +351,64 @@ def run_partitions(
 
 
 class _ParquetStream:
-    """Row groups appended as partitions finish; :meth:`finish` writes them in reading order."""
+    """One Parquet file per finished partition in ``<output>.parts/`` (readable while the run
+    goes on, and after a crash, e.g. with ``pyarrow.dataset``); :meth:`finish` joins them in
+    reading order."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.partial = path.with_name(path.name + ".partial")
-        self.writer = None
-        self.groups: dict[int, int] = {}
+        self.parts = path.with_name(path.name + ".parts")
+        self.written: set[int] = set()
+        self.schema = None
+        shutil.rmtree(self.parts, ignore_errors=True)  # left by an earlier run
+        self.parts.mkdir(parents=True)
+
+    def _file(self, index: int) -> Path:
+        return self.parts / f"part-{index:07d}.parquet"
 
     def add(self, index: int, table: pd.DataFrame) -> None:
+        """Write a partition's rows (once; an empty table writes nothing)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if table.empty or index in self.groups:
+        if table.empty or index in self.written:
             return
-        table = table.reset_index(drop=True)
-        table[ORDER_COLUMNS[0]], table[ORDER_COLUMNS[1]] = index, range(len(table))
-        if self.writer is None:
-            arrow = pa.Table.from_pandas(table, preserve_index=False)
-            self.writer = pq.ParquetWriter(self.partial, arrow.schema)
-        else:
-            arrow = pa.Table.from_pandas(table, schema=self.writer.schema, preserve_index=False)
-        self.writer.write_table(arrow)
-        self.groups[index] = len(self.groups)
+        arrow = pa.Table.from_pandas(
+            table.reset_index(drop=True), schema=self.schema, preserve_index=False
+        )
+        self.schema = self.schema or arrow.schema
+        tmp = self._file(index).with_suffix(".tmp")
+        pq.write_table(arrow, tmp)
+        tmp.replace(self._file(index))  # a part file is complete or absent
+        self.written.add(index)
 
     def read(self) -> pd.DataFrame | None:
         """Every row in reading order (None when nothing was written)."""
-        self.close()
-        if not self.groups:
-            return None
         import pyarrow.parquet as pq
 
-        table = pq.read_table(self.partial).to_pandas()
-        table = table.sort_values(list(ORDER_COLUMNS), kind="stable")
-        return table.drop(columns=list(ORDER_COLUMNS)).reset_index(drop=True)
+        if not self.written:
+            return None
+        return pd.concat(
+            [pq.read_table(self._file(i)).to_pandas() for i in sorted(self.written)],
+            ignore_index=True,
+        )
 
     def finish(self) -> int:
-        """Write ``path`` in reading order, one row group at a time; returns the row count."""
+        """Write ``path`` in reading order, one row group per partition; returns the row count."""
         import pyarrow.parquet as pq
 
-        self.close()
-        if not self.groups:
-            return 0
-        source = pq.ParquetFile(self.partial)
-        rows = 0
-        writer = None
-        for index in sorted(self.groups):
-            group = source.read_row_group(self.groups[index]).drop_columns(list(ORDER_COLUMNS))
-            writer = writer or pq.ParquetWriter(self.path, group.schema)
-            writer.write_table(group)
-            rows += group.num_rows
-        writer.close()
-        self.partial.unlink()
+        rows, writer = 0, None
+        for index in sorted(self.written):
+            part = pq.read_table(self._file(index))
+            writer = writer or pq.ParquetWriter(self.path, part.schema)
+            writer.write_table(part)
+            rows += part.num_rows
+        if writer is not None:
+            writer.close()
         return rows
 
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+    def discard(self) -> None:
+        shutil.rmtree(self.parts, ignore_errors=True)
 
 
 @dataclass
@@ -504,7 +503,8 @@ def screen_predictions_dask(
 ) -> DaskRun:
     """:func:`predict_candidates` over ``sources`` on the cluster of ``client``.
 
-    Rows stream to ``<output>.partial`` (Parquet) as partitions finish; the returned
+    Rows stream to ``<output>.parts/`` (one Parquet file per partition) as partitions finish
+    (the folder is removed at the end, kept if the run is interrupted); the returned
     :attr:`DaskRun.table` holds them in reading order (rank them with
     :func:`engine.screening.rank_candidates`). Models are loaded LoadedModels, names or
     directories.
@@ -513,22 +513,18 @@ def screen_predictions_dask(
 
     refs = [None if m is None else _portable(_load(m)) for m in (model, eform_model, gap_model)]
     stream = _ParquetStream(Path(output))
-    try:
-        run = _drive(
-            client,
-            sources,
-            screen_partition,
-            (*refs, filters, chunk_size, batch_size),
-            partition_size=partition_size,
-            retries=retries,
-            stream=stream,
-            progress=progress,
-        )
-        table = stream.read()
-    finally:
-        stream.close()
-    if stream.partial.exists():
-        stream.partial.unlink()
+    run = _drive(
+        client,
+        sources,
+        screen_partition,
+        (*refs, filters, chunk_size, batch_size),
+        partition_size=partition_size,
+        retries=retries,
+        stream=stream,
+        progress=progress,
+    )
+    table = stream.read()
+    stream.discard()
     if table is None:
         from engine.screening import _empty_predictions
 
@@ -557,22 +553,20 @@ def predict_dask(
     output = _parquet_path(output)
     ref = _portable(_load(model))
     stream = _ParquetStream(output)
-    try:
-        with _connected(cluster, memory_limit) as client:
-            run = _drive(
-                client,
-                sources,
-                predict_partition,
-                (ref, batch_size),
-                partition_size=partition_size,
-                retries=retries,
-                stream=stream,
-                progress=progress,
-            )
-        run.table = pd.DataFrame()
-        stream.finish()
-    finally:
-        stream.close()
+    with _connected(cluster, memory_limit) as client:
+        run = _drive(
+            client,
+            sources,
+            predict_partition,
+            (ref, batch_size),
+            partition_size=partition_size,
+            retries=retries,
+            stream=stream,
+            progress=progress,
+        )
+    run.table = pd.DataFrame()
+    stream.finish()
+    stream.discard()
     return run
 
 

@@ -87,7 +87,7 @@ def test_screen_equals_one_process(client, candidates, model, tmp_path):
     ]
     # each worker loaded the model once and kept it
     assert list(client.run(_loaded_models).values()) == [[MODEL], [MODEL]]
-    assert not (tmp_path / "x.parquet.partial").exists()
+    assert not (tmp_path / "x.parquet.parts").exists()
 
 
 def test_driver_read_sources_equal_one_process(client, model, tmp_path):
