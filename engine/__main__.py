@@ -1,5 +1,5 @@
 """Command line: ``python -m engine COMMAND``: train, search, calibrate, predict, screen,
-thermal, evaluate, contributions, models or bench.
+thermal, evaluate, contributions, models, bench, fetch or dashboard.
 
 Errors are reported as one ``error: ...`` line on stderr with exit code 2 (no traceback unless
 ``--debug`` is given).
@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import warnings
+from pathlib import Path
 
 MAX_LISTED_ERRORS = 20
 #: Longest ``error:`` line printed, in characters.
@@ -246,6 +247,8 @@ def cmd_predict(args) -> int:
     from engine.uncertainty import STD_COLUMN, std_column
 
     check_output_path(args.output)
+    if args.dask:
+        return _predict_dask(args)
     result = predict(args.model, args.input, batch_size=args.batch_size, device=args.device,
                      limits=_limits(args))
     if result.table.empty:
@@ -270,6 +273,31 @@ def cmd_predict(args) -> int:
                                "display.float_format", "{:.4g}".format):
             print(table.to_string(index=False))
     return 0
+
+
+def _report_dask(run) -> int:
+    """Errors, notes and failed partitions of a Dask run; 1 when a partition failed."""
+    _print_errors(run.errors)
+    for note in run.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{run.n_read} entries in {run.n_partitions} partitions on {len(run.worker_pids)} "
+          f"worker processes", file=sys.stderr)
+    for f in run.failures:
+        print(f"error: partition {f.label} ({f.n_entries} entries) failed: {f.reason}",
+              file=sys.stderr)
+    return 1 if run.failures else 0
+
+
+def _predict_dask(args) -> int:
+    from engine.distributed_screening import predict_dask
+
+    run = predict_dask(args.dask, args.input, args.model, output=args.output,
+                       partition_size=args.partition_size, batch_size=args.batch_size,
+                       retries=args.retries, memory_limit=args.worker_memory,
+                       progress=not args.quiet)
+    rc = _report_dask(run)
+    print(f"wrote the predictions to {args.output}")
+    return rc
 
 
 def _screen_model(name: str, prop: str) -> str | None:
@@ -311,17 +339,27 @@ def cmd_screen(args) -> int:
     def report(done: int, total: int | None) -> None:
         print(f"screened {done} of {total} entries", file=sys.stderr, flush=True)
 
-    result = screen(
-        sources[0] if len(sources) == 1 else sources, args.electrolyte[0], model,
-        measured=args.measured, filters=filters,
-        eform_model=None if args.eform_model == "auto" else args.eform_model,
-        gap_model=None if args.gap_model == "auto" else args.gap_model,
-        chunk_size=args.chunk_size, progress=None if args.quiet else report,
-        batch_size=args.batch_size, device=args.device, limits=_limits(args),
-    )
+    options = dict(measured=args.measured, filters=filters,
+                   eform_model=None if args.eform_model == "auto" else args.eform_model,
+                   gap_model=None if args.gap_model == "auto" else args.gap_model,
+                   chunk_size=args.chunk_size, batch_size=args.batch_size, limits=_limits(args))
+    candidates = sources[0] if len(sources) == 1 else sources
+    dask_rc = None
+    if args.dask:
+        from engine.distributed_screening import screen_dask
+
+        result, run = screen_dask(args.dask, candidates, args.electrolyte[0], model,
+                                  output=args.output, partition_size=args.partition_size,
+                                  retries=args.retries, memory_limit=args.worker_memory,
+                                  progress=not args.quiet, **options)
+        dask_rc = _report_dask(run)
+    else:
+        result = screen(candidates, args.electrolyte[0], model, device=args.device,
+                        progress=None if args.quiet else report, **options)
     if result.table.empty:
         raise _nothing_usable("candidate", " ".join(args.candidates), result.errors)
-    _print_errors(result.errors)
+    if not args.dask:
+        _print_errors(result.errors)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     e = result.electrolyte
@@ -350,7 +388,13 @@ def cmd_screen(args) -> int:
             shown[label] = ranked[column].round(3)
     with pd.option_context("display.max_rows", None, "display.width", 200):
         print(shown.head(args.top).to_string(index=False))
-    if args.output:
+    if args.dask:
+        from engine.distributed_screening import write_ranked
+
+        summary = args.summary or args.output.removesuffix(".parquet") + "-top.csv"
+        write_ranked(table, args.output, summary, args.top)
+        print(f"wrote {len(table)} rows to {args.output} and the top {args.top} to {summary}")
+    elif args.output:
         result.to_csv(args.output)
         print(f"wrote {len(table)} rows to {args.output}")
     if len(args.electrolyte) > 1 or args.matrix:
@@ -364,7 +408,7 @@ def cmd_screen(args) -> int:
         if args.matrix:
             write_csv(matrix.long(), args.matrix)
             print(f"wrote the mismatch matrix (1/K) to {args.matrix}")
-    return 0
+    return dask_rc or 0
 
 
 def cmd_thermal(args) -> int:
@@ -503,8 +547,52 @@ def _depth(text: str):
     return value
 
 
+def cmd_fetch(args) -> int:
+    from engine.io.optimade import fetch_structures, write_jsonl
+
+    def report(done: int, total: int | None) -> None:
+        print(f"fetched {done} of {total if total is not None else '?'} entries", file=sys.stderr,
+              flush=True)
+
+    if args.provider == "mp-api":  # the key comes from $MP_API_KEY, never the command line
+        from engine.io.materials_project import fetch_materials_project
+
+        result = fetch_materials_project(args.filter, limit=args.limit,
+                                         progress=None if args.quiet else report)
+    else:
+        result = fetch_structures(args.provider, args.filter, limit=args.limit,
+                                  page_size=args.page_size, database=args.database,
+                                  progress=None if args.quiet else report, timeout=args.timeout)
+    _print_errors(result.errors)
+    if result.items:
+        n = write_jsonl(result.items, args.output)
+        print(f"wrote {n} structures from {result.provider} ({result.base_url}) to {args.output}")
+    if result.error:
+        print(f"error: {result.error}" + (f" (kept the {len(result.items)} fetched before)"
+                                           if result.items else ""), file=sys.stderr)
+        return 2
+    if not result.items:
+        print(f"error: no structure matched on {result.provider} ({result.base_url})",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_dashboard(args) -> int:
+    from importlib.util import find_spec
+
+    missing = [m for m in ("streamlit", "plotly", "py3Dmol") if find_spec(m) is None]
+    if missing:
+        raise RuntimeError(f"the dashboard needs {', '.join(missing)}: pip install "
+                           "'crystal-screen[dashboard]'")
+    from dashboard.launch import main as launch
+
+    return launch(args.streamlit_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__.splitlines()[0])
+    prog = "crystal-screen" if Path(sys.argv[0]).name == "crystal-screen" else "python -m engine"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -536,6 +624,17 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--max-bytes", type=_size, default=None, metavar="SIZE",
                        help="most bytes expanded from the inputs in total, zips and .gz "
                        f"included, e.g. 2G (default {DEFAULT_LIMITS.max_bytes // 1024**2}M)")
+
+    def dask_args(p):
+        g = p.add_argument_group("Dask (pip install 'crystal-screen[dask]')")
+        g.add_argument("--dask", metavar="CLUSTER", help="run on Dask: local:N (N worker "
+                       "processes here) or a scheduler address tcp://HOST:PORT; results stream "
+                       "to --output NAME.parquet")
+        g.add_argument("--partition-size", type=int, default=1000,
+                       help="candidates per Dask task (default 1000)")
+        g.add_argument("--retries", type=int, default=2, help="retries of a failed partition")
+        g.add_argument("--worker-memory", default="3GiB",
+                       help="memory limit per local:N worker (default 3GiB)")
 
     from engine.config import MODEL_FAMILIES  # = MODEL_REGISTRY's keys, without importing torch
 
@@ -606,8 +705,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict for structure files")
     p.add_argument("--model", required=True, help="model directory or name (see `models`)")
     p.add_argument("--input", required=True, help="file, folder or zip of structures")
-    p.add_argument("--output", help="CSV to write (default: print a table)")
+    p.add_argument("--output", help="CSV to write (default: print a table); Parquet with --dask")
+    p.add_argument("--quiet", action="store_true", help="with --dask: no progress bar")
     run_args(p)
+    dask_args(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -647,6 +748,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--matrix-top", type=int, default=10)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     run_args(p)
+    dask_args(p)
+    p.add_argument("--summary", help="with --dask: CSV of the --top ranked candidates (default: "
+                   "the --output name with -top.csv)")
     p.set_defaults(func=cmd_screen)
 
     p = sub.add_parser(
@@ -718,11 +822,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use at most this many structures")
     p.add_argument("--epochs", type=int, default=3, help="epochs timed for training throughput")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("fetch", help="search an OPTIMADE database and save the structures as "
+                       "JSON lines")
+    p.add_argument("--provider", required=True, help="provider id from the optimade package's "
+                   "providers.json (mp, oqmd, cod, alexandria, jarvis, aflow, …), the base URL "
+                   "of an OPTIMADE database, or mp-api (the Materials Project's own API with "
+                   "the key in $MP_API_KEY; --filter is then a JSON object of summary-search "
+                   "arguments, e.g. '{\"chemsys\": \"La-Co-O\"}')")
+    p.add_argument("--filter", default="", help="OPTIMADE filter, e.g. 'elements HAS ALL "
+                   "\"La\",\"Co\",\"O\" AND nsites<=20' (default: everything)")
+    p.add_argument("--limit", type=int, default=100, help="most structures fetched")
+    p.add_argument("--output", required=True, help="JSON-lines file to write (.jsonl or "
+                   ".jsonl.gz); ids are PROVIDER:ID")
+    p.add_argument("--database", help="which of the provider's databases (default: the first)")
+    p.add_argument("--page-size", type=int, default=50, help="entries per request")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait per request")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("dashboard", help="start the Streamlit dashboard (needs the [dashboard] "
+                       "extra)", description="Start the dashboard on http://localhost:8501; "
+                       "further arguments go to Streamlit, e.g. --server.port 8600.")
+    p.set_defaults(func=cmd_dashboard)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "dashboard":  # everything after `dashboard` goes to Streamlit
+        args.streamlit_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not args.debug:
         warnings.filterwarnings("ignore")
     try:

@@ -17,7 +17,11 @@ ENGINE_VERSION = "0.1.0"
 SCHEMA_VERSION = 1
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-ASSETS_DIR = PROJECT_ROOT / "assets"
+#: Shipped models and SOFC examples: ``assets/`` of a checkout (``engine/_assets`` links to it),
+#: or the copy inside an installed wheel.
+ASSETS_DIR = (Path(__file__).resolve().parent / "_assets").resolve()
+if not ASSETS_DIR.is_dir():  # a checkout made without symbolic links
+    ASSETS_DIR = PROJECT_ROOT / "assets"
 
 
 class StrictModel(BaseModel):

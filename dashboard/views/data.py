@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import plots
+from dashboard.components import optimade, plots
 from dashboard.components.structinfo import element_counts
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
@@ -108,6 +108,10 @@ with tab_examples:
     )
     if st.button("Use the SOFC examples", key="use_examples"):
         state.set_data_source(state.examples_dir(), label="SOFC examples", origin="examples")
+
+found = optimade.search("data")
+if found is not None and found.new:
+    state.set_data_source(optimade.save(found), label=found.label, origin="OPTIMADE")
 
 src = state.data_source()
 if src is None:

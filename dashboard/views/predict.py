@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import plots
+from dashboard.components import optimade, plots
 from dashboard.components.physics import physics_section
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
@@ -23,6 +23,7 @@ SOURCES = {
     "upload": "Upload candidate structures",
     "examples": "SOFC examples (15 structures)",
     "current": "Current dataset",
+    "database": "Search a database (OPTIMADE)",
 }
 c1, c2 = st.columns([2, 3])
 with c1:
@@ -46,6 +47,10 @@ if which == "upload":
 elif which == "examples":
     ds = state.examples_dataset()
     items, errors, label = ds.items, list(ds.errors), "SOFC examples"
+elif which == "database":
+    found = optimade.search("predict")
+    if found is not None:
+        items, errors, label = found.batch.items, list(found.batch.errors), found.label
 else:
     ds = state.current_dataset()
     if ds is None:

@@ -16,7 +16,7 @@ import streamlit as st
 from pymatgen.core import Element
 
 from dashboard import state
-from dashboard.components import plots
+from dashboard.components import optimade, plots
 from dashboard.components.physics import physics_section
 from dashboard.components.teaching import teach
 from engine.examples import EXAMPLES
@@ -48,6 +48,7 @@ SOURCES = {
     "library": "Generated candidate library",
     "current": "Current dataset",
     "upload": "Upload structures (files or a zip)",
+    "database": "Search a database (OPTIMADE)",
     "reload": "Reload a screening CSV",
 }
 ELECTROLYTE_BY = {
@@ -199,6 +200,10 @@ elif which == "upload":
         source, source_key = files, _upload_key(files)
     else:
         st.info("Upload candidate structures to screen them.")
+elif which == "database":
+    found = optimade.search("screen")
+    if found is not None:
+        source, source_key = found.batch, found.key
 else:
     csv = st.file_uploader(
         "A screening table exported from this page or `python -m engine screen --output`",

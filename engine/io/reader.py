@@ -38,6 +38,7 @@ __all__ = [
     "count_entries",
     "iter_batches",
     "iter_entries",
+    "jsonl_records",
     "make_limits",
     "read_structure",
     "read_structures",
@@ -137,6 +138,33 @@ def _jsonl_entry(
     if isinstance(entry, ReadError) and parsed[0] != fallback:  # name the record's own id
         return ReadError(f"{where} ({parsed[0][:80]})", entry.reason)
     return entry
+
+
+def jsonl_records(
+    path: str | os.PathLike,
+    *,
+    first: int,
+    count: int,
+    single: bool = False,
+    limits: ReadLimits | None = None,
+) -> Iterator[Entry]:
+    """Records ``first`` … ``first + count − 1`` (0-based over non-blank lines) of one JSON-lines
+    file, named as :func:`iter_entries` names them (``single``: the whole file is one record).
+    For workers that each read their own slice of a large file."""
+    limits = limits or DEFAULT_LIMITS
+    for member in walk(path, limits):
+        if not isinstance(member, Member):
+            yield member
+            continue
+        base = stem(member.name)
+        with member.open(None) as fh:
+            lines = (
+                (n, line)
+                for n, line in iter_lines(fh, limits.max_line_bytes)
+                if line is None or line.strip()
+            )
+            for k, item in enumerate(itertools.islice(lines, first, first + count), start=first):
+                yield _jsonl_entry(member, item, base if single else f"{base}#{k}", limits)
 
 
 def _member_entries(member: Member, limits: ReadLimits) -> Iterator[Entry]:

