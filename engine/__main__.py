@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import warnings
+from pathlib import Path
 
 MAX_LISTED_ERRORS = 20
 
@@ -197,7 +198,20 @@ def cmd_predict(args) -> int:
     from engine.prediction import predict
     from engine.uncertainty import STD_COLUMN, std_column
 
-    result = predict(args.model, args.input, batch_size=args.batch_size, device=args.device)
+    from engine.disorder import predict_structures
+    from engine.sofc import resolve_structure
+
+    named = None if Path(args.input).exists() else resolve_structure(args.input)
+    if named is None:
+        from engine.structures import read_structures
+
+        batch = read_structures(args.input)
+        items, read_errors = batch.items, list(batch.errors)
+    else:
+        items, read_errors = [named], []
+    result = predict_structures(args.model, items, _disorder(args),
+                                batch_size=args.batch_size, device=args.device)
+    result.errors = read_errors + result.errors
     _print_errors(result.errors)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -221,6 +235,13 @@ def cmd_predict(args) -> int:
                                "display.float_format", "{:.4g}".format):
             print(table.to_string(index=False))
     return 0
+
+
+def _disorder(args):
+    """The :class:`engine.disorder.DisorderSettings` of ``--disorder``/``--orderings``."""
+    from engine.disorder import DisorderSettings
+
+    return DisorderSettings(mode=args.disorder, k=args.orderings, seed=args.ordering_seed)
 
 
 def _screen_model(name: str, prop: str) -> str | None:
@@ -265,7 +286,7 @@ def cmd_screen(args) -> int:
         eform_model=None if args.eform_model == "auto" else args.eform_model,
         gap_model=None if args.gap_model == "auto" else args.gap_model,
         chunk_size=args.chunk_size, progress=None if args.quiet else report,
-        batch_size=args.batch_size, device=args.device,
+        batch_size=args.batch_size, device=args.device, disorder=_disorder(args),
     )
     _print_errors(result.errors)
     for note in result.notes:
@@ -455,6 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "\"validated_against_mp != False\"")
         p.add_argument("--limit", type=int, help="read at most this many entries")
 
+    def disorder_args(p):
+        p.add_argument("--disorder", choices=["virtual", "orderings"], default="virtual",
+                       help="disordered structures: virtual crystal (occupancy-weighted "
+                       "features) or the mean of seeded ordered supercells (spread added to σ)")
+        p.add_argument("--orderings", type=int, default=5, help="orderings per disordered "
+                       "structure with --disorder orderings")
+        p.add_argument("--ordering-seed", type=int, default=0)
+
     def run_args(p):
         p.add_argument("--device", default="auto", help="auto (cuda → mps → cpu), cpu, cuda, mps")
         p.add_argument("--batch-size", type=int, default=64)
@@ -526,8 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict for structure files")
     p.add_argument("--model", required=True, help="model directory or name (see `models`)")
-    p.add_argument("--input", required=True, help="file, folder or zip of structures")
+    p.add_argument("--input", required=True, help="file, folder or zip of structures; an SOFC "
+                   "material name (8YSZ, LSCF, ...); or 'FORMULA as perovskite|fluorite'")
     p.add_argument("--output", help="CSV to write (default: print a table)")
+    disorder_args(p)
     run_args(p)
     p.set_defaults(func=cmd_predict)
 
@@ -540,10 +571,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="volumetric-CTE model (default auto: the shipped thermal-expansion model)")
     p.add_argument("--candidates", required=True, nargs="+", metavar="PATH",
                    help="files, folders, zips or JSON-lines datasets of structures; 'examples' "
-                   "(the SOFC examples) or 'library[:FAMILY,...]' (the generated library)")
+                   "(the SOFC examples), 'library[:FAMILY,...]' (the generated library), "
+                   "'sofc[:NAME,...]' (the named SOFC materials), an SOFC name (LSCF) or "
+                   "'FORMULA as perovskite|fluorite'")
     p.add_argument("--electrolyte", required=True, action="append", metavar="SPEC",
-                   help="formula or id (measured table, SOFC examples, library), a structure "
-                   "file, or a measured linear CTE in 1/K (10.5e-6 or YSZ=10.5e-6); repeat for "
+                   help="SOFC name (8YSZ, GDC, LSGM, ...), 'FORMULA as PROTOTYPE', formula or id "
+                   "(measured table, SOFC examples, library), a structure file, or a measured "
+                   "linear CTE in 1/K (10.5e-6 or YSZ=10.5e-6); repeat for "
                    "the mismatch matrix (the first one ranks)")
     p.add_argument("--output", help="CSV of the ranked table (one row per candidate, 1/K)")
     p.add_argument("--measured", help="CSV of measured linear CTEs: material, cte_lin_per_K and "
@@ -567,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "× every --electrolyte (1/K)")
     p.add_argument("--matrix-top", type=int, default=10)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    disorder_args(p)
     run_args(p)
     p.set_defaults(func=cmd_screen)
 
