@@ -195,11 +195,9 @@ def cmd_calibrate(args) -> int:
 def cmd_predict(args) -> int:
     import pandas as pd
 
-    from engine.prediction import predict
-    from engine.uncertainty import STD_COLUMN, std_column
-
     from engine.disorder import predict_structures
     from engine.sofc import resolve_structure
+    from engine.uncertainty import STD_COLUMN, std_column
 
     named = None if Path(args.input).exists() else resolve_structure(args.input)
     if named is None:

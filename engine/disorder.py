@@ -40,8 +40,7 @@ from pymatgen.core import Structure
 
 from engine.structures import NamedStructure
 
-__all__ = ["DisorderSettings", "OrderingError", "orderings", "predict_structures",
-           "supercell_size"]
+__all__ = ["DisorderSettings", "OrderingError", "orderings", "predict_structures", "supercell_size"]
 
 #: Domain flags from best to worst (an ordering-averaged prediction takes the worst).
 _FLAG_ORDER = ("in-domain", "borderline", "out-of-domain")
@@ -137,9 +136,11 @@ def supercell_size(structure: Structure, settings: DisorderSettings) -> tuple[in
                 f"{settings.max_atoms} sites reproduces every occupancy within "
                 f"{settings.tolerance:g} (at {(m - 1) * n} sites the worst error is "
                 f"{max(worst.values()):.3f}); raise max_atoms or the tolerance, or use the "
-                "virtual crystal")
-        if all(_error(key, len(idx) * m) <= settings.tolerance + 1e-12
-               for key, idx in groups.items()):
+                "virtual crystal"
+            )
+        if all(
+            _error(key, len(idx) * m) <= settings.tolerance + 1e-12 for key, idx in groups.items()
+        ):
             return _shapes(m, np.array(structure.lattice.abc))
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -179,25 +180,31 @@ def orderings(structure: Structure, settings: DisorderSettings | None = None) ->
             for i, label in zip(rng.permutation(copies), labels):
                 species[i] = label
         keep = [i for i, sp in enumerate(species) if sp is not None]
-        out.append(Structure(big.lattice, [species[i] for i in keep],
-                             big.frac_coords[keep]))
+        out.append(Structure(big.lattice, [species[i] for i in keep], big.frac_coords[keep]))
     return out
 
 
-def _aggregate(table: pd.DataFrame, groups: list[tuple[int, list[int]]],
-               items: list[NamedStructure]) -> pd.DataFrame:
+def _aggregate(
+    table: pd.DataFrame, groups: list[tuple[int, list[int]]], items: list[NamedStructure]
+) -> pd.DataFrame:
     """One row per original structure from the rows of its orderings (see module docstring)."""
     rows = []
     by_id = {str(i): k for k, i in enumerate(table["id"])}
-    pred_cols = [c for c in table.columns if c.startswith("prediction")
-                 and not c.startswith("prediction_std")]
+    pred_cols = [
+        c
+        for c in table.columns
+        if c.startswith("prediction") and not c.startswith("prediction_std")
+    ]
     for position, ids in groups:
         sub = table.iloc[[by_id[i] for i in ids if i in by_id]]
         if sub.empty:
             continue
         item = items[position]
-        row = {"id": item.id, "formula": item.structure.composition.reduced_formula,
-               "n_sites": len(item.structure)}
+        row = {
+            "id": item.id,
+            "formula": item.structure.composition.reduced_formula,
+            "n_sites": len(item.structure),
+        }
         for column in table.columns:
             if column in row or column in ("domain",):
                 continue
@@ -216,16 +223,22 @@ def _aggregate(table: pd.DataFrame, groups: list[tuple[int, list[int]]],
         if "domain" in sub:
             flags = [f for f in sub["domain"].astype(str)]
             known = [f for f in flags if f in _FLAG_ORDER]
-            row["domain"] = (max(known, key=_FLAG_ORDER.index) if len(known) == len(flags)
-                             else flags[0])
+            row["domain"] = (
+                max(known, key=_FLAG_ORDER.index) if len(known) == len(flags) else flags[0]
+            )
         rows.append(row)
     columns = list(table.columns) + ["ordering_std", "n_orderings"]
     return pd.DataFrame(rows, columns=columns)
 
 
-def predict_structures(model, items: list[NamedStructure],
-                       settings: DisorderSettings | None = None, *, batch_size: int = 64,
-                       device: str = "auto"):
+def predict_structures(
+    model,
+    items: list[NamedStructure],
+    settings: DisorderSettings | None = None,
+    *,
+    batch_size: int = 64,
+    device: str = "auto",
+):
     """:func:`engine.prediction.predict` on ``items``, disordered ones by ``settings.mode``.
 
     In orderings mode every disordered item is predicted through :func:`orderings` and its row
@@ -250,13 +263,16 @@ def predict_structures(model, items: list[NamedStructure],
             errors.append(ReadError(source=item.source, reason=str(exc)))
             continue
         ids = [f"{position}#{j}" for j in range(len(cells))]
-        expanded += [NamedStructure(id=i, structure=s, source=item.source)
-                     for i, s in zip(ids, cells)]
+        expanded += [
+            NamedStructure(id=i, structure=s, source=item.source) for i, s in zip(ids, cells)
+        ]
         groups.append((position, ids))
     result = predict(model, expanded, batch_size=batch_size, device=device)
     result.table = _aggregate(result.table, groups, items)
     result.errors = errors + result.errors
-    result.notes.append(f"disordered structures: mean of {settings.k} seeded orderings (seed "
-                        f"{settings.seed}, occupancies within {settings.tolerance:g}); their "
-                        "spread is added to σ in quadrature")
+    result.notes.append(
+        f"disordered structures: mean of {settings.k} seeded orderings (seed "
+        f"{settings.seed}, occupancies within {settings.tolerance:g}); their "
+        "spread is added to σ in quadrature"
+    )
     return result

@@ -24,7 +24,6 @@ from torch_geometric.data import Data
 
 from engine.config import GraphConfig
 
-
 #: Most species one site may hold (e.g. a high-entropy cation site of five elements).
 MAX_SITE_SPECIES = 6
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import pandas as pd
 from pymatgen.core import Composition, Element, Lattice, Structure
@@ -63,14 +63,48 @@ __all__ = [
 PROTOTYPES = ("perovskite", "fluorite")
 #: Oxidation state at which each cation's Shannon radius is taken (O is always O2-).
 OXIDATION_STATES: dict[str, int] = {
-    "Li": 1, "Na": 1, "K": 1, "Mg": 2, "Ca": 2, "Sr": 2, "Ba": 2, "Zn": 2, "Cu": 2,
-    "Y": 3, "Sc": 3, "La": 3, "Pr": 3, "Nd": 3, "Sm": 3, "Gd": 3, "Yb": 3, "Bi": 3, "Al": 3,
-    "Ga": 3, "In": 3, "Cr": 3, "Mn": 3, "Fe": 3, "Co": 3, "Ni": 3,
-    "Ti": 4, "Zr": 4, "Hf": 4, "Ce": 4, "Sn": 4, "Nb": 5, "Ta": 5,
+    "Li": 1,
+    "Na": 1,
+    "K": 1,
+    "Mg": 2,
+    "Ca": 2,
+    "Sr": 2,
+    "Ba": 2,
+    "Zn": 2,
+    "Cu": 2,
+    "Y": 3,
+    "Sc": 3,
+    "La": 3,
+    "Pr": 3,
+    "Nd": 3,
+    "Sm": 3,
+    "Gd": 3,
+    "Yb": 3,
+    "Bi": 3,
+    "Al": 3,
+    "Ga": 3,
+    "In": 3,
+    "Cr": 3,
+    "Mn": 3,
+    "Fe": 3,
+    "Co": 3,
+    "Ni": 3,
+    "Ti": 4,
+    "Zr": 4,
+    "Hf": 4,
+    "Ce": 4,
+    "Sn": 4,
+    "Nb": 5,
+    "Ta": 5,
 }
 #: Coordination numbers tried per site, in order (the first one Shannon tabulates is used).
-_CN = {"A-perovskite": ("XII", "IX", "VIII"), "B-perovskite": ("VI",),
-       "A-fluorite": ("VIII",), "O-perovskite": ("VI",), "O-fluorite": ("IV",)}
+_CN = {
+    "A-perovskite": ("XII", "IX", "VIII"),
+    "B-perovskite": ("VI",),
+    "A-fluorite": ("VIII",),
+    "O-perovskite": ("VI",),
+    "O-fluorite": ("IV",),
+}
 #: Ideal oxygen count per formula unit.
 _IDEAL_O = {"perovskite": 3.0, "fluorite": 2.0}
 _TOL = 1e-6
@@ -105,8 +139,9 @@ class PrototypeStructure:
 
     def named(self, ident: str | None = None) -> NamedStructure:
         """As the engine readers return a structure (source ``prototype:<name>``)."""
-        return NamedStructure(id=ident or self.name, structure=self.structure,
-                              source=f"prototype:{self.prototype}")
+        return NamedStructure(
+            id=ident or self.name, structure=self.structure, source=f"prototype:{self.prototype}"
+        )
 
 
 def parse_spec(text: str) -> tuple[str, str] | None:
@@ -120,8 +155,10 @@ def parse_spec(text: str) -> tuple[str, str] | None:
         return None
     proto = match["proto"].lower()
     if proto not in PROTOTYPES:
-        raise ValueError(f"{text!r}: unknown prototype {match['proto']!r}; a composition can be "
-                         f"placed on: {', '.join(PROTOTYPES)}")
+        raise ValueError(
+            f"{text!r}: unknown prototype {match['proto']!r}; a composition can be "
+            f"placed on: {', '.join(PROTOTYPES)}"
+        )
     return match["formula"].strip(), proto
 
 
@@ -132,8 +169,9 @@ def _radius(element: str, cns: tuple[str, ...], notes: list[str]) -> float:
     if charge is None:
         positive = [s for s in Element(element).common_oxidation_states if s > 0]
         if not positive:
-            raise ValueError(f"{element} has no positive oxidation state to take a cation "
-                             "radius at")
+            raise ValueError(
+                f"{element} has no positive oxidation state to take a cation radius at"
+            )
         charge = positive[0]
     ion = f"{element}{charge}+"
     for cn in cns:
@@ -163,8 +201,10 @@ def _split(composition: Composition, prototype: str, text: str) -> dict[str, dic
     if oxygen <= 0:
         raise ValueError(f"{text!r} has no oxygen; {prototype} placement needs an oxide")
     if oxygen > _IDEAL_O[prototype] + _TOL:
-        raise ValueError(f"{text!r}: O{oxygen:g} is more oxygen than the {prototype} cell holds "
-                         f"(O{_IDEAL_O[prototype]:g}); the site occupancy would exceed 1")
+        raise ValueError(
+            f"{text!r}: O{oxygen:g} is more oxygen than the {prototype} cell holds "
+            f"(O{_IDEAL_O[prototype]:g}); the site occupancy would exceed 1"
+        )
     sites: dict[str, dict[str, float]] = {"A": {}}
     if prototype == "fluorite":
         sites["A"] = dict(amounts)
@@ -178,16 +218,24 @@ def _split(composition: Composition, prototype: str, text: str) -> dict[str, dic
         total = sum(site.values())
         if total > 1 + _TOL:
             what = ", ".join(f"{el}{x:g}" for el, x in site.items())
-            raise ValueError(f"{text!r}: the {role} site of the {prototype} would hold {total:g} "
-                             f"cations per formula unit ({what}); at most 1 fits")
+            raise ValueError(
+                f"{text!r}: the {role} site of the {prototype} would hold {total:g} "
+                f"cations per formula unit ({what}); at most 1 fits"
+            )
         if total <= _TOL:
             raise ValueError(f"{text!r}: no cation for the {role} site of the {prototype}")
     sites["O"] = {"O": oxygen / _IDEAL_O[prototype]}
     return sites
 
 
-def on_prototype(formula: str, prototype: str, *, name: str | None = None,
-                 a: float | None = None, lattice_source: str = ESTIMATE) -> PrototypeStructure:
+def on_prototype(
+    formula: str,
+    prototype: str,
+    *,
+    name: str | None = None,
+    a: float | None = None,
+    lattice_source: str = ESTIMATE,
+) -> PrototypeStructure:
     """Place ``formula`` on ``prototype`` (see the module docstring for the rules).
 
     Args:
@@ -219,12 +267,20 @@ def on_prototype(formula: str, prototype: str, *, name: str | None = None,
         structure = Structure(lattice, species, coords)
     else:
         estimate = fluorite_lattice(radii["A"], radii["O"])
-        structure = Structure.from_spacegroup("Fm-3m", Lattice.cubic(a or estimate),
-                                              [sites["A"], sites["O"]],
-                                              [[0, 0, 0], [0.25, 0.25, 0.25]])
+        structure = Structure.from_spacegroup(
+            "Fm-3m",
+            Lattice.cubic(a or estimate),
+            [sites["A"], sites["O"]],
+            [[0, 0, 0], [0.25, 0.25, 0.25]],
+        )
     return PrototypeStructure(
-        name=name or f"{formula} as {prototype}", formula=formula, prototype=prototype,
-        structure=structure, sites=sites, radii=radii, a=a or estimate,
+        name=name or f"{formula} as {prototype}",
+        formula=formula,
+        prototype=prototype,
+        structure=structure,
+        sites=sites,
+        radii=radii,
+        a=a or estimate,
         lattice_source=lattice_source if a else ESTIMATE,
         notes="radii at " + ", ".join(dict.fromkeys(notes)),
     )
@@ -264,37 +320,109 @@ class SofcMaterial:
 _NOMINAL = "nominal composition of the material's common name"
 #: The named materials. 8YSZ is 8 mol% Y2O3 in ZrO2: (ZrO2)0.92(Y2O3)0.08 per 1.08 cations.
 SOFC_MATERIALS: tuple[SofcMaterial, ...] = (
-    SofcMaterial("8YSZ", ("YSZ", "8YSZ", "YSZ8", "8Y-SZ", "8 mol% YSZ"), "Zr0.852Y0.148O1.926",
-                 "fluorite", "electrolyte",
-                 "8 mol% Y2O3 in ZrO2, (ZrO2)0.92(Y2O3)0.08 normalised to one cation"),
-    SofcMaterial("10GDC", ("GDC", "GDC10", "10GDC", "CGO", "CGO10", "10CGO"), "Ce0.9Gd0.1O1.95",
-                 "fluorite", "electrolyte / barrier layer", _NOMINAL),
-    SofcMaterial("20SDC", ("SDC", "SDC20", "20SDC"), "Ce0.8Sm0.2O1.9", "fluorite",
-                 "electrolyte", _NOMINAL),
-    SofcMaterial("LSGM", ("LSGM", "LSGM9182"), "La0.9Sr0.1Ga0.8Mg0.2O2.85", "perovskite",
-                 "electrolyte", _NOMINAL,
-                 "orthorhombic/pseudo-cubic at room temperature; here the ideal cubic cell"),
-    SofcMaterial("BZY20", ("BZY", "BZY20"), "BaZr0.8Y0.2O2.9", "perovskite",
-                 "proton-conducting electrolyte", _NOMINAL,
-                 "dry (no protons); hydration expansion left out"),
-    SofcMaterial("LSM20", ("LSM", "LSM20", "LSM82"), "La0.8Sr0.2MnO3", "perovskite",
-                 "cathode", _NOMINAL, "rhombohedral at room temperature; ideal cubic cell"),
-    SofcMaterial("LSCF6428", ("LSCF", "LSCF6428"), "La0.6Sr0.4Co0.2Fe0.8O3", "perovskite",
-                 "cathode", _NOMINAL, "oxygen non-stoichiometry δ not represented (O3)"),
-    SofcMaterial("BSCF5582", ("BSCF", "BSCF5582"), "Ba0.5Sr0.5Co0.8Fe0.2O3", "perovskite",
-                 "cathode", _NOMINAL,
-                 "oxygen non-stoichiometry δ (large in BSCF) not represented (O3)"),
-    SofcMaterial("LSC", ("LSC", "LSC64"), "La0.6Sr0.4CoO3", "perovskite", "cathode", _NOMINAL,
-                 "oxygen non-stoichiometry δ and Co spin-state changes not represented"),
-    SofcMaterial("SSC", ("SSC", "SSC55"), "Sm0.5Sr0.5CoO3", "perovskite", "cathode", _NOMINAL,
-                 "oxygen non-stoichiometry δ and Co spin-state changes not represented"),
-    SofcMaterial("LSCr", ("LSCr", "LSC-r", "LSCR82"), "La0.8Sr0.2CrO3", "perovskite",
-                 "interconnect", _NOMINAL,
-                 "orthorhombic at room temperature; ideal cubic cell"),
-    SofcMaterial("NiO", ("NiO",), "NiO", "rocksalt", "anode precursor",
-                 "stoichiometric oxide", example_key="NiO_rocksalt"),
-    SofcMaterial("Ni", ("Ni", "nickel"), "Ni", "fcc", "anode metal", "element",
-                 example_key="Ni_fcc"),
+    SofcMaterial(
+        "8YSZ",
+        ("YSZ", "8YSZ", "YSZ8", "8Y-SZ", "8 mol% YSZ"),
+        "Zr0.852Y0.148O1.926",
+        "fluorite",
+        "electrolyte",
+        "8 mol% Y2O3 in ZrO2, (ZrO2)0.92(Y2O3)0.08 normalised to one cation",
+    ),
+    SofcMaterial(
+        "10GDC",
+        ("GDC", "GDC10", "10GDC", "CGO", "CGO10", "10CGO"),
+        "Ce0.9Gd0.1O1.95",
+        "fluorite",
+        "electrolyte / barrier layer",
+        _NOMINAL,
+    ),
+    SofcMaterial(
+        "20SDC", ("SDC", "SDC20", "20SDC"), "Ce0.8Sm0.2O1.9", "fluorite", "electrolyte", _NOMINAL
+    ),
+    SofcMaterial(
+        "LSGM",
+        ("LSGM", "LSGM9182"),
+        "La0.9Sr0.1Ga0.8Mg0.2O2.85",
+        "perovskite",
+        "electrolyte",
+        _NOMINAL,
+        "orthorhombic/pseudo-cubic at room temperature; here the ideal cubic cell",
+    ),
+    SofcMaterial(
+        "BZY20",
+        ("BZY", "BZY20"),
+        "BaZr0.8Y0.2O2.9",
+        "perovskite",
+        "proton-conducting electrolyte",
+        _NOMINAL,
+        "dry (no protons); hydration expansion left out",
+    ),
+    SofcMaterial(
+        "LSM20",
+        ("LSM", "LSM20", "LSM82"),
+        "La0.8Sr0.2MnO3",
+        "perovskite",
+        "cathode",
+        _NOMINAL,
+        "rhombohedral at room temperature; ideal cubic cell",
+    ),
+    SofcMaterial(
+        "LSCF6428",
+        ("LSCF", "LSCF6428"),
+        "La0.6Sr0.4Co0.2Fe0.8O3",
+        "perovskite",
+        "cathode",
+        _NOMINAL,
+        "oxygen non-stoichiometry δ not represented (O3)",
+    ),
+    SofcMaterial(
+        "BSCF5582",
+        ("BSCF", "BSCF5582"),
+        "Ba0.5Sr0.5Co0.8Fe0.2O3",
+        "perovskite",
+        "cathode",
+        _NOMINAL,
+        "oxygen non-stoichiometry δ (large in BSCF) not represented (O3)",
+    ),
+    SofcMaterial(
+        "LSC",
+        ("LSC", "LSC64"),
+        "La0.6Sr0.4CoO3",
+        "perovskite",
+        "cathode",
+        _NOMINAL,
+        "oxygen non-stoichiometry δ and Co spin-state changes not represented",
+    ),
+    SofcMaterial(
+        "SSC",
+        ("SSC", "SSC55"),
+        "Sm0.5Sr0.5CoO3",
+        "perovskite",
+        "cathode",
+        _NOMINAL,
+        "oxygen non-stoichiometry δ and Co spin-state changes not represented",
+    ),
+    SofcMaterial(
+        "LSCr",
+        ("LSCr", "LSC-r", "LSCR82"),
+        "La0.8Sr0.2CrO3",
+        "perovskite",
+        "interconnect",
+        _NOMINAL,
+        "orthorhombic at room temperature; ideal cubic cell",
+    ),
+    SofcMaterial(
+        "NiO",
+        ("NiO",),
+        "NiO",
+        "rocksalt",
+        "anode precursor",
+        "stoichiometric oxide",
+        example_key="NiO_rocksalt",
+    ),
+    SofcMaterial(
+        "Ni", ("Ni", "nickel"), "Ni", "fcc", "anode metal", "element", example_key="Ni_fcc"
+    ),
 )
 
 
@@ -317,7 +445,7 @@ def find_material(name: str) -> SofcMaterial | None:
     return _aliases().get(_key(name))
 
 
-@lru_cache(maxsize=None)
+@cache
 def material_structure(name: str) -> PrototypeStructure:
     """The cell of a library material (by its library name)."""
     material = next(m for m in SOFC_MATERIALS if m.name == name)
@@ -327,10 +455,16 @@ def material_structure(name: str) -> PrototypeStructure:
         example = next(ex for ex in EXAMPLES if ex.key == material.example_key)
         structure = build(example)
         counts = {el.symbol: 1.0 for el in structure.composition}
-        return PrototypeStructure(name=material.name, formula=material.formula,
-                                  prototype=material.prototype, structure=structure,
-                                  sites={"all": counts}, radii={}, a=example.a,
-                                  lattice_source=example.source)
+        return PrototypeStructure(
+            name=material.name,
+            formula=material.formula,
+            prototype=material.prototype,
+            structure=structure,
+            sites={"all": counts},
+            radii={},
+            a=example.a,
+            lattice_source=example.source,
+        )
     return on_prototype(material.formula, material.prototype, name=material.name)
 
 
@@ -361,8 +495,10 @@ def sofc_batch(names=None) -> StructureBatch:
     for name in wanted:
         material = find_material(name)
         if material is None:
-            raise ValueError(f"{name!r} is not in the SOFC library; known: "
-                             + ", ".join(m.name for m in SOFC_MATERIALS))
+            raise ValueError(
+                f"{name!r} is not in the SOFC library; known: "
+                + ", ".join(m.name for m in SOFC_MATERIALS)
+            )
         items.append(material_structure(material.name).named())
     return StructureBatch(items=items)
 
@@ -372,9 +508,18 @@ def sofc_table() -> pd.DataFrame:
     rows = []
     for m in SOFC_MATERIALS:
         cell = material_structure(m.name)
-        rows.append({"name": m.name, "aliases": ", ".join(m.aliases), "formula": m.formula,
-                     "prototype": m.prototype, "role": m.role, "a_A": round(cell.a, 4),
-                     "lattice_source": cell.lattice_source,
-                     "composition_source": m.composition_source,
-                     "radii": cell.notes, "note": m.note})
+        rows.append(
+            {
+                "name": m.name,
+                "aliases": ", ".join(m.aliases),
+                "formula": m.formula,
+                "prototype": m.prototype,
+                "role": m.role,
+                "a_A": round(cell.a, 4),
+                "lattice_source": cell.lattice_source,
+                "composition_source": m.composition_source,
+                "radii": cell.notes,
+                "note": m.note,
+            }
+        )
     return pd.DataFrame(rows)
