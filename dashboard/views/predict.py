@@ -21,6 +21,7 @@ SOURCES = {
     "upload": "Upload candidate structures",
     "examples": "SOFC examples (15 structures)",
     "current": "Current dataset",
+    "typed": "Type SOFC names or compositions (e.g. 'Ce0.9Gd0.1O1.95 as fluorite')",
 }
 c1, c2 = st.columns([2, 3])
 with c1:
@@ -29,7 +30,12 @@ with c2:
     model_info = state.choose_model("Model", key="predict_model")
 
 items, errors, label, truth_table = [], [], "", None
-if which == "upload":
+if which == "typed":
+    from dashboard.components.sofc import spec_box
+
+    items, errors = spec_box("predict_typed")
+    label = "typed: " + ", ".join(it.id for it in items)
+elif which == "upload":
     uploaded = st.file_uploader(
         "Structure files (CIF, POSCAR, XYZ, JSON, JSON lines, zip)",
         accept_multiple_files=True,

@@ -17,6 +17,7 @@ from pymatgen.core import Element
 
 from dashboard import state
 from dashboard.components import plots
+from dashboard.components import sofc as sofc_ui
 from dashboard.components.teaching import teach
 from engine.examples import EXAMPLES
 from engine.screening import (
@@ -36,6 +37,7 @@ from engine.screening import (
 
 st.title("Screen")
 teach("cte")
+sofc_ui.target_note()
 
 #: Display unit of CTEs: values in 1/K × MICRO.
 MICRO = 1e6
@@ -43,10 +45,14 @@ UNIT = "10⁻⁶ K⁻¹"
 SOURCES = {
     "examples": "SOFC examples",
     "library": "Generated candidate library",
+    "sofc": "SOFC library (8YSZ, GDC, LSGM, LSCF, BSCF, … by name)",
+    "typed": "Type SOFC names or compositions (e.g. 'La0.6Sr0.4CoO3 as perovskite')",
     "current": "Current dataset",
     "upload": "Upload structures (files or a zip)",
     "reload": "Reload a screening CSV",
 }
+#: SOFC library electrolytes offered by name.
+SOFC_ELECTROLYTES = ("8YSZ", "10GDC", "20SDC", "LSGM", "BZY20")
 ELECTROLYTE_BY = {
     "formula": "Formula or id",
     "file": "Structure file",
@@ -177,6 +183,22 @@ elif which == "library":
         f"{len(source)} idealised perovskites, fluorites, pyrochlores, spinels and "
         "Ruddlesden–Popper phases built from Shannon radii (`engine.library`)."
     )
+elif which == "sofc":
+    from engine.sofc import sofc_batch
+
+    source, source_key = sofc_batch(), "sofc"
+    st.caption(f"{len(source.items)} named SOFC materials (`engine.sofc`): doped and "
+               "oxygen-deficient compositions as disordered cells on their prototype, lattices "
+               "from occupancy-weighted Shannon radii (Ni and NiO: experimental).")
+elif which == "typed":
+    typed_items, typed_errors = sofc_ui.spec_box("screen_typed")
+    for err in typed_errors:
+        st.error(f"{err.source}: {err.reason}")
+    if typed_items:
+        from engine.structures import StructureBatch
+
+        source = StructureBatch(items=typed_items)
+        source_key = "typed:" + "|".join(it.id for it in typed_items)
 elif which == "current":
     dataset = state.current_dataset()
     if dataset is None:
@@ -225,14 +247,17 @@ with e1:
 electrolyte_spec, spec_key = None, ""
 with e2:
     if by == "formula":
-        options = list(dict.fromkeys([*example_electrolytes(), *(e.formula for e in EXAMPLES)]))
+        options = list(dict.fromkeys([*example_electrolytes(), *(e.formula for e in EXAMPLES),
+                                      *SOFC_ELECTROLYTES]))
         electrolyte_spec = st.selectbox(
             "Formula or id",
             options,
             key="screen_electrolyte",
             accept_new_options=True,
-            help="Looked up in the measured table below, then in the current dataset, the SOFC "
-            "examples and the generated library; type any other formula or id.",
+            help="SOFC names and abbreviations (8YSZ, YSZ, GDC, LSGM, BZY20) and 'FORMULA as "
+            "perovskite|fluorite' are built as disordered cells; other formulas or ids are "
+            "looked up in the measured table below, the current dataset, the SOFC examples and "
+            "the generated library.",
         )
         spec_key = electrolyte_spec
     elif by == "file":
@@ -399,6 +424,17 @@ table, filter_notes = rank_candidates(predictions["table"], electrolyte, measure
                                       filters=filters)
 for note in filter_notes:
     st.info(note)
+table, electrolyte = sofc_ui.calibration_section(table, electrolyte)
+electrolyte_item = electrolyte_spec if not isinstance(electrolyte_spec, str) else None
+if isinstance(electrolyte_spec, str):
+    from engine.sofc import resolve_structure
+
+    try:
+        electrolyte_item = resolve_structure(electrolyte_spec)
+    except ValueError:
+        electrolyte_item = None
+table = sofc_ui.range_section(table, source, electrolyte, electrolyte_item) \
+    if source is not None else table
 
 m1, m2, m3 = st.columns(3)
 m1.metric(f"Electrolyte {electrolyte.name}: linear CTE ({UNIT})",
@@ -435,6 +471,13 @@ for column, label in (("e_form_eV_per_atom", "Formation energy (eV/atom)"),
                       ("band_gap_eV", "Band gap (eV)")):
     if shown_rows[column].notna().any():
         shown[label] = shown_rows[column]
+range_columns = [c for c in shown_rows.columns if c.startswith(("cte_lin_mean_",
+                                                                 "mismatch_mean_"))]
+for column in range_columns:
+    shown[column.removesuffix("_per_K") + f" ({UNIT})"] = shown_rows[column] * MICRO
+if "cte_lin_calibrated_per_K" in shown_rows:
+    shown[f"Calibrated linear CTE ({UNIT})"] = shown_rows["cte_lin_calibrated_per_K"] * MICRO
+    shown["CTE used is"] = shown_rows["cte_source"]
 if show_all:
     shown["filtered out because"] = shown_rows["filter_reason"]
 number = st.column_config.NumberColumn(format="%.2f")
@@ -477,7 +520,8 @@ if n_ranked == 0:
 x1, x2 = st.columns([1, 2])
 top = (x1.slider("Top-ranked candidates", 1, min(n_ranked, 40), min(n_ranked, 10))
        if n_ranked > 1 else 1)
-choices = list(dict.fromkeys([*(e.formula for e in EXAMPLES), *measured["material"]]))
+choices = list(dict.fromkeys([*SOFC_ELECTROLYTES, *(e.formula for e in EXAMPLES),
+                              *measured["material"]]))
 others = x2.multiselect(
     "Electrolytes beside the chosen one (formulas or ids)",
     [c for c in choices if c != electrolyte.name],

@@ -1,0 +1,233 @@
+"""Fuel-cell pieces shared by Home, Predict and Screen: what the CTE target is, a text box for
+SOFC names and compositions on a prototype, calibration to measured CTEs (with its plot) and the
+operating-range mode. Values are stored in 1/K and shown in 10⁻⁶ K⁻¹."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from engine.calibration import (
+    MIN_POINTS,
+    Calibration,
+    apply_calibration,
+    fit_calibration,
+    pairs_from_table,
+)
+from engine.sofc import PROTOTYPES, SOFC_MATERIALS, resolve_structure
+from engine.structures import NamedStructure, ReadError
+
+MICRO = 1e6
+UNIT = "10⁻⁶ K⁻¹"
+
+#: What the CTE target is and what it leaves out, said plainly (Home and Screen).
+CTE_TARGET = (
+    "**What the CTE numbers are.** The models predict AFLOW's AGL **volumetric** thermal "
+    "expansion α_V at **300 K**, computed with the quasi-harmonic Debye model; the linear CTE "
+    "is taken as α_V/3 (isotropic solid). Data sheets quote a *mean* linear CTE from room "
+    "temperature to the operating temperature, which is larger. **Left out:** chemical "
+    "expansion of oxygen-deficient perovskites (LSCF, BSCF, LSC lose oxygen on heating), "
+    "spin-state transitions in cobaltites, anharmonicity beyond the quasi-harmonic model, and "
+    "phase transitions. Dilatometry includes all of these: calibrate to your own measurements "
+    "where you have three or more."
+)
+
+
+def target_note() -> None:
+    """Show :data:`CTE_TARGET`."""
+    st.info(CTE_TARGET)
+
+
+def spec_box(key: str, label: str = "SOFC names or compositions, one per line"):
+    """A text box of SOFC library names (8YSZ, GDC, LSCF …) and ``FORMULA as PROTOTYPE``
+    lines; returns (structures, errors) for the lines typed."""
+    text = st.text_area(
+        label,
+        key=key,
+        placeholder="LSCF\nLa0.6Sr0.4Co0.2Fe0.8O3 as perovskite\nCe0.9Gd0.1O1.95 as fluorite",
+        help="Library names: " + ", ".join(m.name for m in SOFC_MATERIALS) + ". Or a composition "
+        f"on a prototype ({', '.join(PROTOTYPES)}): partial occupancies become a disordered "
+        "cell with a lattice from occupancy-weighted Shannon radii; O below the ideal count "
+        "is oxygen vacancies.",
+    )
+    items: list[NamedStructure] = []
+    errors: list[ReadError] = []
+    for line in dict.fromkeys(ln.strip() for ln in (text or "").splitlines() if ln.strip()):
+        try:
+            named = resolve_structure(line)
+        except ValueError as exc:
+            errors.append(ReadError(source=line, reason=str(exc)))
+            continue
+        if named is None:
+            errors.append(
+                ReadError(
+                    source=line,
+                    reason="neither an SOFC library name nor "
+                    "'FORMULA as " + "|".join(PROTOTYPES) + "'",
+                )
+            )
+        else:
+            items.append(named)
+    return items, errors
+
+
+def calibration_figure(cal: Calibration) -> go.Figure:
+    """Measured against predicted linear CTE (10⁻⁶ K⁻¹) with the fitted line and y = x."""
+    pts = cal.points
+    x = pts["predicted_per_K"].to_numpy() * MICRO
+    lo, hi = (
+        float(min(x.min(), pts["measured_per_K"].min() * MICRO)),
+        float(max(x.max(), pts["measured_per_K"].max() * MICRO)),
+    )
+    grid = np.linspace(lo - 1, hi + 1, 50)
+    line, sigma = cal(grid / MICRO)
+    fig = go.Figure()
+    fig.add_scatter(
+        x=grid,
+        y=(line + sigma) * MICRO,
+        mode="lines",
+        line={"width": 0},
+        showlegend=False,
+        hoverinfo="skip",
+    )
+    fig.add_scatter(
+        x=grid,
+        y=(line - sigma) * MICRO,
+        mode="lines",
+        line={"width": 0},
+        fill="tonexty",
+        name="fit ± bootstrap σ",
+        hoverinfo="skip",
+    )
+    fig.add_scatter(x=grid, y=line * MICRO, mode="lines", name="robust fit (Huber)")
+    fig.add_scatter(x=grid, y=grid, mode="lines", line={"dash": "dot"}, name="measured = predicted")
+    fig.add_scatter(
+        x=x,
+        y=pts["measured_per_K"] * MICRO,
+        mode="markers+text",
+        text=pts["material"],
+        textposition="top center",
+        name="your measurements",
+    )
+    fig.update_xaxes(title=f"Predicted linear CTE α_V/3 at 300 K ({UNIT})")
+    fig.update_yaxes(title=f"Measured linear CTE ({UNIT})")
+    fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    return fig
+
+
+def calibration_section(table: pd.DataFrame, electrolyte):
+    """Offer calibration when ≥ :data:`MIN_POINTS` candidates have measured and predicted CTEs;
+    returns the (possibly calibrated and re-ranked) table and electrolyte."""
+    pairs = pairs_from_table(table)
+    with st.expander(f"Calibrate to your measurements ({len(pairs)} measured candidates)"):
+        if len(pairs) < MIN_POINTS:
+            st.caption(
+                f"Enter measured linear CTEs for at least {MIN_POINTS} of the candidates "
+                "in the measured table above to fit predicted → measured."
+            )
+            return table, electrolyte
+        try:
+            cal = fit_calibration(
+                pairs["predicted_per_K"], pairs["measured_per_K"], pairs["material"]
+            )
+        except ValueError as exc:
+            st.warning(f"Calibration: {exc}")
+            return table, electrolyte
+        st.markdown(
+            f"measured ≈ **{cal.intercept * MICRO:+.2f} {UNIT} + {cal.slope:.3f} × predicted** "
+            f"(Huber robust fit on {len(pairs)} materials); leave-one-out mean absolute error "
+            f"**{cal.loo_mae * MICRO:.2f} {UNIT}**; σ from {len(cal.boot)} bootstrap resamples."
+        )
+        st.plotly_chart(calibration_figure(cal), key="sofc_calibration_plot")
+        st.dataframe(
+            (cal.points.set_index("material") * MICRO)
+            .round(2)
+            .rename(
+                columns={
+                    "predicted_per_K": f"predicted ({UNIT})",
+                    "measured_per_K": f"measured ({UNIT})",
+                    "loo_per_K": f"leave-one-out fit ({UNIT})",
+                    "loo_error_per_K": f"leave-one-out error ({UNIT})",
+                }
+            ),
+            key="sofc_calibration_table",
+        )
+        if not st.checkbox(
+            "Apply the calibration to every predicted candidate (values marked 'calibrated')",
+            key="sofc_calibration_apply",
+        ):
+            return table, electrolyte
+    return apply_calibration(table, cal, electrolyte)
+
+
+def range_section(table: pd.DataFrame, source, electrolyte, electrolyte_item) -> pd.DataFrame:
+    """The operating-range mode: a °C range (default 25–800) and, when ``engine.physics`` is
+    available, the mean linear CTE over it for every candidate and the electrolyte, re-ranked
+    by its mismatch; otherwise a note saying why it is disabled. Returns the table to show."""
+    from engine.operating_range import (
+        DEFAULT_RANGE_C,
+        METHODS,
+        physics_note,
+        range_column,
+        range_ctes,
+        rank_over_range,
+    )
+    from engine.screening import iter_candidates
+
+    note = physics_note()
+    r1, r2, r3 = st.columns(3)
+    t1 = r1.number_input(
+        "Range from (°C)",
+        value=DEFAULT_RANGE_C[0],
+        step=25.0,
+        key="sofc_t1",
+        disabled=note is not None,
+    )
+    t2 = r2.number_input(
+        "to (°C)", value=DEFAULT_RANGE_C[1], step=25.0, key="sofc_t2", disabled=note is not None
+    )
+    method = r3.selectbox(
+        "Temperature dependence",
+        METHODS,
+        key="sofc_range_method",
+        disabled=note is not None,
+        format_func={
+            "scaled": "physics shape × learned 300 K value",
+            "physics": "physics value itself",
+        }.get,
+        help="The learned 300 K value is far closer to AFLOW's labels than the quick "
+        "quasi-harmonic route, so by default only the curve's shape is taken from physics.",
+    )
+    if note is not None:
+        st.info(note)
+        return table
+    if not st.checkbox(f"Rank by the mean linear CTE over {t1:g}–{t2:g} °C", key="sofc_range_on"):
+        return table
+    items = [it for chunk in iter_candidates(source) for it in chunk.items]
+    wanted = set(table["id"].astype(str))
+    items = [it for it in items if it.id in wanted]
+    with st.spinner(f"Quasi-harmonic α(T) of {len(items) + 1} structures…"):
+        ctes = range_ctes(items, table, t1, t2, method=method)
+        if electrolyte.source == "measured" or electrolyte_item is None:
+            e_value = (electrolyte.cte_lin, electrolyte.cte_lin_std)
+        else:
+            learned = pd.DataFrame(
+                {
+                    "id": [electrolyte_item.id],
+                    "cte_vol_pred_per_K": [electrolyte.cte_vol_pred],
+                    "cte_vol_std_per_K": [electrolyte.cte_lin_std * 3],
+                }
+            )
+            row = range_ctes([electrolyte_item], learned, t1, t2, method=method).iloc[0]
+            e_value = (row["cte_lin_mean_per_K"], row["cte_lin_mean_std_per_K"])
+    ranked = rank_over_range(table, ctes, e_value, t1, t2)
+    column = range_column(t1, t2)
+    st.caption(
+        f"Electrolyte mean linear CTE over {t1:g}–{t2:g} °C: "
+        f"{e_value[0] * MICRO:.2f} ± {e_value[1] * MICRO:.2f} {UNIT}; ranked by "
+        f"`{column.replace('cte_lin_mean', 'mismatch_mean')}`. Measured values are "
+        "used as given (enter them over the same range)."
+    )
+    return ranked
