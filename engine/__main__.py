@@ -289,6 +289,8 @@ def cmd_screen(args) -> int:
     _print_errors(result.errors)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
+    if args.range is not None:
+        _screen_range(args, result, sources[0] if len(sources) == 1 else sources)
     e = result.electrolyte
     detail = ", ".join(x for x in (e.source, e.domain, e.note) if x)
     print(f"electrolyte {e.name}: linear CTE {_micro(e.cte_lin)} ± {_micro(e.cte_lin_std)} "
@@ -316,6 +318,9 @@ def cmd_screen(args) -> int:
                           ("band_gap_eV", "band gap (eV)")):
         if ranked[column].notna().any():
             shown[label] = ranked[column].round(3)
+    for column in ranked.columns:
+        if column.startswith(("cte_lin_mean_", "mismatch_mean_")) and "_std_" not in column:
+            shown[column.removesuffix("_per_K") + " (10⁻⁶/K)"] = [_micro(v) for v in ranked[column]]
     with pd.option_context("display.max_rows", None, "display.width", 200):
         print(shown.head(args.top).to_string(index=False))
     if args.output:
@@ -332,6 +337,29 @@ def cmd_screen(args) -> int:
             matrix.long().to_csv(args.matrix, index=False)
             print(f"wrote the mismatch matrix (1/K) to {args.matrix}")
     return 0
+
+
+def _screen_range(args, result, candidates) -> None:
+    """Re-rank ``result`` by the mean linear CTE over ``--range`` (°C), or say why not."""
+    from engine.operating_range import physics_note, range_column, screen_over_range
+    from engine.sofc import resolve_structure
+
+    t1, t2 = args.range
+    note = physics_note()
+    if note is not None:
+        print(f"note: {note}", file=sys.stderr)
+        return
+    spec = args.electrolyte[0]
+    item = None if Path(spec).exists() else resolve_structure(spec)
+    if item is None and Path(spec).is_file():
+        from engine.structures import read_structures
+
+        item = next(iter(read_structures(spec).items), None)
+    result.table, reference = screen_over_range(result.table, candidates, result.electrolyte,
+                                                item, t1, t2, method=args.range_method)
+    print(f"ranked by the mean linear CTE over {t1:g}–{t2:g} °C ({args.range_method}); "
+          f"electrolyte {_micro(reference[0])} ± {_micro(reference[1])} 10⁻⁶ K⁻¹; column "
+          f"{range_column(t1, t2)}")
 
 
 def cmd_evaluate(args) -> int:
@@ -599,6 +627,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "× every --electrolyte (1/K)")
     p.add_argument("--matrix-top", type=int, default=10)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--range", nargs=2, type=float, metavar=("T1", "T2"),
+                   help="rank by the mean linear CTE over T1–T2 °C (e.g. 25 800), from the "
+                   "quasi-harmonic α(T) curve of engine.physics; disabled with a note without it")
+    p.add_argument("--range-method", choices=["scaled", "physics"], default="scaled",
+                   help="scaled: the curve's shape × the learned 300 K value (default); "
+                   "physics: the curve's own values")
     disorder_args(p)
     run_args(p)
     p.set_defaults(func=cmd_screen)

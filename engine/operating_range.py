@@ -37,10 +37,13 @@ from engine.structures import NamedStructure
 __all__ = [
     "DEFAULT_RANGE_C",
     "METHODS",
+    "electrolyte_range_cte",
     "mean_alpha_V",
     "physics_note",
     "range_column",
     "range_ctes",
+    "rank_over_range",
+    "screen_over_range",
 ]
 
 #: Default operating range in °C: room temperature to 800 °C.
@@ -218,3 +221,67 @@ def rank_over_range(
     out["rank"] = pd.Series(pd.NA, index=out.index, dtype="Int64")
     out.loc[order, "rank"] = np.arange(1, len(order) + 1)
     return out.loc[[*order, *out.index[~out["passes"]]]].reset_index(drop=True)
+
+
+def electrolyte_range_cte(
+    electrolyte,
+    item: NamedStructure | None,
+    t1_c: float,
+    t2_c: float,
+    *,
+    method: str = "scaled",
+    settings=None,
+) -> tuple[float, float]:
+    """(mean linear CTE, σ) in 1/K of the electrolyte over [t1, t2] °C.
+
+    A measured electrolyte (or one without a structure) keeps its value, taken to be a mean over
+    the same range; a predicted one gets its curve from ``item`` (NaN when the physics fails).
+
+    Args:
+        electrolyte: the :class:`engine.screening.Reference` ranked against.
+        item: its structure, or None.
+    """
+    if electrolyte.source == "measured" or item is None:
+        return electrolyte.cte_lin, electrolyte.cte_lin_std
+    learned = pd.DataFrame(
+        {
+            "id": [item.id],
+            "cte_vol_pred_per_K": [electrolyte.cte_vol_pred],
+            "cte_vol_std_per_K": [electrolyte.cte_lin_std * 3],
+        }
+    )
+    row = range_ctes([item], learned, t1_c, t2_c, method=method, settings=settings).iloc[0]
+    return float(row["cte_lin_mean_per_K"]), float(row["cte_lin_mean_std_per_K"])
+
+
+def screen_over_range(
+    table: pd.DataFrame,
+    candidates,
+    electrolyte,
+    electrolyte_item,
+    t1_c: float,
+    t2_c: float,
+    *,
+    method: str = "scaled",
+    settings=None,
+    progress=None,
+) -> tuple[pd.DataFrame, tuple[float, float]]:
+    """A ranked screening table re-ranked by the mean linear CTE over [t1, t2] °C, and the
+    electrolyte's (mean linear CTE, σ) over the range in 1/K.
+
+    The candidates are read again from ``candidates`` (anything
+    :func:`engine.screening.iter_candidates` reads) and their α(T) curves computed; see
+    :func:`range_ctes`, :func:`electrolyte_range_cte` and :func:`rank_over_range`.
+
+    Raises:
+        RuntimeError: ``engine.physics`` is not available (:func:`physics_note`).
+    """
+    from engine.screening import iter_candidates
+
+    wanted = set(table["id"].astype(str))
+    items = [it for chunk in iter_candidates(candidates) for it in chunk.items if it.id in wanted]
+    ctes = range_ctes(items, table, t1_c, t2_c, method=method, settings=settings, progress=progress)
+    reference = electrolyte_range_cte(
+        electrolyte, electrolyte_item, t1_c, t2_c, method=method, settings=settings
+    )
+    return rank_over_range(table, ctes, reference, t1_c, t2_c), reference

@@ -455,3 +455,46 @@ def test_applied_calibration_marks_values_and_reranks():
     assert set(out["cte_source"]) == {"calibrated"} and electrolyte.source == "measured"
     assert out.set_index("id").loc["a", "cte_lin_used_per_K"] == pytest.approx(14e-6, rel=1e-3)
     assert out["id"].tolist() == ["a", "b"]  # 14.0 is now nearer 12.9 than 16.8
+
+
+def test_cli_screen_range_disabled_and_enabled(tmp_path, capsys, monkeypatch):
+    import importlib
+
+    from engine.__main__ import main
+
+    args = [
+        "screen",
+        "--candidates",
+        "sofc:LSCF,LSM,Ni",
+        "--electrolyte",
+        "GDC",
+        "--model",
+        CTE_MODEL,
+        "--range",
+        "25",
+        "800",
+        "--quiet",
+    ]
+    real = importlib.import_module
+
+    def refuse(name, *rest):
+        if name == "engine.physics":
+            raise ImportError("No module named 'engine.physics'")
+        return real(name, *rest)
+
+    with monkeypatch.context() as m:
+        m.setattr(importlib, "import_module", refuse)
+        assert main([*args, "--output", str(tmp_path / "plain.csv")]) == 0
+    assert "operating-range CTE disabled" in capsys.readouterr().err
+    assert range_column(25, 800) not in pd.read_csv(tmp_path / "plain.csv").columns
+
+    _fake_physics(monkeypatch)
+    assert main([*args, "--output", str(tmp_path / "range.csv")]) == 0
+    assert "ranked by the mean linear CTE over 25–800 °C" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "range.csv")
+    assert np.isfinite(table[range_column(25, 800)]).all()
+    mismatch = table["mismatch_mean_25_800C_per_K"].abs()
+    assert mismatch.is_monotonic_increasing and table["rank"].tolist() == [1, 2, 3]
+    # one curve shape for all: the range value is the 300 K value times one ratio
+    ratio = table[range_column(25, 800)] / table["cte_lin_pred_per_K"]
+    assert np.allclose(ratio, ratio.iloc[0])

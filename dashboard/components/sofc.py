@@ -171,10 +171,8 @@ def range_section(table: pd.DataFrame, source, electrolyte, electrolyte_item) ->
         METHODS,
         physics_note,
         range_column,
-        range_ctes,
-        rank_over_range,
+        screen_over_range,
     )
-    from engine.screening import iter_candidates
 
     note = physics_note()
     r1, r2, r3 = st.columns(3)
@@ -205,24 +203,10 @@ def range_section(table: pd.DataFrame, source, electrolyte, electrolyte_item) ->
         return table
     if not st.checkbox(f"Rank by the mean linear CTE over {t1:g}–{t2:g} °C", key="sofc_range_on"):
         return table
-    items = [it for chunk in iter_candidates(source) for it in chunk.items]
-    wanted = set(table["id"].astype(str))
-    items = [it for it in items if it.id in wanted]
-    with st.spinner(f"Quasi-harmonic α(T) of {len(items) + 1} structures…"):
-        ctes = range_ctes(items, table, t1, t2, method=method)
-        if electrolyte.source == "measured" or electrolyte_item is None:
-            e_value = (electrolyte.cte_lin, electrolyte.cte_lin_std)
-        else:
-            learned = pd.DataFrame(
-                {
-                    "id": [electrolyte_item.id],
-                    "cte_vol_pred_per_K": [electrolyte.cte_vol_pred],
-                    "cte_vol_std_per_K": [electrolyte.cte_lin_std * 3],
-                }
-            )
-            row = range_ctes([electrolyte_item], learned, t1, t2, method=method).iloc[0]
-            e_value = (row["cte_lin_mean_per_K"], row["cte_lin_mean_std_per_K"])
-    ranked = rank_over_range(table, ctes, e_value, t1, t2)
+    with st.spinner("Quasi-harmonic α(T) of the candidates and the electrolyte…"):
+        ranked, e_value = screen_over_range(
+            table, source, electrolyte, electrolyte_item, t1, t2, method=method
+        )
     column = range_column(t1, t2)
     st.caption(
         f"Electrolyte mean linear CTE over {t1:g}–{t2:g} °C: "

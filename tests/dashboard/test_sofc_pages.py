@@ -28,7 +28,7 @@ def test_screen_ranks_the_sofc_library_against_gdc_with_a_heatmap(app, monkeypat
     goto(app, "screen")
     assert "AGL **volumetric**" in texts(app) or "volumetric" in texts(app)
     app.radio(key="screen_source").set_value("sofc").run()
-    app.selectbox(key="screen_electrolyte").set_value("GDC").run()
+    app.selectbox(key="screen_electrolyte").set_value("10GDC").run()
     next(b for b in app.button if b.label.startswith("Screen 13")).click().run()
     assert not app.exception, [e.value for e in app.exception]
     table = _frame(app, DELTA)
@@ -40,11 +40,15 @@ def test_screen_ranks_the_sofc_library_against_gdc_with_a_heatmap(app, monkeypat
     assert "Electrolyte (linear CTE ± σ, 10⁻⁶ K⁻¹)" in heatmap and "GDC" in heatmap
 
     # three measured candidates: the calibration is offered, plotted and applied
-    app.session_state["screen_measured"] = {"edited_rows": {}, "added_rows": [
-        {"material": "LSCF6428", "linear CTE (10⁻⁶ K⁻¹)": 17.0},
-        {"material": "8YSZ", "linear CTE (10⁻⁶ K⁻¹)": 10.5},
-        {"material": "LSM20", "linear CTE (10⁻⁶ K⁻¹)": 11.8},
-    ], "deleted_rows": []}
+    app.session_state["screen_measured"] = {
+        "edited_rows": {},
+        "added_rows": [
+            {"material": "LSCF6428", "linear CTE (10⁻⁶ K⁻¹)": 17.0},
+            {"material": "8YSZ", "linear CTE (10⁻⁶ K⁻¹)": 10.5},
+            {"material": "LSM20", "linear CTE (10⁻⁶ K⁻¹)": 11.8},
+        ],
+        "deleted_rows": [],
+    }
     app.run()
     assert not app.exception, [e.value for e in app.exception]
     assert any("leave-one-out" in m.value for m in app.markdown)
@@ -58,9 +62,13 @@ def test_predict_takes_typed_compositions(app):
     goto(app, "predict")
     app.radio(key="predict_source").set_value("typed").run()
     app.text_area(key="predict_typed").set_value(
-        "Ce0.9Gd0.1O1.95 as fluorite\nLSCF\nCeO2.5 as fluorite").run()
+        "Ce0.9Gd0.1O1.95 as fluorite\nLSCF\nCeO2.5 as fluorite"
+    ).run()
     assert not app.exception, [e.value for e in app.exception]
-    assert "more oxygen" in texts(app)
+    errors = _frame(app, "file / entry")
+    assert list(errors["file / entry"]) == ["CeO2.5 as fluorite"]
+    assert "more oxygen" in errors["reason"].iloc[0]
     button = next(b for b in app.button if b.label.startswith("Predict 2 structure"))
     button.click().run()
     assert not app.exception, [e.value for e in app.exception]
+    assert set(_frame(app, "id")["id"]) == {"Ce0.9Gd0.1O1.95 as fluorite", "LSCF6428"}
