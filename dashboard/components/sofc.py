@@ -162,10 +162,15 @@ def calibration_section(table: pd.DataFrame, electrolyte):
     return apply_calibration(table, cal, electrolyte)
 
 
-def range_section(table: pd.DataFrame, source, electrolyte, electrolyte_item) -> pd.DataFrame:
+def range_section(table: pd.DataFrame, source, electrolyte, electrolyte_item):
     """The operating-range mode: a °C range (default 25–800) and, when ``engine.physics`` is
     available, the mean linear CTE over it for every candidate and the electrolyte, re-ranked
-    by its mismatch; otherwise a note saying why it is disabled. Returns the table to show."""
+    by its mismatch; otherwise a note saying why it is disabled.
+
+    Returns:
+        The table to show, and ``(t1, t2, method)`` when it is ranked over the range (else
+        None).
+    """
     from engine.operating_range import (
         DEFAULT_RANGE_C,
         METHODS,
@@ -200,9 +205,9 @@ def range_section(table: pd.DataFrame, source, electrolyte, electrolyte_item) ->
     )
     if note is not None:
         st.info(note)
-        return table
+        return table, None
     if not st.checkbox(f"Rank by the mean linear CTE over {t1:g}–{t2:g} °C", key="sofc_range_on"):
-        return table
+        return table, None
     with st.spinner("Quasi-harmonic α(T) of the candidates and the electrolyte…"):
         ranked, e_value = screen_over_range(
             table, source, electrolyte, electrolyte_item, t1, t2, method=method
@@ -214,4 +219,47 @@ def range_section(table: pd.DataFrame, source, electrolyte, electrolyte_item) ->
         f"`{column.replace('cte_lin_mean', 'mismatch_mean')}`. Measured values are "
         "used as given (enter them over the same range)."
     )
-    return ranked
+    return ranked, (t1, t2, method)
+
+
+def range_references(table: pd.DataFrame, top: int, references: list, range_info) -> tuple:
+    """Candidates and electrolytes of the mismatch matrix with their mean linear CTE over the
+    range instead of the 300 K value: the ``top`` ranked rows of a range-ranked table, and each
+    electrolyte through :func:`engine.operating_range.electrolyte_range_cte` (SOFC names and
+    'FORMULA as PROTOTYPE' have a structure; other predicted electrolytes are left out with a
+    warning)."""
+    from dataclasses import replace
+
+    from engine.operating_range import electrolyte_range_cte, range_column
+    from engine.screening import Reference
+
+    t1, t2, method = range_info
+    column = range_column(t1, t2)
+    ranked = table[table["passes"]].sort_values("rank").head(top)
+    candidates = [
+        Reference(
+            name=str(r["id"]),
+            cte_lin=float(r[column]),
+            cte_lin_std=float(r[column.replace("_per_K", "_std_per_K")]),
+            source=str(r["cte_source"]),
+            formula=str(r["formula"]),
+        )
+        for _, r in ranked.iterrows()
+    ]
+    electrolytes = []
+    for ref in references:
+        item = None
+        if ref.source != "measured":
+            try:
+                item = resolve_structure(ref.name)
+            except ValueError:
+                item = None
+            if item is None:
+                st.warning(
+                    f"{ref.name}: no structure for its α(T) curve; left out of the "
+                    f"matrix over {t1:g}–{t2:g} °C"
+                )
+                continue
+        value, sigma = electrolyte_range_cte(ref, item, t1, t2, method=method)
+        electrolytes.append(replace(ref, cte_lin=value, cte_lin_std=sigma))
+    return candidates, electrolytes

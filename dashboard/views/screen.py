@@ -20,6 +20,7 @@ from dashboard.components import plots
 from dashboard.components import sofc as sofc_ui
 from dashboard.components.teaching import teach
 from engine.examples import EXAMPLES
+from engine.operating_range import range_column
 from engine.screening import (
     DEFAULT_CHUNK_SIZE,
     MEASURED_COLUMNS,
@@ -433,16 +434,20 @@ if isinstance(electrolyte_spec, str):
         electrolyte_item = resolve_structure(electrolyte_spec)
     except ValueError:
         electrolyte_item = None
-table = sofc_ui.range_section(table, source, electrolyte, electrolyte_item) \
-    if source is not None else table
+range_info = None
+if source is not None:
+    table, range_info = sofc_ui.range_section(table, source, electrolyte, electrolyte_item)
 
 m1, m2, m3 = st.columns(3)
 m1.metric(f"Electrolyte {electrolyte.name}: linear CTE ({UNIT})",
           f"{_micro(electrolyte.cte_lin)} ± {_micro(electrolyte.cte_lin_std)}")
 m2.metric("Candidates ranked", f"{int(table['passes'].sum())} of {len(table)}")
 best = table[table["passes"]].head(1)
-m3.metric(f"Best |Δα| ({UNIT})",
-          _micro(float(best["abs_mismatch_per_K"].iloc[0])) if len(best) else "–")
+best_column, best_label = "abs_mismatch_per_K", f"Best |Δα| ({UNIT})"
+if range_info is not None:
+    best_column = f"mismatch_mean_{range_column(*range_info[:2]).removeprefix('cte_lin_mean_')}"
+    best_label = f"Best |Δα| over {range_info[0]:g}–{range_info[1]:g} °C ({UNIT})"
+m3.metric(best_label, _micro(abs(float(best[best_column].iloc[0]))) if len(best) else "–")
 detail = ", ".join(x for x in (electrolyte.source, electrolyte.domain, electrolyte.note) if x)
 if detail:
     st.caption(f"Electrolyte value: {detail}.")
@@ -538,7 +543,11 @@ for spec in dict.fromkeys(others):
                                      dataset))
     except ValueError as exc:
         st.warning(str(exc))
-matrix = mismatch_matrix(candidate_references(table, top), references)
+matrix_candidates = candidate_references(table, top)
+if range_info is not None:
+    matrix_candidates, references = sofc_ui.range_references(table, top, references, range_info)
+    st.caption(f"Mean linear CTEs over {range_info[0]:g}–{range_info[1]:g} °C.")
+matrix = mismatch_matrix(matrix_candidates, references)
 st.plotly_chart(mismatch_heatmap(matrix, references), key="screen_heatmap")
 st.caption(
     "Each cell is Δα ± σ in 10⁻⁶ K⁻¹: blue, the candidate expands less than the electrolyte; "

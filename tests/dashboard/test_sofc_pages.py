@@ -72,3 +72,36 @@ def test_predict_takes_typed_compositions(app):
     button.click().run()
     assert not app.exception, [e.value for e in app.exception]
     assert set(_frame(app, "id")["id"]) == {"Ce0.9Gd0.1O1.95 as fluorite", "LSCF6428"}
+
+
+def test_screen_over_the_operating_range_with_a_physics_curve(app, monkeypatch):
+    import sys
+    import types
+
+    import numpy as np
+
+    fake = types.ModuleType("engine.physics")
+
+    class ThermalSettings:
+        def __init__(self, tmin=100.0, tmax=1300.0, tstep=10.0, **_):
+            self.tmin, self.tmax, self.tstep = tmin, tmax, tstep
+
+    def thermal_properties(structures, settings=None, *, progress=None):
+        for s in structures:
+            t = np.arange(settings.tmin, settings.tmax + 1e-9, settings.tstep)
+            yield types.SimpleNamespace(id=s.id, status="ok", reason="", temperatures_K=t,
+                                        alpha_V_per_K=2e-5 + 2e-8 * t)
+
+    fake.ThermalSettings, fake.thermal_properties = ThermalSettings, thermal_properties
+    monkeypatch.setitem(sys.modules, "engine.physics", fake)
+    goto(app, "screen")
+    app.radio(key="screen_source").set_value("sofc").run()
+    app.selectbox(key="screen_electrolyte").set_value("10GDC").run()
+    next(b for b in app.button if b.label.startswith("Screen 13")).click().run()
+    app.checkbox(key="sofc_range_on").check().run()
+    assert not app.exception, [e.value for e in app.exception]
+    column = "mismatch_mean_25_800C (10⁻⁶ K⁻¹)"
+    table = _frame(app, column)
+    assert table[column].abs().is_monotonic_increasing and "10GDC" not in set(table["id"])
+    assert any("Mean linear CTEs over 25–800 °C" in c.value for c in app.caption)
+    assert app.get("plotly_chart"), "the mismatch heatmap is drawn"
