@@ -233,8 +233,6 @@ def on_prototype(
     prototype: str,
     *,
     name: str | None = None,
-    a: float | None = None,
-    lattice_source: str = ESTIMATE,
 ) -> PrototypeStructure:
     """Place ``formula`` on ``prototype`` (see the module docstring for the rules).
 
@@ -242,7 +240,6 @@ def on_prototype(
         formula: e.g. ``"La0.9Sr0.1Ga0.8Mg0.2O2.85"`` (per formula unit of the prototype).
         prototype: one of :data:`PROTOTYPES`.
         name: id of the result (default ``"<formula> as <prototype>"``).
-        a: a lattice parameter in Å to use instead of the estimate (with ``lattice_source``).
 
     Raises:
         ValueError: an unparsable formula, an unknown prototype, more oxygen than the prototype
@@ -260,16 +257,16 @@ def on_prototype(
     notes: list[str] = []
     radii = {role: _weighted(site, f"{role}-{prototype}", notes) for role, site in sites.items()}
     if prototype == "perovskite":
-        estimate = perovskite_lattice(radii["A"], radii["B"], radii["O"])
-        lattice = Lattice.cubic(a or estimate)
+        a = perovskite_lattice(radii["A"], radii["B"], radii["O"])
+        lattice = Lattice.cubic(a)
         species = [sites["A"], sites["B"], *[sites["O"]] * 3]
         coords = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
         structure = Structure(lattice, species, coords)
     else:
-        estimate = fluorite_lattice(radii["A"], radii["O"])
+        a = fluorite_lattice(radii["A"], radii["O"])
         structure = Structure.from_spacegroup(
             "Fm-3m",
-            Lattice.cubic(a or estimate),
+            Lattice.cubic(a),
             [sites["A"], sites["O"]],
             [[0, 0, 0], [0.25, 0.25, 0.25]],
         )
@@ -280,8 +277,7 @@ def on_prototype(
         structure=structure,
         sites=sites,
         radii=radii,
-        a=a or estimate,
-        lattice_source=lattice_source if a else ESTIMATE,
+        a=a,
         notes="radii at " + ", ".join(dict.fromkeys(notes)),
     )
 

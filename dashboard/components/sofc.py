@@ -263,3 +263,25 @@ def range_references(table: pd.DataFrame, top: int, references: list, range_info
         value, sigma = electrolyte_range_cte(ref, item, t1, t2, method=method)
         electrolytes.append(replace(ref, cte_lin=value, cte_lin_std=sigma))
     return candidates, electrolytes
+
+
+def disorder_control(key: str, items=None):
+    """How disordered structures are predicted (:class:`engine.disorder.DisorderSettings`):
+    the virtual crystal, or the mean of k seeded ordered supercells with their spread in σ.
+    Shown only when ``items`` (if given) hold a disordered structure."""
+    from engine.disorder import DisorderSettings
+
+    if items is not None and all(it.structure.is_ordered for it in items):
+        return DisorderSettings()
+    d1, d2 = st.columns([2, 1])
+    mode = d1.radio(
+        "Disordered structures (partial occupancies)",
+        ["virtual", "orderings"],
+        format_func={"virtual": "Virtual crystal (occupancy-weighted features; fast)",
+                     "orderings": "Mean of seeded ordered supercells (spread added to σ)"}.get,
+        key=f"{key}_mode",
+        horizontal=True,
+    )
+    k = d2.number_input("Orderings", min_value=2, max_value=20, value=5, key=f"{key}_k",
+                        disabled=mode == "virtual")
+    return DisorderSettings(mode=mode, k=int(k))

@@ -10,6 +10,7 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.components import plots
+from dashboard.components.sofc import disorder_control, spec_box
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
 
@@ -31,8 +32,6 @@ with c2:
 
 items, errors, label, truth_table = [], [], "", None
 if which == "typed":
-    from dashboard.components.sofc import spec_box
-
     items, errors = spec_box("predict_typed")
     label = "typed: " + ", ".join(it.id for it in items)
 elif which == "upload":
@@ -77,7 +76,8 @@ if not items:
     st.stop()
 
 disp = display_for(model_info["target"], model_info.get("unit"))
-run_key = (state.model_ref(model_info), label, tuple(it.id for it in items))
+disorder = disorder_control("predict_disorder", items)
+run_key = (state.model_ref(model_info), label, tuple(it.id for it in items), disorder)
 result = st.session_state.get("predict_result")
 fresh = result is not None and result.get("key") == run_key
 
@@ -85,7 +85,7 @@ if st.button(
     f"Predict {len(items)} structure(s) with {model_info['name']}", type="primary", key="predict_go"
 ) or (fresh and result):
     if not fresh:
-        from engine.prediction import predict
+        from engine.disorder import predict_structures
 
         try:
             model = state.load_model(state.model_ref(model_info))
@@ -96,7 +96,7 @@ if st.button(
         frames, failed = [], []
         step = 32
         for start in range(0, len(items), step):
-            out = predict(model, items[start : start + step])
+            out = predict_structures(model, items[start : start + step], disorder)
             frames.append(out.table)
             failed.extend(out.errors)
             bar.progress(

@@ -69,11 +69,12 @@ def _library():
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _reference(key: tuple, measured: tuple, _spec, _model, _dataset):
-    """An electrolyte (``engine.screening.Reference``), cached by ``key`` (model, spec and
-    dataset) and the measured table."""
+def _reference(key: tuple, measured: tuple, _spec, _model, _dataset, _disorder=None):
+    """An electrolyte (``engine.screening.Reference``), cached by ``key`` (model, spec,
+    dataset and disorder mode) and the measured table."""
     table = pd.DataFrame(list(measured), columns=list(MEASURED_COLUMNS))
-    return resolve_electrolyte(_spec, _model, measured=table, dataset=_dataset)
+    return resolve_electrolyte(_spec, _model, measured=table, dataset=_dataset,
+                               disorder=_disorder)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -352,7 +353,8 @@ model_ref = state.model_ref(model_info)
 prop_refs = tuple((p, state.model_ref(m)) for p, m in property_models.items() if m)
 chunk = st.number_input("Structures per chunk (bounds memory)", min_value=8, max_value=4096,
                         value=DEFAULT_CHUNK_SIZE, step=64, key="screen_chunk")
-run_key = (model_ref, which, source_key, prop_refs)
+disorder = sofc_ui.disorder_control("screen_disorder")
+run_key = (model_ref, which, source_key, prop_refs, disorder)
 last = st.session_state.get("screen_run")
 predictions = None
 if reloaded is not None:
@@ -376,6 +378,7 @@ elif source is not None:
                     eform_model=extra.get("e_form"),
                     gap_model=extra.get("band_gap"),
                     chunk_size=int(chunk),
+                    disorder=disorder,
                     progress=report,
                 )
             except Exception as exc:  # noqa: BLE001 - show, never crash
@@ -416,8 +419,8 @@ if electrolyte_spec is None:
     st.info("Choose the electrolyte above to rank the candidates.")
     st.stop()
 try:
-    electrolyte = _reference((model_ref, spec_key, dataset_key), measured_key, electrolyte_spec,
-                             model, dataset)
+    electrolyte = _reference((model_ref, spec_key, dataset_key, disorder.mode, disorder.k),
+                             measured_key, electrolyte_spec, model, dataset, disorder)
 except ValueError as exc:
     st.error(str(exc))
     st.stop()
@@ -539,8 +542,8 @@ for spec in dict.fromkeys(others):
     if spec == electrolyte.name:
         continue
     try:
-        references.append(_reference((model_ref, spec, dataset_key), measured_key, spec, model,
-                                     dataset))
+        references.append(_reference((model_ref, spec, dataset_key, disorder.mode, disorder.k),
+                                     measured_key, spec, model, dataset, disorder))
     except ValueError as exc:
         st.warning(str(exc))
 matrix_candidates = candidate_references(table, top)

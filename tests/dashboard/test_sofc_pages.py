@@ -105,3 +105,7 @@ def test_screen_over_the_operating_range_with_a_physics_curve(app, monkeypatch):
     assert table[column].abs().is_monotonic_increasing and "10GDC" not in set(table["id"])
     assert any("Mean linear CTEs over 25–800 °C" in c.value for c in app.caption)
     assert app.get("plotly_chart"), "the mismatch heatmap is drawn"
+    app.radio(key="predict_disorder_mode").set_value("orderings").run()
+    next(b for b in app.button if b.label.startswith("Predict 2 structure")).click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert set(_frame(app, "id")["id"]) == {"Ce0.9Gd0.1O1.95 as fluorite", "LSCF6428"}
