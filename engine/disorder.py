@@ -135,7 +135,7 @@ def supercell_size(structure: Structure, settings: DisorderSettings) -> tuple[in
                 f"{structure.composition.reduced_formula}: no supercell of at most "
                 f"{settings.max_atoms} sites reproduces every occupancy within "
                 f"{settings.tolerance:g} (at {(m - 1) * n} sites the worst error is "
-                f"{max(worst.values()):.3f}); raise max_atoms or the tolerance, or use the "
+                f"{max(worst.values()):.4f}); raise max_atoms or the tolerance, or use the "
                 "virtual crystal"
             )
         if all(

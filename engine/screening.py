@@ -731,8 +731,10 @@ def _typed_value(spec) -> tuple[str, float] | None:
 
 
 def _find_structure(text: str, dataset) -> tuple[NamedStructure | None, str]:
-    """The first structure with id or reduced formula ``text`` in the dataset, the SOFC examples
-    or the candidate library, and a note when several matched."""
+    """The structure ``text`` names, and a note on where it was found: an SOFC material name
+    or ``"FORMULA as PROTOTYPE"`` (:func:`engine.sofc.resolve_structure`), else the first
+    structure with that id or reduced formula in the dataset, the SOFC examples or the
+    candidate library."""
     from engine.sofc import resolve_structure
 
     named = resolve_structure(text)
@@ -809,6 +811,8 @@ def resolve_electrolyte(spec, model, *, measured=None, dataset: LabelledDataset 
         item, note = _find_structure(name, dataset)
     value, std = _measured_lookup(measured, [name], [item.structure.composition.reduced_formula
                                                      if item is not None else name])
+    if not np.isfinite(value[0]) and item is not None and item.id != name:  # "GDC" → "10GDC"
+        value, std = _measured_lookup(measured, [item.id], [""])
     ref = None
     if item is not None:
         ref = _predicted_reference(model, item, name, note, batch_size=batch_size, device=device,

@@ -500,3 +500,11 @@ def test_cli_screen_range_disabled_and_enabled(tmp_path, capsys, monkeypatch):
     # one curve shape for all: the range value is the 300 K value times one ratio
     ratio = table[range_column(25, 800)] / table["cte_lin_pred_per_K"]
     assert np.allclose(ratio, ratio.iloc[0])
+
+
+def test_measured_value_found_under_the_library_name_of_an_abbreviation():
+    from engine.screening import resolve_electrolyte
+
+    ref = resolve_electrolyte("GDC", CTE_MODEL, measured={"10GDC": 12.0e-6})
+    assert ref.source == "measured" and ref.cte_lin == 12.0e-6
+    assert ref.formula == resolve_structure("10GDC").structure.composition.reduced_formula
