@@ -1,6 +1,8 @@
-"""Screen: candidates (uploads, a zip, the current dataset, the SOFC examples or the generated
-library) → predicted volumetric CTE ± σ, the linear CTE beside it, the domain flag, element and
-predicted-property filters, a ranking by |Δα| to the chosen electrolyte, CSV export and reload,
+"""Screen: candidates (uploads, a zip, the current dataset, the SOFC examples, the generated
+library, the named SOFC library or typed 'FORMULA as PROTOTYPE' lines) → predicted volumetric
+CTE ± σ, the linear CTE beside it, the domain flag, element and predicted-property filters, a
+ranking by |Δα| to the chosen electrolyte (never ranked against itself), calibration to measured
+values, the mean CTE over an operating range (with :mod:`engine.physics`), CSV export and reload,
 and a mismatch heatmap. Everything is computed by :mod:`engine.screening`; CTEs are shown in
 10⁻⁶ K⁻¹ and stored in 1/K."""
 
