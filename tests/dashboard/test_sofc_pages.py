@@ -72,6 +72,10 @@ def test_predict_takes_typed_compositions(app):
     button.click().run()
     assert not app.exception, [e.value for e in app.exception]
     assert set(_frame(app, "id")["id"]) == {"Ce0.9Gd0.1O1.95 as fluorite", "LSCF6428"}
+    app.radio(key="predict_disorder_mode").set_value("orderings").run()
+    next(b for b in app.button if b.label.startswith("Predict 2 structure")).click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert set(_frame(app, "id")["id"]) == {"Ce0.9Gd0.1O1.95 as fluorite", "LSCF6428"}
 
 
 def test_screen_over_the_operating_range_with_a_physics_curve(app, monkeypatch):
@@ -89,8 +93,9 @@ def test_screen_over_the_operating_range_with_a_physics_curve(app, monkeypatch):
     def thermal_properties(structures, settings=None, *, progress=None):
         for s in structures:
             t = np.arange(settings.tmin, settings.tmax + 1e-9, settings.tstep)
-            yield types.SimpleNamespace(id=s.id, status="ok", reason="", temperatures_K=t,
-                                        alpha_V_per_K=2e-5 + 2e-8 * t)
+            yield types.SimpleNamespace(
+                id=s.id, status="ok", reason="", temperatures_K=t, alpha_V_per_K=2e-5 + 2e-8 * t
+            )
 
     fake.ThermalSettings, fake.thermal_properties = ThermalSettings, thermal_properties
     monkeypatch.setitem(sys.modules, "engine.physics", fake)
@@ -105,7 +110,3 @@ def test_screen_over_the_operating_range_with_a_physics_curve(app, monkeypatch):
     assert table[column].abs().is_monotonic_increasing and "10GDC" not in set(table["id"])
     assert any("Mean linear CTEs over 25–800 °C" in c.value for c in app.caption)
     assert app.get("plotly_chart"), "the mismatch heatmap is drawn"
-    app.radio(key="predict_disorder_mode").set_value("orderings").run()
-    next(b for b in app.button if b.label.startswith("Predict 2 structure")).click().run()
-    assert not app.exception, [e.value for e in app.exception]
-    assert set(_frame(app, "id")["id"]) == {"Ce0.9Gd0.1O1.95 as fluorite", "LSCF6428"}
