@@ -277,11 +277,14 @@ def disorder_control(key: str, items=None):
     mode = d1.radio(
         "Disordered structures (partial occupancies)",
         ["virtual", "orderings"],
-        format_func={"virtual": "Virtual crystal (occupancy-weighted features; fast)",
-                     "orderings": "Mean of seeded ordered supercells (spread added to σ)"}.get,
+        format_func={
+            "virtual": "Virtual crystal (occupancy-weighted features; fast)",
+            "orderings": "Mean of seeded ordered supercells (spread added to σ)",
+        }.get,
         key=f"{key}_mode",
         horizontal=True,
     )
-    k = d2.number_input("Orderings", min_value=2, max_value=20, value=5, key=f"{key}_k",
-                        disabled=mode == "virtual")
+    k = d2.number_input(
+        "Orderings", min_value=2, max_value=20, value=5, key=f"{key}_k", disabled=mode == "virtual"
+    )
     return DisorderSettings(mode=mode, k=int(k))
