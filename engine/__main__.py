@@ -242,15 +242,18 @@ def cmd_calibrate(args) -> int:
 def cmd_predict(args) -> int:
     import pandas as pd
 
+    from engine.disorder import predict_structures
     from engine.io import check_output_path, write_csv
-    from engine.prediction import predict
+    from engine.sofc import resolve_structure
     from engine.uncertainty import STD_COLUMN, std_column
 
     check_output_path(args.output)
     if args.dask:
         return _predict_dask(args)
-    result = predict(args.model, args.input, batch_size=args.batch_size, device=args.device,
-                     limits=_limits(args))
+    named = None if Path(args.input).exists() else resolve_structure(args.input)
+    result = predict_structures(args.model, [named] if named else args.input, _disorder(args),
+                                batch_size=args.batch_size, device=args.device,
+                                limits=_limits(args))
     if result.table.empty:
         raise _nothing_usable("structure", args.input, result.errors)
     _print_errors(result.errors)
@@ -294,10 +297,17 @@ def _predict_dask(args) -> int:
     run = predict_dask(args.dask, args.input, args.model, output=args.output,
                        partition_size=args.partition_size, batch_size=args.batch_size,
                        retries=args.retries, memory_limit=args.worker_memory,
-                       progress=not args.quiet)
+                       progress=not args.quiet, limits=_limits(args))
     rc = _report_dask(run)
     print(f"wrote the predictions to {args.output}")
     return rc
+
+
+def _disorder(args):
+    """The :class:`engine.disorder.DisorderSettings` of ``--disorder``/``--orderings``."""
+    from engine.disorder import DisorderSettings
+
+    return DisorderSettings(mode=args.disorder, k=args.orderings, seed=args.ordering_seed)
 
 
 def _screen_model(name: str, prop: str) -> str | None:
@@ -342,7 +352,8 @@ def cmd_screen(args) -> int:
     options = dict(measured=args.measured, filters=filters,
                    eform_model=None if args.eform_model == "auto" else args.eform_model,
                    gap_model=None if args.gap_model == "auto" else args.gap_model,
-                   chunk_size=args.chunk_size, batch_size=args.batch_size, limits=_limits(args))
+                   chunk_size=args.chunk_size, batch_size=args.batch_size, limits=_limits(args),
+                   disorder=_disorder(args))
     candidates = sources[0] if len(sources) == 1 else sources
     dask_rc = None
     if args.dask:
@@ -362,6 +373,8 @@ def cmd_screen(args) -> int:
         _print_errors(result.errors)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
+    if args.range is not None:
+        _screen_range(args, result, sources[0] if len(sources) == 1 else sources)
     e = result.electrolyte
     detail = ", ".join(x for x in (e.source, e.domain, e.note) if x)
     print(f"electrolyte {e.name}: linear CTE {_micro(e.cte_lin)} ± {_micro(e.cte_lin_std)} "
@@ -386,6 +399,9 @@ def cmd_screen(args) -> int:
                           ("band_gap_eV", "band gap (eV)")):
         if ranked[column].notna().any():
             shown[label] = ranked[column].round(3)
+    for column in ranked.columns:
+        if column.startswith(("cte_lin_mean_", "mismatch_mean_")) and "_std_" not in column:
+            shown[column.removesuffix("_per_K") + " (10⁻⁶/K)"] = [_micro(v) for v in ranked[column]]
     with pd.option_context("display.max_rows", None, "display.width", 200):
         print(shown.head(args.top).to_string(index=False))
     if args.dask:
@@ -415,6 +431,29 @@ def cmd_thermal(args) -> int:
     from engine.physics.cli import run_thermal
 
     return run_thermal(args)
+
+
+def _screen_range(args, result, candidates) -> None:
+    """Re-rank ``result`` by the mean linear CTE over ``--range`` (°C), or say why not."""
+    from engine.operating_range import physics_note, range_column, screen_over_range
+    from engine.sofc import resolve_structure
+
+    t1, t2 = args.range
+    note = physics_note()
+    if note is not None:
+        print(f"note: {note}", file=sys.stderr)
+        return
+    spec = args.electrolyte[0]
+    item = None if Path(spec).exists() else resolve_structure(spec)
+    if item is None and Path(spec).is_file():
+        from engine.structures import read_structures
+
+        item = next(iter(read_structures(spec, limits=_limits(args)).items), None)
+    result.table, reference = screen_over_range(result.table, candidates, result.electrolyte,
+                                                item, t1, t2, method=args.range_method)
+    print(f"ranked by the mean linear CTE over {t1:g}–{t2:g} °C ({args.range_method}); "
+          f"electrolyte {_micro(reference[0])} ± {_micro(reference[1])} 10⁻⁶ K⁻¹; column "
+          f"{range_column(t1, t2)}")
 
 
 def cmd_evaluate(args) -> int:
@@ -609,6 +648,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "\"validated_against_mp != False\"")
         p.add_argument("--limit", type=int, help="read at most this many entries")
 
+    def disorder_args(p):
+        p.add_argument("--disorder", choices=["virtual", "orderings"], default="virtual",
+                       help="disordered structures: virtual crystal (occupancy-weighted "
+                       "features) or the mean of seeded ordered supercells (spread added to σ)")
+        p.add_argument("--orderings", type=int, default=5, help="orderings per disordered "
+                       "structure with --disorder orderings")
+        p.add_argument("--ordering-seed", type=int, default=0)
+
     def run_args(p):
         p.add_argument("--device", default="auto", help="auto (cuda → mps → cpu), cpu, cuda, mps")
         p.add_argument("--batch-size", type=int, default=64)
@@ -704,9 +751,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict for structure files")
     p.add_argument("--model", required=True, help="model directory or name (see `models`)")
-    p.add_argument("--input", required=True, help="file, folder or zip of structures")
+    p.add_argument("--input", required=True, help="file, folder or zip of structures; an SOFC "
+                   "material name (8YSZ, LSCF, ...); or 'FORMULA as perovskite|fluorite'")
     p.add_argument("--output", help="CSV to write (default: print a table); Parquet with --dask")
     p.add_argument("--quiet", action="store_true", help="with --dask: no progress bar")
+    disorder_args(p)
     run_args(p)
     dask_args(p)
     p.set_defaults(func=cmd_predict)
@@ -720,10 +769,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="volumetric-CTE model (default auto: the shipped thermal-expansion model)")
     p.add_argument("--candidates", required=True, nargs="+", metavar="PATH",
                    help="files, folders, zips or JSON-lines datasets of structures; 'examples' "
-                   "(the SOFC examples) or 'library[:FAMILY,...]' (the generated library)")
+                   "(the SOFC examples), 'library[:FAMILY,...]' (the generated library), "
+                   "'sofc[:NAME,...]' (the named SOFC materials), an SOFC name (LSCF) or "
+                   "'FORMULA as perovskite|fluorite'")
     p.add_argument("--electrolyte", required=True, action="append", metavar="SPEC",
-                   help="formula or id (measured table, SOFC examples, library), a structure "
-                   "file, or a measured linear CTE in 1/K (10.5e-6 or YSZ=10.5e-6); repeat for "
+                   help="SOFC name (8YSZ, GDC, LSGM, ...), 'FORMULA as PROTOTYPE', formula or id "
+                   "(measured table, SOFC examples, library), a structure file, or a measured "
+                   "linear CTE in 1/K (10.5e-6 or YSZ=10.5e-6); repeat for "
                    "the mismatch matrix (the first one ranks)")
     p.add_argument("--output", help="CSV of the ranked table (one row per candidate, 1/K)")
     p.add_argument("--measured", help="CSV of measured linear CTEs: material, cte_lin_per_K and "
@@ -747,6 +799,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "× every --electrolyte (1/K)")
     p.add_argument("--matrix-top", type=int, default=10)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--range", nargs=2, type=float, metavar=("T1", "T2"),
+                   help="rank by the mean linear CTE over T1–T2 °C (e.g. 25 800), from the "
+                   "quasi-harmonic α(T) curve of engine.physics; disabled with a note without it")
+    p.add_argument("--range-method", choices=["scaled", "physics"], default="scaled",
+                   help="scaled: the curve's shape × the learned 300 K value (default); "
+                   "physics: the curve's own values")
+    disorder_args(p)
     run_args(p)
     dask_args(p)
     p.add_argument("--summary", help="with --dask: CSV of the --top ranked candidates (default: "

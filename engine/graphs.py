@@ -4,6 +4,12 @@ A crystal becomes an undirected multigraph: every atom of the unit cell is a nod
 gets an edge to each of its ``max_neighbors`` nearest neighbours within ``cutoff`` Å, periodic
 images included. Atoms i and j can be joined by several edges through different images, and a
 one-atom cell has edges to itself.
+
+Disordered sites (partial occupancy, e.g. ``{"La": 0.6, "Sr": 0.4}`` or ``{"O": 0.95}``) are
+nodes like any other: neighbour lists work on sites regardless of what occupies them. Each node
+carries its species and occupancies (``species_z``, ``species_w``, padded to
+:data:`MAX_SITE_SPECIES`), from which the models take the occupancy-weighted element features
+(the *virtual crystal*, :mod:`engine.disorder`); an ordered site is species 1 with weight 1.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from pymatgen.core import Structure
 from torch_geometric.data import Data
 
 from engine.config import GraphConfig
+
+#: Most species one site may hold (e.g. a high-entropy cation site of five elements).
+MAX_SITE_SPECIES = 6
 
 
 class GraphBuildError(ValueError):
@@ -55,7 +64,12 @@ class GraphBuilder:
     per-site ``get_all_neighbors`` loop of the original CGCNN code.
 
     The returned ``Data`` holds, for N atoms and E edges:
-        z: atomic numbers, long (N,).
+        z: atomic numbers, long (N,); a disordered site's most abundant species (ties: the
+            lower Z).
+        species_z: atomic numbers of each site's species, long (N, MAX_SITE_SPECIES), padded
+            with 0.
+        species_w: their occupancies, float (N, MAX_SITE_SPECIES), padded with 0; a row sums to
+            1 on a fully occupied site and to less on a site with vacancies.
         pos: Cartesian positions in Å, float (N, 3).
         cell: lattice vectors as rows in Å, float (1, 3, 3).
         edge_index: long (2, E); row 0 is the neighbour j (message source), row 1 the centre i.
@@ -100,7 +114,7 @@ class GraphBuilder:
         center, neighbor, offset, distance = structure.get_neighbor_list(
             r=c.cutoff, exclude_self=True
         )
-        z = np.array([site.specie.Z for site in structure], dtype=np.int64)
+        z = site_species(structure)[0]
         if c.pad_like_original:
             # The original CGCNN: stable sort on the exact distance, ties left in search order.
             order = np.lexsort((distance, center))
@@ -149,8 +163,11 @@ class GraphBuilder:
             edges = _pad_like_original(edges, counts, c)
 
         distance = torch.as_tensor(edges["distance"], dtype=torch.float32)
+        z, species_z, species_w = site_species(structure)
         data = Data(
-            z=torch.as_tensor([site.specie.Z for site in structure], dtype=torch.long),
+            z=torch.as_tensor(z),
+            species_z=torch.as_tensor(species_z),
+            species_w=torch.as_tensor(species_w),
             pos=torch.tensor(structure.cart_coords, dtype=torch.float32),
             cell=torch.tensor(structure.lattice.matrix, dtype=torch.float32).unsqueeze(0),
             edge_index=torch.as_tensor(np.stack([edges["neighbor"], edges["center"]])),
@@ -171,6 +188,31 @@ class GraphBuilder:
         structures = list(structures)
         ids = list(ids) if ids is not None else [None] * len(structures)
         return [self(s, structure_id=i) for s, i in zip(structures, ids)]
+
+
+def site_species(structure: Structure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Species of every site: the majority Z (N,), and Z and occupancy per species, each
+    (N, :data:`MAX_SITE_SPECIES`) padded with 0, species in descending occupancy (ties: lower Z).
+
+    Raises:
+        GraphBuildError: a site holds more than :data:`MAX_SITE_SPECIES` species, or a species
+            that is not an element (e.g. a dummy species).
+    """
+    n = len(structure)
+    zs = np.zeros((n, MAX_SITE_SPECIES), dtype=np.int64)
+    ws = np.zeros((n, MAX_SITE_SPECIES), dtype=np.float32)
+    for i, site in enumerate(structure):
+        items = sorted(site.species.items(), key=lambda kv: (-kv[1], getattr(kv[0], "Z", 0)))
+        if len(items) > MAX_SITE_SPECIES:
+            raise GraphBuildError(
+                f"site {i} holds {len(items)} species ({site.species_string}); at most "
+                f"{MAX_SITE_SPECIES} per site are supported")
+        for k, (sp, occ) in enumerate(items):
+            z = getattr(sp, "Z", None)
+            if z is None:
+                raise GraphBuildError(f"site {i} holds {sp}, which is not an element")
+            zs[i, k], ws[i, k] = z, occ
+    return zs[:, 0].copy(), zs, ws
 
 
 def _isolated_message(

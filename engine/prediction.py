@@ -97,9 +97,6 @@ def _inputs(model: LoadedModel, items: list[NamedStructure], notes: list[str] | 
             continue
         except Exception as exc:  # noqa: BLE001 - one structure never stops the batch
             reason = " ".join(str(exc).split())[:240] or type(exc).__name__
-            if not item.structure.is_ordered:
-                reason = ("disordered sites (partial occupancies) cannot be turned into a graph "
-                          f"by this model yet ({reason})")
             errors.append(ReadError(source=item.source, reason=reason))
             continue
         if notes is not None:

@@ -100,6 +100,9 @@ PREDICTION_COLUMNS = (
     "band_gap_eV",
     "model",
 )
+#: ``filter_reason`` of a candidate that is the electrolyte itself (same id or formula): shown
+#: as the reference, never ranked against itself.
+REFERENCE_REASON = "the electrolyte itself (reference)"
 #: Columns :func:`rank_candidates` adds.
 RANK_COLUMNS = (
     "cte_lin_pred_per_K",
@@ -206,9 +209,19 @@ def count_candidates(source, *, limits: ReadLimits | None = None) -> int:
 
 def open_candidates(spec: str):
     """A candidate source named on the command line: a path, ``examples`` (the shipped SOFC
-    examples) or ``library`` / ``library:FAMILY,FAMILY`` (:mod:`engine.library`)."""
+    examples), ``library`` / ``library:FAMILY,FAMILY`` (:mod:`engine.library`), ``sofc`` /
+    ``sofc:NAME,NAME`` (the named SOFC materials of :mod:`engine.sofc`), one SOFC material by
+    name or abbreviation (``LSCF``), or a composition on a prototype
+    (``"La0.6Sr0.4Co0.2Fe0.8O3 as perovskite"``)."""
     if Path(spec).exists():
         return spec
+    from engine.sofc import resolve_structure, sofc_batch
+
+    if spec == "sofc" or spec.startswith("sofc:"):
+        return sofc_batch([n for n in spec.partition(":")[2].split(",") if n] or None)
+    named = resolve_structure(spec)
+    if named is not None:
+        return StructureBatch(items=[named])
     if spec == "examples":
         from engine.examples import EXAMPLES_DIR
 
@@ -218,7 +231,8 @@ def open_candidates(spec: str):
 
         families = [f for f in spec.partition(":")[2].split(",") if f] or None
         return library_batch(build_library(families))
-    raise ValueError(f"{spec!r} is neither a file or folder nor 'examples' or 'library'")
+    raise ValueError(f"{spec!r} is neither a file or folder, 'examples', 'library', 'sofc', an "
+                     "SOFC material name (e.g. LSCF) nor 'FORMULA as perovskite|fluorite'")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -511,8 +525,16 @@ def _typed_value(spec) -> tuple[str, float] | None:
 
 
 def _find_structure(text: str, dataset) -> tuple[NamedStructure | None, str]:
-    """The first structure with id or reduced formula ``text`` in the dataset, the SOFC examples
-    or the candidate library, and a note when several matched."""
+    """The structure ``text`` names, and a note on where it was found: an SOFC material name
+    or ``"FORMULA as PROTOTYPE"`` (:func:`engine.sofc.resolve_structure`), else the first
+    structure with that id or reduced formula in the dataset, the SOFC examples or the
+    candidate library."""
+    from engine.sofc import resolve_structure
+
+    named = resolve_structure(text)
+    if named is not None:
+        return named, f"{named.id} ({named.structure.composition.reduced_formula}, " \
+            f"{named.source})"
     key = _material_key(text)
     pools = [("the dataset", lambda: dataset.items if dataset is not None else []),
              ("the SOFC examples", _example_items), ("the candidate library", _library_items)]
@@ -527,10 +549,10 @@ def _find_structure(text: str, dataset) -> tuple[NamedStructure | None, str]:
 
 
 def _predicted_reference(model, item: NamedStructure, name: str, note: str, *, batch_size: int,
-                         device: str) -> Reference:
-    from engine.prediction import predict
+                         device: str, disorder=None) -> Reference:
+    from engine.disorder import predict_structures
 
-    pred = predict(model, [item], batch_size=batch_size, device=device)
+    pred = predict_structures(model, [item], disorder, batch_size=batch_size, device=device)
     if pred.table.empty:
         reason = pred.errors[0].reason if pred.errors else "the model could not use it"
         raise ValueError(f"electrolyte {name!r} cannot be predicted: {reason}")
@@ -543,17 +565,21 @@ def _predicted_reference(model, item: NamedStructure, name: str, note: str, *, b
 
 
 def resolve_electrolyte(spec, model, *, measured=None, dataset: LabelledDataset | None = None,
-                        batch_size: int = 64, device: str = "auto",
+                        batch_size: int = 64, device: str = "auto", disorder=None,
                         limits: ReadLimits | None = None) -> Reference:
     """The electrolyte (or any reference material) to match, as a :class:`Reference`.
 
     Args:
         spec: a typed **linear** CTE in 1/K (a number, or ``"NAME=NUMBER"``, e.g.
-            ``"YSZ=10.5e-6"``); a structure file (one structure); a :class:`NamedStructure`; or a
-            formula or id, looked up in the measured table, then among the structures of
-            ``dataset``, the SOFC examples and the candidate library (:mod:`engine.library`).
+            ``"YSZ=10.5e-6"``); a structure file (one structure); a :class:`NamedStructure`; an
+            SOFC material name or abbreviation (``8YSZ``, ``GDC``) or ``"FORMULA as
+            PROTOTYPE"`` (:mod:`engine.sofc`); or a formula or id, looked up in the measured
+            table, then among the structures of ``dataset``, the SOFC examples and the
+            candidate library (:mod:`engine.library`).
         model: the CTE model (loaded, directory or name) predicting structures.
         measured: measured linear CTEs (:func:`measured_table`); a match replaces the prediction.
+        disorder: how a disordered electrolyte is predicted (:class:`engine.disorder.
+            DisorderSettings`; default the virtual crystal).
         limits: bounds of reading a structure file (:class:`engine.io.ReadLimits`).
 
     Raises:
@@ -584,9 +610,12 @@ def resolve_electrolyte(spec, model, *, measured=None, dataset: LabelledDataset 
         item, note = _find_structure(name, dataset)
     value, std = _measured_lookup(measured, [name], [item.structure.composition.reduced_formula
                                                      if item is not None else name])
+    if not np.isfinite(value[0]) and item is not None and item.id != name:  # "GDC" → "10GDC"
+        value, std = _measured_lookup(measured, [item.id], [""])
     ref = None
     if item is not None:
-        ref = _predicted_reference(model, item, name, note, batch_size=batch_size, device=device)
+        ref = _predicted_reference(model, item, name, note, batch_size=batch_size, device=device,
+                                   disorder=disorder)
     if np.isfinite(value[0]):
         base = ref or Reference(name=name, cte_lin=math.nan, cte_lin_std=math.nan,
                                 source="measured", formula=_material_key(name))
@@ -598,7 +627,8 @@ def resolve_electrolyte(spec, model, *, measured=None, dataset: LabelledDataset 
         what = (f"{name!r} is not NAME=NUMBER: {name.partition('=')[2].strip()!r} is not a number"
                 if eq else f"{name!r}: no measured value and no structure with that formula or "
                 "id in " + ("the dataset, " if dataset is not None else "") + "the SOFC "
-                "examples or the candidate library")
+                "examples or the candidate library, and not an SOFC material name or 'FORMULA as "
+                "PROTOTYPE'")
         raise ValueError(f"electrolyte {what}; give a structure file, a measured linear CTE in "
                          f"1/K (e.g. {example}), or add it to the measured table")
     return ref
@@ -649,8 +679,9 @@ def _column(table: pd.DataFrame, name: str, default) -> np.ndarray:
 
 def _chunk_rows(chunk: StructureBatch, models: dict, filters: Filters | None,
                 errors: list[ReadError], notes: list[str], missing: dict[str, int], *,
-                batch_size: int, device: str) -> pd.DataFrame:
+                batch_size: int, device: str, disorder=None) -> pd.DataFrame:
     """Prediction rows of one chunk, in reading order."""
+    from engine.disorder import predict_structures
     from engine.prediction import predict
 
     items = chunk.items
@@ -666,7 +697,8 @@ def _chunk_rows(chunk: StructureBatch, models: dict, filters: Filters | None,
     keep = np.array(excluded, dtype=bool)  # element-filtered rows stay, unpredicted
     if todo:
         cte_model = models["cte"]
-        pred = predict(cte_model, todo, batch_size=batch_size, device=device)
+        pred = predict_structures(cte_model, todo, disorder, batch_size=batch_size,
+                                  device=device)
         errors.extend(pred.errors)
         for note in pred.notes:
             _add_note(notes, note)
@@ -721,7 +753,7 @@ def _typed_table(table: pd.DataFrame) -> pd.DataFrame:
 def predict_candidates(candidates, model, *, eform_model=None, gap_model=None,
                        filters: Filters | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
                        progress: Progress | None = None, batch_size: int = 64,
-                       device: str = "auto",
+                       device: str = "auto", disorder=None,
                        limits: ReadLimits | None = None) -> CandidatePredictions:
     """Stream ``candidates`` (anything :func:`iter_candidates` reads) through the models.
 
@@ -732,6 +764,8 @@ def predict_candidates(candidates, model, *, eform_model=None, gap_model=None,
         model: the volumetric-CTE model (loaded, directory or name; predictions in 1/K).
         eform_model, gap_model: formation-energy (eV/atom) and band-gap (eV) models, or None.
         progress: called after each chunk with (entries read so far, expected total).
+        disorder: how disordered candidates are predicted (:class:`engine.disorder.
+            DisorderSettings`; default the virtual crystal).
         limits: bounds of the read (:class:`ReadLimits`; default its defaults).
 
     Returns:
@@ -753,7 +787,7 @@ def predict_candidates(candidates, model, *, eform_model=None, gap_model=None,
         n_read += len(chunk.items) + len(chunk.errors)
         if chunk.items:
             frames.append(_chunk_rows(chunk, models, filters, errors, notes, missing,
-                                      batch_size=batch_size, device=device))
+                                      batch_size=batch_size, device=device, disorder=disorder))
         if progress is not None:
             progress(n_read, total)
     for prop, label in (("e_form", "formation-energy"), ("band_gap", "band-gap")):
@@ -782,7 +816,8 @@ def rank_candidates(table: pd.DataFrame, electrolyte: Reference, *, measured=Non
 
     Returns:
         The table in :data:`OUTPUT_COLUMNS` (1/K), ranked rows first (rank 1 = smallest |Δα|),
-        then the rest in reading order; and notes on disabled filters.
+        then the rest in reading order; and notes on disabled filters. A candidate with the
+        electrolyte's id or formula is not ranked (``filter_reason`` :data:`REFERENCE_REASON`).
     """
     missing = [c for c in PREDICTION_COLUMNS if c not in table.columns]
     if missing:
@@ -808,6 +843,9 @@ def rank_candidates(table: pd.DataFrame, electrolyte: Reference, *, measured=Non
     reasons, notes = filter_reasons(t, filters)
     no_value = ~np.isfinite(delta) & (reasons == "").to_numpy()
     reasons[no_value] = "no CTE value"
+    itself = (t["id"] == electrolyte.name) | (
+        (t["formula"] == electrolyte.formula) & (electrolyte.formula != ""))
+    reasons[itself.to_numpy()] = REFERENCE_REASON
     t["filter_reason"] = reasons
     t["passes"] = (reasons == "").to_numpy()
     order = t[t["passes"]].sort_values(["abs_mismatch_per_K", "id"], kind="stable").index
@@ -871,7 +909,7 @@ def read_screen_csv(path_or_buffer) -> pd.DataFrame:
 def screen(candidates, electrolyte, model, *, measured=None, filters: Filters | None = None,
            eform_model=None, gap_model=None, dataset: LabelledDataset | None = None,
            chunk_size: int = DEFAULT_CHUNK_SIZE, progress: Progress | None = None,
-           batch_size: int = 64, device: str = "auto",
+           batch_size: int = 64, device: str = "auto", disorder=None,
            limits: ReadLimits | None = None) -> ScreenResult:
     """Predict, filter and rank ``candidates`` by their linear-CTE mismatch to ``electrolyte``.
 
@@ -886,6 +924,8 @@ def screen(candidates, electrolyte, model, *, measured=None, filters: Filters | 
             filter needs one and none is given, :func:`find_property_model` picks one, and when
             there is none the filter is disabled with a note.
         dataset: also searched for the electrolyte's formula.
+        disorder: how disordered candidates and electrolyte are predicted
+            (:class:`engine.disorder.DisorderSettings`; default the virtual crystal).
         limits: bounds of reading candidates and an electrolyte file (:class:`ReadLimits`).
     """
     model = _load(model)
@@ -902,11 +942,12 @@ def screen(candidates, electrolyte, model, *, measured=None, filters: Filters | 
                              f"{' or '.join(PROPERTY_TARGETS[prop])}")
     if not isinstance(electrolyte, Reference):
         electrolyte = resolve_electrolyte(electrolyte, model, measured=measured, dataset=dataset,
-                                          batch_size=batch_size, device=device, limits=limits)
+                                          batch_size=batch_size, device=device,
+                                          disorder=disorder, limits=limits)
     pred = predict_candidates(candidates, model, eform_model=picked["e_form"],
                               gap_model=picked["band_gap"], filters=filters,
                               chunk_size=chunk_size, progress=progress, batch_size=batch_size,
-                              device=device, limits=limits)
+                              device=device, disorder=disorder, limits=limits)
     table, filter_notes = rank_candidates(pred.table, electrolyte, measured=measured,
                                           filters=filters)
     for note in [*pred.notes, *filter_notes]:

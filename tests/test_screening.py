@@ -19,6 +19,7 @@ from engine.examples import EXAMPLES_DIR
 from engine.prediction import predict
 from engine.screening import (
     OUTPUT_COLUMNS,
+    REFERENCE_REASON,
     Filters,
     Reference,
     ScreenResult,
@@ -130,9 +131,16 @@ def test_ranking_by_linear_mismatch_computed_by_hand(cte_model, examples_screen)
     by_hand = (own["prediction"] / 3 - e_lin).abs().sort_values(kind="stable")
     table = result.table
     assert list(table.columns) == list(OUTPUT_COLUMNS)
-    assert table["passes"].all() and list(table["rank"]) == list(range(1, 16))
+    # the electrolyte itself is the reference: listed last, not ranked
+    reference = table.iloc[-1]
+    assert reference["formula"] == "CeO2" and not reference["passes"]
+    assert reference["filter_reason"] == REFERENCE_REASON and pd.isna(reference["rank"])
+    table = table.iloc[:-1]
+    by_hand = by_hand.drop(reference["id"])
+    assert table["passes"].all() and list(table["rank"]) == list(range(1, 15))
     assert list(table["id"]) == list(by_hand.index)
-    assert np.allclose(table["abs_mismatch_per_K"], by_hand.to_numpy(), rtol=1e-5, atol=1e-12)
+    # atol: one float32 ulp of α_V/3 (the electrolyte is predicted alone, `own` in a batch)
+    assert np.allclose(table["abs_mismatch_per_K"], by_hand.to_numpy(), rtol=1e-5, atol=1e-11)
     row = table.set_index("id").loc["SrFeO3_perovskite"]
     pred = own.loc["SrFeO3_perovskite"]
     assert row["cte_vol_pred_per_K"] == pytest.approx(pred["prediction"], rel=1e-6)
@@ -256,6 +264,10 @@ def test_formation_energy_and_band_gap_filters(cte_model, property_models):
     assert np.allclose(table["e_form_eV_per_atom"], e_pred[table.index], rtol=1e-5)
     assert np.allclose(table["band_gap_eV"], g_pred[table.index], rtol=1e-5)
     want = (e_pred <= e_cut) & (g_pred >= g_cut)
+    itself = "ZrO2_cubic_fluorite"  # the electrolyte: the reference, never ranked
+    assert table.loc[itself, "filter_reason"] == REFERENCE_REASON
+    want[itself] = False
+    e_pred, g_pred = e_pred.drop(itself), g_pred.drop(itself)
     assert 0 < want.sum() < len(want)
     assert (table["passes"] == want[table.index]).all()
     high = table.loc[e_pred[e_pred > e_cut].index, "filter_reason"]
@@ -285,7 +297,8 @@ def test_property_models_found_by_target_and_filters_disabled_without_one(
                         filters=Filters(max_e_form=-3.0, max_band_gap=1.0))
     assert any("formation-energy filter disabled" in n for n in result.notes)
     assert any("band-gap filter disabled" in n for n in result.notes)
-    assert result.table["passes"].all() and result.table["e_form_eV_per_atom"].isna().all()
+    others = result.table[result.table["formula"] != "CeO2"]  # CeO2 is the reference
+    assert others["passes"].all() and result.table["e_form_eV_per_atom"].isna().all()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -463,7 +476,7 @@ def test_cli_screen_end_to_end(tmp_path, capsys):
                  "--matrix-top", "4", "--chunk-size", "4", "--quiet"])
     printed = capsys.readouterr()
     assert code == 0, printed.err
-    assert "electrolyte YSZ: linear CTE 10.50 ± 0.20 10⁻⁶ K⁻¹ (measured)" in printed.out
+    assert "electrolyte YSZ: linear CTE 10.50 ± 0.20 10⁻⁶ K⁻¹ (measured" in printed.out
     table = read_screen_csv(out)
     assert len(table) == 15 and table["passes"].sum() == 12
     ranked = table[table["passes"]]
@@ -477,7 +490,7 @@ def test_cli_screen_end_to_end(tmp_path, capsys):
     assert len(m) == 8 and set(m["electrolyte"]) == {"YSZ", "CeO2"}
     assert list(m["candidate"].unique()) == list(ranked["id"][:4])
 
-    code = main(["screen", "--candidates", str(EXAMPLES_DIR), "--electrolyte", "YSZ"])
+    code = main(["screen", "--candidates", str(EXAMPLES_DIR), "--electrolyte", "Unobtainium"])
     assert code == 2 and "no measured value and no structure" in capsys.readouterr().err
     code = main(["screen", "--candidates", str(tmp_path / "nothing"), "--electrolyte", "1e-5"])
     assert code == 2 and "neither a file" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
+from dashboard.components.sofc import CTE_TARGET
 from dashboard.components.teaching import NOTES, teaching_on
 from dashboard.components.units import display_for
 
@@ -21,6 +22,7 @@ st.markdown(
     "model in the background, inspect its accuracy and its learnt embedding, and rank "
     "candidates."
 )
+st.markdown(CTE_TARGET)
 
 models = state.models()
 datasets = state.dataset_choices()

@@ -11,6 +11,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.components import optimade, plots
 from dashboard.components.physics import physics_section
+from dashboard.components.sofc import disorder_control, spec_box
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
 from engine.io import csv_text
@@ -24,6 +25,7 @@ SOURCES = {
     "examples": "SOFC examples (15 structures)",
     "current": "Current dataset",
     "database": "Search a database (OPTIMADE)",
+    "typed": "Type SOFC names or compositions (e.g. 'Ce0.9Gd0.1O1.95 as fluorite')",
 }
 c1, c2 = st.columns([2, 3])
 with c1:
@@ -32,7 +34,10 @@ with c2:
     model_info = state.choose_model("Model", key="predict_model")
 
 items, errors, label, truth_table = [], [], "", None
-if which == "upload":
+if which == "typed":
+    items, errors = spec_box("predict_typed")
+    label = "typed: " + ", ".join(it.id for it in items)
+elif which == "upload":
     uploaded = st.file_uploader(
         "Structure files (CIF, POSCAR, XYZ, JSON, JSON lines, zip)",
         accept_multiple_files=True,
@@ -84,7 +89,8 @@ if not items:
     st.stop()
 
 disp = display_for(model_info["target"], model_info.get("unit"))
-run_key = (state.model_ref(model_info), label, tuple(it.id for it in items))
+disorder = disorder_control("predict_disorder", items)
+run_key = (state.model_ref(model_info), label, tuple(it.id for it in items), disorder)
 result = st.session_state.get("predict_result")
 fresh = result is not None and result.get("key") == run_key
 
@@ -92,7 +98,7 @@ if st.button(
     f"Predict {len(items)} structure(s) with {model_info['name']}", type="primary", key="predict_go"
 ) or (fresh and result):
     if not fresh:
-        from engine.prediction import predict
+        from engine.disorder import predict_structures
 
         try:
             model = state.load_model(state.model_ref(model_info))
@@ -103,7 +109,7 @@ if st.button(
         frames, failed = [], []
         step = 32
         for start in range(0, len(items), step):
-            out = predict(model, items[start : start + step])
+            out = predict_structures(model, items[start : start + step], disorder)
             frames.append(out.table)
             failed.extend(out.errors)
             bar.progress(

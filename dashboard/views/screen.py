@@ -1,6 +1,8 @@
-"""Screen: candidates (uploads, a zip, the current dataset, the SOFC examples or the generated
-library) → predicted volumetric CTE ± σ, the linear CTE beside it, the domain flag, element and
-predicted-property filters, a ranking by |Δα| to the chosen electrolyte, CSV export and reload,
+"""Screen: candidates (uploads, a zip, the current dataset, the SOFC examples, the generated
+library, the named SOFC library or typed 'FORMULA as PROTOTYPE' lines) → predicted volumetric
+CTE ± σ, the linear CTE beside it, the domain flag, element and predicted-property filters, a
+ranking by |Δα| to the chosen electrolyte (never ranked against itself), calibration to measured
+values, the mean CTE over an operating range (with :mod:`engine.physics`), CSV export and reload,
 and a mismatch heatmap. Everything is computed by :mod:`engine.screening`; CTEs are shown in
 10⁻⁶ K⁻¹ and stored in 1/K."""
 
@@ -17,10 +19,12 @@ from pymatgen.core import Element
 
 from dashboard import state
 from dashboard.components import optimade, plots
+from dashboard.components import sofc as sofc_ui
 from dashboard.components.physics import physics_section
 from dashboard.components.teaching import teach
 from engine.examples import EXAMPLES
 from engine.io import csv_text
+from engine.operating_range import range_column
 from engine.screening import (
     DEFAULT_CHUNK_SIZE,
     MEASURED_COLUMNS,
@@ -39,6 +43,7 @@ from engine.screening import (
 
 st.title("Screen")
 teach("cte")
+sofc_ui.target_note()
 
 #: Display unit of CTEs: values in 1/K × MICRO.
 MICRO = 1e6
@@ -46,11 +51,15 @@ UNIT = "10⁻⁶ K⁻¹"
 SOURCES = {
     "examples": "SOFC examples",
     "library": "Generated candidate library",
+    "sofc": "SOFC library (8YSZ, GDC, LSGM, LSCF, BSCF, … by name)",
+    "typed": "Type SOFC names or compositions (e.g. 'La0.6Sr0.4CoO3 as perovskite')",
     "current": "Current dataset",
     "upload": "Upload structures (files or a zip)",
     "database": "Search a database (OPTIMADE)",
     "reload": "Reload a screening CSV",
 }
+#: SOFC library electrolytes offered by name.
+SOFC_ELECTROLYTES = ("8YSZ", "10GDC", "20SDC", "LSGM", "BZY20")
 ELECTROLYTE_BY = {
     "formula": "Formula or id",
     "file": "Structure file",
@@ -66,11 +75,12 @@ def _library():
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _reference(key: tuple, measured: tuple, _spec, _model, _dataset):
-    """An electrolyte (``engine.screening.Reference``), cached by ``key`` (model, spec and
-    dataset) and the measured table."""
+def _reference(key: tuple, measured: tuple, _spec, _model, _dataset, _disorder=None):
+    """An electrolyte (``engine.screening.Reference``), cached by ``key`` (model, spec,
+    dataset and disorder mode) and the measured table."""
     table = pd.DataFrame(list(measured), columns=list(MEASURED_COLUMNS))
-    return resolve_electrolyte(_spec, _model, measured=table, dataset=_dataset)
+    return resolve_electrolyte(_spec, _model, measured=table, dataset=_dataset,
+                               disorder=_disorder)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -181,6 +191,22 @@ elif which == "library":
         f"{len(source)} idealised perovskites, fluorites, pyrochlores, spinels and "
         "Ruddlesden–Popper phases built from Shannon radii (`engine.library`)."
     )
+elif which == "sofc":
+    from engine.sofc import sofc_batch
+
+    source, source_key = sofc_batch(), "sofc"
+    st.caption(f"{len(source.items)} named SOFC materials (`engine.sofc`): doped and "
+               "oxygen-deficient compositions as disordered cells on their prototype, lattices "
+               "from occupancy-weighted Shannon radii (Ni and NiO: experimental).")
+elif which == "typed":
+    typed_items, typed_errors = sofc_ui.spec_box("screen_typed")
+    for err in typed_errors:
+        st.error(f"{err.source}: {err.reason}")
+    if typed_items:
+        from engine.structures import StructureBatch
+
+        source = StructureBatch(items=typed_items)
+        source_key = "typed:" + "|".join(it.id for it in typed_items)
 elif which == "current":
     dataset = state.current_dataset()
     if dataset is None:
@@ -233,14 +259,17 @@ with e1:
 electrolyte_spec, spec_key = None, ""
 with e2:
     if by == "formula":
-        options = list(dict.fromkeys([*example_electrolytes(), *(e.formula for e in EXAMPLES)]))
+        options = list(dict.fromkeys([*example_electrolytes(), *(e.formula for e in EXAMPLES),
+                                      *SOFC_ELECTROLYTES]))
         electrolyte_spec = st.selectbox(
             "Formula or id",
             options,
             key="screen_electrolyte",
             accept_new_options=True,
-            help="Looked up in the measured table below, then in the current dataset, the SOFC "
-            "examples and the generated library; type any other formula or id.",
+            help="SOFC names and abbreviations (8YSZ, YSZ, GDC, LSGM, BZY20) and 'FORMULA as "
+            "perovskite|fluorite' are built as disordered cells; other formulas or ids are "
+            "looked up in the measured table below, the current dataset, the SOFC examples and "
+            "the generated library.",
         )
         spec_key = electrolyte_spec
     elif by == "file":
@@ -334,7 +363,8 @@ model_ref = state.model_ref(model_info)
 prop_refs = tuple((p, state.model_ref(m)) for p, m in property_models.items() if m)
 chunk = st.number_input("Structures per chunk (bounds memory)", min_value=8, max_value=4096,
                         value=DEFAULT_CHUNK_SIZE, step=64, key="screen_chunk")
-run_key = (model_ref, which, source_key, prop_refs)
+disorder = sofc_ui.disorder_control("screen_disorder")
+run_key = (model_ref, which, source_key, prop_refs, disorder)
 last = st.session_state.get("screen_run")
 predictions = None
 if reloaded is not None:
@@ -358,6 +388,7 @@ elif source is not None:
                     eform_model=extra.get("e_form"),
                     gap_model=extra.get("band_gap"),
                     chunk_size=int(chunk),
+                    disorder=disorder,
                     progress=report,
                     limits=state.read_limits(),
                 )
@@ -399,8 +430,8 @@ if electrolyte_spec is None:
     st.info("Choose the electrolyte above to rank the candidates.")
     st.stop()
 try:
-    electrolyte = _reference((model_ref, spec_key, dataset_key), measured_key, electrolyte_spec,
-                             model, dataset)
+    electrolyte = _reference((model_ref, spec_key, dataset_key, disorder.mode, disorder.k),
+                             measured_key, electrolyte_spec, model, dataset, disorder)
 except ValueError as exc:
     st.error(str(exc))
     st.stop()
@@ -408,14 +439,29 @@ table, filter_notes = rank_candidates(predictions["table"], electrolyte, measure
                                       filters=filters)
 for note in filter_notes:
     st.info(note)
+table, electrolyte = sofc_ui.calibration_section(table, electrolyte)
+electrolyte_item = electrolyte_spec if not isinstance(electrolyte_spec, str) else None
+if isinstance(electrolyte_spec, str):
+    from engine.sofc import resolve_structure
+
+    try:
+        electrolyte_item = resolve_structure(electrolyte_spec)
+    except ValueError:
+        electrolyte_item = None
+range_info = None
+if source is not None:
+    table, range_info = sofc_ui.range_section(table, source, electrolyte, electrolyte_item)
 
 m1, m2, m3 = st.columns(3)
 m1.metric(f"Electrolyte {electrolyte.name}: linear CTE ({UNIT})",
           f"{_micro(electrolyte.cte_lin)} ± {_micro(electrolyte.cte_lin_std)}")
 m2.metric("Candidates ranked", f"{int(table['passes'].sum())} of {len(table)}")
 best = table[table["passes"]].head(1)
-m3.metric(f"Best |Δα| ({UNIT})",
-          _micro(float(best["abs_mismatch_per_K"].iloc[0])) if len(best) else "–")
+best_column, best_label = "abs_mismatch_per_K", f"Best |Δα| ({UNIT})"
+if range_info is not None:
+    best_column = f"mismatch_mean_{range_column(*range_info[:2]).removeprefix('cte_lin_mean_')}"
+    best_label = f"Best |Δα| over {range_info[0]:g}–{range_info[1]:g} °C ({UNIT})"
+m3.metric(best_label, _micro(abs(float(best[best_column].iloc[0]))) if len(best) else "–")
 detail = ", ".join(x for x in (electrolyte.source, electrolyte.domain, electrolyte.note) if x)
 if detail:
     st.caption(f"Electrolyte value: {detail}.")
@@ -444,6 +490,13 @@ for column, label in (("e_form_eV_per_atom", "Formation energy (eV/atom)"),
                       ("band_gap_eV", "Band gap (eV)")):
     if shown_rows[column].notna().any():
         shown[label] = shown_rows[column]
+range_columns = [c for c in shown_rows.columns if c.startswith(("cte_lin_mean_",
+                                                                 "mismatch_mean_"))]
+for column in range_columns:
+    shown[column.removesuffix("_per_K") + f" ({UNIT})"] = shown_rows[column] * MICRO
+if "cte_lin_calibrated_per_K" in shown_rows:
+    shown[f"Calibrated linear CTE ({UNIT})"] = shown_rows["cte_lin_calibrated_per_K"] * MICRO
+    shown["CTE used is"] = shown_rows["cte_source"]
 if show_all:
     shown["filtered out because"] = shown_rows["filter_reason"]
 number = st.column_config.NumberColumn(format="%.2f")
@@ -515,7 +568,8 @@ if n_ranked == 0:
 x1, x2 = st.columns([1, 2])
 top = (x1.slider("Top-ranked candidates", 1, min(n_ranked, 40), min(n_ranked, 10))
        if n_ranked > 1 else 1)
-choices = list(dict.fromkeys([*(e.formula for e in EXAMPLES), *measured["material"]]))
+choices = list(dict.fromkeys([*SOFC_ELECTROLYTES, *(e.formula for e in EXAMPLES),
+                              *measured["material"]]))
 others = x2.multiselect(
     "Electrolytes beside the chosen one (formulas or ids)",
     [c for c in choices if c != electrolyte.name],
@@ -528,11 +582,15 @@ for spec in dict.fromkeys(others):
     if spec == electrolyte.name:
         continue
     try:
-        references.append(_reference((model_ref, spec, dataset_key), measured_key, spec, model,
-                                     dataset))
+        references.append(_reference((model_ref, spec, dataset_key, disorder.mode, disorder.k),
+                                     measured_key, spec, model, dataset, disorder))
     except ValueError as exc:
         st.warning(str(exc))
-matrix = mismatch_matrix(candidate_references(table, top), references)
+matrix_candidates = candidate_references(table, top)
+if range_info is not None:
+    matrix_candidates, references = sofc_ui.range_references(table, top, references, range_info)
+    st.caption(f"Mean linear CTEs over {range_info[0]:g}–{range_info[1]:g} °C.")
+matrix = mismatch_matrix(matrix_candidates, references)
 st.plotly_chart(mismatch_heatmap(matrix, references), key="screen_heatmap")
 st.caption(
     "Each cell is Δα ± σ in 10⁻⁶ K⁻¹: blue, the candidate expands less than the electrolyte; "

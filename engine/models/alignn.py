@@ -38,7 +38,7 @@ from torch_geometric.nn import MessagePassing, global_mean_pool
 from engine.config import ALIGNNConfig, GraphConfig
 from engine.features.elements import MAX_Z, cgcnn_element_table
 from engine.linegraph import LineGraphData, attach_line_graph
-from engine.models.base import FamilyModule, MissingInputError
+from engine.models.base import FamilyModule, MissingInputError, embed_atoms
 
 
 def _embedding(in_len: int, out_len: int) -> nn.Sequential:
@@ -161,11 +161,7 @@ class ALIGNN(FamilyModule):
                 "carry; build inputs with LoadedModel.prepare(...) / "
                 "engine.models.build_inputs(...), not with a bare GraphBuilder"
             )
-        z = batch.z
-        if bool((z > MAX_Z).any()) or bool((z < 1).any()):
-            bad = sorted(set(z[(z > MAX_Z) | (z < 1)].tolist()))
-            raise ValueError(f"atomic numbers {bad} have no CGCNN element features (Z = 1..100)")
-        x = self.atom_embedding(self.atom_table[z] if hasattr(self, "atom_table") else z)
+        x = embed_atoms(batch, self.atom_embedding, getattr(self, "atom_table", None), MAX_Z)
         y = self.bond_embedding(batch.edge_attr)
         if self.alignn_layers:
             angles = self.angle_embedding(self.angle_features(batch.lg_cos))

@@ -71,6 +71,49 @@ class FamilyModule(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
+# Atom inputs, ordered or disordered (virtual crystal)
+
+
+def embed_atoms(batch: Batch, embedding: nn.Module, atom_table: torch.Tensor | None = None,
+                max_z: int = 100) -> torch.Tensor:
+    """Initial atom vectors of a batch, (N, width): the *virtual crystal* of every site.
+
+    A site's vector is Σ_k w_k f(Z_k) over its species k with occupancies w_k
+    (``batch.species_z``/``species_w``, :func:`engine.graphs.site_species`):
+
+    * with ``atom_table`` (the 92-wide CGCNN element table), f(Z) is the table row and the
+      mixed row goes through ``embedding`` (a linear layer or MLP): the occupancy-weighted mean of
+      the element features is embedded;
+    * without it (``embedding`` an ``nn.Embedding`` of Z), f(Z) is the learned embedding.
+
+    A vacancy (occupancies summing to s < 1) contributes a zero element vector: the site's
+    element part is scaled by s rather than renormalised, so an oxygen site at 0.95 occupancy
+    differs from a full one. An ordered site (weight 1 on one species) gives exactly the
+    vector of that element. Batches without ``species_z`` (graphs built before it existed) use
+    ``batch.z``.
+
+    Raises:
+        ValueError: an atomic number outside 1..``max_z``.
+    """
+    species_z = getattr(batch, "species_z", None)
+    if species_z is None:
+        species_z, species_w = batch.z.unsqueeze(1), None
+    else:
+        species_w = batch.species_w
+    present = species_z[species_w > 0] if species_w is not None else species_z
+    if bool((present > max_z).any()) or bool((present < 1).any()):
+        bad = sorted(set(present[(present > max_z) | (present < 1)].tolist()))
+        raise ValueError(f"atomic numbers {bad} have no CGCNN element features (Z = 1..{max_z})")
+    if species_w is None:
+        return embedding(atom_table[species_z[:, 0]] if atom_table is not None
+                         else species_z[:, 0])
+    weights = species_w.unsqueeze(-1)
+    if atom_table is not None:
+        return embedding((weights * atom_table[species_z]).sum(1))
+    return (weights * embedding(species_z)).sum(1)
+
+
+# ----------------------------------------------------------------------------------------------
 # Composition inputs (Magpie), shared by the fusion families and the forests
 
 

@@ -10,7 +10,7 @@ from torch_geometric.nn import global_mean_pool
 
 from engine.config import CGCNNConfig, GraphConfig
 from engine.features.elements import MAX_Z, cgcnn_element_table
-from engine.models.base import FamilyModule
+from engine.models.base import FamilyModule, embed_atoms
 from engine.models.layers import CGCNNConv
 
 
@@ -47,12 +47,9 @@ class GraphEncoder(FamilyModule):
         )
 
     def atom_features(self, batch: Batch) -> torch.Tensor:
-        """Atom vectors v_i after the convolutions, shape (N, atom_fea_len)."""
-        if bool((batch.z > MAX_Z).any()) or bool((batch.z < 1).any()):
-            bad = sorted(set(batch.z[(batch.z > MAX_Z) | (batch.z < 1)].tolist()))
-            raise ValueError(f"atomic numbers {bad} have no CGCNN element features (Z = 1..100)")
-        x = self.atom_table[batch.z] if hasattr(self, "atom_table") else batch.z
-        x = self.embedding(x)
+        """Atom vectors v_i after the convolutions, shape (N, atom_fea_len); disordered sites
+        start from their occupancy-weighted element features (:func:`embed_atoms`)."""
+        x = embed_atoms(batch, self.embedding, getattr(self, "atom_table", None), MAX_Z)
         for conv in self.convs:
             x = conv(x, batch.edge_index, batch.edge_attr)
         return x
