@@ -158,3 +158,29 @@ def test_build_many_equals_one_by_one(crystals):
     for many, one in zip(builder.build_many(structures), map(builder, structures)):
         for key in ("z", "edge_index", "edge_offset", "edge_dist", "edge_attr", "edge_cut_shell"):
             assert torch.equal(many[key], one[key]), key
+
+
+@pytest.mark.parametrize("max_neighbors", [4, 12, 30])
+def test_nearest_neighbours_from_a_short_search_equal_those_of_the_full_cutoff(
+    crystals, max_neighbors
+):
+    """The builder's first, shorter search radius never changes which edges are kept."""
+    from engine.graphs import _nearest, atomic_numbers
+
+    config = GraphConfig(max_neighbors=max_neighbors)
+    rng = np.random.default_rng(1)
+    structures = [
+        *crystals.values(),
+        Structure(Lattice.cubic(7.0), ["Li", "F", "O"], rng.random((3, 3))),
+        Structure(Lattice.cubic(4.0), ["Sr", "Ti", "O", "O", "O"] * 8, rng.random((40, 3))),
+    ]
+    for structure in structures:
+        full = _nearest(
+            *neighbor_list(structure, config.cutoff),
+            atomic_numbers(structure),
+            len(structure),
+            config,
+        )
+        ours = GraphBuilder(config).neighbors(structure)
+        for key in full:
+            assert np.array_equal(ours[key], full[key]), key
