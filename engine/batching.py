@@ -39,6 +39,7 @@ class PackedGraphs:
             raise ValueError("no graphs to pack")
         big = Batch.from_data_list(graphs)
         self.n = len(graphs)
+        self._batch_class = type(big)  # e.g. a LineGraphData batch, which models check for
         self._tensors: dict[str, tuple[torch.Tensor, int, torch.Tensor, torch.Tensor | None]] = {}
         self._lists: dict[str, list] = {}
         for key, slices in big._slice_dict.items():
@@ -62,7 +63,7 @@ class PackedGraphs:
     def batch(self, index: torch.Tensor) -> Batch:
         """The ``Batch`` of the graphs at ``index`` (long tensor), in that order."""
         index = torch.as_tensor(index, dtype=torch.long)
-        out = Batch()
+        out = self._batch_class()
         for key, (value, dim, slices, incs) in self._tensors.items():
             starts = slices[index]
             counts = slices[index + 1] - starts

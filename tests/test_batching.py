@@ -22,6 +22,7 @@ def _graphs(crystals):
 
 
 def _assert_same(ours: Batch, reference: Batch):
+    assert type(ours) is type(reference)
     assert set(ours.keys()) >= set(reference.keys()) - {"num_nodes"}
     for key in reference.keys():
         if isinstance(reference[key], torch.Tensor):
