@@ -383,7 +383,8 @@ def cmd_models(args) -> int:
 def cmd_bench(args) -> int:
     from engine.bench import run_benchmarks
 
-    results = run_benchmarks(data=args.data, limit=args.limit, epochs=args.epochs)
+    results = run_benchmarks(data=args.data, limit=args.limit, epochs=args.epochs,
+                             threads=args.threads)
     if args.json:  # one line: the last line of stdout is the whole result
         print(json.dumps(results))
     else:
@@ -625,6 +626,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use at most this many structures")
     p.add_argument("--epochs", type=int, default=3,
                    help="training epochs per side; epoch 1 is warm-up (at least 2)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for both sides (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")
     p.set_defaults(func=cmd_bench)
     return parser

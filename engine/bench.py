@@ -119,7 +119,12 @@ def original_cgcnn_training(
 
 
 def run_benchmarks(
-    data=None, *, limit: int | None = None, epochs: int = 3, batch_size: int = 64
+    data=None,
+    *,
+    limit: int | None = None,
+    epochs: int = 3,
+    batch_size: int = 64,
+    threads: int | None = None,
 ) -> dict:
     """Time graph building, training and prediction: ours and the original CGCNN's, same run.
 
@@ -134,12 +139,16 @@ def run_benchmarks(
         limit: use only the first ``limit`` structures.
         epochs: training epochs per side (at least 2).
         batch_size: structures per batch, both sides.
+        threads: torch intra-op threads for both sides (default: torch's choice). One thread
+            keeps the ratio meaningful when other processes load the cores.
     """
     from engine.datasets import load_dataset
     from engine.models import build_model
     from engine.store import LoadedModel, ModelCard, Normalizer
     from engine.training.loop import Trainer
 
+    if threads:
+        torch.set_num_threads(threads)
     if epochs < 2:
         raise ValueError("epochs must be at least 2 (epoch 1 is the original's warm-up)")
     if data is None:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from pymatgen.core import Structure
 from torch_geometric.data import Data
 from vesin import NeighborList
 
 from engine.config import GraphConfig
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
 
 
 class GraphBuildError(ValueError):

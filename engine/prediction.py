@@ -16,17 +16,20 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from engine.datasets import LabelledDataset
 from engine.features.composition import CompositionError
 from engine.graphs import GraphBuildError
 from engine.store import LoadedModel, load_model
 from engine.structures import NamedStructure, ReadError, read_structures
 from engine.training.metrics import regression_metrics
 from engine.uncertainty import estimate, uncertainty_columns, uncertainty_outputs
+
+if TYPE_CHECKING:  # engine.datasets loads only when a dataset is evaluated
+    from engine.datasets import LabelledDataset
 
 #: Columns of the per-material attention-fusion weights in :func:`predict`, :func:`evaluate`
 #: and :func:`fusion_weights` tables (composition, structure); they sum to 1 per row.
