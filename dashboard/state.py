@@ -26,7 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "data_source": None,  # {"path", "label", "limit", "query", "origin"} of the current dataset
     "target": None,  # preferred target column
     "structure_id": None,  # structure opened on the Structure & graph page
-    "model_name": None,  # last model chosen on any page
+    "model_name": None,  # a model another page asks the next model picker to open on
     "job_id": None,  # run shown on the Train page
     "_job_seen": None,
     "_linked": False,  # query-string settings (?teaching=1, ?dataset=...) applied once  # run the Train page showed last (tells a new choice from an old one)
@@ -64,6 +64,14 @@ def init() -> None:
             except ValueError:
                 limit = DEFAULT_LIMIT
             set_data_source(path, label=rel, limit=limit, origin="data directory")
+
+
+def keep_teaching_in_url() -> None:
+    """Mirror the teaching switch in ``?teaching=1`` so that a reload keeps it."""
+    if st.session_state.get("teaching"):
+        st.query_params["teaching"] = "1"
+    elif "teaching" in st.query_params:
+        del st.query_params["teaching"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,16 +200,18 @@ def _read_csv_cached(path: str, mtime: float) -> pd.DataFrame | None:
 def choose_model(
     label: str = "Model", *, key: str, help: str | None = None, container=None
 ) -> dict | None:
-    """A model picker that remembers the choice across pages (``session_state.model_name``)."""
+    """A model picker; each page (``key``) keeps its own choice.
+
+    ``session_state.model_name`` is a one-time request from another page (e.g. Train's "Open in
+    Results"): the next picker that offers that model opens on it and clears the request.
+    """
     where = container or st
     available = models()
     if not available:
         where.warning("No model is available. Train one on the **Train** page.")
         return None
     names = [m["name"] for m in available]
-    wanted = st.session_state.get("model_name")
-    if wanted not in names:
-        wanted = default_model(available)["name"]
+    wanted = page_model(key, names, default_model(available)["name"])
     choice = where.selectbox(
         label,
         names,
@@ -210,8 +220,20 @@ def choose_model(
         help=help,
         format_func=lambda n: model_label(available[names.index(n)]),
     )
-    st.session_state["model_name"] = choice
+    st.session_state[f"_model:{key}"] = choice
     return available[names.index(choice)]
+
+
+def page_model(key: str, names: list[str], default: str) -> str:
+    """The model a page's picker ``key`` opens on: a pending request (``model_name``, then
+    cleared), else the page's own last choice, else ``default``."""
+    requested = st.session_state.get("model_name")
+    if requested in names:
+        st.session_state["model_name"] = None
+        st.session_state.pop(key, None)  # the request wins over the widget's old value
+        return requested
+    own = st.session_state.get(f"_model:{key}")
+    return own if own in names else default
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,6 +13,11 @@ from dashboard.components import plots
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
 
+
+def _lower_first(name: str) -> str:
+    """Lower-case the first letter only: "volumetric CTE at 300 K", not "... cte at 300 k"."""
+    return name[:1].lower() + name[1:]
+
 st.title("Predict")
 teach("cte")
 
@@ -66,7 +71,7 @@ if not items:
     if which == "upload":
         st.info(
             "Upload one or more structure files to predict their "
-            f"{display_for(model_info['target'], model_info.get('unit')).name.lower()}."
+            f"{_lower_first(display_for(model_info['target'], model_info.get('unit')).name)}."
         )
     st.stop()
 
