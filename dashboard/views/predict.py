@@ -152,6 +152,11 @@ if st.button(
             shown[f"True {disp.label}"] = disp.scale(truth)
             shown[disp.short("Error")] = shown[value_col] - shown[f"True {disp.label}"]
     shown = shown.sort_values(value_col, ascending=False, ignore_index=True)
+    if model_info["target"] == state.FLAGSHIP_TARGET:  # the engineer's columns first
+        first = ["formula", linear_col, "± σ of linear CTE (10⁻⁶ K⁻¹)"]
+        first += [c for c in (f"True {disp.label}", disp.short("Error")) if c in shown]
+        shown = shown[first + [c for c in shown.columns if c not in first]]
+    number = st.column_config.NumberColumn(format="%.3g")
     st.markdown(
         f"**{len(shown)} predictions** of *{disp.name}* by **{model_info['name']}**, "
         "highest first. Click a column header to sort."
@@ -161,11 +166,14 @@ if st.button(
         hide_index=True,
         width="stretch",
         key="predict_table",
-        column_config={
+        column_config={  # every number formatted: no "13.81154"
+            **{c: number for c in shown.columns if pd.api.types.is_float_dtype(shown[c])},
             value_col: st.column_config.NumberColumn(format="%.4g"),
             sigma_col: st.column_config.NumberColumn(format="%.2g"),
             "domain distance": st.column_config.NumberColumn(format="%.2f"),
             raw_col: st.column_config.NumberColumn(format="%.3e"),
+            **{c: st.column_config.NumberColumn(format="%.2f")
+               for c in shown.columns if "linear CTE" in c},
         },
     )
     model = state.load_model(state.model_ref(model_info))

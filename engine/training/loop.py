@@ -150,6 +150,10 @@ class Trainer:
                     count += batch.num_graphs
                     seen_y.append(self.batch_targets(batch).detach().cpu())
                     seen_pred.append(pred.detach().cpu())
+                    for cb in self.callbacks:
+                        cb.on_batch_end(self)
+                    if self.stop_reason and not self.distributed:
+                        break  # the epoch ends here: validated and recorded as usual
                 if self.distributed:
                     total, count, seen_y, seen_pred = distributed.gather_epoch(
                         total, count, seen_y, seen_pred)

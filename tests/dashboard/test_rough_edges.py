@@ -98,3 +98,15 @@ def test_favicon_is_served_locally():
     source = APP.read_text()
     assert "favicon.png" in source and ":material/hub:" not in source.split("page_icon")[1][:80]
     assert (APP.parent / "static" / "favicon.png").stat().st_size > 100
+
+
+def test_predict_shows_linear_cte_and_sigma_first(app):
+    goto(app, "predict")
+    app.radio(key="predict_source").set_value("examples").run()
+    app.selectbox(key="predict_model").set_value("cte-cgcnn-aflow").run()
+    app.button(key="predict_go").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    table = next(d for d in app.dataframe if "formula" in d.value.columns)
+    columns = list(table.value.columns)
+    assert columns[:3] == ["formula", "≈ linear CTE (10⁻⁶ K⁻¹)", "± σ of linear CTE (10⁻⁶ K⁻¹)"]
+    assert '"format":"%.2f"' in str(table.proto).replace(" ", "").replace("\\", "")
