@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "_linked": False,  # query-string settings (?teaching=1, ?dataset=...) applied once  # run the Train page showed last (tells a new choice from an old one)
     "compare_model": None,  # second model on the Results page
     "predict_result": None,  # last table of the Predict page
+    "uploaded_structures": None,  # {"label", "items"} of the last upload on Predict
     "embedding_result": None,  # key of the last embedding map computed
     "upload_ignored": [],
     "fusion_cache": {},  # weights computed on the Fusion page: {key: table}, one entry  # uploaded file names of no structure format (listed as failures)

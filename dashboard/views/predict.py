@@ -46,6 +46,10 @@ if which == "upload":
         batch = state.read_upload(files)
         items, errors = batch.items, list(batch.errors)
         label = state.upload_label([f.name for f in uploaded])
+        if items:  # Structure & graph can open them without a second upload
+            st.session_state["uploaded_structures"] = {"label": label, "items": items}
+            st.page_link("views/structure.py", label="Open them on Structure & graph",
+                         icon=":material/hub:")
 elif which == "examples":
     ds = state.examples_dataset()
     items, errors, label = ds.items, list(ds.errors), "SOFC examples"

@@ -110,3 +110,16 @@ def test_predict_shows_linear_cte_and_sigma_first(app):
     columns = list(table.value.columns)
     assert columns[:3] == ["formula", "≈ linear CTE (10⁻⁶ K⁻¹)", "± σ of linear CTE (10⁻⁶ K⁻¹)"]
     assert '"format":"%.2f"' in str(table.proto).replace(" ", "").replace("\\", "")
+
+
+def test_a_cif_uploaded_on_predict_opens_on_structure_and_graph(app):
+    from tests.dashboard.helpers import cif_bytes, perovskite
+
+    goto(app, "predict")
+    app.radio(key="predict_source").set_value("upload").run()
+    cif = cif_bytes(perovskite("Ba", "Zr", 4.19), "BaZrO3")
+    app.file_uploader(key="predict_upload").set_value([("BaZrO3.cif", cif, "chemical/x-cif")]).run()
+    goto(app, "structure")
+    assert app.radio(key="structure_source").value == "upload"
+    picker = app.selectbox(key="structure_pick")
+    assert len(picker.options) == 1 and "BaZrO3" in picker.options[0]
