@@ -135,3 +135,24 @@ def test_cancel_file_stops_training_inside_the_epoch(crystals, tmp_path):
     assert trainer.stop_reason == "cancelled by user"
     assert Count.batches == 1  # of 13 in an epoch
     assert json.loads((tmp_path / "progress.json").read_text())["epoch"] == 1
+
+
+def test_an_epoch_raises_no_user_warning(crystals):
+    """The job log once carried torch's "Converting a tensor with requires_grad=True"."""
+    import warnings
+
+    import torch
+
+    from engine.config import GraphConfig
+    from engine.graphs import GraphBuilder
+    from engine.models import build_model
+    from engine.training.loop import Trainer
+
+    graphs = GraphBuilder().build_many(list(crystals.values()) * 4)
+    for k, graph in enumerate(graphs):
+        graph.y = torch.tensor([float(k % 3)])
+    module = build_model(CGCNNConfig(atom_fea_len=8, n_conv=1, h_fea_len=8), GraphConfig())
+    trainer = Trainer(module, TrainConfig(epochs=1, batch_size=4, device="cpu"), target_std=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        trainer.fit(graphs[:8], graphs[8:])

@@ -86,7 +86,7 @@ class Trainer:
         """The objective minimised on one training batch, and the value recorded for it as
         ``train_loss`` (here both are the MSE of the standardised target)."""
         loss = F.mse_loss(pred, batch.y)
-        return loss, float(loss)
+        return loss, float(loss.detach())
 
     def batch_targets(self, batch) -> torch.Tensor:
         """The standardised targets of a training batch, as the epoch metrics compare them."""
