@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,29 @@ def init() -> None:
             except ValueError:
                 limit = DEFAULT_LIMIT
             set_data_source(path, label=rel, limit=limit, origin="data directory")
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up_umap(delay_s: float = 5.0) -> threading.Thread | None:
+    """Import UMAP and compile its numba kernels once per server process, in a background
+    thread that starts ``delay_s`` after the first page: the first UMAP map otherwise waits
+    for both (about 50 s here). ``CRYSTAL_SCREEN_NO_WARM_UP=1`` turns it off."""
+    if os.environ.get("CRYSTAL_SCREEN_NO_WARM_UP"):
+        return None
+
+    def work() -> None:
+        time.sleep(delay_s)
+        import numpy as np
+
+        from engine.embeddings import reduce
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reduce(np.random.default_rng(0).normal(size=(40, 8)), "umap", n_neighbors=5)
+
+    thread = threading.Thread(target=work, name="umap-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def keep_teaching_in_url() -> None:

@@ -80,6 +80,13 @@ def _items(source) -> tuple[list[NamedStructure], list[ReadError]]:
 def _inputs(model: LoadedModel, items: list[NamedStructure]):
     """Model inputs of the items that can be used, their positions in ``items``, and
     ReadErrors for the rest."""
+    try:  # all at once (vectorised graph building); item by item only to find the bad ones
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            inputs = model.prepare([it.structure for it in items], ids=[it.id for it in items])
+        return inputs, list(range(len(items))), []
+    except (GraphBuildError, CompositionError):
+        pass
     inputs, kept, errors = [], [], []
     for position, item in enumerate(items):
         try:
