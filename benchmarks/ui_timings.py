@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -101,8 +102,8 @@ def run(dataset: str, n_embed: int) -> dict:
         wait_idle(page)
 
         def embeddings():  # the default model's validation + test crystals, t-SNE
-            page.get_by_text("Test set of").first.click()
-            page.get_by_role("option", name="Validation + test sets", exact=False).click()
+            page.get_by_label("Structures").click()
+            page.get_by_role("option", name=re.compile("Validation \\+ test sets")).click()
             wait_idle(page, settle=0.3)
             page.get_by_label("At most").fill(str(n_embed))
             page.get_by_label("At most").press("Enter")
@@ -123,7 +124,7 @@ def run(dataset: str, n_embed: int) -> dict:
 
         def cancel():
             page.get_by_role("button", name="Cancel").first.click()
-            page.get_by_text("Cancelled").first.wait_for(timeout=300_000)
+            page.get_by_text(re.compile(r"^Cancelled \(")).first.wait_for(timeout=300_000)
 
         _timed(results, "Train: Cancel → cancelled", cancel)
     return results
