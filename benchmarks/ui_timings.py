@@ -37,7 +37,12 @@ TARGETS = {
 PAGES = ["data", "structure", "train", "results", "embeddings", "fusion", "predict", "screen"]
 
 
+ONLY: list[str] = []  # --only: run just the steps whose names contain one of these
+
+
 def _timed(results: dict, step: str, action) -> None:
+    if ONLY and not any(part in step for part in ONLY):
+        return
     start = time.perf_counter()
     try:
         action()
@@ -105,8 +110,9 @@ def run(dataset: str, n_embed: int) -> dict:
             page.get_by_label("Structures").click()
             page.get_by_role("option", name=re.compile("Validation \\+ test sets")).click()
             wait_idle(page, settle=0.3)
-            page.get_by_label("At most").fill(str(n_embed))
-            page.get_by_label("At most").press("Enter")
+            box = page.get_by_role("spinbutton", name="At most")
+            box.fill(str(n_embed))
+            box.press("Enter")
             wait_idle(page, settle=0.3)
             page.get_by_role("button", name="Compute map").click()
             page.get_by_text("Map computed in").wait_for(timeout=600_000)
@@ -138,7 +144,10 @@ def main() -> None:
         help="dataset in the data directory for Embeddings and Train",
     )
     parser.add_argument("--embed", type=int, default=1000, help="crystals on Embeddings")
+    parser.add_argument("--only", nargs="*", default=[],
+                        help="time only the steps whose names contain one of these words")
     args = parser.parse_args()
+    ONLY.extend(args.only)
     results = {
         "steps": run(args.dataset, args.embed),
         "command": "python " + " ".join(["benchmarks/ui_timings.py", *sys.argv[1:]]),
