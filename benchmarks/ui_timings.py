@@ -144,8 +144,12 @@ def main() -> None:
         help="dataset in the data directory for Embeddings and Train",
     )
     parser.add_argument("--embed", type=int, default=1000, help="crystals on Embeddings")
-    parser.add_argument("--only", nargs="*", default=[],
-                        help="time only the steps whose names contain one of these words")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=[],
+        help="time only the steps whose names contain one of these words",
+    )
     args = parser.parse_args()
     ONLY.extend(args.only)
     results = {
