@@ -24,7 +24,7 @@ from dashboard import state  # noqa: E402
 
 st.set_page_config(
     page_title="Crystal-graph screening",
-    page_icon=":material/hub:",
+    page_icon=str(ROOT / "dashboard" / "static" / "favicon.png"),  # local: no CDN fetch
     layout="wide",
     initial_sidebar_state="expanded",
 )
@@ -77,11 +77,8 @@ with st.sidebar:
         help="Short explanations of the crystal graph, the gated convolution, pooling and "
         "embeddings, shown on every page.",
     )
-    src = state.data_source()
-    if src is not None:
-        st.caption(f"Dataset: **{src.label}**" + (f" (first {src.limit})" if src.limit else ""))
-    else:
-        st.caption("Dataset: none loaded (see **Data**)")
+    state.keep_teaching_in_url()
+    dataset_caption = st.empty()
     try:
         from engine.jobs import list_jobs
 
@@ -92,4 +89,18 @@ with st.sidebar:
         st.caption(f"Training runs in progress: **{len(active)}** (see **Train**)")
     state.limits_settings()
 
+
+
+def _show_dataset() -> None:
+    src = state.data_source()
+    if src is not None:
+        text = f"Dataset: **{src.label}**" + (f" (first {src.limit})" if src.limit else "")
+    else:
+        text = "Dataset: none loaded (see **Data**)"
+    dataset_caption.caption(text)
+
+
+_show_dataset()
 page.run()
+_show_dataset()  # again after the page: "Load dataset" there shows at once, not a rerun later
+state.warm_up_umap()  # once per server, after the first page is drawn

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +28,13 @@ DEFAULTS: dict[str, Any] = {
     "data_source": None,  # {"path", "label", "limit", "query", "origin"} of the current dataset
     "target": None,  # preferred target column
     "structure_id": None,  # structure opened on the Structure & graph page
-    "model_name": None,  # last model chosen on any page
+    "model_name": None,  # a model another page asks the next model picker to open on
     "job_id": None,  # run shown on the Train page
     "_job_seen": None,
     "_linked": False,  # query-string settings (?teaching=1, ?dataset=...) applied once  # run the Train page showed last (tells a new choice from an old one)
     "compare_model": None,  # second model on the Results page
     "predict_result": None,  # last table of the Predict page
+    "uploaded_structures": None,  # {"label", "items"} of the last upload on Predict
     "embedding_result": None,  # key of the last embedding map computed
     "upload_ignored": [],
     "fusion_cache": {},  # weights computed on the Fusion page: {key: table}, one entry  # uploaded file names of no structure format (listed as failures)
@@ -67,6 +70,37 @@ def init() -> None:
             except ValueError:
                 limit = DEFAULT_LIMIT
             set_data_source(path, label=rel, limit=limit, origin="data directory")
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up_umap(delay_s: float = 5.0) -> threading.Thread | None:
+    """Import UMAP and compile its numba kernels once per server process, in a background
+    thread that starts ``delay_s`` after the first page: the first UMAP map otherwise waits
+    for both (about 50 s here). ``CRYSTAL_SCREEN_NO_WARM_UP=1`` turns it off."""
+    if os.environ.get("CRYSTAL_SCREEN_NO_WARM_UP"):
+        return None
+
+    def work() -> None:
+        time.sleep(delay_s)
+        import numpy as np
+
+        from engine.embeddings import reduce
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reduce(np.random.default_rng(0).normal(size=(40, 8)), "umap", n_neighbors=5)
+
+    thread = threading.Thread(target=work, name="umap-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def keep_teaching_in_url() -> None:
+    """Mirror the teaching switch in ``?teaching=1`` so that a reload keeps it."""
+    if st.session_state.get("teaching"):
+        st.query_params["teaching"] = "1"
+    elif "teaching" in st.query_params:
+        del st.query_params["teaching"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,16 +229,18 @@ def _read_csv_cached(path: str, mtime: float) -> pd.DataFrame | None:
 def choose_model(
     label: str = "Model", *, key: str, help: str | None = None, container=None
 ) -> dict | None:
-    """A model picker that remembers the choice across pages (``session_state.model_name``)."""
+    """A model picker; each page (``key``) keeps its own choice.
+
+    ``session_state.model_name`` is a one-time request from another page (e.g. Train's "Open in
+    Results"): the next picker that offers that model opens on it and clears the request.
+    """
     where = container or st
     available = models()
     if not available:
         where.warning("No model is available. Train one on the **Train** page.")
         return None
     names = [m["name"] for m in available]
-    wanted = st.session_state.get("model_name")
-    if wanted not in names:
-        wanted = default_model(available)["name"]
+    wanted = page_model(key, names, default_model(available)["name"])
     choice = where.selectbox(
         label,
         names,
@@ -213,8 +249,20 @@ def choose_model(
         help=help,
         format_func=lambda n: model_label(available[names.index(n)]),
     )
-    st.session_state["model_name"] = choice
+    st.session_state[f"_model:{key}"] = choice
     return available[names.index(choice)]
+
+
+def page_model(key: str, names: list[str], default: str) -> str:
+    """The model a page's picker ``key`` opens on: a pending request (``model_name``, then
+    cleared), else the page's own last choice, else ``default``."""
+    requested = st.session_state.get("model_name")
+    if requested in names:
+        st.session_state["model_name"] = None
+        st.session_state.pop(key, None)  # the request wins over the widget's old value
+        return requested
+    own = st.session_state.get(f"_model:{key}")
+    return own if own in names else default
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ It talks to the outside world only through files in its job directory
     search.csv      a hyperparameter-search job's trials so far (best first at the end); its
                     progress.json counts trials instead of epochs
     log.txt         the process's stdout and stderr (tracebacks end up here)
-    cancel          created by :func:`cancel_job`; training stops after the current epoch
+    cancel          created by :func:`cancel_job`; training stops within the current batch
 
 :func:`job_status` also notices a job whose process died without saying so (killed, out of
 memory) and reports it as failed with the end of its log. No function here raises because of
@@ -544,10 +544,14 @@ def run_job(directory: str | os.PathLike) -> int:
             return 0
         print(f"[{_now()}] training on {len(dataset)} structures, "
               f"target{'s' if len(targets) > 1 else ''} {', '.join(targets)}", flush=True)
+        training = TrainConfig(**request["training"])
+        if not training.num_threads:  # leave a core to the dashboard next to the job
+            training = training.model_copy(
+                update={"num_threads": max(1, (os.cpu_count() or 2) - 1)})
         configs = {
             "model": model_config_from_dict(request["model"]),
             "graph": GraphConfig(**request["graph"]),
-            "training": TrainConfig(**request["training"]),
+            "training": training,
             "split": SplitConfig(**request["split"]),
             "out": request["out"],
             "name": request["name"],

@@ -16,17 +16,20 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from engine.datasets import LabelledDataset
 from engine.features.composition import CompositionError
 from engine.graphs import GraphBuildError, IsolatedAtomWarning
 from engine.io import NamedStructure, ReadError, ReadLimits, read_structures
 from engine.store import LoadedModel, load_model
 from engine.training.metrics import regression_metrics
 from engine.uncertainty import estimate, uncertainty_columns, uncertainty_outputs
+
+if TYPE_CHECKING:  # engine.datasets loads only when a dataset is evaluated
+    from engine.datasets import LabelledDataset
 
 #: Columns of the per-material attention-fusion weights in :func:`predict`, :func:`evaluate`
 #: and :func:`fusion_weights` tables (composition, structure); they sum to 1 per row.
@@ -85,6 +88,16 @@ def _items(source, limits: ReadLimits | None = None
 def _inputs(model: LoadedModel, items: list[NamedStructure], notes: list[str] | None = None):
     """Model inputs of the items that can be used, their positions in ``items``, and
     ReadErrors for the rest. Isolated-atom warnings are added to ``notes`` when given."""
+    try:  # all at once (vectorised graph building); item by item only to find the bad ones
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            inputs = model.prepare([it.structure for it in items], ids=[it.id for it in items])
+        if notes is not None:
+            notes.extend(str(w.message) for w in caught
+                         if issubclass(w.category, IsolatedAtomWarning))
+        return inputs, list(range(len(items))), []
+    except Exception:  # noqa: BLE001 - found and reported item by item below
+        pass
     inputs, kept, errors = [], [], []
     for position, item in enumerate(items):
         try:

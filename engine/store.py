@@ -50,8 +50,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from torch import nn
 from torch_geometric.data import Batch, Data
-from torch_geometric.loader import DataLoader
 
+from engine.batching import GraphLoader
 from engine.config import (
     ENGINE_VERSION,
     SCHEMA_VERSION,
@@ -289,8 +289,8 @@ class LoadedModel:
         collected: dict[str, list[torch.Tensor]] = {k: [] for k in outputs}
         try:
             with torch.no_grad():
-                for batch in DataLoader(list(inputs), batch_size=batch_size, shuffle=False):
-                    batch = batch.to(dev)
+                for batch in GraphLoader(list(inputs), batch_size):
+                    batch = batch if dev.type == "cpu" else batch.to(dev)
                     if "prediction" in collected or "tasks" in collected:
                         z = module(batch).cpu().double()
                         values = self._decode(z)

@@ -214,15 +214,25 @@ class Domain:
     def neighbours(self, vectors: np.ndarray, k: int | None = None):
         """Distances (B, k) to the k nearest training crystals, ascending, and their row
         indices (B, k)."""
-        if self._index is None:
-            from sklearn.neighbors import NearestNeighbors
-
-            self._index = NearestNeighbors().fit(self._standardise(self.vectors))
-        k = min(k or self.k, len(self.vectors))
-        vectors = np.asarray(vectors).reshape(-1, self.vectors.shape[1])
+        if self._index is None:  # the standardised training vectors
+            self._index = self._standardise(self.vectors)
+        reference = self._index
+        k = min(k or self.k, len(reference))
+        vectors = np.asarray(vectors).reshape(-1, reference.shape[1])
         if len(vectors) == 0:
             return np.zeros((0, k)), np.zeros((0, k), dtype=np.int64)
-        return self._index.kneighbors(self._standardise(vectors), n_neighbors=k)
+        # brute force in numpy (no scikit-learn import): rank by squared distance in chunks,
+        # then measure the k chosen exactly and sort them
+        query = self._standardise(vectors)
+        norms = np.einsum("ij,ij->i", reference, reference)
+        index = np.concatenate([
+            np.argpartition(norms - 2 * chunk @ reference.T, k - 1, axis=1)[:, :k]
+            for chunk in np.array_split(query, max(1, len(query) // 1024))
+        ])
+        distance = np.linalg.norm(query[:, None, :] - reference[index], axis=2)
+        order = np.argsort(distance, axis=1, kind="stable")
+        return (np.take_along_axis(distance, order, axis=1),
+                np.take_along_axis(index, order, axis=1))
 
     def distance(self, vectors: np.ndarray) -> np.ndarray:
         """Domain distance (B,): mean distance to the :attr:`k` nearest training crystals."""

@@ -15,6 +15,7 @@ from engine.config import data_dir
 def _isolated_home(tmp_path, monkeypatch):
     """Keep user models and jobs of a test inside its tmp_path."""
     monkeypatch.setenv("CRYSTAL_SCREEN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CRYSTAL_SCREEN_NO_WARM_UP", "1")  # no UMAP compile behind the tests
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,13 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from engine.config import GraphConfig
-from engine.graphs import GraphBuilder, GraphBuildError, IsolatedAtomWarning, gaussian_expand
+from engine.graphs import (
+    GraphBuilder,
+    GraphBuildError,
+    IsolatedAtomWarning,
+    gaussian_expand,
+    neighbor_list,
+)
 from tests.conftest import nacl
 
 
@@ -111,3 +117,70 @@ def test_bad_graph_config_is_refused():
         GraphConfig(gaussian_start=5, gaussian_stop=2)
     with pytest.raises(ValueError):
         GraphBuilder(cutoff=-1)
+
+
+def _pairs(center, neighbor, offset, distance):
+    """Pairs as sorted integer rows (centre, neighbour, image) and their distances."""
+    rows = np.column_stack([center, neighbor, np.rint(offset)]).astype(np.int64)
+    order = np.lexsort(rows.T[::-1])
+    return rows[order], np.asarray(distance)[order]
+
+
+@pytest.mark.parametrize(
+    "structure",
+    [
+        Structure(Lattice.cubic(2.5), ["Fe"], [[0, 0, 0]]),  # one atom: only self-images
+        Structure(Lattice.hexagonal(2.5, 4.0), ["Mg"], [[1 / 3, 2 / 3, 0.25]]),  # d = cutoff
+        Structure(
+            Lattice.from_parameters(3, 4, 9, 80, 100, 115),
+            ["Na", "Cl"],
+            [[0, 0, 0], [0.3, 0.5, 0.6]],
+        ),  # small triclinic cell
+        Structure(
+            Lattice.from_parameters(5.1, 6.2, 7.3, 90, 90, 90),
+            ["La", "Co", "O", "O", "O"],
+            np.random.default_rng(0).random((5, 3)),
+        ),
+    ],
+    ids=["one-atom", "hexagonal", "triclinic", "random"],
+)
+@pytest.mark.parametrize("cutoff", [5.0, 8.0])
+def test_neighbor_list_matches_pymatgen_exactly(structure, cutoff):
+    ours = _pairs(*neighbor_list(structure, cutoff))
+    reference = _pairs(*structure.get_neighbor_list(r=cutoff, exclude_self=True))
+    assert np.array_equal(ours[0], reference[0])
+    assert np.allclose(ours[1], reference[1], atol=1e-10)
+
+
+def test_build_many_equals_one_by_one(crystals):
+    structures = [crystals[name] for name in ("NaCl", "SrTiO3", "distorted")]
+    builder = GraphBuilder()
+    for many, one in zip(builder.build_many(structures), map(builder, structures)):
+        for key in ("z", "edge_index", "edge_offset", "edge_dist", "edge_attr", "edge_cut_shell"):
+            assert torch.equal(many[key], one[key]), key
+
+
+@pytest.mark.parametrize("max_neighbors", [4, 12, 30])
+def test_nearest_neighbours_from_a_short_search_equal_those_of_the_full_cutoff(
+    crystals, max_neighbors
+):
+    """The builder's first, shorter search radius never changes which edges are kept."""
+    from engine.graphs import _nearest, atomic_numbers
+
+    config = GraphConfig(max_neighbors=max_neighbors)
+    rng = np.random.default_rng(1)
+    structures = [
+        *crystals.values(),
+        Structure(Lattice.cubic(7.0), ["Li", "F", "O"], rng.random((3, 3))),
+        Structure(Lattice.cubic(4.0), ["Sr", "Ti", "O", "O", "O"] * 8, rng.random((40, 3))),
+    ]
+    for structure in structures:
+        full = _nearest(
+            *neighbor_list(structure, config.cutoff),
+            atomic_numbers(structure),
+            len(structure),
+            config,
+        )
+        ours = GraphBuilder(config).neighbors(structure)
+        for key in full:
+            assert np.array_equal(ours[key], full[key]), key

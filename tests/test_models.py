@@ -162,3 +162,20 @@ def test_unknown_element_is_a_clear_error(model):
     heavy = Structure(Lattice.cubic(4.0), ["Og"], [[0, 0, 0]])  # Z = 118
     with pytest.raises(ValueError, match=r"\[118\] have no CGCNN element features"):
         model.predict_structures([heavy])
+
+
+def test_cgcnn_conv_equals_the_concatenated_linear_of_the_paper():
+    """The split projection gives fc_full(v_i ⊕ v_j ⊕ u) summed over each atom's edges."""
+    from engine.models.layers import CGCNNConv
+
+    torch.manual_seed(0)
+    conv = CGCNNConv(8, 5)
+    x, edge_attr = torch.randn(6, 8), torch.randn(20, 5)
+    edge_index = torch.randint(0, 6, (2, 20))
+    j, i = edge_index
+    gated = conv.bn1(conv.fc_full(torch.cat([x[i], x[j], edge_attr], dim=-1)))
+    filt, core = gated.chunk(2, dim=-1)
+    message = torch.sigmoid(filt) * torch.nn.functional.softplus(core)
+    summed = torch.zeros_like(x).index_add_(0, i, message)
+    expected = torch.nn.functional.softplus(x + conv.bn2(summed))
+    assert torch.allclose(conv(x, edge_index, edge_attr), expected, atol=1e-5)

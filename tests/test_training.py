@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -103,3 +105,54 @@ def test_end_to_end_demo_reaches_validation_r_of_0_9(shared_data, tmp_path):
     val = result.metrics["val"]
     assert val["r"] >= 0.9, f"validation R {val['r']:.3f} (MAE {val['mae']:.3g} 1/K)"
     assert val["mae"] < 1.2e-5
+
+
+def test_cancel_file_stops_training_inside_the_epoch(crystals, tmp_path):
+    """A cancel request ends the epoch at the next batch (checked at most every 0.5 s)."""
+    import torch
+
+    from engine.config import GraphConfig
+    from engine.graphs import GraphBuilder
+    from engine.models import build_model
+    from engine.training.callbacks import Callback, ProgressFile
+    from engine.training.loop import Trainer
+
+    graphs = GraphBuilder().build_many(list(crystals.values()) * 20)
+    for k, graph in enumerate(graphs):
+        graph.y = torch.tensor([float(k % 3)])
+
+    class Count(Callback):
+        batches = 0
+
+        def on_batch_end(self, trainer):
+            Count.batches += 1
+
+    (tmp_path / "cancel").touch()
+    module = build_model(CGCNNConfig(atom_fea_len=8, n_conv=1, h_fea_len=8), GraphConfig())
+    trainer = Trainer(module, TrainConfig(epochs=5, batch_size=4, device="cpu"), target_std=1.0,
+                      callbacks=[Count(), ProgressFile(tmp_path)])
+    trainer.fit(graphs[:50], graphs[50:])
+    assert trainer.stop_reason == "cancelled by user"
+    assert Count.batches == 1  # of 13 in an epoch
+    assert json.loads((tmp_path / "progress.json").read_text())["epoch"] == 1
+
+
+def test_an_epoch_raises_no_user_warning(crystals):
+    """The job log once carried torch's "Converting a tensor with requires_grad=True"."""
+    import warnings
+
+    import torch
+
+    from engine.config import GraphConfig
+    from engine.graphs import GraphBuilder
+    from engine.models import build_model
+    from engine.training.loop import Trainer
+
+    graphs = GraphBuilder().build_many(list(crystals.values()) * 4)
+    for k, graph in enumerate(graphs):
+        graph.y = torch.tensor([float(k % 3)])
+    module = build_model(CGCNNConfig(atom_fea_len=8, n_conv=1, h_fea_len=8), GraphConfig())
+    trainer = Trainer(module, TrainConfig(epochs=1, batch_size=4, device="cpu"), target_std=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        trainer.fit(graphs[:8], graphs[8:])

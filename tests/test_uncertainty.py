@@ -455,3 +455,21 @@ def test_cli_train_ensemble(toy, tmp_path, capsys):
     assert card["ensemble"]["members"] == ["members/0", "members/1"]
     assert card["ensemble"]["seeds"] == [0, 1]
     assert isinstance(load_model(out), EnsembleModel)
+
+
+def test_domain_neighbours_equal_scikit_learn():
+    from sklearn.neighbors import NearestNeighbors
+
+    from engine.uncertainty import Domain
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    domain = Domain(vectors=vectors, mean=vectors.mean(0), std=vectors.std(0),
+                    ids=np.arange(300).astype(str), formulas=np.full(300, "X"),
+                    labels=np.zeros((300, 1)), targets=["y"], k=5)
+    query = rng.normal(size=(2100, 8))
+    distance, index = domain.neighbours(query)
+    reference = NearestNeighbors().fit(domain._standardise(vectors))
+    ref_distance, ref_index = reference.kneighbors(domain._standardise(query), n_neighbors=5)
+    assert np.allclose(distance, ref_distance, atol=1e-9)
+    assert np.array_equal(index, ref_index)

@@ -14,6 +14,18 @@ import plotly.graph_objects as go
 from dashboard.components.units import Display
 
 SPLIT_COLOURS = {"train": "#9aa5b1", "val": "#1f77b4", "test": "#d62728"}
+#: Seven clearly different colours (Okabe & Ito's colour-blind-safe set), one per crystal system.
+CRYSTAL_SYSTEM_COLOURS = {
+    "triclinic": "#000000",
+    "monoclinic": "#E69F00",
+    "orthorhombic": "#56B4E9",
+    "tetragonal": "#009E73",
+    "trigonal": "#F0E442",
+    "hexagonal": "#0072B2",
+    "cubic": "#D55E00",
+}
+#: Other categories: a qualitative palette without light/dark pairs of one hue.
+QUALITATIVE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
 #: Table-cell styles of the domain flags (engine.uncertainty: in-domain | borderline |
 #: out-of-domain), for ``DataFrame.style.map``.
 DOMAIN_COLOURS = {
@@ -139,7 +151,14 @@ def _train_val_curves(history: pd.DataFrame, metric: str, label: str, scale=None
                     marker={"size": 4},
                 )
             )
+    _epoch_ticks(fig, int(history["epoch"].max()) if len(history) else 1)
     return fig
+
+
+def _epoch_ticks(fig: go.Figure, epochs: int) -> None:
+    """Whole-number epoch ticks (1, 2, 5, 10, 20, 50 … apart), never 1.5 or 2.5."""
+    step = next((s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500) if epochs / s <= 10), 1000)
+    fig.update_xaxes(tickmode="linear", tick0=1 if step == 1 else 0, dtick=step)
 
 
 def learning_curves(
@@ -250,7 +269,14 @@ def embedding_scatter(
     if categorical:
         df[color] = df[color].astype(str)
         fig = px.scatter(
-            df, x="x", y="y", color=color, custom_data=custom, labels={color: color_label}
+            df,
+            x="x",
+            y="y",
+            color=color,
+            custom_data=custom,
+            labels={color: color_label},
+            color_discrete_map=CRYSTAL_SYSTEM_COLOURS,
+            color_discrete_sequence=QUALITATIVE,
         )
     else:
         values = pd.to_numeric(df[color], errors="coerce").dropna()

@@ -218,9 +218,18 @@ colour_options["crystal system"] = "Crystal system"
 colour_options["element"] = "Contains an element"
 
 k1, k2 = st.columns([2, 1])
+# The choice is kept outside the widget: the widget is not drawn while a new map waits for
+# "Compute map", and a recreated widget must show the quantity the plot is coloured by.
+options = list(colour_options)
+kept_choice = st.session_state.get("emb_colour_choice")
 colour = k1.selectbox(
-    "Colour by", list(colour_options), format_func=colour_options.get, key="emb_colour"
+    "Colour by",
+    options,
+    index=options.index(kept_choice) if kept_choice in options else 0,
+    format_func=colour_options.get,
+    key="emb_colour",
 )
+st.session_state["emb_colour_choice"] = colour
 categorical = colour in ("crystal system", "element")
 column = colour
 if colour == "element":

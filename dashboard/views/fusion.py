@@ -128,15 +128,14 @@ if not fusion:
 
 names = [m["name"] for m in fusion]
 prefer = next((m["name"] for m in fusion if m.get("family") == "attention-fusion"), names[0])
-wanted = st.session_state.get("model_name")
 choice = st.selectbox(
     "Fusion model",
     names,
     key="fusion_model",
-    index=names.index(wanted if wanted in names else prefer),
+    index=names.index(state.page_model("fusion_model", names, prefer)),
     format_func=lambda n: state.model_label(fusion[names.index(n)]),
 )
-st.session_state["model_name"] = choice
+st.session_state["_model:fusion_model"] = choice
 m = fusion[names.index(choice)]
 disp = display_for(m["target"], m.get("unit"))
 try:

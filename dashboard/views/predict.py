@@ -16,6 +16,11 @@ from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
 from engine.io import csv_text
 
+
+def _lower_first(name: str) -> str:
+    """Lower-case the first letter only: "volumetric CTE at 300 K", not "... cte at 300 k"."""
+    return name[:1].lower() + name[1:]
+
 st.title("Predict")
 teach("cte")
 
@@ -49,6 +54,10 @@ elif which == "upload":
         batch = state.read_upload(files)
         items, errors = batch.items, list(batch.errors)
         label = state.upload_label([f.name for f in uploaded])
+        if items:  # Structure & graph can open them without a second upload
+            st.session_state["uploaded_structures"] = {"label": label, "items": items}
+            st.page_link("views/structure.py", label="Open them on Structure & graph",
+                         icon=":material/hub:")
 elif which == "examples":
     ds = state.examples_dataset()
     items, errors, label = ds.items, list(ds.errors), "SOFC examples"
@@ -84,7 +93,7 @@ if not items:
     if which == "upload":
         st.info(
             "Upload one or more structure files to predict their "
-            f"{display_for(model_info['target'], model_info.get('unit')).name.lower()}."
+            f"{_lower_first(display_for(model_info['target'], model_info.get('unit')).name)}."
         )
     st.stop()
 
@@ -166,6 +175,11 @@ if st.button(
             shown[f"True {disp.label}"] = disp.scale(truth)
             shown[disp.short("Error")] = shown[value_col] - shown[f"True {disp.label}"]
     shown = shown.sort_values(value_col, ascending=False, ignore_index=True)
+    if model_info["target"] == state.FLAGSHIP_TARGET:  # the engineer's columns first
+        first = ["formula", linear_col, "± σ of linear CTE (10⁻⁶ K⁻¹)"]
+        first += [c for c in (f"True {disp.label}", disp.short("Error")) if c in shown]
+        shown = shown[first + [c for c in shown.columns if c not in first]]
+    number = st.column_config.NumberColumn(format="%.3g")
     st.markdown(
         f"**{len(shown)} prediction{'' if len(shown) == 1 else 's'}** of *{disp.name}* by "
         f"**{model_info['name']}**, "
@@ -176,11 +190,14 @@ if st.button(
         hide_index=True,
         width="stretch",
         key="predict_table",
-        column_config={
+        column_config={  # every number formatted: no "13.81154"
+            **{c: number for c in shown.columns if pd.api.types.is_float_dtype(shown[c])},
             value_col: st.column_config.NumberColumn(format="%.4g"),
             sigma_col: st.column_config.NumberColumn(format="%.2g"),
             "domain distance": st.column_config.NumberColumn(format="%.2f"),
             raw_col: st.column_config.NumberColumn(format="%.3e"),
+            **{c: st.column_config.NumberColumn(format="%.2f")
+               for c in shown.columns if "linear CTE" in c},
         },
     )
     model = state.load_model(state.model_ref(model_info))

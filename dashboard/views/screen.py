@@ -472,19 +472,19 @@ vol, vol_sd = f"Predicted volumetric CTE ({UNIT})", f"± σ vol. ({UNIT})"
 lin, lin_sd = f"Linear CTE α_V/3 ({UNIT})", f"± σ lin. ({UNIT})"
 meas, used = f"Measured linear CTE ({UNIT})", f"Linear CTE used ({UNIT})"
 delta, delta_sd = f"Δα ({UNIT})", f"σ of Δα ({UNIT})"
-shown = pd.DataFrame({
+shown = pd.DataFrame({  # what an engineer compares first: linear CTE ± σ, measured, Δα
     "rank": shown_rows["rank"],
-    "id": shown_rows["id"],
     "formula": shown_rows["formula"],
-    vol: shown_rows["cte_vol_pred_per_K"] * MICRO,
-    vol_sd: shown_rows["cte_vol_std_per_K"] * MICRO,
     lin: shown_rows["cte_lin_pred_per_K"] * MICRO,
     lin_sd: shown_rows["cte_lin_std_per_K"] * MICRO,
     meas: shown_rows["cte_lin_measured_per_K"] * MICRO,
-    used: shown_rows["cte_lin_used_per_K"] * MICRO,
     delta: shown_rows["mismatch_per_K"] * MICRO,
     delta_sd: shown_rows["mismatch_std_per_K"] * MICRO,
+    used: shown_rows["cte_lin_used_per_K"] * MICRO,
     "domain": shown_rows["domain"],
+    vol: shown_rows["cte_vol_pred_per_K"] * MICRO,
+    vol_sd: shown_rows["cte_vol_std_per_K"] * MICRO,
+    "id": shown_rows["id"],
 })
 for column, label in (("e_form_eV_per_atom", "Formation energy (eV/atom)"),
                       ("band_gap_eV", "Band gap (eV)")):

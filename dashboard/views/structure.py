@@ -21,9 +21,22 @@ if dataset is None or len(dataset) == 0:
     dataset = state.examples_dataset()
     source_label = "SOFC examples"
     st.caption("No dataset loaded: showing the shipped SOFC examples (load data on **Data**).")
+items = dataset.items
+uploaded = st.session_state.get("uploaded_structures")  # {"label", "items"} from Predict
+if uploaded:
+    pick = st.radio(
+        "Structures from",
+        ["upload", "dataset"],
+        format_func={"upload": f"Uploaded on Predict: {uploaded['label']}",
+                     "dataset": source_label}.get,
+        horizontal=True,
+        key="structure_source",
+    )
+    if pick == "upload":
+        items, source_label = uploaded["items"], uploaded["label"]
 
-ids = dataset.ids
-formulas = dataset.table["formula"].astype(str).tolist()
+ids = [it.id for it in items]
+formulas = [it.structure.composition.reduced_formula for it in items]
 wanted = st.session_state.get("structure_id")
 index = ids.index(wanted) if wanted in ids else 0
 
@@ -35,7 +48,7 @@ choice = top[0].selectbox(
     format_func=lambda k: f"{formulas[k]} — {ids[k]}",
     key="structure_pick",
 )
-item = dataset.items[choice]
+item = items[choice]
 st.session_state["structure_id"] = item.id
 structure = item.structure
 

@@ -63,7 +63,9 @@ for rel, path in state.dataset_choices().items():
     sources[rel] = (str(path), f"Data directory: {rel}", None, None)
 
 jobs = jobs_api.list_jobs()
-with st.expander("New training run", expanded=not jobs):
+# open on a first visit without runs, and never collapsed by a run started from it
+with st.expander("New training run", expanded=st.session_state.setdefault("_train_form_open",
+                                                                          not jobs)):
     if not sources:
         st.info("Load or upload a labelled dataset on the **Data** page first.")
     else:
@@ -294,7 +296,7 @@ chosen = st.selectbox(
 )
 st.session_state["job_id"] = chosen
 st.session_state["_job_seen"] = chosen
-first = jobs_api.job_status(chosen)
+first = next(j for j in jobs if j["id"] == chosen)  # the status the table and selector show
 live = first.get("status") in jobs_api.ACTIVE_STATES
 
 STATUS_ICON = {
@@ -306,11 +308,12 @@ STATUS_ICON = {
 }
 
 
-def show_run(job_id: str, was_live: bool) -> None:
+def show_run(job_id: str, listed: str) -> None:
+    """The panel of one run; ``listed``: its status in the runs table and selector."""
     status = jobs_api.job_status(job_id)
     state_name = status.get("status", "?")
-    if was_live and state_name not in jobs_api.ACTIVE_STATES:
-        st.rerun(scope="app")  # finished: refresh the list, stop polling
+    if state_name != listed:
+        st.rerun(scope="app")  # queued → running → done/cancelled: the table and selector too
     disp = display_for(status.get("target", ""))
     st.markdown(
         f"### {STATUS_ICON.get(state_name, '')} {status.get('name', job_id)} — {state_name}"
@@ -330,12 +333,12 @@ def show_run(job_id: str, was_live: bool) -> None:
         st.progress(frac, text=text)
         b1, b2, _ = st.columns([1, 1, 3])
         if b1.button(
-            f"Cancel after this {step}",
+            "Cancel",
             key=f"cancel_{job_id}",
-            help="The best weights so far are saved.",
+            help="Stops within a few seconds; the best completed epoch is saved.",
         ):
             jobs_api.cancel_job(job_id)
-            st.toast(f"Cancel requested: the run stops after the current {step}.")
+            st.toast("Cancel requested: the run stops within a few seconds.")
         if b2.button(
             "Stop now", key=f"kill_{job_id}", help="End the process at once; nothing is saved."
         ):
@@ -414,6 +417,6 @@ def show_run(job_id: str, was_live: bool) -> None:
 
 
 monitor = st.fragment(show_run, run_every=2.0 if live else None)
-monitor(chosen, live)
+monitor(chosen, first.get("status", "?"))
 if live:
     st.caption("This panel refreshes every 2 s. The run continues if you close the page.")

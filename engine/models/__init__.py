@@ -124,4 +124,9 @@ def build_inputs(module: FamilyModule, builder, structures: Iterable,
     training, prediction, evaluation and embedding all come through here."""
     structures = list(structures)
     ids = list(ids) if ids is not None else [None] * len(structures)
-    return [prepare_input(module, builder, s, structure_id=i) for s, i in zip(structures, ids)]
+    if not module.needs_graph or not hasattr(builder, "build_many"):
+        return [prepare_input(module, builder, s, structure_id=i) for s, i in zip(structures, ids)]
+    graphs = builder.build_many(structures, ids)  # one vectorised neighbour selection
+    for data, structure in zip(graphs, structures):
+        module.prepare(data, structure)
+    return graphs

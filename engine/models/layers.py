@@ -5,10 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.nn import MessagePassing
 
 
-class CGCNNConv(MessagePassing):
+class CGCNNConv(nn.Module):
     r"""The gated crystal graph convolution of Xie & Grossman (PRL 120, 145301, eq. 1).
 
     .. math::
@@ -32,7 +31,7 @@ class CGCNNConv(MessagePassing):
     """
 
     def __init__(self, atom_fea_len: int, edge_fea_len: int, *, gate: bool = True):
-        super().__init__(aggr="add")
+        super().__init__()
         self.gate = gate
         self.fc_full = nn.Linear(2 * atom_fea_len + edge_fea_len, 2 * atom_fea_len)
         self.bn1 = nn.BatchNorm1d(2 * atom_fea_len)
@@ -46,16 +45,23 @@ class CGCNNConv(MessagePassing):
     def forward(
         self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor
     ) -> torch.Tensor:
-        summed = self.propagate(edge_index, x=x, edge_attr=edge_attr)
-        return F.softplus(x + self.bn2(summed))
-
-    def message(
-        self, x_i: torch.Tensor, x_j: torch.Tensor, edge_attr: torch.Tensor
-    ) -> torch.Tensor:
-        gated = self.bn1(self.fc_full(torch.cat([x_i, x_j, edge_attr], dim=-1)))
+        # fc_full(v_i ⊕ v_j ⊕ u) = v_i W_i + v_j W_j + u W_u + b: the atom parts are projected
+        # once per atom and gathered per edge, instead of multiplying the (E, 2F + G) concat
+        f = x.shape[1]
+        weight = self.fc_full.weight
+        atom_weight = torch.cat([weight[:, :f], weight[:, f : 2 * f]])
+        centre, neighbour = F.linear(x, atom_weight).chunk(2, dim=-1)
+        gated = F.linear(edge_attr, weight[:, 2 * f :], self.fc_full.bias)
+        # index_select: its backward (index_add) is deterministic on the CPU, unlike indexing
+        gated = self.bn1(
+            gated + centre.index_select(0, edge_index[1]) + neighbour.index_select(0, edge_index[0])
+        )
         filt, core = gated.chunk(2, dim=-1)
-        core = F.softplus(core)
-        return torch.sigmoid(filt) * core if self.gate else core
+        message = F.softplus(core)
+        if self.gate:
+            message = torch.sigmoid(filt) * message
+        summed = torch.zeros_like(x).index_add_(0, edge_index[1], message)
+        return F.softplus(x + self.bn2(summed))
 
     def __repr__(self) -> str:
         f = self.bn2.num_features

@@ -21,6 +21,9 @@ class Callback:
 
     def on_epoch_end(self, trainer, record: dict) -> None: ...
 
+    def on_batch_end(self, trainer) -> None:
+        """After every training batch; setting ``trainer.stop_reason`` ends the epoch there."""
+
     def on_train_end(self, trainer) -> None: ...
 
 
@@ -98,13 +101,22 @@ class ProgressBar(Callback):
 class ProgressFile(Callback):
     """Writes ``progress.json`` (atomically) after every epoch, for pages that poll a job.
 
-    Training stops cleanly when a file named ``cancel`` appears beside it.
+    Training stops cleanly when a file named ``cancel`` appears beside it: within the current
+    batch (checked at most every 0.5 s), keeping the best completed epoch.
     """
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.records: list[dict] = []
+        self._checked = 0.0
+
+    def on_batch_end(self, trainer):
+        now = time.monotonic()
+        if now - self._checked >= 0.5:
+            self._checked = now
+            if (self.directory / "cancel").exists():
+                trainer.stop_reason = "cancelled by user"
 
     def _write(self, trainer, status: str) -> None:
         payload = {

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch_geometric.data import Data
-from torch_geometric.loader import DataLoader
 
+from engine.batching import GraphLoader
 from engine.config import TrainConfig
 from engine.device import resolve_device
 from engine.training import distributed
@@ -57,12 +57,20 @@ class Trainer:
         self.device = (distributed.rank_device(config.device) if self.distributed
                        else resolve_device(config.device))
         self.stop_reason: str | None = None
+        self._loaders: dict[tuple[int, bool], tuple[list[Data], GraphLoader]] = {}
 
-    def _loader(self, graphs: list[Data], *, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.config.seed)
-        return DataLoader(
-            graphs, batch_size=self.config.batch_size, shuffle=shuffle, generator=generator
-        )
+    def _loader(self, graphs: list[Data], *, shuffle: bool) -> GraphLoader:
+        """Batches of ``graphs``; collated once per list and reused every epoch."""
+        key = (id(graphs), shuffle)
+        if key not in self._loaders:
+            generator = torch.Generator().manual_seed(self.config.seed)
+            loader = GraphLoader(graphs, self.config.batch_size, shuffle=shuffle,
+                                 generator=generator)
+            self._loaders[key] = (graphs, loader)  # the list is kept so its id stays unique
+        return self._loaders[key][1]
+
+    def _to_device(self, batch):
+        return batch if self.device.type == "cpu" else batch.to(self.device)
 
     def _scheduler(self, optimizer):
         c = self.config
@@ -78,7 +86,7 @@ class Trainer:
         """The objective minimised on one training batch, and the value recorded for it as
         ``train_loss`` (here both are the MSE of the standardised target)."""
         loss = F.mse_loss(pred, batch.y)
-        return loss, float(loss)
+        return loss, float(loss.detach())
 
     def batch_targets(self, batch) -> torch.Tensor:
         """The standardised targets of a training batch, as the epoch metrics compare them."""
@@ -99,7 +107,7 @@ class Trainer:
         ys, preds = [], []
         with torch.no_grad():
             for batch in self._loader(graphs, shuffle=False):
-                batch = batch.to(self.device)
+                batch = self._to_device(batch)
                 preds.append(self.model(batch).cpu())
                 ys.append(batch.y.cpu())
         y, p = torch.cat(ys), torch.cat(preds)
@@ -130,7 +138,7 @@ class Trainer:
                 for batch in loader:
                     if batch.num_nodes < 2:  # batch norm needs two values per channel
                         continue
-                    batch = batch.to(self.device)
+                    batch = self._to_device(batch)
                     optimizer.zero_grad()
                     pred = net(batch)
                     loss, recorded = self.batch_loss(pred, batch)
@@ -142,6 +150,10 @@ class Trainer:
                     count += batch.num_graphs
                     seen_y.append(self.batch_targets(batch).detach().cpu())
                     seen_pred.append(pred.detach().cpu())
+                    for cb in self.callbacks:
+                        cb.on_batch_end(self)
+                    if self.stop_reason and not self.distributed:
+                        break  # the epoch ends here: validated and recorded as usual
                 if self.distributed:
                     total, count, seen_y, seen_pred = distributed.gather_epoch(
                         total, count, seen_y, seen_pred)

@@ -125,7 +125,7 @@ class MultitaskTrainer(Trainer):
         ys, masks, preds = [], [], []
         with torch.no_grad():
             for batch in self._loader(graphs, shuffle=False):
-                batch = batch.to(self.device)
+                batch = self._to_device(batch)
                 preds.append(self.model(batch).cpu())
                 ys.append(batch.y.cpu())
                 masks.append(batch.y_mask.cpu())

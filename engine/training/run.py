@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch_geometric.data import Data
-from torch_geometric.loader import DataLoader
 
+from engine.batching import GraphLoader
 from engine.config import CGCNNConfig, GraphConfig, ModelConfig, SplitConfig, TrainConfig
 from engine.datasets import LabelledDataset, split_dataset
 from engine.device import resolve_device
@@ -321,7 +321,7 @@ def _standardised(module, inputs: list[Data], *, device: str, batch_size: int = 
     out = []
     try:
         with torch.no_grad():
-            for batch in DataLoader(inputs, batch_size=batch_size, shuffle=False):
+            for batch in GraphLoader(inputs, batch_size):
                 out.append(module(batch.to(dev)).cpu().double())
     finally:
         module.to("cpu")

@@ -167,13 +167,24 @@ def test_train_page_runs_cancel_and_failure(app, data_dir):
         time.sleep(0.3)
     app.run()
     assert "epoch" in texts(app) or app.get("progress")
-    next(b for b in app.button if b.label == "Cancel after this epoch").click().run()
+    # the table, the selector and the panel agree on the state (typed as ACTIVE/FINAL_STATES)
+    runs = frame_with(app, "status")
+    assert runs.loc[runs["run"] == job_id, "status"].item() == "running"
+    assert app.selectbox(key="job_pick").value == job_id
+    assert any(o.endswith("(running)") for o in app.selectbox(key="job_pick").options)
+    cancelled_at = time.time()
+    next(b for b in app.button if b.label == "Cancel").click().run()
     assert not app.exception
     status = wait_job(job_id)
     assert status["status"] == "cancelled"
+    assert time.time() - cancelled_at < 30  # inside the epoch, not after 400 of them
     app.run()
     assert not app.exception
     assert "Cancelled" in texts(app)
+    runs = frame_with(app, "status")
+    assert runs.loc[runs["run"] == job_id, "status"].item() == "cancelled"
+    assert any(o.endswith("(cancelled)") for o in app.selectbox(key="job_pick").options)
+    assert not any(o.endswith("(running)") for o in app.selectbox(key="job_pick").options)
 
     # a run that crashes (bad target) is listed as failed, with its reason
     bad = start_training_job(path, "no_such_target", training=TrainConfig(epochs=1))

@@ -1,0 +1,168 @@
+"""Dashboard timings in a real browser: ``python benchmarks/ui_timings.py`` → docs/results/ui_timings.json.
+
+Starts the dashboard, drives Debian's headless Chromium through Playwright (as
+``tests/dashboard/test_browser.py`` does) and times, in one run, the steps of issue 12 against
+their targets (seconds). A step that fails is recorded with its error, not skipped silently.
+Run it alone: other processes on the cores inflate every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dashboard.screenshots import browser_page, dashboard_server, wait_idle  # noqa: E402
+from tests.dashboard.helpers import cif_bytes, perovskite  # noqa: E402
+
+OUT = ROOT / "docs" / "results" / "ui_timings.json"
+#: step → target in seconds (issue 12)
+TARGETS = {
+    "server start → Home visible": 5.0,
+    "upload one CIF on Predict → prediction table": 1.5,
+    "Structure & graph → 3D view drawn": 2.0,
+    "Embeddings, 1,000 crystals, t-SNE, first use": 10.0,
+    "Train: Start → first epoch shown": 10.0,
+    "Train: Cancel → cancelled": 5.0,
+}
+PAGES = ["data", "structure", "train", "results", "embeddings", "fusion", "predict", "screen"]
+
+
+ONLY: list[str] = []  # --only: run just the steps whose names contain one of these
+
+
+def _timed(results: dict, step: str, action) -> None:
+    if ONLY and not any(part in step for part in ONLY):
+        return
+    start = time.perf_counter()
+    try:
+        action()
+        results[step] = {"seconds": round(time.perf_counter() - start, 2)}
+    except Exception as exc:  # noqa: BLE001 - a failed step is a result too
+        results[step] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    target = TARGETS.get(step, 3.0)
+    seconds = results[step].get("seconds")
+    results[step].update(target_s=target, met=seconds is not None and seconds <= target)
+    print(f"{step}: {results[step]}", flush=True)
+
+
+def run(dataset: str, n_embed: int) -> dict:
+    results: dict[str, dict] = {}
+    home = tempfile.mkdtemp(prefix="ui-timings-home-")
+    cif = Path(home) / "SrTiO3.cif"
+    cif.write_bytes(cif_bytes(perovskite(), "SrTiO3"))
+    started = time.perf_counter()
+    with dashboard_server(env={"CRYSTAL_SCREEN_HOME": home}) as url, browser_page() as page:
+
+        def home_page():
+            page.goto(url)
+            page.get_by_role("heading", name="Crystal-graph screening").wait_for(timeout=120_000)
+
+        start = time.perf_counter()
+        home_page()
+        results["server start → Home visible"] = {
+            "seconds": round(time.perf_counter() - started, 2),
+            "of which server start": round(start - started, 2),
+        }
+        results["server start → Home visible"].update(
+            target_s=5.0, met=results["server start → Home visible"]["seconds"] <= 5.0
+        )
+        wait_idle(page)
+
+        for name in PAGES:  # first visit of every page
+            _timed(
+                results,
+                f"first visit: {name}",
+                lambda n=name: (page.goto(f"{url}/{n}"), wait_idle(page, settle=0.3)),
+            )
+
+        page.goto(f"{url}/predict")
+        wait_idle(page)
+
+        def predict():
+            page.locator('input[type="file"]').first.set_input_files(str(cif))
+            button = page.get_by_role("button", name="Predict 1 structure(s)")
+            button.wait_for(timeout=60_000)
+            button.click()
+            page.get_by_text("predictions of").first.wait_for(timeout=120_000)
+
+        _timed(results, "upload one CIF on Predict → prediction table", predict)
+
+        def structure():
+            page.goto(f"{url}/structure")
+            page.frame_locator("iframe").first.locator("canvas").first.wait_for(timeout=120_000)
+
+        _timed(results, "Structure & graph → 3D view drawn", structure)
+
+        page.goto(f"{url}/embeddings")
+        wait_idle(page)
+
+        def embeddings():  # the default model's validation + test crystals, t-SNE
+            page.get_by_label("Structures").click()
+            page.get_by_role("option", name=re.compile("Validation \\+ test sets")).click()
+            wait_idle(page, settle=0.3)
+            box = page.get_by_role("spinbutton", name="At most")
+            box.fill(str(n_embed))
+            box.press("Enter")
+            wait_idle(page, settle=0.3)
+            page.get_by_role("button", name="Compute map").click()
+            page.get_by_text("Map computed in").wait_for(timeout=600_000)
+
+        _timed(results, "Embeddings, 1,000 crystals, t-SNE, first use", embeddings)
+
+        page.goto(f"{url}/train?dataset={dataset}&limit=1000")
+        wait_idle(page)
+
+        def first_epoch():
+            page.get_by_role("button", name="Start training").click()
+            page.get_by_text("epoch 1 of").first.wait_for(timeout=600_000)
+
+        _timed(results, "Train: Start → first epoch shown", first_epoch)
+
+        def cancel():
+            page.get_by_role("button", name="Cancel").first.click()
+            page.get_by_text(re.compile(r"^Cancelled \(")).first.wait_for(timeout=300_000)
+
+        _timed(results, "Train: Cancel → cancelled", cancel)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--dataset",
+        default="aflow_agl/demo.jsonl.gz",
+        help="dataset in the data directory for Embeddings and Train",
+    )
+    parser.add_argument("--embed", type=int, default=1000, help="crystals on Embeddings")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=[],
+        help="time only the steps whose names contain one of these words",
+    )
+    args = parser.parse_args()
+    ONLY.extend(args.only)
+    results = {
+        "steps": run(args.dataset, args.embed),
+        "command": "python " + " ".join(["benchmarks/ui_timings.py", *sys.argv[1:]]),
+        "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        "cpu_count": os.cpu_count(),
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps(results, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
