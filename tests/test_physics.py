@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import nacl, srtio3
 
 from engine.__main__ import main
 from engine.physics import ThermalSettings, thermal_properties
@@ -22,6 +21,7 @@ from engine.physics.qha import (
     poisson_factor,
     quasi_harmonic,
 )
+from tests.conftest import nacl, srtio3
 
 ROOT = Path(__file__).resolve().parent.parent
 V0, B0, B1, N, MASS = 40.0, 100.0, 4.5, 2, 58.44  # Å³, GPa, –, atoms, amu (NaCl-like)

@@ -164,7 +164,7 @@ def structure_hash(structure: Structure) -> str:
     """SHA-256 of the lattice (Å), species and fractional coordinates, rounded to 1e-6."""
     payload = {
         "lattice": np.round(structure.lattice.matrix, 6).tolist(),
-        "species": [str(site.specie) for site in structure],
+        "species": [site.species_string for site in structure],
         "frac": np.round(np.mod(structure.frac_coords, 1.0), 6).tolist(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -227,6 +227,7 @@ class _Job:
     volumes: np.ndarray | None = None
     energies: np.ndarray | None = None
     error: str | None = None
+    note: str = ""
     done: ThermalResult | None = None
 
 
@@ -359,11 +360,18 @@ def _finish(job: _Job, settings: ThermalSettings, potential: str) -> ThermalResu
     keep = (qha.temperatures_K >= settings.tmin - 1e-9) & (
         qha.temperatures_K <= settings.tmax + 1e-9
     )
-    reason = ""
+    reason = job.note
     if qha.truncated_at_K is not None and qha.truncated_at_K <= settings.tmax:
-        reason = (
-            f"α_V(T) stops at {qha.temperatures_K[-1]:.0f} K: G(V; T) has no minimum in "
-            f"the stable volume range from {qha.truncated_at_K:.0f} K"
+        reason = "; ".join(
+            x
+            for x in (
+                reason,
+                (
+                    f"α_V(T) stops at {qha.temperatures_K[-1]:.0f} K: G(V; T) has no minimum in "
+                    f"the stable volume range from {qha.truncated_at_K:.0f} K"
+                ),
+            )
+            if x
         )
     return ThermalResult(
         status="ok",
@@ -376,6 +384,24 @@ def _finish(job: _Job, settings: ThermalSettings, potential: str) -> ThermalResu
         minimum_in_sampled_range=qha.minimum_in_sampled_range,
         **fitted,
         **common,
+    )
+
+
+def _order(job: _Job) -> None:
+    """Give a disordered structure an ordered stand-in, since the potential needs whole atoms:
+    one seeded ordering in the smallest supercell reproducing its occupancies
+    (:func:`engine.disorder.orderings`); said in the result's reason."""
+    if job.structure.is_ordered:
+        return
+    from engine.disorder import DisorderSettings, OrderingError, orderings
+
+    try:
+        job.structure = orderings(job.structure, DisorderSettings(mode="orderings", k=1))[0]
+    except OrderingError as exc:
+        job.error = f"disordered, and no ordered stand-in for the potential: {exc}"
+        return
+    job.note = (
+        f"disordered: computed on one seeded ordering in a {len(job.structure)}-site supercell"
     )
 
 
@@ -404,9 +430,12 @@ def _relax(job: _Job, settings: ThermalSettings) -> None:
 def _compute(jobs: list[_Job], settings: ThermalSettings, potential: str) -> None:
     """Relax (optionally), sample E(V) for all jobs in one batch, fit and run the model."""
     start = time.perf_counter()
+    for job in jobs:
+        _order(job)
     if settings.relax:
         for job in jobs:
-            _relax(job, settings)
+            if job.error is None:
+                _relax(job, settings)
     live = [job for job in jobs if job.error is None]
     fractions = np.linspace(settings.volume_min, settings.volume_max, settings.n_volumes)
     batch = max(16, settings.n_volumes * 2)
