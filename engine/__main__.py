@@ -76,6 +76,8 @@ FAMILY_HELP = {
     "rf-magpie": "random forest on Magpie (composition-only baseline)",
     "alignn": "ALIGNN-style: atom graph + line graph of bond angles (--n-alignn, --n-gcn)",
     "multitask": "shared CGCNN trunk, one head per target (--target A B ...; --weighting)",
+    "cgcnn-physics": "CGCNN with physics inputs (θ_D, B0, B′, γ, α_V) next to the pooled "
+                     "vector",
 }
 
 
@@ -139,6 +141,7 @@ def cmd_train(args) -> int:
     train_cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         device=args.device, scheduler=args.scheduler, early_stopping_patience=args.patience,
+        target_transform=args.target_transform, loss=args.loss, huber_delta=args.huber_delta,
     )
     split_cfg = SplitConfig(
         kind=args.split, column=args.split_column, seed=args.seed,
@@ -484,6 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--scheduler", choices=["cosine", "plateau", "none"], default="cosine")
     p.add_argument("--patience", type=int, default=30, help="early-stopping patience (epochs)")
+    p.add_argument("--target-transform", choices=["none", "log"], default="none",
+                   help="train on ln(target) (strictly positive targets); predictions and MAE "
+                   "are back in the target unit")
+    p.add_argument("--loss", choices=["mse", "l1", "huber"], default="mse",
+                   help="loss on the standardised target (mse)")
+    p.add_argument("--huber-delta", type=float, default=0.1,
+                   help="Huber: quadratic below this many standardised units (0.1)")
     g = p.add_argument_group("model settings (default: the family's own; an option that does "
                              "not apply to the chosen family is an error)")
     g.add_argument("--atom-fea-len", type=int, help="graph width (64)")
