@@ -198,10 +198,28 @@ def cmd_predict(args) -> int:
     import pandas as pd
 
     from engine.prediction import predict
+    from engine.store import load_model
     from engine.uncertainty import STD_COLUMN, std_column
 
-    result = predict(args.model, args.input, batch_size=args.batch_size, device=args.device)
+    model, source, physics = load_model(args.model), args.input, None
+    if _needs_physics(model):  # cgcnn-physics: θ_D, B0, B′, γ, α_V from the physics route
+        from engine.physics.inputs import attach_physics_inputs
+        from engine.structures import read_structures
+
+        batch = read_structures(args.input)
+        _print_errors(batch.errors)
+        source = batch.items
+        print(f"physics inputs for {len(source)} structures (engine.physics) ...", file=sys.stderr)
+        physics = {it.id: r for it, r in zip(source, attach_physics_inputs(source))}
+    result = predict(model, source, batch_size=args.batch_size, device=args.device)
     _print_errors(result.errors)
+    if physics is not None:  # which rows used physics, and why the others fell back
+        result.table["physics_used"] = [physics[i].status == "ok" for i in result.table["id"]]
+        result.table["physics_reason"] = [physics[i].reason for i in result.table["id"]]
+        failed = int((~result.table["physics_used"]).sum())
+        if failed:
+            print(f"note: {failed} structure(s) without physics inputs (the route failed): "
+                  "predicted from the crystal graph alone (physics_used False)", file=sys.stderr)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if result.table.empty:
@@ -224,6 +242,11 @@ def cmd_predict(args) -> int:
                                "display.float_format", "{:.4g}".format):
             print(table.to_string(index=False))
     return 0
+
+
+def _needs_physics(model) -> bool:
+    """Whether a model takes physics inputs (family ``cgcnn-physics``)."""
+    return model.card.model.get("name") == "cgcnn-physics"
 
 
 def _screen_model(name: str, prop: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -148,3 +149,59 @@ def test_physics_family_trains_saves_and_reloads(small_demo, tmp_path):
     by_id = {it.id: it.structure for it in dataset.items}
     again = load_model(tmp_path / "run").predict_structures([by_id[i] for i in val["id"]])
     assert np.allclose(again, val["prediction"], rtol=1e-5)
+
+
+def test_cli_predict_computes_physics_inputs_and_reports_the_fallback(
+    small_demo, shared_data, tmp_path, monkeypatch, capsys
+):
+    from types import SimpleNamespace
+
+    import engine.physics.inputs as physics_inputs
+    from engine.__main__ import main
+
+    dataset = small_demo.subset(np.arange(len(small_demo.items)))
+    for s in dataset.structures:
+        s.properties[PHYSICS_PROPERTY] = dict(zip(PHYSICS_INPUTS, (3e-5, 400.0, 100.0, 4.5, 1.8)))
+    train(
+        dataset,
+        CTE,
+        model=CGCNNPhysicsConfig(**TINY),
+        out=tmp_path / "model",
+        split=SplitConfig(seed=1),
+        training=TrainConfig(epochs=1, device="cpu"),
+    )
+    sample = shared_data / "cgcnn_sample"
+    for name in ("1000041", "1000050"):
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / f"{name}.cif").write_text((sample / f"{name}.cif").read_text())
+
+    def fake_route(items, settings=None, progress=None):  # no potential in a unit test
+        for k, _ in enumerate(items):
+            ok = k == 0
+            yield SimpleNamespace(
+                status="ok" if ok else "failed",
+                reason="" if ok else "EOS minimum outside the sampled volumes",
+                **dict(zip(PHYSICS_INPUTS, (3e-5, 400.0, 100.0, 4.5, 1.8))),
+            )
+
+    monkeypatch.setattr(physics_inputs, "thermal_properties", fake_route)
+    out = tmp_path / "pred.csv"
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(tmp_path / "model"),
+                "--input",
+                str(tmp_path / "in"),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    table = pd.read_csv(out)
+    assert list(table["physics_used"]) == [True, False]
+    assert table["physics_reason"].fillna("").str.contains("EOS minimum").tolist() == [False, True]
+    assert "1 structure(s) without physics inputs" in capsys.readouterr().err
+    assert table.filter(like=CTE).notna().all().all()
