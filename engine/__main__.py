@@ -214,7 +214,6 @@ def cmd_predict(args) -> int:
     result = predict(model, source, batch_size=args.batch_size, device=args.device)
     _print_errors(result.errors)
     if physics is not None:  # which rows used physics, and why the others fell back
-        result.table["physics_used"] = [physics[i].status == "ok" for i in result.table["id"]]
         result.table["physics_reason"] = [physics[i].reason for i in result.table["id"]]
         failed = int((~result.table["physics_used"]).sum())
         if failed:
