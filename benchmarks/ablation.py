@@ -61,7 +61,11 @@ def lever_settings(lever: str, runs: Path) -> dict:
 
 def combined_settings(runs: Path) -> dict:
     """Each single lever whose mean validation MAE beats the baseline's (validation only; of
-    the robust losses, the better one among those run)."""
+    the robust losses, the better one among those run). Once a ``combined`` run exists, later
+    seeds reuse its settings."""
+    done = collect(runs).get("combined")
+    if done:
+        return {k: done[0][k] for k in ("transform", "loss", "physics", "chosen_from")}
     val = {
         lever: np.mean([r["val"]["mae"] for r in rs])
         for lever, rs in collect(runs).items()
