@@ -205,3 +205,39 @@ def test_cli_predict_computes_physics_inputs_and_reports_the_fallback(
     assert table["physics_reason"].fillna("").str.contains("EOS minimum").tolist() == [False, True]
     assert "1 structure(s) without physics inputs" in capsys.readouterr().err
     assert table.filter(like=CTE).notna().all().all()
+
+
+def test_cli_train_takes_target_transform_and_loss(shared_data, tmp_path):
+    from engine.__main__ import main
+
+    out = tmp_path / "log-huber"
+    code = main(
+        [
+            "train",
+            "--data",
+            str(shared_data / "aflow_agl" / "demo.jsonl.gz"),
+            "--target",
+            CTE,
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--limit",
+            "60",
+            "--atom-fea-len",
+            "16",
+            "--n-conv",
+            "1",
+            "--quiet",
+            "--target-transform",
+            "log",
+            "--loss",
+            "huber",
+            "--huber-delta",
+            "0.3",
+        ]
+    )
+    assert code == 0
+    card = load_model(out).card
+    assert card.normalizer.transform == "log"
+    assert (card.training.loss, card.training.huber_delta) == ("huber", 0.3)
