@@ -49,7 +49,8 @@ BEGIN, END = "<!-- ablation: benchmarks/ablation.py report -->", "<!-- /ablation
 
 
 def lever_settings(lever: str, runs: Path) -> dict:
-    """What a lever changes: ``transform``, ``loss``, ``physics`` (bool)."""
+    """What a lever changes: ``transform``, ``loss``, ``physics`` (bool); ``combined`` is chosen
+    from the runs in ``runs``."""
     if lever == "combined":
         return combined_settings(runs)
     return {
@@ -100,8 +101,9 @@ def attach_physics(dataset) -> int:
     return count
 
 
-def run(lever: str, seed: int, epochs: int, threads: int, runs: Path) -> None:
-    """Train one lever with one training seed and save its model directory under ``runs``."""
+def run(lever: str, seed: int, epochs: int, threads: int, runs: Path, choose_from: Path) -> None:
+    """Train one lever with one training seed and save its model directory under ``runs``
+    (``combined``: the levers chosen from the runs in ``choose_from``)."""
     import torch
 
     from engine.config import (
@@ -115,7 +117,7 @@ def run(lever: str, seed: int, epochs: int, threads: int, runs: Path) -> None:
     from engine.training import train
 
     torch.set_num_threads(threads)
-    settings = lever_settings(lever, runs)
+    settings = lever_settings(lever, choose_from)
     dataset = load_dataset(data_dir() / "aflow_agl" / "structures.jsonl.gz")
     with_physics = attach_physics(dataset) if settings["physics"] else 0
     out = runs / f"{lever}-s{seed}"
@@ -323,12 +325,25 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
+    p.add_argument(
+        "--choose-from",
+        type=Path,
+        help="combined: choose the levers from the "
+        "runs in this folder (default: --runs), e.g. for a longer run of them",
+    )
     p = sub.add_parser("report", help="collect the runs into ablation.json and accuracy.md")
     p.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(getattr(args, "threads", 1)))
     if args.command == "run":
-        run(args.lever, args.seed, args.epochs, args.threads, args.runs)
+        run(
+            args.lever,
+            args.seed,
+            args.epochs,
+            args.threads,
+            args.runs,
+            args.choose_from or args.runs,
+        )
     else:
         report(args.runs)
 
