@@ -209,9 +209,16 @@ def summary(records: list[dict]) -> dict:
     return out
 
 
-def report(runs: Path) -> None:
-    """Write ``docs/results/ablation.json`` and the section of ``docs/accuracy.md``."""
+def report(runs: Path, longer: list[Path]) -> None:
+    """Write ``docs/results/ablation.json`` and the section of ``docs/accuracy.md``; runs in
+    the ``longer`` folders (more epochs) get rows of their own, ``LEVER (E epochs)``."""
     by_lever = collect(runs)
+    order = list(LEVERS)
+    for folder in longer:
+        for lever, rs in collect(folder).items():
+            key = f"{lever} ({rs[0]['epochs']} epochs)"
+            by_lever[key] = rs
+            order.append(key)
     default = json.loads((ROOT / "assets" / "models" / DEFAULT_MODEL / "model.json").read_text())
     data = {
         "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -231,7 +238,7 @@ def report(runs: Path) -> None:
                 "settings": {k: rs[0][k] for k in ("transform", "loss", "physics")},
                 "runs": rs,
             }
-            for lever in LEVERS
+            for lever in order
             if (rs := by_lever.get(lever))
         },
     }
@@ -275,7 +282,8 @@ def markdown(data: dict) -> list[str]:
     base = levers.get("baseline", {}).get("val_mae")
     for lever, s in levers.items():
         st = s["settings"]
-        change = f"{s['val_mae'] / base - 1:+.1%}" if base else ""
+        same_epochs = base and s["runs"][0]["epochs"] == levers["baseline"]["runs"][0]["epochs"]
+        change = f"{s['val_mae'] / base - 1:+.1%}" if same_epochs else ""
         lines.append(
             f"| {lever} | {st['loss']} | {'ln α' if st['transform'] == 'log' else 'α'} | "
             f"{'yes' if st['physics'] else 'no'} | {len(s['seeds'])} | "
@@ -333,6 +341,13 @@ def main() -> None:
     )
     p = sub.add_parser("report", help="collect the runs into ablation.json and accuracy.md")
     p.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
+    p.add_argument(
+        "--longer",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder of longer runs (e.g. combined with more epochs)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(getattr(args, "threads", 1)))
     if args.command == "run":
@@ -345,7 +360,7 @@ def main() -> None:
             args.choose_from or args.runs,
         )
     else:
-        report(args.runs)
+        report(args.runs, args.longer)
 
 
 if __name__ == "__main__":
