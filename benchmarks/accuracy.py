@@ -141,7 +141,10 @@ def write_markdown(data: dict) -> None:
     notes = data.get("notes", {})
     for model, note in notes.items():
         lines += [f"**{model}.** {note}", ""]
-    (ROOT / "docs" / "accuracy.md").write_text("\n".join(lines))
+    path = ROOT / "docs" / "accuracy.md"
+    marker = "<!-- ablation: "  # the section of benchmarks/ablation.py survives a rebuild
+    kept = path.read_text().partition(marker) if path.exists() else ("", "", "")
+    path.write_text("\n".join(lines) + ("\n" + marker + kept[2] if kept[1] else ""))
 
 
 def main() -> None:

@@ -122,6 +122,8 @@ FAMILY_HELP = {
     "rf-magpie": "random forest on Magpie (composition-only baseline)",
     "alignn": "ALIGNN-style: atom graph + line graph of bond angles (--n-alignn, --n-gcn)",
     "multitask": "shared CGCNN trunk, one head per target (--target A B ...; --weighting)",
+    "cgcnn-physics": "CGCNN with physics inputs (θ_D, B0, B′, γ, α_V) next to the pooled "
+                     "vector",
 }
 
 
@@ -187,6 +189,7 @@ def cmd_train(args) -> int:
     train_cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         device=args.device, scheduler=args.scheduler, early_stopping_patience=args.patience,
+        target_transform=args.target_transform, loss=args.loss, huber_delta=args.huber_delta,
     )
     split_cfg = SplitConfig(
         kind=args.split, column=args.split_column, seed=args.seed,
@@ -243,20 +246,39 @@ def cmd_predict(args) -> int:
     import pandas as pd
 
     from engine.disorder import predict_structures
-    from engine.io import check_output_path, write_csv
+    from engine.io import check_output_path, read_structures, write_csv
     from engine.sofc import resolve_structure
+    from engine.store import load_model
     from engine.uncertainty import STD_COLUMN, std_column
 
     check_output_path(args.output)
     if args.dask:
         return _predict_dask(args)
+    model = load_model(args.model)
     named = None if Path(args.input).exists() else resolve_structure(args.input)
-    result = predict_structures(args.model, [named] if named else args.input, _disorder(args),
-                                batch_size=args.batch_size, device=args.device,
-                                limits=_limits(args))
+    source, physics = [named] if named else args.input, None
+    if _needs_physics(model):  # cgcnn-physics: θ_D, B0, B′, γ, α_V from the physics route
+        from engine.physics.inputs import attach_physics_inputs
+
+        if named is None:
+            batch = read_structures(args.input, limits=_limits(args))
+            _print_errors(batch.errors)
+            source = batch.items
+        print(f"physics inputs for {len(source)} structures (engine.physics) ...", file=sys.stderr)
+        physics = {it.id: r for it, r in zip(source, attach_physics_inputs(source))}
+    result = predict_structures(model, source, _disorder(args), batch_size=args.batch_size,
+                                device=args.device, limits=_limits(args))
     if result.table.empty:
         raise _nothing_usable("structure", args.input, result.errors)
     _print_errors(result.errors)
+    if physics is not None:  # which rows used physics, and why the others fell back
+        result.table["physics_reason"] = [
+            physics[i].reason if i in physics else "" for i in result.table["id"]
+        ]
+        failed = int((~result.table["physics_used"]).sum())
+        if failed:
+            print(f"note: {failed} structure(s) without physics inputs (the route failed): "
+                  "predicted from the crystal graph alone (physics_used False)", file=sys.stderr)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     units = {result.target: result.unit, **dict(zip(result.targets, result.units))}
@@ -308,6 +330,11 @@ def _disorder(args):
     from engine.disorder import DisorderSettings
 
     return DisorderSettings(mode=args.disorder, k=args.orderings, seed=args.ordering_seed)
+
+
+def _needs_physics(model) -> bool:
+    """Whether a model takes physics inputs (family ``cgcnn-physics``)."""
+    return model.card.model.get("name") == "cgcnn-physics"
 
 
 def _screen_model(name: str, prop: str) -> str | None:
@@ -706,6 +733,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--scheduler", choices=["cosine", "plateau", "none"], default="cosine")
     p.add_argument("--patience", type=int, default=30, help="early-stopping patience (epochs)")
+    p.add_argument("--target-transform", choices=["none", "log"], default="none",
+                   help="train on ln(target) (strictly positive targets); predictions and MAE "
+                   "are back in the target unit")
+    p.add_argument("--loss", choices=["mse", "l1", "huber"], default="mse",
+                   help="loss on the standardised target (mse)")
+    p.add_argument("--huber-delta", type=float, default=0.1,
+                   help="Huber: quadratic below this many standardised units (0.1)")
     g = p.add_argument_group("model settings (default: the family's own; an option that does "
                              "not apply to the chosen family is an error)")
     g.add_argument("--atom-fea-len", type=int, help="graph width (64)")

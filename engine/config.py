@@ -116,7 +116,16 @@ class SplitConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    """Optimisation settings. Loss is MSE on the standardised target."""
+    """Optimisation settings.
+
+    Attributes:
+        target_transform: ``none`` or ``log`` (train on ln y, strictly positive targets only;
+            predictions and every reported MAE are transformed back to the target unit). Saved
+            in the card's normaliser, so prediction back-transforms.
+        loss: ``mse``, ``l1`` or ``huber`` on the standardised (transformed) target.
+        huber_delta: where the Huber loss turns from quadratic to linear, in standardised units
+            (0.1 std of the transformed training target).
+    """
 
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -129,6 +138,9 @@ class TrainConfig(StrictModel):
     seed: int = 0
     device: str = "auto"
     num_threads: int | None = None
+    target_transform: Literal["none", "log"] = "none"
+    loss: Literal["mse", "l1", "huber"] = "mse"
+    huber_delta: float = Field(0.1, gt=0)
 
 
 class EarlyFusionConfig(StrictModel):
@@ -322,8 +334,32 @@ class ALIGNNConfig(StrictModel):
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the output layer.")
 
 
+class CGCNNPhysicsConfig(StrictModel):
+    """CGCNN with per-crystal physics inputs next to the pooled graph vector (issue 10 (a)).
+
+    The head sees v_c ‖ z ‖ u: the pooled CGCNN vector v_c, the five physics quantities
+    (α_V(300 K), θ_D, B0, B′, γ of the quasi-harmonic Debye route, :mod:`engine.physics`)
+    standardised with training statistics and clipped to ±5, and the flag u = 1 when they are
+    present (``physics_used``); a crystal without them (the route failed or was not run) gets
+    z = 0 and u = 0, so it is predicted from its graph alone. Trained end to end.
+
+    Attributes:
+        atom_fea_len, n_conv, h_fea_len, n_h, gate, atom_features, dropout: as in
+            :class:`CGCNNConfig`.
+    """
+
+    name: Literal["cgcnn-physics"] = "cgcnn-physics"
+    atom_fea_len: int = Field(64, ge=1, description="Width of the graph vector.")
+    n_conv: int = Field(3, ge=1, le=12, description="Gated graph convolutions.")
+    h_fea_len: int = Field(128, ge=1, description="Width of the dense layers of the head.")
+    n_h: int = Field(1, ge=1, le=6, description="Dense layers of the head.")
+    gate: bool = True
+    atom_features: Literal["cgcnn92", "embedding"] = "cgcnn92"
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the output layer.")
+
+
 _MODEL_CONFIGS = (CGCNNConfig, EarlyFusionConfig, AttentionFusionConfig, LateFusionConfig,
-                  RFMagpieConfig, MultitaskConfig, ALIGNNConfig)
+                  RFMagpieConfig, MultitaskConfig, ALIGNNConfig, CGCNNPhysicsConfig)
 
 #: Any model family's config, told apart by its ``name`` (a pydantic discriminated union).
 #: Parse a saved dict with :func:`engine.models.model_config_from_dict`.

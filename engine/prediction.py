@@ -151,6 +151,8 @@ def predict(
 
     The table has ``id``, ``formula``, ``n_sites``, ``prediction``, ``prediction_std`` (σ, the
     target's unit), ``domain_distance`` and ``domain`` (:mod:`engine.uncertainty`) and, for
+    ``cgcnn-physics`` models, ``physics_used`` (False: no physics inputs on the structure,
+    predicted from the graph alone; the CLI computes them with :mod:`engine.physics`), for
     attention-fusion models, the per-material weights :data:`WEIGHT_COLUMNS`
     (``weight_composition``, ``weight_structure``; they sum to 1). A multi-target model adds
     ``prediction_<target>`` (:func:`task_column`) and ``prediction_std_<target>`` per target;
@@ -183,6 +185,8 @@ def predict(
     if "tasks" in out:
         for k, target in enumerate(model.targets):
             table[task_column(target)] = out["tasks"][:, k]
+    if inputs and hasattr(inputs[0], "physics_used"):  # cgcnn-physics: False = graph alone
+        table["physics_used"] = [bool(d.physics_used.item()) for d in inputs]
     for column, values in uncertainty_columns(est, model.targets).items():
         table[column] = values
     predicted = ["prediction", *(task_column(t) for t in model.targets if "tasks" in out)]

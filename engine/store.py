@@ -80,22 +80,44 @@ class ModelLoadError(ValueError):
 
 
 class Normalizer(BaseModel):
-    """Target standardisation: the network learns (y - mean) / std."""
+    """Target standardisation: the network learns (t(y) - mean) / std.
+
+    ``transform`` t is ``none`` (t(y) = y) or ``log`` (t(y) = ln y, strictly positive targets
+    only); ``mean`` and ``std`` are those of t(y) on the training split, and :meth:`decode`
+    returns the original unit (exp for ``log``).
+    """
 
     model_config = ConfigDict(extra="forbid")
     mean: float
     std: float
+    transform: Literal["none", "log"] = "none"
 
     @classmethod
-    def fit(cls, y: np.ndarray) -> Normalizer:
+    def fit(cls, y: np.ndarray, transform: Literal["none", "log"] = "none") -> Normalizer:
+        """Fit on training values y (N,) in the target unit.
+
+        Raises:
+            ValueError: ``log`` with zero or negative values (the message gives their count).
+        """
+        y = np.asarray(y, dtype=np.float64)
+        if transform == "log":
+            bad = int(np.sum(y <= 0))
+            if bad:
+                raise ValueError(f"target transform 'log' needs strictly positive targets, but "
+                                 f"{bad} of {len(y)} training values are zero or negative; "
+                                 "use --target-transform none or filter them with --query")
+            y = np.log(y)
         std = float(np.std(y))
-        return cls(mean=float(np.mean(y)), std=std if std > 0 else 1.0)
+        return cls(mean=float(np.mean(y)), std=std if std > 0 else 1.0, transform=transform)
 
     def encode(self, y: torch.Tensor) -> torch.Tensor:
-        return (y - self.mean) / self.std
+        """Target-unit values → the standardised training scale."""
+        return ((torch.log(y) if self.transform == "log" else y) - self.mean) / self.std
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return z * self.std + self.mean
+        """Standardised values → the target unit."""
+        t = z * self.std + self.mean
+        return torch.exp(t) if self.transform == "log" else t
 
 
 class DatasetInfo(BaseModel):

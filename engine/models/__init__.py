@@ -13,6 +13,8 @@ multitask           :class:`~engine.models.multitask.MultitaskCGCNN`  ``Multitas
                                                                  (several targets, one head each)
 alignn              :class:`~engine.models.alignn.ALIGNN`         ``ALIGNNConfig``
                                                                  (line graph of bond angles)
+cgcnn-physics       :class:`~engine.models.physics_inputs.CGCNNPhysics`  ``CGCNNPhysicsConfig``
+                                                                 (physics inputs ‖ pooled vector)
 ==================  ===========================================  ==================================
 
 What a family declares is described in :mod:`engine.models.base`.
@@ -34,6 +36,7 @@ from engine.models.forest import RFMagpie
 from engine.models.fusion import AttentionFusion, EarlyFusion
 from engine.models.late import LateFusion
 from engine.models.multitask import MultitaskCGCNN
+from engine.models.physics_inputs import CGCNNPhysics
 
 __all__ = [
     "MODEL_REGISTRY",
@@ -56,6 +59,7 @@ MODEL_REGISTRY: dict[str, type[FamilyModule]] = {
     "rf-magpie": RFMagpie,
     "multitask": MultitaskCGCNN,
     "alignn": ALIGNN,
+    "cgcnn-physics": CGCNNPhysics,
 }
 
 _CONFIG_ADAPTER: TypeAdapter = TypeAdapter(ModelConfig)

@@ -1,4 +1,5 @@
-"""The optimisation loop: Adam on the MSE of the standardised target, with an LR schedule.
+"""The optimisation loop: Adam on the MSE (or L1, Huber) of the standardised target, with an LR
+schedule.
 
 Bookkeeping (history, best-epoch restore, early stopping, progress) lives in callbacks.
 """
@@ -48,10 +49,14 @@ class Trainer:
         *,
         target_std: float,
         callbacks: Sequence[Callback] = (),
+        decode=None,
     ):
         self.model = model
         self.config = config
         self.target_std = target_std
+        #: standardised → target unit for the epoch metrics (default: × target_std, which is
+        #: right for MAE without a target transform; a log target needs the normaliser's decode)
+        self.decode = decode or (lambda z: z * self.target_std)
         self.callbacks = list(callbacks)
         self.distributed = distributed.active()  # data-parallel over the initialised group
         self.device = (distributed.rank_device(config.device) if self.distributed
@@ -84,8 +89,14 @@ class Trainer:
 
     def batch_loss(self, pred: torch.Tensor, batch) -> tuple[torch.Tensor, float]:
         """The objective minimised on one training batch, and the value recorded for it as
-        ``train_loss`` (here both are the MSE of the standardised target)."""
-        loss = F.mse_loss(pred, batch.y)
+        ``train_loss`` (here both are ``config.loss`` on the standardised target)."""
+        c = self.config
+        if c.loss == "l1":
+            loss = F.l1_loss(pred, batch.y)
+        elif c.loss == "huber":
+            loss = F.huber_loss(pred, batch.y, delta=c.huber_delta)
+        else:
+            loss = F.mse_loss(pred, batch.y)
         return loss, float(loss.detach())
 
     def batch_targets(self, batch) -> torch.Tensor:
@@ -96,8 +107,8 @@ class Trainer:
                       p_val: np.ndarray) -> dict[str, float]:
         """``train_mae``, ``val_mae``, ``train_r``, ``val_r`` (target unit) of an epoch, from the
         standardised values seen in training and those of :meth:`evaluate`."""
-        fit = regression_metrics(y_fit * self.target_std, p_fit * self.target_std)
-        val = regression_metrics(y_val * self.target_std, p_val * self.target_std)
+        fit = regression_metrics(self.decode(y_fit), self.decode(p_fit))
+        val = regression_metrics(self.decode(y_val), self.decode(p_val))
         return {"train_mae": fit["mae"], "val_mae": val["mae"], "train_r": fit["r"],
                 "val_r": val["r"]}
 

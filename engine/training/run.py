@@ -134,7 +134,11 @@ def train(
     parts = split_dataset(dataset, split_cfg)
     if len(parts["val"]) == 0:
         raise ValueError("the validation split is empty; the dataset is too small to train on")
-    normalizers = [_fit_normalizer(values[parts["train"], k], t) for k, t in enumerate(targets)]
+    if multi and train_cfg.target_transform != "none":
+        raise ValueError("target transform 'log' is for single-target families; the multitask "
+                         "family standardises each target without a transform")
+    normalizers = [_fit_normalizer(values[parts["train"], k], t, train_cfg.target_transform)
+                   for k, t in enumerate(targets)]
     normalizer = normalizers[0]
 
     ids = [item.id for item in dataset.items]
@@ -260,12 +264,17 @@ def resolve_targets(family: str, target, unit) -> tuple[list[str], list[str], bo
     return targets, units, multi
 
 
-def _fit_normalizer(values: np.ndarray, target: str) -> Normalizer:
+def _fit_normalizer(values: np.ndarray, target: str, transform: str = "none") -> Normalizer:
     """The normaliser of one target from its training values (missing ones ignored)."""
     values = values[np.isfinite(values)]
     if len(values) == 0:
         raise ValueError(f"no training row has a value of target {target!r}")
-    return Normalizer.fit(values)
+    return Normalizer.fit(values, transform)
+
+
+def _decoder(normalizer: Normalizer):
+    """Standardised numpy values → target unit (float64), through the normaliser."""
+    return lambda z: normalizer.decode(torch.as_tensor(np.asarray(z, dtype=np.float64))).numpy()
 
 
 def _callbacks(train_cfg: TrainConfig, callbacks, progress: bool) -> tuple[History, list]:
@@ -284,7 +293,8 @@ def _fit_gradient(module, train_inputs, val_inputs, *, train_cfg, normalizer, ca
                   progress):
     """Gradient training with the Trainer; the best epoch's weights are restored."""
     history, cbs = _callbacks(train_cfg, callbacks, progress)
-    trainer = Trainer(module, train_cfg, target_std=normalizer.std, callbacks=cbs)
+    trainer = Trainer(module, train_cfg, target_std=normalizer.std, callbacks=cbs,
+                      decode=_decoder(normalizer))
     trainer.fit(train_inputs, val_inputs)
     return history.frame(), trainer.stop_reason, {}
 
@@ -328,9 +338,9 @@ def _standardised(module, inputs: list[Data], *, device: str, batch_size: int = 
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
-def _record(epoch: int, y_train, p_train, y_val, p_val, std: float, seconds: float) -> dict:
-    fit, val = regression_metrics(y_train * std, p_train * std), regression_metrics(
-        y_val * std, p_val * std)
+def _record(epoch: int, y_train, p_train, y_val, p_val, decode, seconds: float) -> dict:
+    fit, val = regression_metrics(decode(y_train), decode(p_train)), regression_metrics(
+        decode(y_val), decode(p_val))
     return {
         "epoch": epoch,
         "train_loss": float(np.mean((p_train - y_train) ** 2)),
@@ -367,7 +377,7 @@ def _fit_forest(module, train_inputs, val_inputs, *, train_cfg, normalizer, call
         p_train = _standardised(module, train_inputs, device="cpu")
         y_val = _targets(val_inputs)
         p_val = _standardised(module, val_inputs, device="cpu")
-        record = _record(1, y_train, p_train, y_val, p_val, normalizer.std, seconds)
+        record = _record(1, y_train, p_train, y_val, p_val, _decoder(normalizer), seconds)
         for cb in cbs:
             cb.on_epoch_end(step, record)
     finally:
@@ -401,13 +411,16 @@ def _fit_late(module, train_inputs, val_inputs, *, train_cfg, normalizer, callba
     grid = module.config.alpha_grid()
     alpha, maes = alpha_search(rf_val, cgcnn_val, y_val, grid)
     module.alpha.fill_(alpha)
-    std = normalizer.std
+    decode = _decoder(normalizer)
+    # the blend is on the standardised scale; its MAEs are reported in the target's unit
+    maes = [float(np.mean(np.abs(decode(a * rf_val + (1 - a) * cgcnn_val) - decode(y_val))))
+            for a in grid]
     return history, stop_reason, {
         "alpha": alpha,
         "alpha_grid": list(grid),
-        "val_mae_by_alpha": [m * std for m in maes],  # in the target's unit
-        "val_mae_cgcnn": maes[0] * std,
-        "val_mae_rf": maes[-1] * std,
+        "val_mae_by_alpha": maes,
+        "val_mae_cgcnn": maes[0],
+        "val_mae_rf": maes[-1],
         "selected_on": "val",
     }
 
@@ -430,10 +443,8 @@ def _family_columns(model: LoadedModel, frame: pd.DataFrame, inputs: list[Data],
         frame["w_comp"] = w[:, 0]
         frame["w_graph"] = w[:, 1]
     if hasattr(module, "branch_predictions"):
-        decode = model.card.normalizer
-        frame["prediction_rf"] = decode.mean + decode.std * _standardised(
-            module.rf, inputs, device=device)
-        frame["prediction_cgcnn"] = decode.mean + decode.std * _standardised(
-            module.cgcnn, inputs, device=device)
+        decode = _decoder(model.card.normalizer)
+        frame["prediction_rf"] = decode(_standardised(module.rf, inputs, device=device))
+        frame["prediction_cgcnn"] = decode(_standardised(module.cgcnn, inputs, device=device))
     return frame
 
