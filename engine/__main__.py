@@ -858,6 +858,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="file, folder, zip or JSON-lines dataset")
     p.add_argument("--relax", action=argparse.BooleanOptionalAction, default=False,
                    help="relax positions and cell with the potential first (default: no)")
+    p.add_argument("--relax-ions", action=argparse.BooleanOptionalAction, default=False,
+                   help="relax the atomic positions at fixed cell at each sampled volume (FIRE, "
+                   "fmax 0.05 eV/Å, at most 100 steps each; about 10-100x slower; default: no, "
+                   "see docs/physics.md)")
     p.add_argument("--tmin", type=float, default=100.0, help="lowest temperature in K")
     p.add_argument("--tmax", type=float, default=1300.0, help="highest temperature in K")
     p.add_argument("--tstep", type=float, default=10.0, help="temperature step in K")

@@ -186,3 +186,48 @@ def test_background_job_reports_progress_and_results():
     assert status["status"] == "done" and status["done"] == status["total"] == 1, status
     assert [r.id for r in results] == ["NaCl"] and results[0].status == "ok"
     assert thermal_job("no-such-job")[0]["status"] == "failed"
+
+
+def test_relax_ions_is_a_separate_setting_and_cache_key():
+    from engine.physics.thermal import cache_key
+
+    plain, ions = ThermalSettings(), ThermalSettings(relax_ions=True)
+    assert "relax_ions" not in plain.cache_fields()  # keys computed before the option stay valid
+    assert ions.cache_fields()["relax_ions"] is True and "relax_ions_steps" in ions.cache_fields()
+    name = "CHGNet 0.3.0 (chgnet test)"
+    assert cache_key(nacl(), plain, name) != cache_key(nacl(), ions, name)
+    assert cache_key(nacl(), plain, name) == cache_key(nacl(), ThermalSettings(tstep=10.0), name)
+
+
+def test_relax_ions_unconverged_volumes_are_reported(monkeypatch):
+    """A fixed-cell relaxation that hits its step cap still gives its energy, and says so."""
+    import engine.physics.potential as potential
+
+    def fake_relax(structure, *, fmax, steps, relax_cell=True, optimizer="FIRE"):
+        assert relax_cell is False and steps == 7
+        energy = float(vinet_energy(structure.volume / len(structure) * N)) * len(structure) / N
+        converged = structure.volume < 45.0
+        return potential.RelaxResult(structure, converged, steps, 0.2, 0.0, energy)
+
+    monkeypatch.setattr(potential, "relax", fake_relax)
+    settings = ThermalSettings(relax_ions=True, relax_ions_steps=7, use_cache=False)
+    (result,) = thermal_properties([nacl()], settings)
+    assert result.status == "ok" and result.relax_ions
+    assert result.bulk_modulus_GPa == pytest.approx(B0, rel=1e-3)
+    assert result.ion_relax_unconverged > 0
+    assert f"ions not converged at {result.ion_relax_unconverged} of " in result.reason
+    assert result.summary()["ion_relax_unconverged"] == result.ion_relax_unconverged
+
+
+def test_relax_ions_lowers_energies_with_chgnet():
+    pytest.importorskip("chgnet")
+    from engine.physics.thermal import energy_volume
+
+    displaced = srtio3()
+    displaced.translate_sites([1], [0.0, 0.0, 0.12], frac_coords=False)  # Ti off centre
+    settings = dict(n_volumes=5, volume_min=0.9, volume_max=1.1, relax_ions_steps=60)
+    v0, e0, _ = energy_volume(displaced, ThermalSettings(**settings))
+    v1, e1, _ = energy_volume(displaced, ThermalSettings(relax_ions=True, **settings))
+    np.testing.assert_allclose(v0, v1)
+    assert np.all(e1 <= e0 + 1e-6), (e0, e1)  # relaxing the ions can only lower the energy
+    assert np.all(e1 < e0 - 1e-3)  # and the off-centre Ti does relax

@@ -23,6 +23,8 @@ COLUMNS = (
     "volume_A3",
     "relaxed_volume_change",
     "relax_converged",
+    "relax_ions",
+    "ion_relax_unconverged",
     "eos",
     "fit_rms_meV_per_atom",
     "minimum_in_sampled_range",
@@ -67,6 +69,7 @@ def run_thermal(args) -> int:
         raise ValueError(f"{args.input}: no such file or folder")
     settings = ThermalSettings(
         relax=args.relax,
+        relax_ions=args.relax_ions,
         tmin=args.tmin,
         tmax=args.tmax,
         tstep=args.tstep,
@@ -119,6 +122,7 @@ def run_thermal(args) -> int:
                 "bulk_modulus_derivative",
                 "gruneisen",
                 *(["relaxed_volume_change"] if args.relax else []),
+                *(["ion_relax_unconverged"] if args.relax_ions else []),
                 "reason",
             ]
         ]

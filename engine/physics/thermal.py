@@ -33,8 +33,12 @@ class ThermalSettings(BaseModel):
         poisson_ratio: σ of the Debye temperature (AGL's default 0.25).
         eos: EOS form fitted to E(V) with pymatgen.
         volume_min, volume_max: sampled volumes as fractions of the (relaxed) input volume.
-        n_volumes: number of isotropically scaled cells; ions are not relaxed at each volume.
+        n_volumes: number of isotropically scaled cells.
+        relax_ions: relax the atomic positions at fixed cell at each volume (FIRE, ``relax_fmax``,
+            at most ``relax_ions_steps`` steps) and use the relaxed energies; off by default
+            (one batched energy call instead of a relaxation per volume; docs/physics.md).
         relax_fmax: force limit of the relaxation in eV/Å; relax_steps: its step limit.
+        relax_ions_steps: step limit of each fixed-cell relaxation with ``relax_ions``.
         batch_structures: structures whose scaled cells go to the potential in one batch.
         use_cache: read and write the disk cache (not part of the cache key).
     """
@@ -50,8 +54,10 @@ class ThermalSettings(BaseModel):
     volume_min: float = Field(0.75, gt=0.5, lt=1)
     volume_max: float = Field(1.35, gt=1, lt=2)
     n_volumes: int = Field(13, ge=5, le=41)
+    relax_ions: bool = False
     relax_fmax: float = Field(0.05, gt=0)
     relax_steps: int = Field(300, ge=1)
+    relax_ions_steps: int = Field(100, ge=1)
     batch_structures: int = Field(8, ge=1)
     use_cache: bool = True
 
@@ -62,8 +68,15 @@ class ThermalSettings(BaseModel):
         return self
 
     def cache_fields(self) -> dict:
-        """The settings that change results (everything but caching and batching)."""
-        return self.model_dump(exclude={"use_cache", "batch_structures"})
+        """The settings that change results (everything but caching and batching).
+
+        ``relax_ions`` and its step limit enter only when on, so that the keys of results
+        computed before the option existed (ions not relaxed) stay valid.
+        """
+        exclude = {"use_cache", "batch_structures"}
+        if not self.relax_ions:
+            exclude |= {"relax_ions", "relax_ions_steps"}
+        return self.model_dump(exclude=exclude)
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,10 @@ class ThermalResult:
         eos, fit_rms_meV_per_atom: EOS form and fit residual.
         minimum_in_sampled_range: V(T) stayed inside the sampled volumes over the curve.
         relaxed_structure: the relaxed cell (None when not relaxed).
+        relax_ions: whether the ions were relaxed at each volume.
+        ion_relax_unconverged: with ``relax_ions``, how many sampled volumes (re-centred samples
+            included) did not reach ``relax_fmax`` within the step limit (their last energy is
+            used and ``reason`` says so); None without ``relax_ions``.
         seconds: this structure's share of its batch's wall time (0 when from the cache).
     """
 
@@ -105,6 +122,8 @@ class ThermalResult:
     fit_rms_meV_per_atom: float = float("nan")
     minimum_in_sampled_range: bool = False
     relax_converged: bool | None = None
+    relax_ions: bool = False
+    ion_relax_unconverged: int | None = None
     relaxed_structure: Structure | None = field(default=None, compare=False)
     seconds: float = 0.0
     from_cache: bool = False
@@ -125,6 +144,8 @@ class ThermalResult:
             "volume_A3": self.volume_A3,
             "relaxed_volume_change": self.relaxed_volume_change,
             "relax_converged": self.relax_converged,
+            "relax_ions": self.relax_ions,
+            "ion_relax_unconverged": self.ion_relax_unconverged,
             "eos": self.eos,
             "fit_rms_meV_per_atom": self.fit_rms_meV_per_atom,
             "minimum_in_sampled_range": self.minimum_in_sampled_range,
@@ -226,6 +247,9 @@ class _Job:
     volume_change: float | None = None
     volumes: np.ndarray | None = None
     energies: np.ndarray | None = None
+    ion_unconverged: int = 0
+    ion_sampled: int = 0
+    ion_max_force: float = 0.0
     error: str | None = None
     note: str = ""
     done: ThermalResult | None = None
@@ -258,10 +282,49 @@ def _scaled(structure: Structure, fractions: np.ndarray) -> list[Structure]:
     return cells
 
 
-def _energies(jobs: list[_Job], fractions: np.ndarray, potential_batch: int) -> None:
+def _relaxed_energies(jobs: list[_Job], fractions: np.ndarray, settings: ThermalSettings) -> None:
+    """``relax_ions``: fill ``volumes``/``energies`` of every job with the energies of its scaled
+    cells after relaxing the positions at fixed cell (one relaxation per volume); counts the
+    volumes that did not converge. An exception fails that job only."""
+    from engine.physics.potential import relax
+
+    for job in jobs:
+        cells = _scaled(job.centre or job.relaxed or job.structure, fractions)
+        energies = []
+        try:
+            for cell in cells:
+                out = relax(
+                    cell,
+                    fmax=settings.relax_fmax,
+                    steps=settings.relax_ions_steps,
+                    relax_cell=False,
+                )
+                energies.append(out.energy_eV)
+                job.ion_sampled += 1
+                if not out.converged:
+                    job.ion_unconverged += 1
+                    job.ion_max_force = max(job.ion_max_force, out.max_force_eV_per_A)
+        except Exception as exc:  # noqa: BLE001 - recorded as the job's reason
+            job.error = f"relaxing the ions at fixed volume failed: {exc}"
+            continue
+        job.volumes = np.array([c.volume for c in cells])
+        job.energies = np.array(energies)
+
+
+def _energies(
+    jobs: list[_Job],
+    fractions: np.ndarray,
+    potential_batch: int,
+    settings: ThermalSettings | None = None,
+) -> None:
     """Fill ``volumes``/``energies`` of every job, one batch for all; a failing batch is retried
-    one structure at a time so that one bad structure does not fail the others."""
+    one structure at a time so that one bad structure does not fail the others. With
+    ``settings.relax_ions`` the ions are relaxed at each volume instead (no batching)."""
     from engine.physics.potential import static_energies
+
+    if settings is not None and settings.relax_ions:
+        _relaxed_energies(jobs, fractions, settings)
+        return
 
     cells = [_scaled(job.centre or job.relaxed or job.structure, fractions) for job in jobs]
     try:
@@ -281,12 +344,49 @@ def _energies(jobs: list[_Job], fractions: np.ndarray, potential_batch: int) -> 
             job.energies = energies
 
 
+def energy_volume(
+    structure: Structure, settings: ThermalSettings | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The recipe's E(V) sample of ``structure`` (no relaxation of the cell, no re-centring).
+
+    Returns:
+        Volumes in Å³ and energies in eV per cell of the ``n_volumes`` scaled cells (ions relaxed
+        at each volume with ``settings.relax_ions``), and how many of those relaxations did not
+        converge (0 without ``relax_ions``).
+
+    Raises:
+        RuntimeError: when the potential fails on the structure.
+    """
+    settings = settings or ThermalSettings()
+    job = _Job("energy_volume", structure, "")
+    fractions = np.linspace(settings.volume_min, settings.volume_max, settings.n_volumes)
+    _energies([job], fractions, max(16, settings.n_volumes * 2), settings)
+    if job.error:
+        raise RuntimeError(job.error)
+    return job.volumes, job.energies, job.ion_unconverged
+
+
 def _needs_recentre(job: _Job) -> bool:
     """True when the lowest sampled energy sits at an end of the sampled volumes."""
     if job.energies is None:
         return False
     i = int(np.argmin(job.energies))
     return i in (0, len(job.energies) - 1)
+
+
+def _ion_note(job: _Job, settings: ThermalSettings) -> str:
+    """With ``relax_ions``: how many volumes did not converge, or ""."""
+    if not settings.relax_ions or job.ion_unconverged == 0:
+        return ""
+    return (
+        f"ions not converged at {job.ion_unconverged} of {job.ion_sampled} volumes within "
+        f"{settings.relax_ions_steps} steps (largest residual force {job.ion_max_force:.3g} eV/Å "
+        f"> {settings.relax_fmax} eV/Å); their last energies were used"
+    )
+
+
+def _joined(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 def _finish(job: _Job, settings: ThermalSettings, potential: str) -> ThermalResult:
@@ -302,8 +402,11 @@ def _finish(job: _Job, settings: ThermalSettings, potential: str) -> ThermalResu
         relaxed_volume_change=job.volume_change,
         relax_converged=job.relax_converged,
         relaxed_structure=job.relaxed,
+        relax_ions=settings.relax_ions,
+        ion_relax_unconverged=job.ion_unconverged if settings.relax_ions else None,
     )
     nan = float("nan")
+    note = _ion_note(job, settings)
     empty = np.array([], dtype=float)
     failed = dict(
         status="failed",
@@ -314,7 +417,7 @@ def _finish(job: _Job, settings: ThermalSettings, potential: str) -> ThermalResu
     )
     if job.error:
         return ThermalResult(
-            reason=job.error,
+            reason=_joined(job.error, note),
             debye_temperature_K=nan,
             bulk_modulus_GPa=nan,
             bulk_modulus_derivative=nan,
@@ -326,7 +429,7 @@ def _finish(job: _Job, settings: ThermalSettings, potential: str) -> ThermalResu
         fit = fit_eos(job.volumes, job.energies, n, settings.eos)
     except QHAFailure as exc:
         return ThermalResult(
-            reason=str(exc),
+            reason=_joined(str(exc), note),
             debye_temperature_K=nan,
             bulk_modulus_GPa=nan,
             bulk_modulus_derivative=nan,
@@ -355,7 +458,7 @@ def _finish(job: _Job, settings: ThermalSettings, potential: str) -> ThermalResu
 
         theta = float(debye_temperature(fit.v0_A3, fit.b0_GPa, n, mass, settings.poisson_ratio))
         return ThermalResult(
-            reason=str(exc), debye_temperature_K=theta, **fitted, **failed, **common
+            reason=_joined(str(exc), note), debye_temperature_K=theta, **fitted, **failed, **common
         )
     keep = (qha.temperatures_K >= settings.tmin - 1e-9) & (
         qha.temperatures_K <= settings.tmax + 1e-9
@@ -375,7 +478,7 @@ def _finish(job: _Job, settings: ThermalSettings, potential: str) -> ThermalResu
         )
     return ThermalResult(
         status="ok",
-        reason=reason,
+        reason=_joined(reason, note),
         temperatures_K=qha.temperatures_K[keep],
         alpha_V_per_K=qha.alpha_V_per_K[keep],
         cte_vol_300K_per_K=float(np.interp(300.0, qha.temperatures_K, qha.alpha_V_per_K)),
@@ -440,7 +543,7 @@ def _compute(jobs: list[_Job], settings: ThermalSettings, potential: str) -> Non
     fractions = np.linspace(settings.volume_min, settings.volume_max, settings.n_volumes)
     batch = max(16, settings.n_volumes * 2)
     if live:
-        _energies(live, fractions, batch)
+        _energies(live, fractions, batch, settings)
     # one retry, centred on the lowest sampled energy, for minima at an end of the range
     again = [job for job in live if _needs_recentre(job)]
     for job in again:
@@ -448,7 +551,7 @@ def _compute(jobs: list[_Job], settings: ThermalSettings, potential: str) -> Non
         job.centre = (job.relaxed or job.structure).copy()
         job.centre.scale_lattice(float(centre))
     if again:
-        _energies(again, fractions, batch)
+        _energies(again, fractions, batch, settings)
     results = [_finish(job, settings, potential) for job in jobs]
     share = (time.perf_counter() - start) / len(jobs)
     for job, result in zip(jobs, results):
