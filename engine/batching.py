@@ -64,17 +64,25 @@ class PackedGraphs:
         """The ``Batch`` of the graphs at ``index`` (long tensor), in that order."""
         index = torch.as_tensor(index, dtype=torch.long)
         out = self._batch_class()
+        # torch_geometric's bookkeeping, so that ``to_data_list()`` works on the batch too
+        slice_dict: dict[str, torch.Tensor] = {}
+        inc_dict: dict[str, torch.Tensor | None] = {}
         for key, (value, dim, slices, incs) in self._tensors.items():
             starts = slices[index]
             counts = slices[index + 1] - starts
             part = value.index_select(dim, _segments(starts, counts))
+            offsets = torch.zeros(len(index), dtype=value.dtype)
             if incs is not None:
                 own = incs[index]
-                shift = torch.repeat_interleave(torch.cumsum(own, 0) - own, counts)
-                part = part + _along(shift, part.dim(), dim)
+                offsets = torch.cumsum(own, 0) - own
+                part = part + _along(torch.repeat_interleave(offsets, counts), part.dim(), dim)
             out[key] = part
+            slice_dict[key] = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+            inc_dict[key] = offsets
         for key, values in self._lists.items():
             out[key] = [values[i] for i in index.tolist()]
+            slice_dict[key], inc_dict[key] = torch.arange(len(index) + 1), None
+        out._slice_dict, out._inc_dict = slice_dict, inc_dict
         nodes = self._nodes[index]
         out.batch = torch.repeat_interleave(torch.arange(len(index)), nodes)
         out.ptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(nodes, 0)])

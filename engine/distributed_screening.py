@@ -256,6 +256,7 @@ def screen_partition(
     filters: Filters | None,
     chunk_size: int,
     batch_size: int,
+    disorder=None,
 ) -> PartitionResult:
     """:func:`predict_candidates` of one partition (run on a worker)."""
     batch = read_partition(part)
@@ -268,6 +269,7 @@ def screen_partition(
         chunk_size=chunk_size,
         batch_size=batch_size,
         device="cpu",
+        disorder=disorder,
     )
     return PartitionResult(pred.table, pred.errors, pred.notes, pred.n_read, os.getpid())
 
@@ -498,6 +500,7 @@ def screen_predictions_dask(
     retries: int = DEFAULT_RETRIES,
     progress: bool = True,
     limits: ReadLimits | None = None,
+    disorder=None,
 ) -> DaskRun:
     """:func:`predict_candidates` over ``sources`` on the cluster of ``client``.
 
@@ -515,7 +518,7 @@ def screen_predictions_dask(
         client,
         sources,
         screen_partition,
-        (*refs, filters, chunk_size, batch_size),
+        (*refs, filters, chunk_size, batch_size, disorder),
         partition_size=partition_size,
         retries=retries,
         stream=stream,
@@ -614,6 +617,7 @@ def screen_dask(
     memory_limit: str = DEFAULT_WORKER_MEMORY,
     progress: bool = True,
     limits: ReadLimits | None = None,
+    disorder=None,
 ) -> tuple[ScreenResult, DaskRun]:
     """:func:`engine.screening.screen` with the predictions run on ``cluster`` (a ``Client``,
     or ``local:N`` / ``tcp://HOST:PORT``); the ranking is the same, on the driver."""
@@ -645,7 +649,7 @@ def screen_dask(
     if not isinstance(electrolyte, Reference):
         electrolyte = resolve_electrolyte(
             electrolyte, model, measured=measured, batch_size=batch_size, device="cpu",
-            limits=limits,
+            limits=limits, disorder=disorder,
         )
     with _connected(cluster, memory_limit) as client:
         run = screen_predictions_dask(
@@ -662,6 +666,7 @@ def screen_dask(
             retries=retries,
             progress=progress,
             limits=limits,
+            disorder=disorder,
         )
     table, filter_notes = rank_candidates(
         run.table, electrolyte, measured=measured, filters=filters

@@ -60,3 +60,17 @@ def test_batches_cover_every_graph_once_in_a_seeded_order(crystals):
     assert sorted(torch.cat(seen).tolist()) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     again = packed.batches(4, shuffle=True, generator=torch.Generator().manual_seed(0))
     assert torch.equal(torch.cat([b.y for b in again]), torch.cat(seen))
+
+
+def test_a_packed_batch_splits_back_into_its_graphs(crystals):
+    graphs = _graphs(crystals)
+    index = [4, 1, 3]
+    parts = PackedGraphs(graphs).batch(torch.tensor(index)).to_data_list()
+    assert len(parts) == len(index)
+    for part, i in zip(parts, index):
+        assert part.num_nodes == graphs[i].num_nodes
+        for key in set(graphs[i].keys()) - {"num_nodes"}:
+            if isinstance(graphs[i][key], torch.Tensor):
+                assert torch.equal(part[key], graphs[i][key]), key
+            else:
+                assert part[key] == graphs[i][key], key

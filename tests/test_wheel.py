@@ -155,7 +155,7 @@ def test_console_script_predicts_from_another_folder(installed):
         cwd=ctx["cwd"],
         env=ctx["env"],
     )
-    assert "wrote 1 predictions to out.csv" in proc.stdout
+    assert "wrote 1 prediction to out.csv" in proc.stdout
     row = (ctx["cwd"] / "out.csv").read_text().splitlines()
     assert row[0].startswith("id,formula,n_sites,agl_thermal_expansion_300K (1/K)")
     value = float(row[1].split(",")[3])

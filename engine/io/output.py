@@ -115,8 +115,9 @@ def strict_json(value: Any, **kw: Any) -> str:
 def check_output_path(
     path: str | os.PathLike | None, *, what: str = "--output", folder: bool = False
 ) -> None:
-    """Refuse an output path before any work: a missing parent folder, a file where a folder is
-    wanted (or the reverse), or a place that cannot be written.
+    """Refuse an output path before any work: a missing parent folder (for a model ``folder``,
+    the nearest existing ancestor must be a folder), a file where a folder is wanted (or the
+    reverse), or a place that cannot be written.
 
     Raises:
         ValueError: naming the option and the path.
@@ -125,6 +126,9 @@ def check_output_path(
         return
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
+    if folder:  # a model folder's missing parents are created: check the nearest that exists
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
     if not parent.is_dir():
         raise ValueError(f"{what} {target}: the folder {parent} does not exist")
     if not os.access(parent, os.W_OK):

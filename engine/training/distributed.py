@@ -32,7 +32,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 from torch_geometric.data import Batch, Data
 
 
@@ -91,9 +90,9 @@ def data_parallel(model: nn.Module, device: torch.device) -> DistributedDataPara
 class ShardLoader:
     """This rank's shards of the training batches of an epoch, one :class:`Batch` per step.
 
-    The global batches come from a :class:`DataLoader` with the same sampler and seeded generator
-    as the one-process :class:`~engine.training.loop.Trainer`'s, so every rank, and a one-process
-    run, sees the same batches in the same order. Rank r takes graphs r, r + W, … of each. A
+    The global batches are drawn like the one-process :class:`~engine.training.loop.Trainer`'s
+    (:class:`engine.batching.GraphLoader`: one seeded permutation per epoch), so every rank, and a
+    one-process run, sees the same batches in the same order. Rank r takes graphs r, r + W, … of each. A
     batch is left out on every rank when some shard has fewer than 2 atoms (per-rank batch norm
     needs two values per channel; only a final batch of fewer than 2W graphs can hit this).
 
@@ -106,11 +105,14 @@ class ShardLoader:
         if batch_size < self.world:
             raise ValueError(f"batch size {batch_size} is smaller than the {self.world} "
                              "processes; each needs at least one graph of every batch")
-        self.loader = DataLoader(graphs, batch_size=batch_size, shuffle=True, collate_fn=list,
-                                 generator=torch.Generator().manual_seed(seed))
+        self.graphs, self.batch_size = list(graphs), batch_size
+        self.generator = torch.Generator().manual_seed(seed)
 
     def __iter__(self) -> Iterator[Batch]:
-        for graphs in self.loader:
+        # the order of engine.batching.GraphLoader (the one-process Trainer's) with this seed
+        order = torch.randperm(len(self.graphs), generator=self.generator).tolist()
+        for start in range(0, len(order), self.batch_size):
+            graphs = [self.graphs[i] for i in order[start : start + self.batch_size]]
             shards = [graphs[r::self.world] for r in range(self.world)]
             if min(sum(g.num_nodes for g in shard) for shard in shards) < 2:
                 continue

@@ -57,7 +57,7 @@ def test_upload_cif_and_see_prediction(server, page, tmp_path):
     button.wait_for(timeout=60_000)
     wait_idle(page)
     button.click()
-    page.get_by_text("1 predictions").wait_for(timeout=120_000)
+    page.get_by_text("1 prediction", exact=True).wait_for(timeout=120_000)
     wait_idle(page)
     assert page.get_by_text("Download predictions (CSV)").count() == 1
     body = page.inner_text("body")
