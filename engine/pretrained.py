@@ -166,7 +166,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ModelLoadError(f"No checkpoint at {path}") from None
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, EOFError) as exc:
-        # torch's own message advises weights_only=False: never shown for an untrusted file
+        # torch's own message advises turning the weights-only guard off: never shown for an untrusted file
         raise ModelLoadError(
             f"Refused to load {path.name}: it cannot be read as weights only (tensors and plain "
             "containers), and arbitrary pickled objects are never unpickled "
