@@ -89,7 +89,7 @@ def _structures(demo, n=12):
 def test_registry_and_config_union_list_the_same_families():
     assert set(MODEL_REGISTRY) == set(MODEL_FAMILIES) == {
         "cgcnn", "early-fusion", "attention-fusion", "late-fusion", "rf-magpie", "multitask",
-        "alignn"}
+        "alignn", "cgcnn-physics"}
     adapter = TypeAdapter(ModelConfig)
     for name, cls in MODEL_REGISTRY.items():
         config = cls.config_class()
