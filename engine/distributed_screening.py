@@ -622,11 +622,10 @@ def screen_dask(
     """:func:`engine.screening.screen` with the predictions run on ``cluster`` (a ``Client``,
     or ``local:N`` / ``tcp://HOST:PORT``); the ranking is the same, on the driver."""
     from engine.screening import (
-        PROPERTY_TARGETS,
         _add_note,
         _load,
-        find_property_model,
         measured_table,
+        property_models,
         rank_candidates,
         resolve_electrolyte,
     )
@@ -634,18 +633,7 @@ def screen_dask(
     output = _parquet_path(output)
     model = _load(model)
     measured = measured_table(measured)
-    notes: list[str] = []
-    picked = {}
-    for prop, given, label, needed in (
-        ("e_form", eform_model, "formation-energy", filters is not None and filters.needs_e_form),
-        ("band_gap", gap_model, "band-gap", filters is not None and filters.needs_band_gap),
-    ):
-        picked[prop] = given if given is not None or not needed else find_property_model(prop)
-        if needed and picked[prop] is None:
-            _add_note(
-                notes,
-                f"{label} filter disabled: no model predicts {' or '.join(PROPERTY_TARGETS[prop])}",
-            )
+    picked, notes = property_models(filters, eform_model, gap_model)
     if not isinstance(electrolyte, Reference):
         electrolyte = resolve_electrolyte(
             electrolyte, model, measured=measured, batch_size=batch_size, device="cpu",

@@ -906,6 +906,23 @@ def read_screen_csv(path_or_buffer) -> pd.DataFrame:
     return _typed_table(table)
 
 
+def property_models(filters: Filters | None, eform_model, gap_model) -> tuple[dict, list[str]]:
+    """The formation-energy and band-gap models the ``filters`` need (``{"e_form": …,
+    "band_gap": …}``; a given model wins, else :func:`find_property_model`), and notes for
+    filters disabled because no model predicts their property."""
+    notes: list[str] = []
+    picked = {}
+    for prop, given, label, needed in (
+        ("e_form", eform_model, "formation-energy", filters is not None and filters.needs_e_form),
+        ("band_gap", gap_model, "band-gap", filters is not None and filters.needs_band_gap),
+    ):
+        picked[prop] = given if given is not None or not needed else find_property_model(prop)
+        if needed and picked[prop] is None:
+            _add_note(notes, f"{label} filter disabled: no model predicts "
+                             f"{' or '.join(PROPERTY_TARGETS[prop])}")
+    return picked, notes
+
+
 def screen(candidates, electrolyte, model, *, measured=None, filters: Filters | None = None,
            eform_model=None, gap_model=None, dataset: LabelledDataset | None = None,
            chunk_size: int = DEFAULT_CHUNK_SIZE, progress: Progress | None = None,
@@ -930,16 +947,7 @@ def screen(candidates, electrolyte, model, *, measured=None, filters: Filters | 
     """
     model = _load(model)
     measured = measured_table(measured)
-    notes: list[str] = []
-    picked = {}
-    for prop, given, label, needed in (
-        ("e_form", eform_model, "formation-energy", filters is not None and filters.needs_e_form),
-        ("band_gap", gap_model, "band-gap", filters is not None and filters.needs_band_gap),
-    ):
-        picked[prop] = given if given is not None or not needed else find_property_model(prop)
-        if needed and picked[prop] is None:
-            _add_note(notes, f"{label} filter disabled: no model predicts "
-                             f"{' or '.join(PROPERTY_TARGETS[prop])}")
+    picked, notes = property_models(filters, eform_model, gap_model)
     if not isinstance(electrolyte, Reference):
         electrolyte = resolve_electrolyte(electrolyte, model, measured=measured, dataset=dataset,
                                           batch_size=batch_size, device=device,
