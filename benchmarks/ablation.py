@@ -6,7 +6,7 @@
 Base: CGCNN with the shipped ``cte-cgcnn-aflow`` settings (lr 3e-3, batch 64, cosine schedule,
 best epoch by validation loss) on ``aflow_agl`` with query ``validated_against_mp != False``,
 ``crabnet_split`` train/val and the test split carved from train by formula with split seed 0
-(:func:`engine.datasets.split_dataset`, as the shipped models): the same rows for every lever
+(:func:`engine.io.datasets.split_dataset`, as the shipped models): the same rows for every lever
 and training seed; ``--seed`` changes only the training seed (initialisation, batch order).
 
 Levers (``run``): ``baseline`` (MSE on the standardised target), ``log`` (ln α as the target),
@@ -106,14 +106,14 @@ def run(lever: str, seed: int, epochs: int, threads: int, runs: Path, choose_fro
     (``combined``: the levers chosen from the runs in ``choose_from``)."""
     import torch
 
-    from engine.config import (
+    from engine.core.config import (
         CGCNNConfig,
         CGCNNPhysicsConfig,
         SplitConfig,
         TrainConfig,
         data_dir,
     )
-    from engine.datasets import load_dataset
+    from engine.io.datasets import load_dataset
     from engine.training import train
 
     torch.set_num_threads(threads)

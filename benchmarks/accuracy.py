@@ -52,8 +52,8 @@ ANCHORS: dict[str, dict] = {
 
 def rf_baseline(card, threads: int | None) -> dict:
     """Test metrics of rf-magpie trained on the model's dataset, query and split."""
-    from engine.config import RFMagpieConfig, TrainConfig
-    from engine.datasets import load_dataset, resolve_source
+    from engine.core.config import RFMagpieConfig, TrainConfig
+    from engine.io.datasets import load_dataset, resolve_source
     from engine.training import train
 
     path = resolve_source(card.dataset.source)
@@ -68,8 +68,8 @@ def rf_baseline(card, threads: int | None) -> dict:
 
 
 def measure(threads: int | None) -> dict:
-    from engine.config import shipped_model_dir
-    from engine.store import read_card
+    from engine.core.config import shipped_model_dir
+    from engine.store.directory import read_card
 
     rows = []
     for directory in sorted(p for p in shipped_model_dir().iterdir() if (p / "model.json").is_file()):

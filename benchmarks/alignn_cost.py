@@ -37,7 +37,7 @@ MODELS = ("cgcnn", "alignn", "alignn-angle3")
 
 
 def _config(name: str):
-    from engine.config import ALIGNNConfig, CGCNNConfig
+    from engine.core.config import ALIGNNConfig, CGCNNConfig
 
     return {"cgcnn": CGCNNConfig(), "alignn": ALIGNNConfig(),
             "alignn-angle3": ALIGNNConfig(angle_cutoff=3.0)}[name]
@@ -54,9 +54,9 @@ def worker(name: str, limit: int, epochs: int, batch_size: int, threads: int) ->
     import numpy as np
     import torch
 
-    from engine.config import GraphConfig, SplitConfig, TrainConfig, data_dir
-    from engine.datasets import load_dataset
-    from engine.graphs import GraphBuilder
+    from engine.core.config import GraphConfig, SplitConfig, TrainConfig, data_dir
+    from engine.graphs.builder import GraphBuilder
+    from engine.io.datasets import load_dataset
     from engine.models import build_inputs, build_model
     from engine.training import train
     from engine.training.callbacks import Callback

@@ -55,7 +55,7 @@ def _peak_rss_mb() -> float:
 
 
 def run(path: Path, workers: int, model: str, partition_size: int, work: Path) -> dict:
-    from engine.distributed_screening import dask_client, screen_dask, write_ranked
+    from engine.apps.screening.dask import dask_client, screen_dask, write_ranked
 
     out = work / f"ranked-{path.stem}-{workers}w.parquet"
     start = time.perf_counter()
@@ -124,7 +124,7 @@ def write_doc(rows: list[dict], meta: dict) -> None:
 
 
 def main() -> None:
-    from engine.config import data_dir
+    from engine.core.config import data_dir
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000, 100000])

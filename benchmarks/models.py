@@ -28,8 +28,8 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
-from engine.config import MODEL_FAMILIES, SplitConfig, TrainConfig, data_dir
-from engine.datasets import load_dataset
+from engine.core.config import MODEL_FAMILIES, SplitConfig, TrainConfig, data_dir
+from engine.io.datasets import load_dataset
 from engine.models import MODEL_REGISTRY
 from engine.training import train
 

@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.config import CGCNNConfig, MultitaskConfig, SplitConfig, TrainConfig, data_dir
-from engine.datasets import load_dataset, split_dataset
+from engine.core.config import CGCNNConfig, MultitaskConfig, SplitConfig, TrainConfig, data_dir
+from engine.core.units import unit_of
+from engine.io.datasets import load_dataset, split_dataset
 from engine.training import train
-from engine.units import unit_of
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "results" / "multitask_transfer.json"

@@ -75,7 +75,7 @@ def metrics(pred: np.ndarray, y: np.ndarray) -> dict:
 
 
 def forest(threads: int | None):
-    from engine.config import RFMagpieConfig
+    from engine.core.config import RFMagpieConfig
     from engine.models.forest import make_forest
 
     return make_forest(RFMagpieConfig(), seed=0, n_jobs=threads)
@@ -87,9 +87,9 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
-    from engine.config import SplitConfig, data_dir
-    from engine.datasets import load_dataset, split_dataset
+    from engine.core.config import SplitConfig, data_dir
     from engine.features.composition import magpie_many
+    from engine.io.datasets import load_dataset, split_dataset
     from engine.physics.potential import potential_name
 
     dataset = load_dataset(data_dir() / "aflow_agl" / "structures.jsonl.gz").query(QUERY)
@@ -168,9 +168,9 @@ def main() -> None:
     record("Δ-model: physics + rf(magpie ‖ physics)", delta_pred, ok)
 
     # (a) pooled graph vector of the shipped CGCNN (same train rows) with and without physics
-    from engine.config import shipped_model_dir
-    from engine.prediction import embed
-    from engine.structures import NamedStructure
+    from engine.core.config import shipped_model_dir
+    from engine.inference.prediction import embed
+    from engine.io import NamedStructure
 
     items = [NamedStructure(i, s, "aflow_agl") for i, s in zip(dataset.ids, dataset.structures)]
     pooled, used_items = embed(shipped_model_dir() / "cte-cgcnn-aflow", items, device="cpu")

@@ -52,7 +52,7 @@ RECIPES = [
 
 def rows() -> list[dict]:
     """All rows of aflow_agl/structures.jsonl.gz, in file order."""
-    from engine.config import data_dir
+    from engine.core.config import data_dir
 
     root = data_dir()
     if root is None:
@@ -225,7 +225,7 @@ def run(limit: int | None) -> None:
     settings = ThermalSettings()
     todo = ordered(rows())[:limit]
     structures = ((r["auid"], to_structure(r)) for r in todo)
-    from engine.structures import NamedStructure
+    from engine.io import NamedStructure
 
     named = (NamedStructure(a, s, "aflow_agl") for a, s in structures)
     start = time.perf_counter()
@@ -241,9 +241,9 @@ def run(limit: int | None) -> None:
 
 def relax_ions(sample: int) -> None:
     """Both settings on ``sample`` validated rows; per-row results in ``$PHYSICS_WORK``."""
+    from engine.io import NamedStructure
     from engine.physics import ThermalSettings, thermal_properties
     from engine.physics.potential import load_potential
-    from engine.structures import NamedStructure
 
     load_potential()
     picked = [r for r in ordered(rows()) if r["validated_against_mp"]][:sample]

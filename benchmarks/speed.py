@@ -11,7 +11,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from engine.bench import run_benchmarks
+from engine.apps.bench import run_benchmarks
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "results" / "speed.json"
 

@@ -84,7 +84,7 @@ def warm_up_umap(delay_s: float = 5.0) -> threading.Thread | None:
         time.sleep(delay_s)
         import numpy as np
 
-        from engine.embeddings import reduce
+        from engine.inference.embeddings import reduce
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -112,13 +112,13 @@ def project_root() -> Path:
 
 
 def examples_dir() -> Path:
-    from engine.examples import EXAMPLES_DIR
+    from engine.materials.examples import EXAMPLES_DIR
 
     return EXAMPLES_DIR
 
 
 def data_root() -> Path | None:
-    from engine.config import data_dir
+    from engine.core.config import data_dir
 
     root = data_dir()
     return root if root is not None and root.is_dir() else None
@@ -137,7 +137,7 @@ def _models_cached(stamp: str) -> list[dict]:
 
 def _models_stamp() -> str:
     """Changes when a model directory is added or removed (so new runs show up at once)."""
-    from engine.config import shipped_model_dir, user_model_dir
+    from engine.core.config import shipped_model_dir, user_model_dir
 
     parts = []
     for root in (shipped_model_dir(), user_model_dir()):
@@ -482,7 +482,7 @@ def training_dataset(card):
     """The dataset a model was trained on, if it is on this machine (query applied), else None."""
     if card is None or card.dataset is None:
         return None
-    from engine.datasets import resolve_source
+    from engine.io.datasets import resolve_source
 
     path = resolve_source(card.dataset.source)
     if path is None:

@@ -56,7 +56,7 @@ def upload_key(files: list[tuple[str, bytes]]) -> str:
 
 def default_root() -> Path:
     """Where upload folders live: ``home_dir()/uploads``."""
-    from engine.config import home_dir
+    from engine.core.config import home_dir
 
     return home_dir() / "uploads"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from engine.config import data_dir
+from engine.core.config import data_dir
 
 
 @pytest.fixture(autouse=True)

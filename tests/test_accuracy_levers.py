@@ -9,12 +9,18 @@ import pandas as pd
 import pytest
 import torch
 
-from engine.config import CGCNNConfig, CGCNNPhysicsConfig, GraphConfig, SplitConfig, TrainConfig
-from engine.datasets import load_dataset
-from engine.graphs import GraphBuilder
+from engine.core.config import (
+    CGCNNConfig,
+    CGCNNPhysicsConfig,
+    GraphConfig,
+    SplitConfig,
+    TrainConfig,
+)
+from engine.graphs.builder import GraphBuilder
+from engine.io.datasets import load_dataset
 from engine.models import build_inputs, build_model, model_config_from_dict
 from engine.models.physics_inputs import PHYSICS_INPUTS, PHYSICS_PROPERTY
-from engine.store import Normalizer, load_model
+from engine.store.directory import Normalizer, load_model
 from engine.training import regression_metrics, train
 from engine.training.loop import Trainer
 
@@ -156,8 +162,8 @@ def test_cli_predict_computes_physics_inputs_and_reports_the_fallback(
 ):
     from types import SimpleNamespace
 
-    import engine.physics.inputs as physics_inputs
-    from engine.__main__ import main
+    import engine.inference.physics_inputs as physics_inputs
+    from engine.apps.cli.main import main
 
     dataset = small_demo.subset(np.arange(len(small_demo.items)))
     for s in dataset.structures:
@@ -208,7 +214,7 @@ def test_cli_predict_computes_physics_inputs_and_reports_the_fallback(
 
 
 def test_cli_train_takes_target_transform_and_loss(shared_data, tmp_path):
-    from engine.__main__ import main
+    from engine.apps.cli.main import main
 
     out = tmp_path / "log-huber"
     code = main(

@@ -13,11 +13,11 @@ import torch
 from pymatgen.core.operations import SymmOp
 from torch_geometric.data import Batch
 
-from engine.config import ALIGNNConfig, GraphConfig, SplitConfig, TrainConfig
-from engine.graphs import GraphBuilder
-from engine.linegraph import LineGraphData, attach_line_graph, line_graph
+from engine.core.config import ALIGNNConfig, GraphConfig, SplitConfig, TrainConfig
+from engine.graphs.builder import GraphBuilder
+from engine.graphs.linegraph import LineGraphData, attach_line_graph, line_graph
 from engine.models import MissingInputError, build_model, model_config_from_dict
-from engine.store import LoadedModel, ModelCard, Normalizer, load_model, save_model
+from engine.store.directory import LoadedModel, ModelCard, Normalizer, load_model, save_model
 from tests.conftest import srtio3
 
 CTE = "agl_thermal_expansion_300K"
@@ -236,7 +236,7 @@ def test_save_load_round_trip_is_exact(model, crystals, tmp_path):
 
 @pytest.fixture(scope="module")
 def demo(shared_data):
-    from engine.datasets import load_dataset
+    from engine.io.datasets import load_dataset
 
     return load_dataset(shared_data / "aflow_agl" / "demo.jsonl.gz", limit=100)
 
@@ -268,7 +268,7 @@ def test_trains_two_epochs_and_reloads_identically(run, demo):
 
 
 def test_cli_lists_and_trains_alignn(shared_data, tmp_path, capsys):
-    from engine.__main__ import main
+    from engine.apps.cli.main import main
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])

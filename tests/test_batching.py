@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch_geometric.data import Batch
 
-from engine.batching import PackedGraphs
-from engine.graphs import GraphBuilder
-from engine.linegraph import attach_line_graph
+from engine.graphs.batching import PackedGraphs
+from engine.graphs.builder import GraphBuilder
+from engine.graphs.linegraph import attach_line_graph
 
 
 def _graphs(crystals):

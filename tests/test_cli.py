@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.__main__ import main
+from engine.apps.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 CTE = "agl_thermal_expansion_300K"
@@ -76,7 +76,7 @@ def test_evaluate_json_last_line(trained, shared_data, capsys):
 def test_models_json_lists_pretrained_and_user_models(trained, capsys, monkeypatch):
     import shutil
 
-    from engine.config import user_model_dir
+    from engine.core.config import user_model_dir
 
     shutil.copytree(trained, user_model_dir() / "tiny-cte")
     assert main(["models", "--json"]) == 0

@@ -34,7 +34,7 @@ def matminer_magpie():
 
 @pytest.fixture(scope="module")
 def demo_compositions(shared_data):
-    from engine.datasets import load_dataset
+    from engine.io.datasets import load_dataset
 
     dataset = load_dataset(shared_data / "aflow_agl" / "demo.jsonl.gz", limit=60)
     return [item.structure.composition for item in dataset.items]

@@ -12,18 +12,18 @@ import pytest
 
 distributed = pytest.importorskip("distributed", reason="needs the [dask] extra")
 
-from engine.__main__ import main  # noqa: E402
-from engine.distributed_screening import (  # noqa: E402
+from engine.apps.cli.main import main  # noqa: E402
+from engine.apps.screening.dask import (  # noqa: E402
     _WORKER_MODELS,
     Partition,
     predict_dask,
     run_partitions,
     screen_predictions_dask,
 )
-from engine.examples import EXAMPLES_DIR  # noqa: E402
-from engine.screening import predict_candidates, read_screen_csv  # noqa: E402
-from engine.store import load_model  # noqa: E402
-from engine.structures import record_id  # noqa: E402
+from engine.apps.screening.screen import predict_candidates, read_screen_csv  # noqa: E402
+from engine.io import record_id  # noqa: E402
+from engine.materials.examples import EXAMPLES_DIR  # noqa: E402
+from engine.store.directory import load_model  # noqa: E402
 
 MODEL = "cte-cgcnn-aflow"
 N = 300

@@ -1,4 +1,4 @@
-"""Tests for engine.datasets: layouts, table, hashing and splits."""
+"""Tests for engine.io.datasets: layouts, table, hashing and splits."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 from pymatgen.io.vasp import Poscar
 
-from engine.config import SplitConfig
-from engine.datasets import LabelledDataset, find_datasets, load_dataset, split_dataset
-from engine.structures import NamedStructure
+from engine.core.config import SplitConfig
+from engine.io import NamedStructure
+from engine.io.datasets import LabelledDataset, find_datasets, load_dataset, split_dataset
 
 ELEMENTS = ["Li", "Na", "K", "Rb", "Cs", "Mg", "Ca", "Sr", "Ba", "Zn"]
 ANIONS = ["F", "Cl", "Br", "I", "O", "S"]

@@ -36,8 +36,8 @@ from torch import nn
 from torch_geometric.data import Batch
 
 import engine.training.run
-from engine.__main__ import main
-from engine.store import load_model
+from engine.apps.cli.main import main
+from engine.store.directory import load_model
 from engine.training.loop import Trainer
 from tests.conftest import distorted, nacl, srtio3
 

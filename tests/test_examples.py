@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.examples import EXAMPLES, EXAMPLES_DIR, build, example_files, write_examples
-from engine.structures import read_structures
+from engine.io import read_structures
+from engine.materials.examples import EXAMPLES, EXAMPLES_DIR, build, example_files, write_examples
 
 
 def test_at_least_ten_examples_with_sources():
@@ -25,7 +25,7 @@ def test_built_cell_has_formula_and_lattice(example):
 
 def test_shipped_files_read_back_with_formulas():
     files = example_files()
-    assert len(files) == len(EXAMPLES), "run `python -m engine.examples` to regenerate"
+    assert len(files) == len(EXAMPLES), "run `python -m engine.materials.examples` to regenerate"
     batch = read_structures(EXAMPLES_DIR)
     assert not batch.errors, batch.errors
     formulas = {item.id: item.structure.composition.reduced_formula for item in batch.items}

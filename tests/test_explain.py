@@ -1,11 +1,11 @@
-"""Symmetry labels and polymorph pairs (engine.explain)."""
+"""Symmetry labels and polymorph pairs (engine.inference.explain)."""
 
 from __future__ import annotations
 
 import pandas as pd
 from pymatgen.core import Lattice, Structure
 
-from engine.explain import polymorph_pairs, symmetry
+from engine.inference.explain import polymorph_pairs, symmetry
 
 
 def test_symmetry_of_cubic_perovskite_and_rutile():

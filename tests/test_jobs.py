@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import CGCNNConfig, SplitConfig, TrainConfig, user_model_dir
-from engine.jobs import (
+from engine.apps.jobs.training import (
     cancel_job,
     delete_job,
     job_dir,
@@ -20,6 +19,7 @@ from engine.jobs import (
     read_log,
     start_training_job,
 )
+from engine.core.config import CGCNNConfig, SplitConfig, TrainConfig, user_model_dir
 from tests.dashboard.helpers import wait_job, write_dataset
 
 TARGET = "agl_thermal_expansion_300K"  # the column write_dataset fills
@@ -55,8 +55,8 @@ def test_job_runs_to_done_and_saves_model(tmp_path):
 
 @pytest.mark.slow
 def test_multitask_job_learns_every_target(tmp_path):
-    from engine.config import MultitaskConfig
-    from engine.store import read_card
+    from engine.core.config import MultitaskConfig
+    from engine.store.directory import read_card
 
     data = write_dataset(tmp_path / "two.jsonl", n=24, second_target=True)
     job_id = start_training_job(

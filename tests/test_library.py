@@ -14,8 +14,9 @@ from pymatgen.core import Composition, Element, Lattice, Structure
 from pymatgen.core.periodic_table import Species
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-from engine.examples import EXAMPLES
-from engine.library import (
+from engine.io import read_structures
+from engine.materials.examples import EXAMPLES
+from engine.materials.library import (
     ESTIMATE,
     FAMILIES,
     KNOWN_LATTICES,
@@ -34,7 +35,6 @@ from engine.library import (
     tolerance_factor,
     write_library,
 )
-from engine.structures import read_structures
 
 #: Formula-unit site counts (A, B, O) and space group (symbol, number) of each family.
 STOICHIOMETRY = {

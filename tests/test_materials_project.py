@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from engine.__main__ import main
+from engine.apps.cli.main import main
 from engine.io.materials_project import fetch_materials_project
 from tests.optimade_server import free_port
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from pymatgen.core.operations import SymmOp
 
-from engine.config import CGCNNConfig, GraphConfig
+from engine.core.config import CGCNNConfig, GraphConfig
 from engine.models import build_model
-from engine.store import (
+from engine.store.directory import (
     LoadedModel,
     ModelCard,
     ModelLoadError,

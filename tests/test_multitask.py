@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch
 
-from engine.config import (
+from engine.core.config import (
     CGCNNConfig,
     GraphConfig,
     MultitaskConfig,
@@ -25,11 +25,11 @@ from engine.config import (
     TrainConfig,
     user_model_dir,
 )
-from engine.graphs import GraphBuilder
+from engine.graphs.builder import GraphBuilder
+from engine.inference.prediction import evaluate, predict
+from engine.io import NamedStructure
 from engine.models import MODEL_REGISTRY, build_inputs, build_model, model_config_from_dict
-from engine.prediction import evaluate, predict
-from engine.store import ModelLoadError, Normalizer, list_models, load_model
-from engine.structures import NamedStructure
+from engine.store.directory import ModelLoadError, Normalizer, list_models, load_model
 from engine.training import train
 from engine.training.multitask import attach_task_labels
 from tests.conftest import nacl
@@ -46,7 +46,7 @@ def elastic_path(shared_data):
 
 @pytest.fixture(scope="module")
 def elastic(elastic_path):
-    from engine.datasets import load_dataset
+    from engine.io.datasets import load_dataset
 
     ds = load_dataset(elastic_path, limit=150)
     assert ds.table["log10_K_VRH"].isna().sum() > 0  # the slice has missing labels
@@ -66,7 +66,7 @@ def learned(elastic, tmp_path_factory):
 @pytest.fixture(scope="module")
 def cli_model(elastic_path, tmp_path_factory):
     """Inverse-scale weighting, three targets, trained with the CLI."""
-    from engine.__main__ import main
+    from engine.apps.cli.main import main
 
     out = tmp_path_factory.mktemp("mtcli") / "cli-mt"
     assert main(["train", "--data", str(elastic_path), "--limit", "80", "--model", "multitask",
@@ -274,7 +274,7 @@ def test_predict_and_evaluate_per_task(learned, elastic):
 
 
 def test_list_models_gives_the_targets(learned, capsys):
-    from engine.__main__ import main
+    from engine.apps.cli.main import main
 
     _, path = learned
     shutil.copytree(path, user_model_dir() / "mt-listed")
@@ -294,7 +294,7 @@ def test_list_models_gives_the_targets(learned, capsys):
 
 def test_cli_multitarget_train_predict_evaluate(cli_model, elastic_path, shared_data, tmp_path,
                                                 capsys):
-    from engine.__main__ import main
+    from engine.apps.cli.main import main
 
     card = json.loads((cli_model / "model.json").read_text())
     assert card["target"] == "band_gap"
@@ -331,7 +331,7 @@ def test_cli_multitarget_train_predict_evaluate(cli_model, elastic_path, shared_
 
 
 def test_single_target_families_refuse_several_targets(elastic, elastic_path, tmp_path, capsys):
-    from engine.__main__ import main
+    from engine.apps.cli.main import main
 
     with pytest.raises(ValueError, match="single target"):
         train(elastic, TARGETS[:2], model=CGCNNConfig(**TINY), out=tmp_path / "x")

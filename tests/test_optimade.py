@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import requests
 
-from engine.__main__ import main
-from engine.examples import EXAMPLES_DIR
+from engine.apps.cli.main import main
+from engine.io import NamedStructure, read_structures
 from engine.io.optimade import (
     _convert,
     fetch_structures,
@@ -19,7 +19,7 @@ from engine.io.optimade import (
     structure_record,
     write_jsonl,
 )
-from engine.structures import NamedStructure, read_structures
+from engine.materials.examples import EXAMPLES_DIR
 from tests.optimade_server import free_port, optimade_jsonl, reference_server
 
 #: La0.6Sr0.4CoO3 with the A site shared and 5 % oxygen vacancies, as a provider serves it.

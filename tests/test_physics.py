@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.__main__ import main
+from engine.apps.cli.main import main
 from engine.physics import ThermalSettings, thermal_properties
 from engine.physics.qha import (
     EV_PER_A3_TO_GPA,
@@ -175,8 +175,8 @@ def test_background_job_reports_progress_and_results():
     pytest.importorskip("chgnet")
     import time
 
-    from engine.physics.jobs import start_thermal_job, thermal_job
-    from engine.structures import NamedStructure
+    from engine.apps.jobs.physics import start_thermal_job, thermal_job
+    from engine.io import NamedStructure
 
     job = start_thermal_job([NamedStructure("NaCl", nacl(), "test")])
     deadline = time.time() + 120

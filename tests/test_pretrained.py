@@ -18,16 +18,16 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from engine import pretrained
-from engine.config import data_dir
-from engine.features.elements import cgcnn_element_table
-from engine.pretrained import (
+from engine.catalog import original as pretrained
+from engine.catalog.original import (
     ORIGINAL_MODELS,
     checkpoint_path,
     original_cards,
     read_checkpoint,
 )
-from engine.store import LoadedModel, ModelLoadError, list_models, load_model
+from engine.core.config import data_dir
+from engine.features.elements import cgcnn_element_table
+from engine.store.directory import LoadedModel, ModelLoadError, list_models, load_model
 
 STEMS = sorted(ORIGINAL_MODELS)
 FORMATION = "formation-energy-per-atom"
@@ -43,7 +43,7 @@ def _sample_dir() -> Path | None:
 
 needs_samples = pytest.mark.skipif(
     _sample_dir() is None,
-    reason="sample CIFs not found: engine.config.data_dir() gives no folder with cgcnn_sample/ "
+    reason="sample CIFs not found: engine.core.config.data_dir() gives no folder with cgcnn_sample/ "
     "(set CRYSTAL_SCREEN_DATA to the shared data directory)",
 )
 

@@ -15,9 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.examples import EXAMPLES_DIR
-from engine.prediction import predict
-from engine.screening import (
+from engine.apps.screening.screen import (
     OUTPUT_COLUMNS,
     REFERENCE_REASON,
     Filters,
@@ -36,7 +34,9 @@ from engine.screening import (
     resolve_electrolyte,
     screen,
 )
-from engine.structures import read_structures
+from engine.inference.prediction import predict
+from engine.io import read_structures
+from engine.materials.examples import EXAMPLES_DIR
 
 CTE = "agl_thermal_expansion_300K"
 PEROVSKITES = [("Sr", "Ti"), ("Ba", "Zr"), ("La", "Co"), ("La", "Fe"), ("Ca", "Ti"), ("Sr", "Fe"),
@@ -80,7 +80,7 @@ def cif_text(a_el: str, b_el: str, a: float, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def cte_model():
-    from engine.store import load_model
+    from engine.store.directory import load_model
 
     return load_model("cte-cgcnn-aflow")
 
@@ -96,8 +96,8 @@ def examples_screen(cte_model):
 def property_models(tmp_path_factory):
     """Tiny CGCNNs for the formation energy (``e_form``, eV/atom) and band gap (eV), trained
     one epoch on 36 perovskites."""
-    from engine.config import CGCNNConfig, SplitConfig, TrainConfig
-    from engine.datasets import load_dataset
+    from engine.core.config import CGCNNConfig, SplitConfig, TrainConfig
+    from engine.io.datasets import load_dataset
     from engine.training import train
 
     root = tmp_path_factory.mktemp("property-models")
@@ -281,15 +281,15 @@ def test_formation_energy_and_band_gap_filters(cte_model, property_models):
 
 def test_property_models_found_by_target_and_filters_disabled_without_one(
         cte_model, monkeypatch):
-    import engine.store
+    import engine.store.directory
 
     found = find_property_model("band_gap")
-    names = {m["name"]: m for m in engine.store.list_models()}
+    names = {m["name"]: m for m in engine.store.directory.list_models()}
     if found is not None:  # shipped first, then the original CGCNN weights, then the user's
         assert found in {m["path"] or m["name"] for m in names.values()
                          if "band_gap" in (m.get("targets") or [m["target"]])}
-    only_cte = [m for m in engine.store.list_models() if m["target"] == CTE]
-    monkeypatch.setattr(engine.store, "list_models", lambda: only_cte)
+    only_cte = [m for m in engine.store.directory.list_models() if m["target"] == CTE]
+    monkeypatch.setattr(engine.store.directory, "list_models", lambda: only_cte)
     assert find_property_model("e_form") is None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -464,7 +464,7 @@ def test_mismatch_matrix_with_sigma(examples_screen):
 
 
 def test_cli_screen_end_to_end(tmp_path, capsys):
-    from engine.__main__ import main
+    from engine.apps.cli.main import main
 
     measured = tmp_path / "measured.csv"
     measured.write_text("material,cte_lin_per_K,cte_lin_std_per_K\nYSZ,10.5e-6,0.2e-6\n"

@@ -6,10 +6,10 @@ import warnings
 
 import pytest
 
-from engine.__main__ import main
-from engine.config import SplitConfig, TrainConfig
-from engine.datasets import load_dataset
-from engine.store import load_model
+from engine.apps.cli.main import main
+from engine.core.config import SplitConfig, TrainConfig
+from engine.io.datasets import load_dataset
+from engine.store.directory import load_model
 from engine.training.search import SCIENCE_GRID, hyperparameter_search, search_settings
 from tests.dashboard.helpers import write_dataset
 

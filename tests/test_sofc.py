@@ -13,8 +13,15 @@ import torch
 from pymatgen.core import Lattice, Structure
 from torch_geometric.data import Batch
 
-from engine.calibration import MIN_POINTS, apply_calibration, fit_calibration
-from engine.config import (
+from engine.apps.screening.operating_range import (
+    mean_alpha_V,
+    physics_note,
+    range_column,
+    range_ctes,
+    rank_over_range,
+)
+from engine.apps.screening.screen import REFERENCE_REASON, Reference, rank_candidates, screen
+from engine.core.config import (
     ALIGNNConfig,
     AttentionFusionConfig,
     CGCNNConfig,
@@ -24,22 +31,21 @@ from engine.config import (
     MultitaskConfig,
     RFMagpieConfig,
 )
-from engine.disorder import DisorderSettings, OrderingError, orderings, predict_structures
 from engine.features.composition import magpie
 from engine.features.elements import cgcnn_element_table
-from engine.graphs import GraphBuilder
+from engine.graphs.builder import GraphBuilder
+from engine.io import NamedStructure
+from engine.materials.disorder import DisorderSettings, OrderingError, orderings, predict_structures
+from engine.materials.sofc import (
+    find_material,
+    on_prototype,
+    parse_spec,
+    resolve_structure,
+    sofc_batch,
+)
 from engine.models import build_inputs, build_model
 from engine.models.base import embed_atoms
-from engine.operating_range import (
-    mean_alpha_V,
-    physics_note,
-    range_column,
-    range_ctes,
-    rank_over_range,
-)
-from engine.screening import REFERENCE_REASON, Reference, rank_candidates, screen
-from engine.sofc import find_material, on_prototype, parse_spec, resolve_structure, sofc_batch
-from engine.structures import NamedStructure
+from engine.uq.calibration import MIN_POINTS, apply_calibration, fit_calibration
 
 CTE_MODEL = "cte-cgcnn-aflow"  # the fastest shipped thermal-expansion model
 
@@ -275,7 +281,7 @@ def test_screen_names_and_the_electrolyte_is_not_its_own_candidate():
 
 @pytest.mark.slow
 def test_cli_screen_with_a_composition_on_a_prototype(tmp_path, capsys):
-    from engine.__main__ import main
+    from engine.apps.cli.main import main
 
     out = tmp_path / "out.csv"
     assert (
@@ -303,7 +309,7 @@ def test_cli_screen_with_a_composition_on_a_prototype(tmp_path, capsys):
 def test_disordered_cif_through_predict(tmp_path):
     from pymatgen.io.cif import CifWriter
 
-    from engine.__main__ import main
+    from engine.apps.cli.main import main
 
     path, out = tmp_path / "lscf.cif", tmp_path / "out.csv"
     CifWriter(resolve_structure("LSCF").structure).write_file(path)
@@ -314,7 +320,7 @@ def test_disordered_cif_through_predict(tmp_path):
 
 
 def test_cli_predict_takes_a_composition_on_a_prototype(capsys):
-    from engine.__main__ import main
+    from engine.apps.cli.main import main
 
     assert main(["predict", "--model", CTE_MODEL, "--input", "Ce0.9Gd0.1O1.95 as fluorite"]) == 0
     assert "Ce0.9Gd0.1O1.95 as fluorite" in capsys.readouterr().out
@@ -461,7 +467,7 @@ def test_applied_calibration_marks_values_and_reranks():
 def test_cli_screen_range_disabled_and_enabled(tmp_path, capsys, monkeypatch):
     import importlib
 
-    from engine.__main__ import main
+    from engine.apps.cli.main import main
 
     args = [
         "screen",
@@ -502,7 +508,7 @@ def test_cli_screen_range_disabled_and_enabled(tmp_path, capsys, monkeypatch):
 
 
 def test_measured_value_found_under_the_library_name_of_an_abbreviation():
-    from engine.screening import resolve_electrolyte
+    from engine.apps.screening.screen import resolve_electrolyte
 
     ref = resolve_electrolyte("GDC", CTE_MODEL, measured={"10GDC": 12.0e-6})
     assert ref.source == "measured" and ref.cte_lin == 12.0e-6

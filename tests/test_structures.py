@@ -1,4 +1,4 @@
-"""Tests for engine.structures: formats, containers, and validation errors."""
+"""Tests for engine.io: formats, containers, and validation errors."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 from pymatgen.io.vasp import Poscar
 
-from engine import structures as st
-from engine.config import data_dir
-from engine.structures import (
+import engine.io as st
+from engine.core.config import data_dir
+from engine.io import (
     NamedStructure,
     ReadError,
     StructureBatch,

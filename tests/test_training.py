@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.config import CGCNNConfig, SplitConfig, TrainConfig
-from engine.datasets import load_dataset
-from engine.store import load_model
+from engine.core.config import CGCNNConfig, SplitConfig, TrainConfig
+from engine.io.datasets import load_dataset
+from engine.store.directory import load_model
 from engine.training import regression_metrics, train
 
 CTE = "agl_thermal_expansion_300K"
@@ -111,8 +111,8 @@ def test_cancel_file_stops_training_inside_the_epoch(crystals, tmp_path):
     """A cancel request ends the epoch at the next batch (checked at most every 0.5 s)."""
     import torch
 
-    from engine.config import GraphConfig
-    from engine.graphs import GraphBuilder
+    from engine.core.config import GraphConfig
+    from engine.graphs.builder import GraphBuilder
     from engine.models import build_model
     from engine.training.callbacks import Callback, ProgressFile
     from engine.training.loop import Trainer
@@ -143,8 +143,8 @@ def test_an_epoch_raises_no_user_warning(crystals):
 
     import torch
 
-    from engine.config import GraphConfig
-    from engine.graphs import GraphBuilder
+    from engine.core.config import GraphConfig
+    from engine.graphs.builder import GraphBuilder
     from engine.models import build_model
     from engine.training.loop import Trainer
 

@@ -1,4 +1,4 @@
-"""σ and the applicability domain (engine.uncertainty), ensembles, and their CLI."""
+"""σ and the applicability domain (engine.uq.uncertainty), ensembles, and their CLI."""
 
 from __future__ import annotations
 
@@ -10,13 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.__main__ import main
-from engine.config import CGCNNConfig, SplitConfig, TrainConfig, user_model_dir
-from engine.datasets import load_dataset
-from engine.prediction import embed, evaluate, nearest_training, predict
-from engine.store import EnsembleModel, LoadedModel, ModelLoadError, list_models, load_model
-from engine.structures import NamedStructure
-from engine.uncertainty import (
+from engine.apps.cli.main import main
+from engine.core.config import CGCNNConfig, SplitConfig, TrainConfig, user_model_dir
+from engine.inference.prediction import embed, evaluate, nearest_training, predict
+from engine.io import NamedStructure
+from engine.io.datasets import load_dataset
+from engine.store.directory import (
+    EnsembleModel,
+    LoadedModel,
+    ModelLoadError,
+    list_models,
+    load_model,
+)
+from engine.uq.uncertainty import (
     EXPECTED_1SIGMA,
     EXPECTED_2SIGMA,
     MAD_TO_SIGMA,
@@ -460,7 +466,7 @@ def test_cli_train_ensemble(toy, tmp_path, capsys):
 def test_domain_neighbours_equal_scikit_learn():
     from sklearn.neighbors import NearestNeighbors
 
-    from engine.uncertainty import Domain
+    from engine.uq.uncertainty import Domain
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(300, 8)).astype(np.float32)

@@ -39,7 +39,7 @@ class Found:
 
 def _validated(items, errors):
     """A ``StructureBatch`` of the items that pass the engine's checks; the rest as errors."""
-    from engine.structures import (
+    from engine.io import (
         ReadError,
         StructureBatch,
         StructureReadError,
@@ -162,7 +162,7 @@ def search(page: str) -> Found | None:
 def save(found: Found) -> Path:
     """Write every structure of a search as JSON lines (``home_dir()/optimade/``); the dataset
     reader then lists the ones it cannot use, with reasons."""
-    from engine.config import home_dir
+    from engine.core.config import home_dir
     from engine.io.optimade import write_jsonl
 
     folder = home_dir() / "optimade"

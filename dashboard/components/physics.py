@@ -47,8 +47,8 @@ def alpha_curve(result, learned: tuple[float, float] | None = None) -> go.Figure
 
 def _results(items, settings, key: str) -> list | None:
     """Results for ``items``: computed inline, or from a background job (None while running)."""
+    from engine.apps.jobs.physics import start_thermal_job, thermal_job
     from engine.physics import thermal_properties
-    from engine.physics.jobs import start_thermal_job, thermal_job
 
     runs = st.session_state.setdefault(f"{key}_physics_runs", {})
     run_key = (tuple(it.id for it in items), settings.relax)

@@ -26,7 +26,7 @@ CRYSTAL_SYSTEM_COLOURS = {
 }
 #: Other categories: a qualitative palette without light/dark pairs of one hue.
 QUALITATIVE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
-#: Table-cell styles of the domain flags (engine.uncertainty: in-domain | borderline |
+#: Table-cell styles of the domain flags (engine.uq.uncertainty: in-domain | borderline |
 #: out-of-domain), for ``DataFrame.style.map``.
 DOMAIN_COLOURS = {
     "in-domain": "background-color: rgba(46, 160, 67, 0.25)",
@@ -357,7 +357,7 @@ def polymorph_scatter(pairs: pd.DataFrame, display: Display, *, title: str | Non
                       ) -> go.Figure:
     """Predicted against true difference between the two structures of each polymorph pair
     (same formula), coloured by the pair's mean graph weight; ``pairs`` comes from
-    :func:`engine.explain.polymorph_pairs` with ``target`` and ``w_graph`` carried."""
+    :func:`engine.inference.explain.polymorph_pairs` with ``target`` and ``w_graph`` carried."""
     df = pairs.copy()
     df["true_diff"] = display.scale(df["target_a"] - df["target_b"])
     df["pred_diff"] = display.scale(df["prediction_a"] - df["prediction_b"])

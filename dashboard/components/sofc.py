@@ -9,15 +9,15 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine.calibration import (
+from engine.io import NamedStructure, ReadError
+from engine.materials.sofc import PROTOTYPES, SOFC_MATERIALS, resolve_structure
+from engine.uq.calibration import (
     MIN_POINTS,
     Calibration,
     apply_calibration,
     fit_calibration,
     pairs_from_table,
 )
-from engine.sofc import PROTOTYPES, SOFC_MATERIALS, resolve_structure
-from engine.structures import NamedStructure, ReadError
 
 MICRO = 1e6
 UNIT = "10⁻⁶ K⁻¹"
@@ -171,7 +171,7 @@ def range_section(table: pd.DataFrame, source, electrolyte, electrolyte_item):
         The table to show, and ``(t1, t2, method)`` when it is ranked over the range (else
         None).
     """
-    from engine.operating_range import (
+    from engine.apps.screening.operating_range import (
         DEFAULT_RANGE_C,
         METHODS,
         physics_note,
@@ -225,13 +225,13 @@ def range_section(table: pd.DataFrame, source, electrolyte, electrolyte_item):
 def range_references(table: pd.DataFrame, top: int, references: list, range_info) -> tuple:
     """Candidates and electrolytes of the mismatch matrix with their mean linear CTE over the
     range instead of the 300 K value: the ``top`` ranked rows of a range-ranked table, and each
-    electrolyte through :func:`engine.operating_range.electrolyte_range_cte` (SOFC names and
+    electrolyte through :func:`engine.apps.screening.operating_range.electrolyte_range_cte` (SOFC names and
     'FORMULA as PROTOTYPE' have a structure; other predicted electrolytes are left out with a
     warning)."""
     from dataclasses import replace
 
-    from engine.operating_range import electrolyte_range_cte, range_column
-    from engine.screening import Reference
+    from engine.apps.screening.operating_range import electrolyte_range_cte, range_column
+    from engine.apps.screening.screen import Reference
 
     t1, t2, method = range_info
     column = range_column(t1, t2)
@@ -266,10 +266,10 @@ def range_references(table: pd.DataFrame, top: int, references: list, range_info
 
 
 def disorder_control(key: str, items=None):
-    """How disordered structures are predicted (:class:`engine.disorder.DisorderSettings`):
+    """How disordered structures are predicted (:class:`engine.materials.disorder.DisorderSettings`):
     the virtual crystal, or the mean of k seeded ordered supercells with their spread in σ.
     Shown only when ``items`` (if given) hold a disordered structure."""
-    from engine.disorder import DisorderSettings
+    from engine.materials.disorder import DisorderSettings
 
     if items is not None and all(it.structure.is_ordered for it in items):
         return DisorderSettings()

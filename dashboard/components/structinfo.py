@@ -1,7 +1,7 @@
 """Descriptions of structures for tables: space group, crystal system, volume, density, elements.
 
 Uses the pymatgen ``Structure`` objects that ``engine`` returns; symmetry comes from
-:func:`engine.explain.symmetry`.
+:func:`engine.inference.explain.symmetry`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections import Counter
 
 import pandas as pd
 
-from engine.explain import symmetry
+from engine.inference.explain import symmetry
 
 
 def describe(item) -> dict:

@@ -15,10 +15,10 @@ from dashboard.components.structinfo import describe_many
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
 from dashboard.components.viewer import describe_line, show_structure
-from engine.datasets import resolve_source
-from engine.embeddings import reduce
+from engine.inference.embeddings import reduce
+from engine.inference.prediction import embed, predict
 from engine.io import csv_text
-from engine.prediction import embed, predict
+from engine.io.datasets import resolve_source
 
 st.title("Embeddings")
 teach("pooling", "embeddings")

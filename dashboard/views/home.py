@@ -27,7 +27,7 @@ st.markdown(CTE_TARGET)
 models = state.models()
 datasets = state.dataset_choices()
 try:
-    from engine.jobs import list_jobs
+    from engine.apps.jobs.training import list_jobs
 
     jobs = list_jobs()
 except Exception:  # noqa: BLE001

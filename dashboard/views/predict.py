@@ -107,7 +107,7 @@ if st.button(
     f"Predict {len(items)} structure(s) with {model_info['name']}", type="primary", key="predict_go"
 ) or (fresh and result):
     if not fresh:
-        from engine.disorder import predict_structures
+        from engine.materials.disorder import predict_structures
 
         try:
             model = state.load_model(state.model_ref(model_info))
@@ -268,7 +268,7 @@ if st.button(
             format_func=lambda i: f"{i} — {formulas[i]} ({flags[i]})",
             key="predict_neighbours_of",
         )
-        from engine.prediction import nearest_training
+        from engine.inference.prediction import nearest_training
 
         item = next(it for it in items if it.id == chosen)
         near = nearest_training(model, [item], k=unc.k)

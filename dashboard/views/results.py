@@ -16,8 +16,8 @@ from dashboard.components import plots
 from dashboard.components.teaching import teach
 from dashboard.components.units import Display, display_for
 from dashboard.components.viewer import describe_line, show_structure
-from engine.datasets import resolve_source
 from engine.io import csv_text
+from engine.io.datasets import resolve_source
 
 st.title("Results")
 teach("metrics")
@@ -312,7 +312,7 @@ def evaluate_here(m: dict, disp: Display, key: str) -> None:
     if not st.button(f"Evaluate on the current dataset ({len(ds)} structures)", key=f"eval_{key}"):
         return
     from engine import regression_metrics
-    from engine.prediction import evaluate
+    from engine.inference.prediction import evaluate
 
     model = state.load_model(state.model_ref(m))
     bar = st.progress(0.0, text="Evaluating…")

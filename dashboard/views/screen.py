@@ -3,7 +3,7 @@ library, the named SOFC library or typed 'FORMULA as PROTOTYPE' lines) → predi
 CTE ± σ, the linear CTE beside it, the domain flag, element and predicted-property filters, a
 ranking by |Δα| to the chosen electrolyte (never ranked against itself), calibration to measured
 values, the mean CTE over an operating range (with :mod:`engine.physics`), CSV export and reload,
-and a mismatch heatmap. Everything is computed by :mod:`engine.screening`; CTEs are shown in
+and a mismatch heatmap. Everything is computed by :mod:`engine.apps.screening.screen`; CTEs are shown in
 10⁻⁶ K⁻¹ and stored in 1/K."""
 
 from __future__ import annotations
@@ -22,10 +22,8 @@ from dashboard.components import optimade, plots
 from dashboard.components import sofc as sofc_ui
 from dashboard.components.physics import physics_section
 from dashboard.components.teaching import teach
-from engine.examples import EXAMPLES
-from engine.io import csv_text
-from engine.operating_range import range_column
-from engine.screening import (
+from engine.apps.screening.operating_range import range_column
+from engine.apps.screening.screen import (
     DEFAULT_CHUNK_SIZE,
     MEASURED_COLUMNS,
     Filters,
@@ -40,6 +38,8 @@ from engine.screening import (
     read_screen_csv,
     resolve_electrolyte,
 )
+from engine.io import csv_text
+from engine.materials.examples import EXAMPLES
 
 st.title("Screen")
 teach("cte")
@@ -69,14 +69,14 @@ ELECTROLYTE_BY = {
 
 @st.cache_resource(show_spinner="Building the candidate library…")
 def _library():
-    from engine.library import library_batch
+    from engine.materials.library import library_batch
 
     return library_batch()
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _reference(key: tuple, measured: tuple, _spec, _model, _dataset, _disorder=None):
-    """An electrolyte (``engine.screening.Reference``), cached by ``key`` (model, spec,
+    """An electrolyte (``engine.apps.screening.screen.Reference``), cached by ``key`` (model, spec,
     dataset and disorder mode) and the measured table."""
     table = pd.DataFrame(list(measured), columns=list(MEASURED_COLUMNS))
     return resolve_electrolyte(_spec, _model, measured=table, dataset=_dataset,
@@ -91,7 +91,7 @@ def _count(source_key: str, which: str, _source) -> int:
 
 def _models_for(prop: str) -> list[dict]:
     """Models predicting ``prop`` in its unit (any 1/K model for the CTE)."""
-    from engine.screening import PROPERTY_TARGETS, PROPERTY_UNITS
+    from engine.apps.screening.screen import PROPERTY_TARGETS, PROPERTY_UNITS
 
     wanted = set(PROPERTY_TARGETS[prop])
     out = []
@@ -106,7 +106,7 @@ def _models_for(prop: str) -> list[dict]:
 
 def _pick_model(label: str, prop: str, key: str, container) -> dict | None:
     """A model picker for one property, defaulting to the one the engine would pick."""
-    from engine.screening import find_property_model
+    from engine.apps.screening.screen import find_property_model
 
     available = _models_for(prop)
     if not available:
@@ -189,13 +189,13 @@ elif which == "library":
     source, source_key = _library(), "library"
     st.caption(
         f"{len(source)} idealised perovskites, fluorites, pyrochlores, spinels and "
-        "Ruddlesden–Popper phases built from Shannon radii (`engine.library`)."
+        "Ruddlesden–Popper phases built from Shannon radii (`engine.materials.library`)."
     )
 elif which == "sofc":
-    from engine.sofc import sofc_batch
+    from engine.materials.sofc import sofc_batch
 
     source, source_key = sofc_batch(), "sofc"
-    st.caption(f"{len(source.items)} named SOFC materials (`engine.sofc`): doped and "
+    st.caption(f"{len(source.items)} named SOFC materials (`engine.materials.sofc`): doped and "
                "oxygen-deficient compositions as disordered cells on their prototype, lattices "
                "from occupancy-weighted Shannon radii (Ni and NiO: experimental).")
 elif which == "typed":
@@ -203,7 +203,7 @@ elif which == "typed":
     for err in typed_errors:
         st.error(f"{err.source}: {err.reason}")
     if typed_items:
-        from engine.structures import StructureBatch
+        from engine.io import StructureBatch
 
         source = StructureBatch(items=typed_items)
         source_key = "typed:" + "|".join(it.id for it in typed_items)
@@ -442,7 +442,7 @@ for note in filter_notes:
 table, electrolyte = sofc_ui.calibration_section(table, electrolyte)
 electrolyte_item = electrolyte_spec if not isinstance(electrolyte_spec, str) else None
 if isinstance(electrolyte_spec, str):
-    from engine.sofc import resolve_structure
+    from engine.materials.sofc import resolve_structure
 
     try:
         electrolyte_item = resolve_structure(electrolyte_spec)

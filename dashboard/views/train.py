@@ -14,7 +14,7 @@ from dashboard.components.forms import config_widgets, validation_message
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
 from engine import MODEL_REGISTRY, GraphConfig, SplitConfig, TrainConfig
-from engine import jobs as jobs_api
+from engine.apps.jobs import training as jobs_api
 
 st.title("Train")
 teach("splits", "convolution")

@@ -1,6 +1,6 @@
 """The io layer: reading structures from files, folders, archives and uploads, safely.
 
-Imports only :mod:`engine.config`/:mod:`engine.units`, pymatgen (and ase for XYZ) and the
+Imports only :mod:`engine.core.config`/:mod:`engine.core.units`, pymatgen (and ase for XYZ) and the
 standard library. Public API:
 
 * :func:`iter_entries` — the streaming reader every entry point uses;

@@ -15,8 +15,8 @@ import os
 import re
 import warnings
 
+from engine.io import NamedStructure, ReadError
 from engine.io.optimade import FetchResult, Progress
-from engine.structures import NamedStructure, ReadError
 
 __all__ = ["MaterialsProjectError", "api_key", "fetch_materials_project", "parse_query"]
 

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from engine.structures import NamedStructure, ReadError
+from engine.io import NamedStructure, ReadError
 
 __all__ = [
     "FetchResult",

@@ -3,7 +3,7 @@
 ==================  ===========================================  ==================================
 name                class                                        config
 ==================  ===========================================  ==================================
-cgcnn               :class:`~engine.models.cgcnn.CGCNN`           :class:`~engine.config.CGCNNConfig`
+cgcnn               :class:`~engine.models.cgcnn.CGCNN`           :class:`~engine.core.config.CGCNNConfig`
                                                                  (``gate=False``: gate ablation)
 early-fusion        :class:`~engine.models.fusion.EarlyFusion`    ``EarlyFusionConfig``
 attention-fusion    :class:`~engine.models.fusion.AttentionFusion`  ``AttentionFusionConfig``
@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from pydantic import TypeAdapter
 from torch_geometric.data import Data
 
-from engine.config import MODEL_FAMILIES, GraphConfig, ModelConfig
+from engine.core.config import MODEL_FAMILIES, GraphConfig, ModelConfig
 from engine.models.alignn import ALIGNN
 from engine.models.base import FamilyModule, MissingInputError
 from engine.models.cgcnn import CGCNN
@@ -50,7 +50,7 @@ __all__ = [
 
 #: config ``name`` → model class (with its ``config_class``). A family added here appears in the
 #: CLI (``train --model``) and on the dashboard's Train page; add its config to
-#: :data:`engine.config.ModelConfig` too.
+#: :data:`engine.core.config.ModelConfig` too.
 MODEL_REGISTRY: dict[str, type[FamilyModule]] = {
     "cgcnn": CGCNN,
     "early-fusion": EarlyFusion,
@@ -73,7 +73,7 @@ def _union_names() -> set[str]:
 if _union_names() != set(MODEL_REGISTRY) or set(MODEL_FAMILIES) != set(MODEL_REGISTRY) or any(
     cls.config_class.model_fields["name"].default != name for name, cls in MODEL_REGISTRY.items()
 ):  # pragma: no cover - a programming error caught at import
-    raise RuntimeError("MODEL_REGISTRY and engine.config.ModelConfig list different families")
+    raise RuntimeError("MODEL_REGISTRY and engine.core.config.ModelConfig list different families")
 
 
 def _unknown(name) -> ValueError:
@@ -109,7 +109,7 @@ def prepare_input(module: FamilyModule, builder, structure, *,
     plus whatever the family attaches in ``prepare`` (e.g. ``comp``, the Magpie row).
 
     Raises:
-        engine.graphs.GraphBuildError: the graph cannot be built under the isolated-atom policy.
+        engine.graphs.builder.GraphBuildError: the graph cannot be built under the isolated-atom policy.
         engine.features.composition.CompositionError: no Magpie descriptor for the composition.
     """
     if module.needs_graph:

@@ -9,8 +9,8 @@ Three sets of vectors, all of width ``atom_fea_len``:
 * angle vectors z_(e1,e2) (edges of the line graph), from cos θ expanded in Gaussians on [−1, 1].
 
 The line graph is built once per structure in :meth:`ALIGNN.prepare`
-(:func:`engine.linegraph.attach_line_graph`: two bonds sharing their centre atom are joined; the
-input becomes a :class:`~engine.linegraph.LineGraphData`, which batches ``lg_edge_index`` by the
+(:func:`engine.graphs.linegraph.attach_line_graph`: two bonds sharing their centre atom are joined; the
+input becomes a :class:`~engine.graphs.linegraph.LineGraphData`, which batches ``lg_edge_index`` by the
 number of edges). Each ALIGNN layer runs an :class:`EdgeGatedConv` on the line graph (nodes y,
 edges z), then one on the atom graph (nodes x, edges the updated y); ``n_gcn`` atom-graph-only
 layers follow; the mean of the atom vectors goes to the head.
@@ -35,9 +35,9 @@ from torch import nn
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import MessagePassing, global_mean_pool
 
-from engine.config import ALIGNNConfig, GraphConfig
+from engine.core.config import ALIGNNConfig, GraphConfig
 from engine.features.elements import MAX_Z, cgcnn_element_table
-from engine.linegraph import LineGraphData, attach_line_graph
+from engine.graphs.linegraph import LineGraphData, attach_line_graph
 from engine.models.base import FamilyModule, MissingInputError, embed_atoms
 
 
@@ -111,7 +111,7 @@ class ALIGNN(FamilyModule):
     layers → mean pool → dense head.
 
     Shapes:
-        - input: a ``Batch`` of :class:`~engine.linegraph.LineGraphData` from
+        - input: a ``Batch`` of :class:`~engine.graphs.linegraph.LineGraphData` from
           :func:`engine.models.build_inputs`
         - output: standardised predictions (B,); :meth:`pooled` (B, atom_fea_len)
     """
@@ -145,7 +145,7 @@ class ALIGNN(FamilyModule):
 
     def prepare(self, data: Data, structure) -> None:
         """Attach the line graph (``lg_edge_index``, ``lg_cos``); ``data`` becomes a
-        :class:`~engine.linegraph.LineGraphData`."""
+        :class:`~engine.graphs.linegraph.LineGraphData`."""
         attach_line_graph(data, cutoff=self.graph_config.cutoff,
                           angle_cutoff=self.config.angle_cutoff or None)
 

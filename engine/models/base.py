@@ -21,7 +21,7 @@ the class, so the training run, the model store and prediction treat all familie
 =======================  =========================================================================
 
 Inputs are built in exactly one place, :func:`engine.models.build_inputs` (used by training,
-:class:`~engine.store.LoadedModel` and therefore prediction, evaluation and embedding). A
+:class:`~engine.store.directory.LoadedModel` and therefore prediction, evaluation and embedding). A
 family that needs ``data.comp`` raises :class:`MissingInputError` on a batch without it, so a code
 path that bypasses ``build_inputs`` fails loudly instead of predicting from the wrong inputs.
 """
@@ -79,7 +79,7 @@ def embed_atoms(batch: Batch, embedding: nn.Module, atom_table: torch.Tensor | N
     """Initial atom vectors of a batch, (N, width): the *virtual crystal* of every site.
 
     A site's vector is Σ_k w_k f(Z_k) over its species k with occupancies w_k
-    (``batch.species_z``/``species_w``, :func:`engine.graphs.site_species`):
+    (``batch.species_z``/``species_w``, :func:`engine.graphs.builder.site_species`):
 
     * with ``atom_table`` (the 92-wide CGCNN element table), f(Z) is the table row and the
       mixed row goes through ``embedding`` (a linear layer or MLP): the occupancy-weighted mean of

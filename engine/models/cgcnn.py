@@ -8,7 +8,7 @@ from torch import nn
 from torch_geometric.data import Batch
 from torch_geometric.nn import global_mean_pool
 
-from engine.config import CGCNNConfig, GraphConfig
+from engine.core.config import CGCNNConfig, GraphConfig
 from engine.features.elements import MAX_Z, cgcnn_element_table
 from engine.models.base import FamilyModule, embed_atoms
 from engine.models.layers import CGCNNConv
@@ -21,7 +21,7 @@ class GraphEncoder(FamilyModule):
     :class:`CGCNN` (so that parameter names stay those of the original checkpoints).
 
     Shapes:
-        - input: a torch_geometric ``Batch`` of B graphs from :class:`engine.graphs.GraphBuilder`
+        - input: a torch_geometric ``Batch`` of B graphs from :class:`engine.graphs.builder.GraphBuilder`
         - output: :meth:`pooled` gives crystal vectors (B, atom_fea_len)
     """
 
@@ -100,11 +100,11 @@ class CGCNN(_HeadLayers, GraphEncoder):
     """CGCNN: element features → n_conv gated convolutions → mean pool → dense head.
 
     ``forward`` returns the prediction on the standardised target scale; the normaliser lives
-    with the saved model (see :mod:`engine.store`). Parameter names follow the original code,
+    with the saved model (see :mod:`engine.store.directory`). Parameter names follow the original code,
     so its checkpoints load directly. ``CGCNNConfig(gate=False)`` is the gate ablation.
 
     Shapes:
-        - input: a torch_geometric ``Batch`` of B graphs from :class:`engine.graphs.GraphBuilder`
+        - input: a torch_geometric ``Batch`` of B graphs from :class:`engine.graphs.builder.GraphBuilder`
         - output: predictions (B,); :meth:`pooled` gives crystal vectors (B, atom_fea_len)
     """
 

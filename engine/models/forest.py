@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch, Data
 
-from engine.config import GraphConfig, RFMagpieConfig
+from engine.core.config import GraphConfig, RFMagpieConfig
 from engine.features.composition import N_MAGPIE
 from engine.models.base import (
     CompositionScaler,

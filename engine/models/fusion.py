@@ -5,7 +5,7 @@ descriptor of the composition, attached to every input graph as ``data.comp`` (1
 :meth:`prepare` and standardised inside the model with training statistics
 (:class:`~engine.models.base.CompositionScaler`, saved in ``weights.pt``).
 
-Both expose the same two-step interface used by :func:`engine.prediction.contribution_analysis`:
+Both expose the same two-step interface used by :func:`engine.inference.prediction.contribution_analysis`:
 ``fusion_parts(batch) -> (c, g)`` gives the composition part and the graph part exactly as they
 enter the fusion, and ``fuse(c, g)`` the standardised prediction from them, so a part can be
 zeroed or shuffled across materials between the two steps.
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.data import Batch, Data
 
-from engine.config import AttentionFusionConfig, EarlyFusionConfig, GraphConfig
+from engine.core.config import AttentionFusionConfig, EarlyFusionConfig, GraphConfig
 from engine.features.composition import N_MAGPIE
 from engine.models.base import (
     CompositionScaler,

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Batch, Data
 
-from engine.config import GraphConfig, LateFusionConfig
+from engine.core.config import GraphConfig, LateFusionConfig
 from engine.models.base import FamilyModule
 from engine.models.cgcnn import CGCNN
 from engine.models.forest import FOREST_FILE, RFMagpie

@@ -10,7 +10,7 @@ Labels come as ``data.y`` (1, K), standardised, with 0 where a label is missing,
 (:meth:`MultitaskCGCNN.task_losses`), so a row that lacks one target still trains the others, and
 whatever value is stored under a False mask never matters. The weighting of the task losses
 (learned log-variances or fixed inverse-scale) is described in
-:class:`~engine.config.MultitaskConfig`.
+:class:`~engine.core.config.MultitaskConfig`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch_geometric.data import Batch
 
-from engine.config import GraphConfig, MultitaskConfig
+from engine.core.config import GraphConfig, MultitaskConfig
 from engine.models.base import FamilyModule
 from engine.models.cgcnn import DenseHead, GraphEncoder
 
@@ -32,7 +32,7 @@ class MultitaskCGCNN(FamilyModule):
     with that weighting; 0 otherwise).
 
     Shapes:
-        - input: a torch_geometric ``Batch`` of B graphs from :class:`engine.graphs.GraphBuilder`
+        - input: a torch_geometric ``Batch`` of B graphs from :class:`engine.graphs.builder.GraphBuilder`
         - output: standardised predictions (B, K); :meth:`pooled` gives (B, atom_fea_len)
     """
 
@@ -90,7 +90,7 @@ class MultitaskCGCNN(FamilyModule):
         return losses, count > 0
 
     def objective(self, pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The loss minimised on one batch (see :class:`~engine.config.MultitaskConfig`):
+        """The loss minimised on one batch (see :class:`~engine.core.config.MultitaskConfig`):
         ``learned``: Σ_k exp(−s_k)·L_k + s_k; ``inverse-scale``: mean_k L_k; both over the tasks
         with at least one label in the batch."""
         losses, present = self.task_losses(pred, y, mask)

@@ -3,7 +3,7 @@
 The models layer does not compute physics: a caller puts the quantities on the structure, as
 ``structure.properties[PHYSICS_PROPERTY]`` = {name: value for name in :data:`PHYSICS_INPUTS`}
 (training: the precomputed ``docs/results/physics_aflow.csv`` by ``auid``; prediction:
-:func:`engine.physics.thermal_properties`, filled in by :mod:`engine.prediction`). A structure
+:func:`engine.physics.thermal_properties`, filled in by :mod:`engine.inference.prediction`). A structure
 without it, or with a non-finite value, is predicted without physics (``physics_used`` 0).
 """
 
@@ -14,7 +14,7 @@ import math
 import torch
 from torch_geometric.data import Batch, Data
 
-from engine.config import CGCNNPhysicsConfig, GraphConfig
+from engine.core.config import CGCNNPhysicsConfig, GraphConfig
 from engine.models.base import CompositionScaler, MissingInputError
 from engine.models.cgcnn import GraphEncoder, _HeadLayers
 

@@ -16,9 +16,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymatgen.core import Structure
 
-from engine.config import home_dir
+from engine.core.config import home_dir
+from engine.io import NamedStructure
 from engine.physics.qha import QHAFailure, fit_eos, quasi_harmonic
-from engine.structures import NamedStructure
 
 #: Bump when a change to the recipe changes results, so old cache entries are not reused.
 RECIPE_VERSION = 1
@@ -493,10 +493,10 @@ def _finish(job: _Job, settings: ThermalSettings, potential: str) -> ThermalResu
 def _order(job: _Job) -> None:
     """Give a disordered structure an ordered stand-in, since the potential needs whole atoms:
     one seeded ordering in the smallest supercell reproducing its occupancies
-    (:func:`engine.disorder.orderings`); said in the result's reason."""
+    (:func:`engine.materials.disorder.orderings`); said in the result's reason."""
     if job.structure.is_ordered:
         return
-    from engine.disorder import DisorderSettings, OrderingError, orderings
+    from engine.materials.disorder import DisorderSettings, OrderingError, orderings
 
     try:
         job.structure = orderings(job.structure, DisorderSettings(mode="orderings", k=1))[0]

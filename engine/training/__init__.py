@@ -8,8 +8,8 @@ from engine.training.callbacks import (
     ProgressBar,
     ProgressFile,
 )
-from engine.training.metrics import regression_metrics
 from engine.training.run import TrainResult, train
+from engine.uq.metrics import regression_metrics
 
 __all__ = [
     "BestCheckpoint",

@@ -91,7 +91,7 @@ class ShardLoader:
     """This rank's shards of the training batches of an epoch, one :class:`Batch` per step.
 
     The global batches are drawn like the one-process :class:`~engine.training.loop.Trainer`'s
-    (:class:`engine.batching.GraphLoader`: one seeded permutation per epoch), so every rank, and a
+    (:class:`engine.graphs.batching.GraphLoader`: one seeded permutation per epoch), so every rank, and a
     one-process run, sees the same batches in the same order. Rank r takes graphs r, r + W, … of each. A
     batch is left out on every rank when some shard has fewer than 2 atoms (per-rank batch norm
     needs two values per channel; only a final batch of fewer than 2W graphs can hit this).
@@ -109,7 +109,7 @@ class ShardLoader:
         self.generator = torch.Generator().manual_seed(seed)
 
     def __iter__(self) -> Iterator[Batch]:
-        # the order of engine.batching.GraphLoader (the one-process Trainer's) with this seed
+        # the order of engine.graphs.batching.GraphLoader (the one-process Trainer's) with this seed
         order = torch.randperm(len(self.graphs), generator=self.generator).tolist()
         for start in range(0, len(order), self.batch_size):
             graphs = [self.graphs[i] for i in order[start : start + self.batch_size]]

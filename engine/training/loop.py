@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.data import Data
 
-from engine.batching import GraphLoader
-from engine.config import TrainConfig
-from engine.device import resolve_device
+from engine.core.config import TrainConfig
+from engine.core.device import resolve_device
+from engine.graphs.batching import GraphLoader
 from engine.training import distributed
 from engine.training.callbacks import Callback
-from engine.training.metrics import regression_metrics
+from engine.uq.metrics import regression_metrics
 
 
 def seed_everything(seed: int) -> None:

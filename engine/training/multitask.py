@@ -33,9 +33,9 @@ import pandas as pd
 import torch
 from torch_geometric.data import Data
 
-from engine.config import TrainConfig
+from engine.core.config import TrainConfig
 from engine.training.loop import Trainer
-from engine.training.metrics import regression_metrics
+from engine.uq.metrics import regression_metrics
 
 METRIC_KEYS = ("n", "mae", "rmse", "r", "r2")
 
@@ -45,7 +45,7 @@ def attach_task_labels(inputs: list[Data], values: np.ndarray, normalizers) -> N
 
     Args:
         values: raw labels (N, K), NaN where missing.
-        normalizers: one :class:`~engine.store.Normalizer` per column.
+        normalizers: one :class:`~engine.store.directory.Normalizer` per column.
     """
     mean = np.array([n.mean for n in normalizers])
     std = np.array([n.std for n in normalizers])

@@ -16,7 +16,7 @@ training split), then dispatches on the family's ``training_kind``:
 Every family leaves the same artefacts: ``history.csv``, ``predictions.csv`` (split, id, formula,
 target, prediction, error, σ and domain, plus family extras), train/val/test metrics in the card,
 and the fitted σ and applicability domain (``domain.npz``, the card's ``uncertainty``; see
-:mod:`engine.uncertainty`). A multi-target run adds per-task columns and metrics
+:mod:`engine.uq.uncertainty`). A multi-target run adds per-task columns and metrics
 (:mod:`engine.training.multitask`).
 """
 
@@ -32,17 +32,17 @@ import pandas as pd
 import torch
 from torch_geometric.data import Data
 
-from engine.batching import GraphLoader
-from engine.config import CGCNNConfig, GraphConfig, ModelConfig, SplitConfig, TrainConfig
-from engine.datasets import LabelledDataset, split_dataset
-from engine.device import resolve_device
-from engine.graphs import GraphBuilder
+from engine.core.config import CGCNNConfig, GraphConfig, ModelConfig, SplitConfig, TrainConfig
+from engine.core.device import resolve_device
+from engine.core.units import unit_of
+from engine.graphs.batching import GraphLoader
+from engine.graphs.builder import GraphBuilder
+from engine.io.datasets import LabelledDataset, split_dataset
 from engine.models import MODEL_REGISTRY, build_inputs, build_model
-from engine.store import DatasetInfo, LoadedModel, ModelCard, Normalizer, save_model
+from engine.store.directory import DatasetInfo, LoadedModel, ModelCard, Normalizer, save_model
 from engine.training import distributed
 from engine.training.callbacks import BestCheckpoint, Callback, EarlyStopping, History, ProgressBar
 from engine.training.loop import Trainer, seed_everything
-from engine.training.metrics import regression_metrics
 from engine.training.multitask import (
     MultitaskTrainer,
     add_task_columns,
@@ -50,8 +50,8 @@ from engine.training.multitask import (
     fitted_weights,
     metrics_by_task,
 )
-from engine.uncertainty import fit_uncertainty
-from engine.units import unit_of
+from engine.uq.metrics import regression_metrics
+from engine.uq.uncertainty import fit_uncertainty
 
 
 @dataclass
@@ -214,7 +214,7 @@ def train(
             if multi:
                 add_task_columns(frame, targets, values[idx], pred_all)
             frames.append(_family_columns(loaded, frame, part_inputs, train_cfg.device))
-    # σ and applicability domain (engine.uncertainty): training vectors, validation residuals
+    # σ and applicability domain (engine.uq.uncertainty): training vectors, validation residuals
     unc = fit_uncertainty(loaded, inputs, parts, ids=ids, values=values, device=train_cfg.device,
                           formulas=dataset.table["formula"].astype(str).tolist())
     card = card.model_copy(update={"metrics": metrics, "uncertainty": unc.card})
@@ -434,7 +434,7 @@ def _family_columns(model: LoadedModel, frame: pd.DataFrame, inputs: list[Data],
     """Per-family extra columns of ``predictions.csv``."""
     module = model.module
     if model.has_fusion_weights:
-        from engine.prediction import WEIGHT_COLUMNS
+        from engine.inference.prediction import WEIGHT_COLUMNS
 
         w = model.fusion_weights_graphs(inputs, device=device)
         frame[WEIGHT_COLUMNS[0]] = w[:, 0]

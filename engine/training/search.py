@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import ParameterGrid, ParameterSampler
 
-from engine.config import CGCNNConfig, GraphConfig, ModelConfig, SplitConfig, TrainConfig
-from engine.datasets import LabelledDataset
-from engine.store import save_model
+from engine.core.config import CGCNNConfig, GraphConfig, ModelConfig, SplitConfig, TrainConfig
+from engine.io.datasets import LabelledDataset
+from engine.store.directory import save_model
 from engine.training.run import TrainResult, train
 
 #: The CGCNN grid searched in the teaching material (SCIENCE.md §2): 3·3·2·3 = 54 settings.
@@ -29,7 +29,7 @@ SCIENCE_GRID: dict[str, list] = {
     "lr": [5e-4, 1e-3, 2e-3],
 }
 
-#: Grid keys that belong to :class:`~engine.config.TrainConfig` rather than the model config.
+#: Grid keys that belong to :class:`~engine.core.config.TrainConfig` rather than the model config.
 TRAINING_KEYS = ("lr", "batch_size", "weight_decay", "scheduler")
 
 

@@ -35,7 +35,7 @@ def _train_tiny(data_dir: Path, model, name: str, epochs: int,
                 target="agl_thermal_expansion_300K", dataset="perovskites.jsonl") -> Path:
     """Train ``model`` on a toy dataset and save it as the user model ``name``."""
     from engine import load_dataset
-    from engine.config import SplitConfig, TrainConfig, user_model_dir
+    from engine.core.config import SplitConfig, TrainConfig, user_model_dir
     from engine.training import train
 
     ds = load_dataset(data_dir / "toy" / dataset)
@@ -56,7 +56,7 @@ def _train_tiny(data_dir: Path, model, name: str, epochs: int,
 @pytest.fixture
 def tiny_model(data_dir):
     """A CGCNN trained for 3 epochs on the toy dataset, saved as a user model ``tiny-cte``."""
-    from engine.config import CGCNNConfig
+    from engine.core.config import CGCNNConfig
 
     return _train_tiny(data_dir, CGCNNConfig(atom_fea_len=8, n_conv=1, h_fea_len=8), "tiny-cte", 3)
 
@@ -64,7 +64,7 @@ def tiny_model(data_dir):
 @pytest.fixture
 def tiny_fusion(data_dir):
     """An attention-fusion model trained for 2 epochs on the toy dataset (``tiny-attention``)."""
-    from engine.config import AttentionFusionConfig
+    from engine.core.config import AttentionFusionConfig
 
     return _train_tiny(data_dir, AttentionFusionConfig(atom_fea_len=8, n_conv=1, h_fea_len=8),
                        "tiny-attention", 2)
@@ -74,7 +74,7 @@ def tiny_fusion(data_dir):
 def tiny_multitask(data_dir):
     """A multitask model (CTE and lattice parameter ``lattice_a``) trained for 2 epochs on a toy
     dataset with both columns (``tiny-multi``)."""
-    from engine.config import MultitaskConfig
+    from engine.core.config import MultitaskConfig
 
     write_dataset(data_dir / "toy" / "two-targets.jsonl", second_target=True)
     return _train_tiny(data_dir, MultitaskConfig(atom_fea_len=8, n_conv=1, h_fea_len=8),

@@ -113,7 +113,7 @@ def texts(at) -> str:
 
 
 def wait_job(job_id: str, states=("done", "failed", "cancelled"), timeout: float = 120):
-    from engine.jobs import job_status, read_log
+    from engine.apps.jobs.training import job_status, read_log
 
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -83,7 +83,7 @@ def test_structure_view_loads_3dmol_offline(server, page):
 )
 def test_screenshots_of_every_page(server, page):
     from dashboard.screenshots import OUT_DIR, PAGES, capture
-    from engine.config import data_dir
+    from engine.core.config import data_dir
 
     root = data_dir()
     with_data = bool(root and (root / "aflow_agl" / "demo.jsonl.gz").is_file())

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.examples import EXAMPLES_DIR
-from engine.structures import read_structures
+from engine.io import read_structures
+from engine.materials.examples import EXAMPLES_DIR
 from tests.dashboard.helpers import goto, texts
 from tests.optimade_server import optimade_jsonl, reference_server
 from tests.test_materials_project import fake_api  # noqa: F401 - a fixture

@@ -140,8 +140,8 @@ def test_structure_page_edge_choice(app, data_dir):
 
 
 def test_train_page_runs_cancel_and_failure(app, data_dir):
-    from engine.config import TrainConfig
-    from engine.jobs import job_progress, start_training_job
+    from engine.apps.jobs.training import job_progress, start_training_job
+    from engine.core.config import TrainConfig
 
     path = data_dir / "toy" / "perovskites.jsonl"
     use_dataset(app, path)
@@ -292,10 +292,10 @@ def test_embeddings_page_map_and_colours(app, tiny_model, data_dir):
 
 
 def test_fusion_page_says_what_it_needs(app, tmp_path, monkeypatch):
-    import engine.config
-    import engine.store
+    import engine.core.config
+    import engine.store.directory
 
-    for module in (engine.config, engine.store):  # no shipped fusion model either
+    for module in (engine.core.config, engine.store.directory):  # no shipped fusion model either
         monkeypatch.setattr(module, "shipped_model_dir", lambda: tmp_path)
     goto(app, "fusion")
     assert "needs a fusion model" in texts(app)
@@ -363,8 +363,8 @@ def test_predict_examples_and_upload(app):
 def test_screen_page_ranks_filters_exports_reloads_and_maps(app):
     import numpy as np
 
-    from engine.examples import EXAMPLES_DIR
-    from engine.screening import read_screen_csv, screen
+    from engine.apps.screening.screen import read_screen_csv, screen
+    from engine.materials.examples import EXAMPLES_DIR
 
     goto(app, "screen")
     app.radio(key="screen_source").set_value("examples").run()

@@ -38,7 +38,7 @@ def test_alpha_curve_axes_have_units():
 
 
 def test_predict_physics_background_job_and_curve(app):
-    from engine.physics.jobs import thermal_job
+    from engine.apps.jobs.physics import thermal_job
 
     goto(app, "predict")
     app.radio(key="predict_source").set_value("examples").run()

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pandas as pd
 
-from engine.config import user_model_dir
+from engine.core.config import user_model_dir
 from tests.dashboard.helpers import goto, texts
 
 FLAGS = {"in-domain", "borderline", "out-of-domain"}

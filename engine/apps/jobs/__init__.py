@@ -1,0 +1,1 @@
+"""Background jobs (training, physics) in separate processes: start, poll, cancel, list."""

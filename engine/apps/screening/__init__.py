@@ -1,0 +1,1 @@
+"""Thermal-expansion screening: candidates streamed in, filtered, predicted, ranked against an electrolyte (locally or on Dask)."""

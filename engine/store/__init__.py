@@ -1,0 +1,1 @@
+"""Layer 5, store: model directories (card, weights, uncertainty files): save, load, list."""
