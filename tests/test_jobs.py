@@ -179,6 +179,26 @@ def test_cancel_kills_a_worker_that_ignores_sigterm(tmp_path):
     assert final.stop_reason == "cancelled by user; killed after 1 s (nothing saved)"
 
 
+def test_sigterm_and_the_cancel_file_end_an_epoch_between_batches(tmp_path):
+    """SIGTERM in the worker creates the cancel file; ProgressFile then ends the epoch at the
+    next batch (the training loop breaks on ``stop_reason``)."""
+    import signal
+    from types import SimpleNamespace
+
+    from engine.apps.jobs.worker import cancel_handler
+    from engine.training import ProgressFile
+
+    trainer = SimpleNamespace(stop_reason=None)
+    progress = ProgressFile(tmp_path)
+    progress.on_batch_end(trainer)
+    assert trainer.stop_reason is None
+    cancel_handler(tmp_path)(signal.SIGTERM, None)
+    assert (tmp_path / "cancel").is_file()
+    time.sleep(0.6)  # ProgressFile looks for the file at most every 0.5 s
+    progress.on_batch_end(trainer)
+    assert trainer.stop_reason == "cancelled by user"
+
+
 def test_dead_process_reads_as_failed(tmp_path):
     """A job whose process vanished without writing a result is reported as failed."""
     data = write_dataset(tmp_path / "tiny.jsonl", n=4)

@@ -35,7 +35,14 @@ from engine.apps.jobs.schema import (
     update_status,
     write_json,
 )
-from engine.core.config import GraphConfig, SplitConfig, TrainConfig, home_dir, user_model_dir
+from engine.core.config import (
+    CGCNNConfig,
+    GraphConfig,
+    SplitConfig,
+    TrainConfig,
+    home_dir,
+    user_model_dir,
+)
 
 __all__ = [
     "CANCEL_GRACE_S",
@@ -123,8 +130,7 @@ def start_training_job(
         FileNotFoundError: the dataset path does not exist.
         ValueError: no target, or a model of that name exists already or is being trained.
     """
-    from engine.core.config import CGCNNConfig
-    from engine.store.directory import safe_dir_name
+    from engine.store.directory import safe_dir_name  # the store loads torch: only here
 
     dataset_path = Path(dataset_path).expanduser().resolve()
     if not dataset_path.exists():
@@ -231,8 +237,8 @@ def job_status(job_id: str) -> JobStatus:
             return _failed(job_id, f"no job with id {job_id!r}")
         return _failed(job_id, f"the job's {STATUS_FILE} is missing or unreadable")
     if status.state.active and not launcher.alive(status.pid, status.pid_created):
-        launching = status.pid is None and (
-            status.created is None or (now() - status.created).total_seconds() < _LAUNCH_GRACE_S)
+        launching = (status.pid is None and status.created is not None
+                     and (now() - status.created).total_seconds() < _LAUNCH_GRACE_S)
         fresh = read_status(directory)  # the process may have just finished
         if not launching and fresh is not None and fresh.state.active:
             if (directory / CANCEL_FILE).exists():

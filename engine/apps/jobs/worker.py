@@ -14,7 +14,9 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 import psutil
 
@@ -32,7 +34,7 @@ from engine.apps.jobs.schema import (
 )
 from engine.io.output import atomic_write
 
-__all__ = ["main", "run_job"]
+__all__ = ["cancel_handler", "main", "run_job"]
 
 
 def _json_safe(metrics: dict) -> dict:
@@ -76,7 +78,9 @@ def _run_search(directory: Path, dataset, request: JobRequest, configs: dict):
 
 
 def _train(directory: Path, request: JobRequest):
-    """Load the dataset and train as requested; None when cancelled before training."""
+    """Load the dataset and train as requested; None when cancelled before training.
+
+    The heavy imports happen here, after the worker has recorded that it runs."""
     from engine.core.config import TrainConfig
     from engine.io.datasets import load_dataset
     from engine.models import model_config_from_dict
@@ -155,6 +159,16 @@ def run_job(directory: str | os.PathLike) -> int:
         return 1
 
 
+def cancel_handler(directory: Path) -> Callable[[int, FrameType | None], None]:
+    """A signal handler that turns the signal into a cancel request of the job in
+    ``directory`` (creates its ``cancel`` file, which training checks between batches)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
+        (directory / CANCEL_FILE).touch()
+
+    return handler
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the worker process; SIGTERM becomes a cancel request."""
     args = sys.argv[1:] if argv is None else argv
@@ -166,10 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {directory} has no {REQUEST_FILE}", file=sys.stderr)
         return 2
 
-    def on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
-        (directory / CANCEL_FILE).touch()
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGTERM, cancel_handler(directory))
     return run_job(directory)
 
 
