@@ -79,6 +79,8 @@ _API = {
     "job_trials": "engine.apps.jobs.training",
     "JobState": "engine.apps.jobs.schema",
     "JobStatus": "engine.apps.jobs.schema",
+    "start_thermal_job": "engine.apps.jobs.physics",
+    "thermal_job": "engine.apps.jobs.physics",
     "write_examples": "engine.materials.examples",
 }
 
