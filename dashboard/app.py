@@ -80,9 +80,9 @@ with st.sidebar:
     state.keep_teaching_in_url()
     dataset_caption = st.empty()
     try:
-        from engine.apps.jobs.training import list_jobs
+        from engine import list_jobs
 
-        active = [j for j in list_jobs() if j.get("status") in ("queued", "running")]
+        active = [j for j in list_jobs() if j.state.active]
     except Exception:  # noqa: BLE001 - the sidebar never fails because of a job folder
         active = []
     if active:

@@ -73,6 +73,14 @@ _API = {
     "job_status": "engine.apps.jobs.training",
     "job_progress": "engine.apps.jobs.training",
     "cancel_job": "engine.apps.jobs.training",
+    "delete_job": "engine.apps.jobs.training",
+    "read_log": "engine.apps.jobs.training",
+    "job_request": "engine.apps.jobs.training",
+    "job_trials": "engine.apps.jobs.training",
+    "JobState": "engine.apps.jobs.schema",
+    "JobStatus": "engine.apps.jobs.schema",
+    "start_thermal_job": "engine.apps.jobs.physics",
+    "thermal_job": "engine.apps.jobs.physics",
     "write_examples": "engine.materials.examples",
 }
 

@@ -47,7 +47,7 @@ def alpha_curve(result, learned: tuple[float, float] | None = None) -> go.Figure
 
 def _results(items, settings, key: str) -> list | None:
     """Results for ``items``: computed inline, or from a background job (None while running)."""
-    from engine.apps.jobs.physics import start_thermal_job, thermal_job
+    from engine import start_thermal_job, thermal_job
     from engine.physics import thermal_properties
 
     runs = st.session_state.setdefault(f"{key}_physics_runs", {})

@@ -27,7 +27,7 @@ st.markdown(CTE_TARGET)
 models = state.models()
 datasets = state.dataset_choices()
 try:
-    from engine.apps.jobs.training import list_jobs
+    from engine import list_jobs
 
     jobs = list_jobs()
 except Exception:  # noqa: BLE001
@@ -37,7 +37,7 @@ c1, c2, c3, c4 = st.columns(4)
 c1.metric("Models available", len(models))
 c2.metric("Datasets in the data folder", len(datasets))
 c3.metric("Training runs", len(jobs))
-c4.metric("Running now", sum(j.get("status") in ("queued", "running") for j in jobs))
+c4.metric("Running now", sum(j.state.active for j in jobs))
 
 st.subheader("Available models")
 

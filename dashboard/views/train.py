@@ -13,8 +13,23 @@ from dashboard.components import plots
 from dashboard.components.forms import config_widgets, validation_message
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
-from engine import MODEL_REGISTRY, GraphConfig, SplitConfig, TrainConfig
-from engine.apps.jobs import training as jobs_api
+from engine import (
+    MODEL_REGISTRY,
+    GraphConfig,
+    JobState,
+    JobStatus,
+    SplitConfig,
+    TrainConfig,
+    cancel_job,
+    delete_job,
+    job_progress,
+    job_request,
+    job_status,
+    job_trials,
+    list_jobs,
+    read_log,
+    start_training_job,
+)
 
 st.title("Train")
 teach("splits", "convolution")
@@ -62,7 +77,7 @@ if src is not None:
 for rel, path in state.dataset_choices().items():
     sources[rel] = (str(path), f"Data directory: {rel}", None, None)
 
-jobs = jobs_api.list_jobs()
+jobs = list_jobs()
 # open on a first visit without runs, and never collapsed by a run started from it
 with st.expander("New training run", expanded=st.session_state.setdefault("_train_form_open",
                                                                           not jobs)):
@@ -221,7 +236,7 @@ with st.expander("New training run", expanded=st.session_state.setdefault("_trai
                     st.error(f"Invalid settings: {validation_message(exc)}")
                 else:
                     try:
-                        job_id = jobs_api.start_training_job(
+                        job_id = start_training_job(
                             path,
                             targets,
                             model=model_cfg,
@@ -242,7 +257,7 @@ with st.expander("New training run", expanded=st.session_state.setdefault("_trai
                             f"Started run **{job_id}**. It runs in the background: you "
                             "can leave this page or reload it."
                         )
-                        jobs = jobs_api.list_jobs()
+                        jobs = list_jobs()
 
 # ----------------------------------------------------------------------------------------------
 # Runs
@@ -253,23 +268,23 @@ if not jobs:
     st.stop()
 
 
-def _best_val_mae(job: dict):
-    mae = ((job.get("metrics") or {}).get("val") or {}).get("mae")
+def _best_val_mae(job: JobStatus):
+    mae = job.metrics.get("val", {}).get("mae")
     if mae is None:
         return "–"
-    return display_for(job.get("target", "")).fmt(mae)
+    return display_for(job.target or "").fmt(mae)
 
 
 overview = pd.DataFrame(
     [
         {
-            "run": j["id"],
-            "model name": j.get("name", ""),
-            "status": j.get("status", "?"),
-            "epoch": f"{j.get('epoch', 0)}/{j.get('epochs') or '?'}",
-            "target": j.get("target", ""),
-            "dataset": Path(j.get("dataset") or "").name,
-            "started": (j.get("created") or "").replace("T", " ")[:19],
+            "run": j.id,
+            "model name": j.name or "",
+            "status": j.state.value,
+            "epoch": f"{j.epoch}/{j.epochs or '?'}",
+            "target": j.target or "",
+            "dataset": Path(j.dataset or "").name,
+            "started": f"{j.created:%Y-%m-%d %H:%M:%S}" if j.created else "",
             "val MAE": _best_val_mae(j),
         }
         for j in jobs
@@ -277,7 +292,8 @@ overview = pd.DataFrame(
 )
 st.dataframe(overview, hide_index=True, width="stretch", height=min(38 + 35 * len(overview), 300))
 
-ids = [j["id"] for j in jobs]
+listed = {j.id: j for j in jobs}  # one status per run: the table, selector and panel agree
+ids = list(listed)
 selected = st.session_state.get("job_id")
 if selected not in ids:
     selected = ids[0]
@@ -289,45 +305,37 @@ chosen = st.selectbox(
     "Show run",
     ids,
     key="job_pick",
-    format_func=lambda i: (
-        f"{i} — {next(j.get('name', '') for j in jobs if j['id'] == i)} "
-        f"({next(j.get('status') for j in jobs if j['id'] == i)})"
-    ),
+    format_func=lambda i: f"{i} — {listed[i].name or ''} ({listed[i].state})",
 )
 st.session_state["job_id"] = chosen
 st.session_state["_job_seen"] = chosen
-first = next(j for j in jobs if j["id"] == chosen)  # the status the table and selector show
-live = first.get("status") in jobs_api.ACTIVE_STATES
+live = listed[chosen].state.active
 
 STATUS_ICON = {
-    "queued": ":material/hourglass_top:",
-    "running": ":material/directions_run:",
-    "done": ":material/check_circle:",
-    "failed": ":material/error:",
-    "cancelled": ":material/cancel:",
+    JobState.QUEUED: ":material/hourglass_top:",
+    JobState.RUNNING: ":material/directions_run:",
+    JobState.FINISHED: ":material/check_circle:",
+    JobState.FAILED: ":material/error:",
+    JobState.CANCELLED: ":material/cancel:",
 }
 
 
-def show_run(job_id: str, listed: str) -> None:
-    """The panel of one run; ``listed``: its status in the runs table and selector."""
-    status = jobs_api.job_status(job_id)
-    state_name = status.get("status", "?")
-    if state_name != listed:
-        st.rerun(scope="app")  # queued → running → done/cancelled: the table and selector too
-    disp = display_for(status.get("target", ""))
-    st.markdown(
-        f"### {STATUS_ICON.get(state_name, '')} {status.get('name', job_id)} — {state_name}"
-    )
-    epoch, epochs = int(status.get("epoch") or 0), status.get("epochs") or 0
-    search_file = jobs_api.job_dir(job_id) / jobs_api.SEARCH_FILE
-    step = "trial" if jobs_api.job_progress(job_id).get("unit") == "trial" else "epoch"
-    if state_name in jobs_api.ACTIVE_STATES:
+def show_run(job_id: str, listed_state: JobState) -> None:
+    """The panel of one run; ``listed_state``: its state in the runs table and selector."""
+    status = job_status(job_id)
+    state = status.state
+    if state != listed_state:
+        st.rerun(scope="app")  # queued → running → finished/cancelled: table and selector too
+    disp = display_for(status.target or "")
+    st.markdown(f"### {STATUS_ICON[state]} {status.name or job_id} — {state}")
+    epoch, epochs, step = status.epoch, status.epochs or 0, status.unit
+    if state.active:
         frac = min(epoch / epochs, 1.0) if epochs else 0.0
         text = (
             f"{step} {epoch} of {epochs}"
             if epoch
             else "loading data and building graphs…"
-            if state_name == "running"
+            if state == JobState.RUNNING
             else "starting…"
         )
         st.progress(frac, text=text)
@@ -337,33 +345,34 @@ def show_run(job_id: str, listed: str) -> None:
             key=f"cancel_{job_id}",
             help="Stops within a few seconds; the best completed epoch is saved.",
         ):
-            jobs_api.cancel_job(job_id)
-            st.toast("Cancel requested: the run stops within a few seconds.")
+            with st.spinner("Stopping the run…"):
+                cancel_job(job_id)
+            st.rerun(scope="app")
         if b2.button(
             "Stop now", key=f"kill_{job_id}", help="End the process at once; nothing is saved."
         ):
-            jobs_api.cancel_job(job_id, force=True)
+            cancel_job(job_id, force=True)
             st.rerun(scope="app")
-    elif state_name == "failed":
-        st.error(f"The run failed: {status.get('error') or 'no reason recorded'}")
-    elif state_name == "cancelled":
-        saved = status.get("model_path")
+    elif state == JobState.FAILED:
+        st.error(f"The run failed: {status.error or 'no reason recorded'}")
+    elif state == JobState.CANCELLED:
+        saved = status.model_path
         st.warning(
-            f"Cancelled ({status.get('stop_reason') or 'by user'}) after {step} {epoch}."
+            f"Cancelled ({status.stop_reason or 'by user'}) after {step} {epoch}."
             + (
-                f" The best epoch so far was saved as **{status.get('name')}**."
+                f" The best epoch so far was saved as **{status.name}**."
                 if saved
                 else " Nothing was saved."
             )
         )
-    elif state_name == "done":
-        reason = status.get("stop_reason")
+    elif state == JobState.FINISHED:
+        reason = status.stop_reason
         st.success(
             f"Finished after {epoch} {step}s"
             + (f" ({reason})" if reason else "")
-            + f". Saved as **{status.get('name')}**."
+            + f". Saved as **{status.name}**."
         )
-    metrics = status.get("metrics") or {}
+    metrics = status.metrics
     if metrics:
         cols = st.columns(len(metrics))
         for col, (part, m) in zip(cols, metrics.items()):
@@ -372,8 +381,9 @@ def show_run(job_id: str, listed: str) -> None:
                 f"{(m.get('mae') or float('nan')) * disp.factor:.4g}",
                 help=f"R = {m.get('r')}, n = {m.get('n')}",
             )
-    if search_file.is_file():
-        trials = pd.read_csv(search_file).sort_values("val_mae", na_position="last")
+    trials = job_trials(job_id)
+    if trials is not None:
+        trials = trials.sort_values("val_mae", na_position="last")
         trials["val_mae"] = disp.scale(trials["val_mae"])
         st.markdown("**Trials** (best first; chosen on validation MAE)")
         st.dataframe(
@@ -382,7 +392,7 @@ def show_run(job_id: str, listed: str) -> None:
             width="stretch",
             key=f"trials_{job_id}_{len(trials)}",
         )
-    history = pd.DataFrame(jobs_api.job_progress(job_id).get("history") or [])
+    history = pd.DataFrame(job_progress(job_id).history)
     if len(history):
         c1, c2 = st.columns(2)
         c1.plotly_chart(
@@ -394,29 +404,29 @@ def show_run(job_id: str, listed: str) -> None:
             key=f"mae_{job_id}_{len(history)}",
         )
     a1, a2, a3 = st.columns([1, 1, 2])
-    has_model = bool(status.get("model_path")) and Path(status["model_path"]).is_dir()
+    has_model = bool(status.model_path) and Path(status.model_path).is_dir()
     if has_model and a1.button("Open in Results", key=f"results_{job_id}", type="primary"):
-        st.session_state["model_name"] = status.get("name")
+        st.session_state["model_name"] = status.name
         st.switch_page("views/results.py")
-    if state_name in jobs_api.FINAL_STATES:
+    if state.final:
         remove_model = a3.checkbox("also delete the saved model", key=f"rm_model_{job_id}")
         if a2.button("Delete run", key=f"delete_{job_id}"):
             try:
-                jobs_api.delete_job(job_id, remove_model=remove_model)
+                delete_job(job_id, remove_model=remove_model)
             except ValueError as exc:
                 st.error(str(exc))
             else:
                 st.session_state["job_id"] = None
                 st.rerun(scope="app")
     with st.expander("Log (last lines)"):
-        st.code(jobs_api.read_log(job_id, lines=40) or "(empty)", language=None)
+        st.code(read_log(job_id, lines=40) or "(empty)", language=None)
     with st.expander("Settings of this run"):
-        request = jobs_api.job_dir(job_id) / "request.json"
-        if request.is_file():
-            st.code(request.read_text(), language="json")
+        request = job_request(job_id)
+        if request is not None:
+            st.code(request.model_dump_json(indent=2), language="json")
 
 
 monitor = st.fragment(show_run, run_every=2.0 if live else None)
-monitor(chosen, first.get("status", "?"))
+monitor(chosen, listed[chosen].state)
 if live:
     st.caption("This panel refreshes every 2 s. The run continues if you close the page.")

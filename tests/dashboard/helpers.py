@@ -112,13 +112,15 @@ def texts(at) -> str:
     return "\n".join(parts)
 
 
-def wait_job(job_id: str, states=("done", "failed", "cancelled"), timeout: float = 120):
+def wait_job(job_id: str, timeout: float = 120):
+    """The status of a training job once it reaches a final state (AssertionError after
+    ``timeout`` seconds)."""
     from engine.apps.jobs.training import job_status, read_log
 
     deadline = time.time() + timeout
     while time.time() < deadline:
         status = job_status(job_id)
-        if status["status"] in states:
+        if status.state.final:
             return status
         time.sleep(0.3)
     raise AssertionError(f"job {job_id}: {job_status(job_id)}\n{read_log(job_id)}")

@@ -163,11 +163,11 @@ def test_train_page_runs_cancel_and_failure(app, data_dir):
     assert "Started run" in texts(app)
 
     deadline = time.time() + 120
-    while job_progress(job_id)["epoch"] < 1 and time.time() < deadline:
+    while job_progress(job_id).epoch < 1 and time.time() < deadline:
         time.sleep(0.3)
     app.run()
     assert "epoch" in texts(app) or app.get("progress")
-    # the table, the selector and the panel agree on the state (typed as ACTIVE/FINAL_STATES)
+    # the table, the selector and the panel agree on the state (JobState)
     runs = frame_with(app, "status")
     assert runs.loc[runs["run"] == job_id, "status"].item() == "running"
     assert app.selectbox(key="job_pick").value == job_id
@@ -176,7 +176,7 @@ def test_train_page_runs_cancel_and_failure(app, data_dir):
     next(b for b in app.button if b.label == "Cancel").click().run()
     assert not app.exception
     status = wait_job(job_id)
-    assert status["status"] == "cancelled"
+    assert status.state == "cancelled"
     assert time.time() - cancelled_at < 30  # inside the epoch, not after 400 of them
     app.run()
     assert not app.exception
@@ -188,7 +188,7 @@ def test_train_page_runs_cancel_and_failure(app, data_dir):
 
     # a run that crashes (bad target) is listed as failed, with its reason
     bad = start_training_job(path, "no_such_target", training=TrainConfig(epochs=1))
-    assert wait_job(bad)["status"] == "failed"
+    assert wait_job(bad).state == "failed"
     app.session_state["job_id"] = bad
     app.run()
     assert not app.exception
@@ -214,8 +214,8 @@ def test_train_page_hyperparameter_search_job(app, data_dir):
     assert not app.exception, [e.value for e in app.exception]
     job_id = app.session_state["job_id"]
     status = wait_job(job_id)
-    assert status["status"] == "done", status
-    assert "best of 2 trials" in status["stop_reason"]
+    assert status.state == "finished", status
+    assert "best of 2 trials" in status.stop_reason
     app.run()
     page = texts(app)
     assert "Finished after 2 trials" in page

@@ -1,11 +1,12 @@
 """Background physics jobs: the thermal route for many structures in a separate process.
 
-Like the training jobs of :mod:`engine.apps.jobs.training` (a process in its own session, talking through
-files), but in their own folder ``home_dir()/physics-jobs/<job_id>/`` so that training-job
-listings never see them:
+Like the training jobs of :mod:`engine.apps.jobs.training` (a process started by
+:mod:`engine.apps.jobs.launcher`, talking through files), but in their own folder
+``home_dir()/physics-jobs/<job_id>/`` so that training-job listings never see them:
 
     structures.json   the structures (ids and pymatgen dicts) and settings (written once)
-    status.json       state (running → done | failed), pid, done/total, error
+    status.json       state (running → done | failed), pid and its start time, done/total,
+                      error
     results.jsonl     one :meth:`ThermalResult.to_json` per line, appended as they finish
     log.txt           the process's stdout and stderr
 """
@@ -13,15 +14,14 @@ listings never see them:
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import subprocess
 import sys
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from engine.core.config import PROJECT_ROOT, home_dir
+from engine.apps.jobs import launcher
+from engine.core.config import home_dir
 from engine.io import NamedStructure
 from engine.physics.thermal import ThermalResult, ThermalSettings
 
@@ -77,22 +77,9 @@ def start_thermal_job(
         },
     )
     _status(directory, id=job_id, status="running", done=0, total=len(items), error=None)
-    env = dict(os.environ, CRYSTAL_SCREEN_HOME=str(home_dir()), PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = str(PROJECT_ROOT) + (
-        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
-    )
-    with open(directory / LOG_FILE, "ab") as log:
-        proc = subprocess.Popen(
-            [python or sys.executable, "-m", "engine.apps.jobs.physics", str(directory)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=str(PROJECT_ROOT),
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-        )
-    _status(directory, pid=proc.pid)
+    worker = launcher.launch("engine.apps.jobs.physics", directory, directory / LOG_FILE,
+                             python=python)
+    _status(directory, pid=worker.pid, pid_created=worker.created)
     return job_id
 
 
@@ -114,7 +101,9 @@ def thermal_job(job_id: str) -> tuple[dict, list[ThermalResult]]:
                 results.append(ThermalResult.from_json(json.loads(line)))
             except (ValueError, TypeError, KeyError):
                 break  # a line being written
-    if status.get("status") == "running" and not _alive(status.get("pid")):
+    pid = status.get("pid")
+    if status.get("status") == "running" and pid and not launcher.alive(
+            pid, status.get("pid_created")):
         status = json.loads((directory / STATUS_FILE).read_text())  # it may have just finished
         if status.get("status") == "running":
             status = _status(
@@ -125,28 +114,12 @@ def thermal_job(job_id: str) -> tuple[dict, list[ThermalResult]]:
     return status, results
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return True  # being launched
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a finished child of this process stays a zombie until reaped
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
-    except ChildProcessError:
-        return True
-
-
 def run_thermal_job(directory: Path) -> int:
     """Run a job in this process; the outcome is recorded in ``status.json``."""
     from pymatgen.core import Structure
 
     from engine.physics.thermal import thermal_properties
 
-    _status(directory, pid=os.getpid())
     try:
         request = json.loads((directory / REQUEST_FILE).read_text())
         settings = ThermalSettings(**request["settings"])
