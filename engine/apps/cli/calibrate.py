@@ -7,8 +7,11 @@ from engine.apps.cli.common import add_limit_args, print_uncertainty, read_limit
 
 def add_parser(sub) -> None:
     """Add ``calibrate`` to the subparsers ``sub``."""
-    p = sub.add_parser("calibrate", help="fit σ and the applicability domain of an existing "
-                       "model from its recorded training data and split")
+    p = sub.add_parser(
+        "calibrate",
+        help="fit σ and the applicability domain of an existing "
+        "model from its recorded training data and split",
+    )
     p.add_argument("model", help="model directory or name")
     p.add_argument("--data", help="the training dataset, if it is not at the recorded path")
     p.add_argument("--json", action="store_true", help="print the card's uncertainty section")

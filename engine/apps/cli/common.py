@@ -33,8 +33,9 @@ def _size(text: str) -> int:
     try:
         value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid size {text[:40]!r}: e.g. 512M, 2G or a byte "
-                                         "count") from None
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text[:40]!r}: e.g. 512M, 2G or a byte count"
+        ) from None
     if not (math.isfinite(value) and value >= 1):
         raise argparse.ArgumentTypeError(f"invalid size {text[:40]!r}: must be positive")
     return int(value)
@@ -53,26 +54,42 @@ def _positive(text: str) -> int:
 
 def add_data_args(p, target_required: bool = True, several: bool = False) -> None:
     """``--data``, ``--target`` (one, or several with ``several``), ``--query`` and ``--limit``."""
-    p.add_argument("--data", required=True, help="dataset: .jsonl(.gz), CIF folder with "
-                   "id_prop.csv, or CSV joined to structure files")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="dataset: .jsonl(.gz), CIF folder with id_prop.csv, or CSV joined to structure files",
+    )
     if several:
-        p.add_argument("--target", required=target_required, nargs="+", metavar="TARGET",
-                       help="target column; several for --model multitask (the first is "
-                       "the primary target)")
+        p.add_argument(
+            "--target",
+            required=target_required,
+            nargs="+",
+            metavar="TARGET",
+            help="target column; several for --model multitask (the first is the primary target)",
+        )
     else:
         p.add_argument("--target", required=target_required, help="target column")
-    p.add_argument("--query", help="pandas query to filter rows, e.g. "
-                   "\"validated_against_mp != False\"")
+    p.add_argument(
+        "--query", help='pandas query to filter rows, e.g. "validated_against_mp != False"'
+    )
     p.add_argument("--limit", type=int, help="read at most this many entries")
 
 
 def add_disorder_args(p) -> None:
     """``--disorder``, ``--orderings`` and ``--ordering-seed`` (see :func:`disorder_settings`)."""
-    p.add_argument("--disorder", choices=["virtual", "orderings"], default="virtual",
-                   help="disordered structures: virtual crystal (occupancy-weighted "
-                   "features) or the mean of seeded ordered supercells (spread added to σ)")
-    p.add_argument("--orderings", type=int, default=5, help="orderings per disordered "
-                   "structure with --disorder orderings")
+    p.add_argument(
+        "--disorder",
+        choices=["virtual", "orderings"],
+        default="virtual",
+        help="disordered structures: virtual crystal (occupancy-weighted "
+        "features) or the mean of seeded ordered supercells (spread added to σ)",
+    )
+    p.add_argument(
+        "--orderings",
+        type=int,
+        default=5,
+        help="orderings per disordered structure with --disorder orderings",
+    )
     p.add_argument("--ordering-seed", type=int, default=0)
 
 
@@ -88,25 +105,41 @@ def add_limit_args(p) -> None:
     from engine.io import DEFAULT_LIMITS
 
     g = p.add_argument_group("input limits")
-    g.add_argument("--max-atoms", type=_positive, default=None, metavar="N",
-                   help="largest cell read, in sites; larger ones are refused before "
-                   f"parsing (default {DEFAULT_LIMITS.max_atoms})")
-    g.add_argument("--max-bytes", type=_size, default=None, metavar="SIZE",
-                   help="most bytes expanded from the inputs in total, zips and .gz "
-                   f"included, e.g. 2G (default {DEFAULT_LIMITS.max_bytes // 1024**2}M)")
+    g.add_argument(
+        "--max-atoms",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="largest cell read, in sites; larger ones are refused before "
+        f"parsing (default {DEFAULT_LIMITS.max_atoms})",
+    )
+    g.add_argument(
+        "--max-bytes",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="most bytes expanded from the inputs in total, zips and .gz "
+        f"included, e.g. 2G (default {DEFAULT_LIMITS.max_bytes // 1024**2}M)",
+    )
 
 
 def add_dask_args(p) -> None:
     """The Dask group: ``--dask``, ``--partition-size``, ``--retries``, ``--worker-memory``."""
     g = p.add_argument_group("Dask (pip install 'crystal-screen[dask]')")
-    g.add_argument("--dask", metavar="CLUSTER", help="run on Dask: local:N (N worker "
-                   "processes here) or a scheduler address tcp://HOST:PORT; results stream "
-                   "to --output NAME.parquet")
-    g.add_argument("--partition-size", type=int, default=1000,
-                   help="candidates per Dask task (default 1000)")
+    g.add_argument(
+        "--dask",
+        metavar="CLUSTER",
+        help="run on Dask: local:N (N worker "
+        "processes here) or a scheduler address tcp://HOST:PORT; results stream "
+        "to --output NAME.parquet",
+    )
+    g.add_argument(
+        "--partition-size", type=int, default=1000, help="candidates per Dask task (default 1000)"
+    )
     g.add_argument("--retries", type=int, default=2, help="retries of a failed partition")
-    g.add_argument("--worker-memory", default="3GiB",
-                   help="memory limit per local:N worker (default 3GiB)")
+    g.add_argument(
+        "--worker-memory", default="3GiB", help="memory limit per local:N worker (default 3GiB)"
+    )
 
 
 def read_limits(args):
@@ -158,18 +191,26 @@ def print_uncertainty(card) -> None:
     unc = card.uncertainty
     if unc is None:
         return
-    print(f"σ from {unc.sigma_source}, × {', '.join(f'{s:.3g}' for s in unc.scale)} "
-          "(scale fitted on val); ideal: 68.3% within 1σ, 95.4% within 2σ")
+    print(
+        f"σ from {unc.sigma_source}, × {', '.join(f'{s:.3g}' for s in unc.scale)} "
+        "(scale fitted on val); ideal: 68.3% within 1σ, 95.4% within 2σ"
+    )
     for part in ("val", "test"):
         c = unc.calibration.get(part)
         if c is not None:
-            print(f"{part:>5}: within 1σ {c.within_1sigma:.1%} (unscaled "
-                  f"{c.within_1sigma_unscaled:.1%}), within 2σ {c.within_2sigma:.1%} (unscaled "
-                  f"{c.within_2sigma_unscaled:.1%}); MAE by domain: " + ", ".join(
-                      f"{f} {v:.3g} (n={c.n_by_domain[f]})" for f, v in c.mae_by_domain.items()))
-    print(f"domain: mean distance to the {unc.k} nearest training crystals; borderline above "
-          f"{unc.borderline:.3g} (val {unc.borderline_quantile:.0%}), out-of-domain above "
-          f"{unc.out_of_domain:.3g} (val {unc.out_of_domain_quantile:.0%})")
+            print(
+                f"{part:>5}: within 1σ {c.within_1sigma:.1%} (unscaled "
+                f"{c.within_1sigma_unscaled:.1%}), within 2σ {c.within_2sigma:.1%} (unscaled "
+                f"{c.within_2sigma_unscaled:.1%}); MAE by domain: "
+                + ", ".join(
+                    f"{f} {v:.3g} (n={c.n_by_domain[f]})" for f, v in c.mae_by_domain.items()
+                )
+            )
+    print(
+        f"domain: mean distance to the {unc.k} nearest training crystals; borderline above "
+        f"{unc.borderline:.3g} (val {unc.borderline_quantile:.0%}), out-of-domain above "
+        f"{unc.out_of_domain:.3g} (val {unc.out_of_domain_quantile:.0%})"
+    )
 
 
 def report_dask(run) -> int:
@@ -177,9 +218,14 @@ def report_dask(run) -> int:
     print_errors(run.errors)
     for note in run.notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"{run.n_read} entries in {run.n_partitions} partitions on {len(run.worker_pids)} "
-          f"worker processes", file=sys.stderr)
+    print(
+        f"{run.n_read} entries in {run.n_partitions} partitions on {len(run.worker_pids)} "
+        f"worker processes",
+        file=sys.stderr,
+    )
     for f in run.failures:
-        print(f"error: partition {f.label} ({f.n_entries} entries) failed: {f.reason}",
-              file=sys.stderr)
+        print(
+            f"error: partition {f.label} ({f.n_entries} entries) failed: {f.reason}",
+            file=sys.stderr,
+        )
     return 1 if run.failures else 0

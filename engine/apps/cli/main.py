@@ -34,8 +34,20 @@ from engine.apps.cli import (
 )
 
 #: The command modules, in the order ``--help`` lists them.
-COMMANDS = (train, calibrate, predict, screen, thermal, evaluate, contributions, search, models,
-            bench, fetch, dashboard)
+COMMANDS = (
+    train,
+    calibrate,
+    predict,
+    screen,
+    thermal,
+    evaluate,
+    contributions,
+    search,
+    models,
+    bench,
+    fetch,
+    dashboard,
+)
 #: Longest ``error:`` line printed, in characters.
 MAX_MESSAGE = 600
 

@@ -24,6 +24,8 @@ def run(args) -> int:
     for m in models:
         val = m["metrics"].get("val", {}).get("mae")
         mae = f"val MAE {val:.4g} {m['unit']}" if val is not None else ""
-        print(f"{m['name']:<45} {m.get('family', ''):<17} {m['target']:<30} {m['unit']:<12} "
-              f"{m['source']:<15} {mae}")
+        print(
+            f"{m['name']:<45} {m.get('family', ''):<17} {m['target']:<30} {m['unit']:<12} "
+            f"{m['source']:<15} {mae}"
+        )
     return 0

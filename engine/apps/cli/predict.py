@@ -21,8 +21,12 @@ def add_parser(sub) -> None:
     """Add ``predict`` to the subparsers ``sub``."""
     p = sub.add_parser("predict", help="predict for structure files")
     p.add_argument("--model", required=True, help="model directory or name (see `models`)")
-    p.add_argument("--input", required=True, help="file, folder or zip of structures; an SOFC "
-                   "material name (8YSZ, LSCF, ...); or 'FORMULA as perovskite|fluorite'")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="file, folder or zip of structures; an SOFC "
+        "material name (8YSZ, LSCF, ...); or 'FORMULA as perovskite|fluorite'",
+    )
     p.add_argument("--output", help="CSV to write (default: print a table); Parquet with --dask")
     p.add_argument("--quiet", action="store_true", help="with --dask: no progress bar")
     add_disorder_args(p)
@@ -56,9 +60,14 @@ def run(args) -> int:
             source = batch.items
         print(f"physics inputs for {len(source)} structures (engine.physics) ...", file=sys.stderr)
         physics = {it.id: r for it, r in zip(source, attach_physics_inputs(source))}
-    result = predict_structures(model, source, disorder_settings(args),
-                                batch_size=args.batch_size, device=args.device,
-                                limits=read_limits(args))
+    result = predict_structures(
+        model,
+        source,
+        disorder_settings(args),
+        batch_size=args.batch_size,
+        device=args.device,
+        limits=read_limits(args),
+    )
     if result.table.empty:
         raise nothing_usable("structure", args.input, result.errors)
     print_errors(result.errors)
@@ -68,15 +77,23 @@ def run(args) -> int:
         ]
         failed = int((~result.table["physics_used"]).sum())
         if failed:
-            print(f"note: {failed} structure(s) without physics inputs (the route failed): "
-                  "predicted from the crystal graph alone (physics_used False)", file=sys.stderr)
+            print(
+                f"note: {failed} structure(s) without physics inputs (the route failed): "
+                "predicted from the crystal graph alone (physics_used False)",
+                file=sys.stderr,
+            )
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     units = {result.target: result.unit, **dict(zip(result.targets, result.units))}
     names = {col: f"{t} ({units[t]})" if units.get(t) else t for col, t in result.columns.items()}
-    names.update({STD_COLUMN if col == "prediction" else std_column(t):
-                  f"{t} std ({units[t]})" if units.get(t) else f"{t} std"
-                  for col, t in result.columns.items()})
+    names.update(
+        {
+            STD_COLUMN if col == "prediction" else std_column(t): f"{t} std ({units[t]})"
+            if units.get(t)
+            else f"{t} std"
+            for col, t in result.columns.items()
+        }
+    )
     table = result.table
     if "prediction" not in names:  # several targets: one column each, no primary duplicate
         table = table.drop(columns=["prediction", STD_COLUMN])
@@ -85,8 +102,9 @@ def run(args) -> int:
         write_csv(table, args.output)
         print(f"wrote {len(table)} prediction{'' if len(table) == 1 else 's'} to {args.output}")
     else:
-        with pd.option_context("display.max_rows", None, "display.width", 200,
-                               "display.float_format", "{:.4g}".format):
+        with pd.option_context(
+            "display.max_rows", None, "display.width", 200, "display.float_format", "{:.4g}".format
+        ):
             print(table.to_string(index=False))
     return 0
 
@@ -95,10 +113,18 @@ def _predict_dask(args) -> int:
     """``predict --dask``: predictions streamed to the ``--output`` Parquet; the exit code."""
     from engine.apps.screening.dask import predict_dask
 
-    dask_run = predict_dask(args.dask, args.input, args.model, output=args.output,
-                            partition_size=args.partition_size, batch_size=args.batch_size,
-                            retries=args.retries, memory_limit=args.worker_memory,
-                            progress=not args.quiet, limits=read_limits(args))
+    dask_run = predict_dask(
+        args.dask,
+        args.input,
+        args.model,
+        output=args.output,
+        partition_size=args.partition_size,
+        batch_size=args.batch_size,
+        retries=args.retries,
+        memory_limit=args.worker_memory,
+        progress=not args.quiet,
+        limits=read_limits(args),
+    )
     rc = report_dask(dask_run)
     print(f"wrote the predictions to {args.output}")
     return rc
