@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pandas as pd
+from engine.apps.cli.common import print_errors
 
 #: Columns of the per-structure CSV, in order.
 COLUMNS = (
@@ -40,8 +41,11 @@ def curves_path(output: str | Path) -> Path:
     return output.with_name(f"{output.stem}_curves.csv")
 
 
-def curves_frame(results) -> pd.DataFrame:
-    """Long format: one row per (id, temperature_K) with alpha_V_per_K (1/K) and the potential."""
+def curves_frame(results):
+    """Long format (a ``pandas.DataFrame``): one row per (id, temperature_K) with alpha_V_per_K
+    (1/K) and the potential."""
+    import pandas as pd
+
     columns = ["id", "temperature_K", "alpha_V_per_K", "potential"]
     parts = [
         pd.DataFrame(
@@ -58,8 +62,33 @@ def curves_frame(results) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
-def run_thermal(args) -> int:
+def add_parser(sub) -> None:
+    """Add ``thermal`` to the subparsers ``sub``."""
+    p = sub.add_parser(
+        "thermal", help="physics estimate of thermal expansion: universal potential (CHGNet) "
+        "E(V) + quasi-harmonic Debye model",
+        description="One row per structure (α_V at 300 K in 1/K, θ_D in K, B0 in GPa, B′, γ, "
+        "status, reason); with --output the α_V(T) curves go to <stem>_curves.csv.")
+    p.add_argument("--input", required=True, help="file, folder, zip or JSON-lines dataset")
+    p.add_argument("--relax", action=argparse.BooleanOptionalAction, default=False,
+                   help="relax positions and cell with the potential first (default: no)")
+    p.add_argument("--relax-ions", action=argparse.BooleanOptionalAction, default=False,
+                   help="relax the atomic positions at fixed cell at each sampled volume (FIRE, "
+                   "fmax 0.05 eV/Å, at most 100 steps each; about 10-100x slower; default: no, "
+                   "see docs/physics.md)")
+    p.add_argument("--tmin", type=float, default=100.0, help="lowest temperature in K")
+    p.add_argument("--tmax", type=float, default=1300.0, help="highest temperature in K")
+    p.add_argument("--tstep", type=float, default=10.0, help="temperature step in K")
+    p.add_argument("--poisson-ratio", type=float, default=0.25, help="σ of the Debye model")
+    p.add_argument("--output", help="CSV of the per-structure results (default: print a table)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
     """Run the ``thermal`` subcommand; returns the exit code."""
+    import pandas as pd
     from tqdm import tqdm
 
     from engine.apps.screening.screen import iter_candidates
@@ -89,9 +118,7 @@ def run_thermal(args) -> int:
         results.append(result)
         bar.update(1)
     bar.close()
-    from engine.apps.cli.main import _print_errors
-
-    _print_errors(errors)
+    print_errors(errors)
     if not results:
         print("error: no structure could be read from " + str(args.input), file=sys.stderr)
         return 1
