@@ -339,7 +339,7 @@ def _needs_physics(model) -> bool:
 
 def _screen_model(name: str, prop: str) -> str | None:
     """A ``screen`` model option: a model name or directory, or ``auto`` (found by target)."""
-    from engine.apps.screening.screen import find_property_model
+    from engine.apps.screening.filters import find_property_model
 
     return find_property_model(prop) if name == "auto" else name
 
@@ -352,14 +352,11 @@ def _micro(value: float) -> str:
 def cmd_screen(args) -> int:
     import pandas as pd
 
-    from engine.apps.screening.screen import (
-        Filters,
-        candidate_references,
-        mismatch_matrix,
-        open_candidates,
-        resolve_electrolyte,
-        screen,
-    )
+    from engine.apps.screening.candidates import open_candidates
+    from engine.apps.screening.electrolyte import candidate_references, resolve_electrolyte
+    from engine.apps.screening.filters import Filters
+    from engine.apps.screening.matrix import mismatch_matrix
+    from engine.apps.screening.ranking import screen
     from engine.io import check_output_path, write_csv
     from engine.store.directory import load_model
 
@@ -432,7 +429,7 @@ def cmd_screen(args) -> int:
     with pd.option_context("display.max_rows", None, "display.width", 200):
         print(shown.head(args.top).to_string(index=False))
     if args.dask:
-        from engine.apps.screening.dask import write_ranked
+        from engine.apps.screening.parquet import write_ranked
 
         summary = args.summary or args.output.removesuffix(".parquet") + "-top.csv"
         write_ranked(table, args.output, summary, args.top)

@@ -62,7 +62,7 @@ def run_thermal(args) -> int:
     """Run the ``thermal`` subcommand; returns the exit code."""
     from tqdm import tqdm
 
-    from engine.apps.screening.screen import iter_candidates
+    from engine.apps.screening.candidates import iter_candidates
     from engine.physics import ThermalSettings, thermal_properties
 
     if not Path(args.input).exists():
