@@ -55,7 +55,8 @@ def _peak_rss_mb() -> float:
 
 
 def run(path: Path, workers: int, model: str, partition_size: int, work: Path) -> dict:
-    from engine.apps.screening.dask import dask_client, screen_dask, write_ranked
+    from engine.apps.screening.dask import dask_client, screen_dask
+    from engine.apps.screening.parquet import write_ranked
 
     out = work / f"ranked-{path.stem}-{workers}w.parquet"
     start = time.perf_counter()

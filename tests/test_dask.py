@@ -14,13 +14,13 @@ distributed = pytest.importorskip("distributed", reason="needs the [dask] extra"
 
 from engine.apps.cli.main import main  # noqa: E402
 from engine.apps.screening.dask import (  # noqa: E402
-    _WORKER_MODELS,
-    Partition,
     predict_dask,
     run_partitions,
     screen_predictions_dask,
 )
-from engine.apps.screening.screen import predict_candidates, read_screen_csv  # noqa: E402
+from engine.apps.screening.partitions import WORKER_MODELS, Partition  # noqa: E402
+from engine.apps.screening.predict import predict_candidates  # noqa: E402
+from engine.apps.screening.ranking import read_screen_csv  # noqa: E402
 from engine.io import record_id  # noqa: E402
 from engine.materials.examples import EXAMPLES_DIR  # noqa: E402
 from engine.store.directory import load_model  # noqa: E402
@@ -64,7 +64,7 @@ def model():
 
 
 def _loaded_models() -> list[str]:
-    return sorted(_WORKER_MODELS)
+    return sorted(WORKER_MODELS)
 
 
 def test_screen_equals_one_process(client, candidates, model, tmp_path):

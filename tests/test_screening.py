@@ -15,23 +15,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.apps.screening.screen import (
+from engine.apps.screening.candidates import count_candidates, iter_candidates
+from engine.apps.screening.electrolyte import (
+    Reference,
+    candidate_references,
+    example_electrolytes,
+    resolve_electrolyte,
+)
+from engine.apps.screening.filters import Filters, find_property_model
+from engine.apps.screening.matrix import mismatch_matrix
+from engine.apps.screening.measured import measured_table
+from engine.apps.screening.predict import predict_candidates
+from engine.apps.screening.ranking import (
     OUTPUT_COLUMNS,
     REFERENCE_REASON,
-    Filters,
-    Reference,
     ScreenResult,
-    candidate_references,
-    count_candidates,
-    example_electrolytes,
-    find_property_model,
-    iter_candidates,
-    measured_table,
-    mismatch_matrix,
-    predict_candidates,
     rank_candidates,
     read_screen_csv,
-    resolve_electrolyte,
     screen,
 )
 from engine.inference.prediction import predict

@@ -13,6 +13,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 from torch_geometric.data import Batch
 
+from engine.apps.screening.electrolyte import Reference
 from engine.apps.screening.operating_range import (
     mean_alpha_V,
     physics_note,
@@ -20,7 +21,7 @@ from engine.apps.screening.operating_range import (
     range_ctes,
     rank_over_range,
 )
-from engine.apps.screening.screen import REFERENCE_REASON, Reference, rank_candidates, screen
+from engine.apps.screening.ranking import REFERENCE_REASON, rank_candidates, screen
 from engine.core.config import (
     ALIGNNConfig,
     AttentionFusionConfig,
@@ -508,7 +509,7 @@ def test_cli_screen_range_disabled_and_enabled(tmp_path, capsys, monkeypatch):
 
 
 def test_measured_value_found_under_the_library_name_of_an_abbreviation():
-    from engine.apps.screening.screen import resolve_electrolyte
+    from engine.apps.screening.electrolyte import resolve_electrolyte
 
     ref = resolve_electrolyte("GDC", CTE_MODEL, measured={"10GDC": 12.0e-6})
     assert ref.source == "measured" and ref.cte_lin == 12.0e-6

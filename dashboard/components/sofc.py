@@ -230,8 +230,8 @@ def range_references(table: pd.DataFrame, top: int, references: list, range_info
     warning)."""
     from dataclasses import replace
 
+    from engine.apps.screening.electrolyte import Reference
     from engine.apps.screening.operating_range import electrolyte_range_cte, range_column
-    from engine.apps.screening.screen import Reference
 
     t1, t2, method = range_info
     column = range_column(t1, t2)

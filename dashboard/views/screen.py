@@ -3,7 +3,7 @@ library, the named SOFC library or typed 'FORMULA as PROTOTYPE' lines) → predi
 CTE ± σ, the linear CTE beside it, the domain flag, element and predicted-property filters, a
 ranking by |Δα| to the chosen electrolyte (never ranked against itself), calibration to measured
 values, the mean CTE over an operating range (with :mod:`engine.physics`), CSV export and reload,
-and a mismatch heatmap. Everything is computed by :mod:`engine.apps.screening.screen`; CTEs are shown in
+and a mismatch heatmap. Everything is computed by :mod:`engine.apps.screening`; CTEs are shown in
 10⁻⁶ K⁻¹ and stored in 1/K."""
 
 from __future__ import annotations
@@ -22,22 +22,18 @@ from dashboard.components import optimade, plots
 from dashboard.components import sofc as sofc_ui
 from dashboard.components.physics import physics_section
 from dashboard.components.teaching import teach
-from engine.apps.screening.operating_range import range_column
-from engine.apps.screening.screen import (
-    DEFAULT_CHUNK_SIZE,
-    MEASURED_COLUMNS,
-    Filters,
+from engine.apps.screening.candidates import DEFAULT_CHUNK_SIZE, count_candidates, iter_candidates
+from engine.apps.screening.electrolyte import (
     candidate_references,
-    count_candidates,
     example_electrolytes,
-    iter_candidates,
-    measured_table,
-    mismatch_matrix,
-    predict_candidates,
-    rank_candidates,
-    read_screen_csv,
     resolve_electrolyte,
 )
+from engine.apps.screening.filters import Filters
+from engine.apps.screening.matrix import mismatch_matrix
+from engine.apps.screening.measured import MEASURED_COLUMNS, measured_table
+from engine.apps.screening.operating_range import range_column
+from engine.apps.screening.predict import predict_candidates
+from engine.apps.screening.ranking import rank_candidates, read_screen_csv
 from engine.io import csv_text
 from engine.materials.examples import EXAMPLES
 
@@ -76,7 +72,7 @@ def _library():
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _reference(key: tuple, measured: tuple, _spec, _model, _dataset, _disorder=None):
-    """An electrolyte (``engine.apps.screening.screen.Reference``), cached by ``key`` (model, spec,
+    """An electrolyte (``engine.apps.screening.electrolyte.Reference``), cached by ``key`` (model, spec,
     dataset and disorder mode) and the measured table."""
     table = pd.DataFrame(list(measured), columns=list(MEASURED_COLUMNS))
     return resolve_electrolyte(_spec, _model, measured=table, dataset=_dataset,
@@ -91,7 +87,7 @@ def _count(source_key: str, which: str, _source) -> int:
 
 def _models_for(prop: str) -> list[dict]:
     """Models predicting ``prop`` in its unit (any 1/K model for the CTE)."""
-    from engine.apps.screening.screen import PROPERTY_TARGETS, PROPERTY_UNITS
+    from engine.apps.screening.filters import PROPERTY_TARGETS, PROPERTY_UNITS
 
     wanted = set(PROPERTY_TARGETS[prop])
     out = []
@@ -106,7 +102,7 @@ def _models_for(prop: str) -> list[dict]:
 
 def _pick_model(label: str, prop: str, key: str, container) -> dict | None:
     """A model picker for one property, defaulting to the one the engine would pick."""
-    from engine.apps.screening.screen import find_property_model
+    from engine.apps.screening.filters import find_property_model
 
     available = _models_for(prop)
     if not available:

@@ -154,8 +154,8 @@ def apply_calibration(
     are recomputed (rank 1 = smallest |Δα| among the rows that pass).
 
     Args:
-        table: :data:`engine.apps.screening.screen.OUTPUT_COLUMNS`.
-        electrolyte: the :class:`engine.apps.screening.screen.Reference` the table was ranked against.
+        table: :data:`engine.apps.screening.ranking.OUTPUT_COLUMNS`.
+        electrolyte: the :class:`engine.apps.screening.electrolyte.Reference` the table was ranked against.
 
     Returns:
         The re-ranked table (ranked rows first) and the electrolyte as used.

@@ -363,7 +363,7 @@ def test_predict_examples_and_upload(app):
 def test_screen_page_ranks_filters_exports_reloads_and_maps(app):
     import numpy as np
 
-    from engine.apps.screening.screen import read_screen_csv, screen
+    from engine.apps.screening.ranking import read_screen_csv, screen
     from engine.materials.examples import EXAMPLES_DIR
 
     goto(app, "screen")

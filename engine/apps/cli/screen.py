@@ -133,14 +133,11 @@ def run(args) -> int:
     """Screen, print the ranked table and write ``--output``/``--matrix``; the exit code."""
     import pandas as pd
 
-    from engine.apps.screening.screen import (
-        Filters,
-        candidate_references,
-        mismatch_matrix,
-        open_candidates,
-        resolve_electrolyte,
-        screen,
-    )
+    from engine.apps.screening.candidates import open_candidates
+    from engine.apps.screening.electrolyte import candidate_references, resolve_electrolyte
+    from engine.apps.screening.filters import Filters
+    from engine.apps.screening.matrix import mismatch_matrix
+    from engine.apps.screening.ranking import screen
     from engine.io import check_output_path, write_csv
     from engine.store.directory import load_model
 
@@ -249,7 +246,7 @@ def run(args) -> int:
     with pd.option_context("display.max_rows", None, "display.width", 200):
         print(shown.head(args.top).to_string(index=False))
     if args.dask:
-        from engine.apps.screening.dask import write_ranked
+        from engine.apps.screening.parquet import write_ranked
 
         summary = args.summary or args.output.removesuffix(".parquet") + "-top.csv"
         write_ranked(table, args.output, summary, args.top)
@@ -306,7 +303,7 @@ def _screen_range(args, result, candidates) -> None:
 
 def _screen_model(name: str, prop: str) -> str | None:
     """A ``screen`` model option: a model name or directory, or ``auto`` (found by target)."""
-    from engine.apps.screening.screen import find_property_model
+    from engine.apps.screening.filters import find_property_model
 
     return find_property_model(prop) if name == "auto" else name
 

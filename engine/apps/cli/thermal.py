@@ -91,7 +91,7 @@ def run(args) -> int:
     import pandas as pd
     from tqdm import tqdm
 
-    from engine.apps.screening.screen import iter_candidates
+    from engine.apps.screening.candidates import iter_candidates
     from engine.physics import ThermalSettings, thermal_properties
 
     if not Path(args.input).exists():

@@ -1,20 +1,17 @@
 """Screening and prediction on a Dask cluster: ``--dask local:N`` or ``--dask tcp://HOST:PORT``.
 
-Candidates are cut into partitions of ``partition_size`` entries. A JSON-lines file is cut by
-line ranges that each worker reads itself (so the driver never parses it); other sources
-(folders, zips, the SOFC examples, the generated library) are read in chunks by the driver with
-:func:`engine.apps.screening.screen.iter_candidates` and shipped to the workers. Each worker loads a model
-once and keeps it (one torch thread per Dask thread); each partition goes through
-:func:`engine.apps.screening.screen.predict_candidates` (``screen``) or :func:`engine.inference.prediction.predict`
-(``predict``), exactly as in one process, so the rows are the same.
+Candidates are cut into partitions of ``partition_size`` entries and each goes through the same
+code as in one process, on a worker (:mod:`engine.apps.screening.partitions`), so the rows are
+the same; the ranking runs on the driver (:func:`engine.apps.screening.ranking.rank_candidates`).
 
 At most ``2 × workers`` partitions are in flight, so memory stays bounded on the driver as well
 as on the workers (``LocalCluster`` workers get ``memory_limit``; Dask pauses and restarts a
 worker that exceeds it). A partition that raises, or whose worker dies, is retried ``retries``
 times; one that still fails is reported with the entries it held, and every finished partition
 is written exactly once (rows stream into ``<output>.parts/``, one Parquet file per partition,
-then are put in reading order in ``<output>``). Nothing here is specific to one
-machine: any ``distributed`` scheduler address works (e.g. one started by ``dask-jobqueue``).
+then are put in reading order in ``<output>``: :mod:`engine.apps.screening.parquet`). Nothing
+here is specific to one machine: any ``distributed`` scheduler address works (e.g. one started
+by ``dask-jobqueue``).
 """
 
 from __future__ import annotations
@@ -22,7 +19,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,44 +26,40 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.apps.screening.screen import (
-    DEFAULT_CHUNK_SIZE,
-    Filters,
-    Reference,
-    ScreenResult,
-    count_candidates,
-    iter_candidates,
-    predict_candidates,
+from engine.apps.screening.candidates import DEFAULT_CHUNK_SIZE
+from engine.apps.screening.electrolyte import Reference, resolve_electrolyte
+from engine.apps.screening.filters import Filters, property_models
+from engine.apps.screening.measured import measured_table
+from engine.apps.screening.parquet import ParquetStream, parquet_path
+from engine.apps.screening.partitions import (
+    DEFAULT_PARTITION_SIZE,
+    Partition,
+    PartitionResult,
+    expected_entries,
+    partitions,
+    predict_partition,
+    screen_partition,
 )
-from engine.io import (
-    NamedStructure,
-    ReadError,
-    ReadLimits,
-    StructureBatch,
-    count_entries,
-    detect_format,
-    jsonl_records,
-)
+from engine.apps.screening.predict import add_note, empty_predictions, loaded_model
+from engine.apps.screening.ranking import ScreenResult, rank_candidates
+from engine.io import ReadError, ReadLimits
 
 __all__ = [
     "DaskRun",
-    "Partition",
     "PartitionFailure",
     "dask_client",
-    "partitions",
     "predict_dask",
     "run_partitions",
     "screen_dask",
     "screen_predictions_dask",
-    "write_ranked",
 ]
 
-DEFAULT_PARTITION_SIZE = 1000
 DEFAULT_RETRIES = 2
 DEFAULT_WORKER_MEMORY = "3GiB"
 
 
 def _missing_dask() -> ImportError:
+    """The error raised when the optional Dask packages are not installed."""
     return ImportError(
         "--dask needs the optional packages dask, distributed and pyarrow: "
         "pip install 'crystal-screen[dask]'"
@@ -111,182 +103,6 @@ def dask_client(spec: str, *, memory_limit: str = DEFAULT_WORKER_MEMORY):
             yield client
     else:
         raise ValueError(f"--dask {spec!r}: give local:N or a scheduler address tcp://HOST:PORT")
-
-
-# ----------------------------------------------------------------------------------------------
-# Partitions
-
-
-@dataclass(frozen=True)
-class Partition:
-    """A slice of the candidates.
-
-    Attributes:
-        index: position in reading order (0, 1, …).
-        label: what it holds, for reports (``"big.jsonl.gz records 1001-2000"``).
-        path: a JSON-lines file the worker reads; ``first`` and ``n_entries`` select its
-            non-empty lines (0-based), ``single`` is true when the file has one record (ids as
-            :func:`engine.io.read_structures` gives them).
-        batch: structures (and read errors) already read by the driver, when ``path`` is None.
-        n_entries: entries it holds (structures and errors).
-        limits: the input limits the worker reads ``path`` under (None: the defaults).
-    """
-
-    index: int
-    label: str
-    n_entries: int
-    path: str | None = None
-    first: int = 0
-    single: bool = False
-    batch: StructureBatch | None = None
-    limits: ReadLimits | None = None
-
-
-def _is_jsonl_file(source) -> bool:
-    return (
-        isinstance(source, (str, os.PathLike))
-        and Path(source).is_file()
-        and detect_format(str(source)) == "jsonl"
-    )
-
-
-def _as_list(sources) -> list:
-    if isinstance(sources, list) and not all(isinstance(s, NamedStructure) for s in sources):
-        return sources
-    return [sources]
-
-
-def partitions(
-    sources, size: int = DEFAULT_PARTITION_SIZE, *, limits: ReadLimits | None = None
-) -> Iterator[Partition]:
-    """Cut ``sources`` (one or a list of what :func:`iter_candidates` reads) into partitions,
-    lazily: JSON-lines files by line ranges, anything else by chunks the driver reads."""
-    if size < 1:
-        raise ValueError(f"partition size must be at least 1, got {size}")
-    parts = _as_list(sources)
-    index = itertools.count()
-    for source in parts:
-        if _is_jsonl_file(source):
-            label = str(source)
-            n = count_entries(label, limits=limits)
-            for first in range(0, n, size):
-                count = min(size, n - first)
-                yield Partition(
-                    index=next(index),
-                    path=label,
-                    first=first,
-                    n_entries=count,
-                    single=n == 1,
-                    label=f"{label} records {first + 1}-{first + count}",
-                    limits=limits,
-                )
-            continue
-        for chunk in iter_candidates(source, chunk_size=size, limits=limits):
-            k = next(index)
-            yield Partition(
-                index=k,
-                batch=chunk,
-                n_entries=len(chunk.items) + len(chunk.errors),
-                label=f"{source if isinstance(source, str) else 'candidates'} chunk {k + 1}",
-            )
-
-
-def expected_entries(sources, *, limits: ReadLimits | None = None) -> int:
-    """Entries the sources hold (for the progress bar), without parsing JSON lines."""
-    parts = _as_list(sources)
-    total = 0
-    for s in parts:
-        total += count_candidates(s, limits=limits)
-    return total
-
-
-def read_partition(part: Partition) -> StructureBatch:
-    """The structures of a partition (on the worker), named as one process would name them."""
-    if part.batch is not None:
-        return part.batch
-    batch = StructureBatch()
-    for entry in jsonl_records(
-        part.path, first=part.first, count=part.n_entries, single=part.single, limits=part.limits
-    ):
-        batch.add(entry)
-    return batch
-
-
-# ----------------------------------------------------------------------------------------------
-# Workers
-
-_WORKER_MODELS: dict[str, object] = {}
-
-
-def _worker_model(ref: str | None):
-    """``ref`` loaded once per worker process (torch limited to the worker's threads)."""
-    if ref is None:
-        return None
-    if ref not in _WORKER_MODELS:
-        import torch
-
-        from engine.store.directory import load_model
-
-        try:
-            from distributed import get_worker
-
-            torch.set_num_threads(max(1, get_worker().state.nthreads))
-        except (ImportError, ValueError, AttributeError):
-            pass
-        _WORKER_MODELS[ref] = load_model(ref)
-    return _WORKER_MODELS[ref]
-
-
-@dataclass
-class PartitionResult:
-    """What a worker sends back: rows in reading order, errors, notes, and its process id."""
-
-    table: pd.DataFrame
-    errors: list[ReadError]
-    notes: list[str]
-    n_read: int
-    pid: int
-
-
-def screen_partition(
-    part: Partition,
-    model: str,
-    eform_model: str | None,
-    gap_model: str | None,
-    filters: Filters | None,
-    chunk_size: int,
-    batch_size: int,
-    disorder=None,
-) -> PartitionResult:
-    """:func:`predict_candidates` of one partition (run on a worker)."""
-    batch = read_partition(part)
-    pred = predict_candidates(
-        batch,
-        _worker_model(model),
-        eform_model=_worker_model(eform_model),
-        gap_model=_worker_model(gap_model),
-        filters=filters,
-        chunk_size=chunk_size,
-        batch_size=batch_size,
-        device="cpu",
-        disorder=disorder,
-    )
-    return PartitionResult(pred.table, pred.errors, pred.notes, pred.n_read, os.getpid())
-
-
-def predict_partition(part: Partition, model: str, batch_size: int) -> PartitionResult:
-    """:func:`engine.inference.prediction.predict` of one partition (run on a worker)."""
-    from engine.inference.prediction import predict
-
-    batch = read_partition(part)
-    pred = predict(_worker_model(model), batch.items, batch_size=batch_size, device="cpu")
-    return PartitionResult(
-        pred.table,
-        [*batch.errors, *pred.errors],
-        list(pred.notes),
-        len(batch.items) + len(batch.errors),
-        os.getpid(),
-    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -348,73 +164,13 @@ def run_partitions(
             submit(nxt)
 
 
-class _ParquetStream:
-    """One Parquet file per finished partition in ``<output>.parts/`` (readable while the run
-    goes on, and after a crash, e.g. with ``pyarrow.dataset``); :meth:`finish` joins them in
-    reading order."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.parts = path.with_name(path.name + ".parts")
-        self.written: set[int] = set()
-        self.schema = None
-        shutil.rmtree(self.parts, ignore_errors=True)  # left by an earlier run
-        self.parts.mkdir(parents=True)
-
-    def _file(self, index: int) -> Path:
-        return self.parts / f"part-{index:07d}.parquet"
-
-    def add(self, index: int, table: pd.DataFrame) -> None:
-        """Write a partition's rows (once; an empty table writes nothing)."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if table.empty or index in self.written:
-            return
-        arrow = pa.Table.from_pandas(
-            table.reset_index(drop=True), schema=self.schema, preserve_index=False
-        )
-        self.schema = self.schema or arrow.schema
-        tmp = self._file(index).with_suffix(".tmp")
-        pq.write_table(arrow, tmp)
-        tmp.replace(self._file(index))  # a part file is complete or absent
-        self.written.add(index)
-
-    def read(self) -> pd.DataFrame | None:
-        """Every row in reading order (None when nothing was written)."""
-        import pyarrow.parquet as pq
-
-        if not self.written:
-            return None
-        return pd.concat(
-            [pq.read_table(self._file(i)).to_pandas() for i in sorted(self.written)],
-            ignore_index=True,
-        )
-
-    def finish(self) -> int:
-        """Write ``path`` in reading order, one row group per partition; returns the row count."""
-        import pyarrow.parquet as pq
-
-        rows, writer = 0, None
-        for index in sorted(self.written):
-            part = pq.read_table(self._file(index))
-            writer = writer or pq.ParquetWriter(self.path, part.schema)
-            writer.write_table(part)
-            rows += part.num_rows
-        if writer is not None:
-            writer.close()
-        return rows
-
-    def discard(self) -> None:
-        shutil.rmtree(self.parts, ignore_errors=True)
-
-
 @dataclass
 class DaskRun:
     """The outcome of a Dask run.
 
     Attributes:
-        table: every row in reading order (``screen``: :data:`PREDICTION_COLUMNS`).
+        table: every row in reading order (``screen``:
+            :data:`engine.apps.screening.predict.PREDICTION_COLUMNS`).
         errors: entries that could not be used, plus one per failed partition.
         notes: notes from the workers (deduplicated).
         failures: partitions that failed after their retries.
@@ -438,10 +194,12 @@ def _drive(
     *,
     partition_size: int,
     retries: int,
-    stream: _ParquetStream,
+    stream: ParquetStream,
     progress: bool,
     limits: ReadLimits | None,
 ) -> DaskRun:
+    """Run ``fn(partition, *args)`` over the partitions of ``sources``, streaming each result's
+    rows to ``stream``; failed partitions become errors (their entries are not in the output)."""
     from tqdm.auto import tqdm
 
     run = DaskRun(table=pd.DataFrame())
@@ -502,18 +260,19 @@ def screen_predictions_dask(
     limits: ReadLimits | None = None,
     disorder=None,
 ) -> DaskRun:
-    """:func:`predict_candidates` over ``sources`` on the cluster of ``client``.
+    """:func:`engine.apps.screening.predict.predict_candidates` over ``sources`` on the cluster
+    of ``client``.
 
     Rows stream to ``<output>.parts/`` (one Parquet file per partition) as partitions finish
     (the folder is removed at the end, kept if the run is interrupted); the returned
     :attr:`DaskRun.table` holds them in reading order (rank them with
-    :func:`engine.apps.screening.screen.rank_candidates`). Models are loaded LoadedModels, names or
+    :func:`engine.apps.screening.ranking.rank_candidates`). Models are loaded LoadedModels, names or
     directories.
     """
-    from engine.apps.screening.screen import _load
-
-    refs = [None if m is None else _portable(_load(m)) for m in (model, eform_model, gap_model)]
-    stream = _ParquetStream(Path(output))
+    refs = [
+        None if m is None else _portable(loaded_model(m)) for m in (model, eform_model, gap_model)
+    ]
+    stream = ParquetStream(Path(output))
     run = _drive(
         client,
         sources,
@@ -528,9 +287,7 @@ def screen_predictions_dask(
     table = stream.read()
     stream.discard()
     if table is None:
-        from engine.apps.screening.screen import _empty_predictions
-
-        table = _empty_predictions()
+        table = empty_predictions()
     run.table = table
     return run
 
@@ -551,11 +308,9 @@ def predict_dask(
     """:func:`engine.inference.prediction.predict` over ``sources`` on ``cluster`` (a ``Client``, or
     ``local:N`` / ``tcp://HOST:PORT``); the rows stream to ``output`` (Parquet, reading order
     at the end). :attr:`DaskRun.table` is left empty (read ``output``)."""
-    from engine.apps.screening.screen import _load
-
-    output = _parquet_path(output)
-    ref = _portable(_load(model))
-    stream = _ParquetStream(output)
+    output = parquet_path(output)
+    ref = _portable(loaded_model(model))
+    stream = ParquetStream(output)
     with _connected(cluster, memory_limit) as client:
         run = _drive(
             client,
@@ -584,20 +339,6 @@ def _connected(cluster, memory_limit: str):
         yield cluster
 
 
-def write_ranked(table: pd.DataFrame, output: str | Path, summary: str | Path, top: int) -> None:
-    """A ranked screening table as Parquet (``output``) and its ``top`` rows as CSV."""
-    table.to_parquet(output, index=False)
-    table[table["passes"]].head(top).to_csv(summary, index=False)
-
-
-def _parquet_path(output) -> Path:
-    if output is None or not str(output).endswith(".parquet"):
-        raise ValueError(
-            f"--dask streams results to Parquet: give --output NAME.parquet "
-            f"(got {output or 'none'})"
-        )
-    return Path(output)
-
 
 def screen_dask(
     cluster,
@@ -619,19 +360,10 @@ def screen_dask(
     limits: ReadLimits | None = None,
     disorder=None,
 ) -> tuple[ScreenResult, DaskRun]:
-    """:func:`engine.apps.screening.screen.screen` with the predictions run on ``cluster`` (a ``Client``,
-    or ``local:N`` / ``tcp://HOST:PORT``); the ranking is the same, on the driver."""
-    from engine.apps.screening.screen import (
-        _add_note,
-        _load,
-        measured_table,
-        property_models,
-        rank_candidates,
-        resolve_electrolyte,
-    )
-
-    output = _parquet_path(output)
-    model = _load(model)
+    """:func:`engine.apps.screening.ranking.screen` with the predictions run on ``cluster`` (a
+    ``Client``, or ``local:N`` / ``tcp://HOST:PORT``); the ranking is the same, on the driver."""
+    output = parquet_path(output)
+    model = loaded_model(model)
     measured = measured_table(measured)
     picked, notes = property_models(filters, eform_model, gap_model)
     if not isinstance(electrolyte, Reference):
@@ -660,7 +392,7 @@ def screen_dask(
         run.table, electrolyte, measured=measured, filters=filters
     )
     for note in [*run.notes, *filter_notes]:
-        _add_note(notes, note)
+        add_note(notes, note)
     result = ScreenResult(
         table=table,
         electrolyte=electrolyte,

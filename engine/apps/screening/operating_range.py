@@ -189,7 +189,7 @@ def rank_over_range(
     stop passing (``filter_reason`` says why); ranks are recomputed on |mismatch|.
 
     Args:
-        table: :data:`engine.apps.screening.screen.OUTPUT_COLUMNS`.
+        table: :data:`engine.apps.screening.ranking.OUTPUT_COLUMNS`.
         ctes: :func:`range_ctes` of the candidates.
         electrolyte: the electrolyte's (mean linear CTE, σ) over the range, 1/K.
     """
@@ -238,7 +238,7 @@ def electrolyte_range_cte(
     the same range; a predicted one gets its curve from ``item`` (NaN when the physics fails).
 
     Args:
-        electrolyte: the :class:`engine.apps.screening.screen.Reference` ranked against.
+        electrolyte: the :class:`engine.apps.screening.electrolyte.Reference` ranked against.
         item: its structure, or None.
     """
     if electrolyte.source == "measured" or item is None:
@@ -270,13 +270,13 @@ def screen_over_range(
     electrolyte's (mean linear CTE, σ) over the range in 1/K.
 
     The candidates are read again from ``candidates`` (anything
-    :func:`engine.apps.screening.screen.iter_candidates` reads) and their α(T) curves computed; see
-    :func:`range_ctes`, :func:`electrolyte_range_cte` and :func:`rank_over_range`.
+    :func:`engine.apps.screening.candidates.iter_candidates` reads) and their α(T) curves
+    computed; see :func:`range_ctes`, :func:`electrolyte_range_cte` and :func:`rank_over_range`.
 
     Raises:
         RuntimeError: ``engine.physics`` is not available (:func:`physics_note`).
     """
-    from engine.apps.screening.screen import iter_candidates
+    from engine.apps.screening.candidates import iter_candidates
 
     wanted = set(table["id"].astype(str))
     items = [it for chunk in iter_candidates(candidates) for it in chunk.items if it.id in wanted]
