@@ -8,6 +8,10 @@
   disk (:func:`save_upload`) is never cached.
 
 A page never touches torch; everything heavy goes through ``engine``.
+
+About 530 lines, over the usual 450: the session defaults and every loader the pages share
+sit together so that each page calls one module; the datasets half (sources, uploads,
+descriptions) is the seam for a later split.
 """
 
 from __future__ import annotations
