@@ -1,11 +1,17 @@
 """Session defaults (set in one place) and the cached loaders every page shares.
 
-* Loaded models live in ``st.cache_resource`` (one copy per server process).
+* Loaded models live in ``st.cache_resource`` (one copy per server process), pinned to their
+  device once (``LoadedModel.pin``): a request never moves a shared model between devices.
 * Datasets read from disk live in ``st.cache_resource`` keyed by path, limit and modification
   time: they hold thousands of pymatgen structures that must not be copied on every rerun.
-* Parsed uploads go through ``st.cache_data``, hashed by the uploaded bytes.
+* Parsed uploads go through ``st.cache_data``, hashed by the uploaded bytes; saving an upload to
+  disk (:func:`save_upload`) is never cached.
 
 A page never touches torch; everything heavy goes through ``engine``.
+
+About 530 lines, over the usual 450: the session defaults and every loader the pages share
+sit together so that each page calls one module; the datasets half (sources, uploads,
+descriptions) is the seam for a later split.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-#: Every session_state key the app uses, with its default.
+#: Every session_state key the app uses, with its default (tests/dashboard/test_state.py checks
+#: that every key read or written in dashboard/ is here). Keys made per model picker,
+#: ``_model:<picker key>``, follow :data:`PER_PICKER_PREFIX` instead.
 DEFAULTS: dict[str, Any] = {
     "teaching": False,  # the "Teaching notes" switch in the sidebar
     "data_source": None,  # {"path", "label", "limit", "query", "origin"} of the current dataset
@@ -30,18 +38,27 @@ DEFAULTS: dict[str, Any] = {
     "structure_id": None,  # structure opened on the Structure & graph page
     "model_name": None,  # a model another page asks the next model picker to open on
     "job_id": None,  # run shown on the Train page
-    "_job_seen": None,
-    "_linked": False,  # query-string settings (?teaching=1, ?dataset=...) applied once  # run the Train page showed last (tells a new choice from an old one)
+    "job_pick": None,  # the Train page's "Show run" selector (widget key)
+    "_job_seen": None,  # run the Train page showed last (tells a new choice from an old one)
+    "_train_form_open": None,  # Train's "New training run" form: None until the first visit
+    "_linked": False,  # query-string settings (?teaching=1, ?dataset=...) applied once
     "compare_model": None,  # second model on the Results page
     "predict_result": None,  # last table of the Predict page
     "uploaded_structures": None,  # {"label", "items"} of the last upload on Predict
+    "upload_ignored": [],  # uploaded file names of no structure format (listed as failures)
     "embedding_result": None,  # key of the last embedding map computed
-    "upload_ignored": [],
-    "fusion_cache": {},  # weights computed on the Fusion page: {key: table}, one entry  # uploaded file names of no structure format (listed as failures)
+    "emb_colour_choice": None,  # Embeddings' "Colour by" choice, kept while the widget is hidden
+    "fusion_cache": {},  # weights computed on the Fusion page: {key: table}, one entry
+    "screen_run": None,  # settings and table of the last screen run on the Screen page
+    "screen_physics_on": False,  # Screen's physics-estimate switch (widget key)
+    "screen_physics_runs": {},  # Screen's physics estimates: {(ids, relax): results or job}
+    "predict_physics_runs": {},  # Predict's physics estimates: {(ids, relax): results or job}
     "read_max_atoms": 500,  # input limit: largest cell read, in sites (sidebar "Input limits")
     "read_max_mb": 512,  # input limit: most MB expanded from one upload or dataset read
     "_uploads_owner": None,  # removes this session's upload folder when the session ends
 }
+#: Prefix of the per-picker keys ``_model:<picker key>`` (the model each page's picker showed).
+PER_PICKER_PREFIX = "_model:"
 
 #: Target the tool is built around (AFLOW AGL volumetric thermal expansion at 300 K, 1/K).
 FLAGSHIP_TARGET = "agl_thermal_expansion_300K"
@@ -184,22 +201,19 @@ def default_model(available: list[dict]) -> dict | None:
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading model…")
-def _load_model_cached(ref: str, stamp: float):
+def _load_model_cached(ref: str, stamp: str):
     from engine import load_model
 
-    return load_model(ref)
+    # shared by every session: placed on its device once and never moved by a request
+    return load_model(ref).pin()
 
 
 def load_model(ref: str):
-    """A loaded model (``engine.LoadedModel``), cached; reloaded when its files change."""
-    path = Path(ref)
-    stamp = 0.0
-    if path.is_dir():
-        try:
-            stamp = (path / "model.json").stat().st_mtime
-        except OSError:
-            stamp = 0.0
-    return _load_model_cached(ref, stamp)
+    """A loaded model (``engine.LoadedModel``) shared by sessions, pinned to its device
+    (``LoadedModel.pin``); reloaded when its files change (:func:`dashboard.caches.model_stamp`)."""
+    from dashboard.caches import model_stamp
+
+    return _load_model_cached(ref, model_stamp(ref))
 
 
 def model_files(m: dict) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
@@ -249,7 +263,7 @@ def choose_model(
         help=help,
         format_func=lambda n: model_label(available[names.index(n)]),
     )
-    st.session_state[f"_model:{key}"] = choice
+    st.session_state[f"{PER_PICKER_PREFIX}{key}"] = choice
     return available[names.index(choice)]
 
 
@@ -261,7 +275,7 @@ def page_model(key: str, names: list[str], default: str) -> str:
         st.session_state["model_name"] = None
         st.session_state.pop(key, None)  # the request wins over the widget's old value
         return requested
-    own = st.session_state.get(f"_model:{key}")
+    own = st.session_state.get(f"{PER_PICKER_PREFIX}{key}")
     return own if own in names else default
 
 
@@ -397,9 +411,10 @@ def examples_dataset():
     return load_dataset(examples_dir())
 
 
-def parse_upload(files: tuple[tuple[str, bytes], ...]) -> str:
+def save_upload(files: tuple[tuple[str, bytes], ...]) -> str:
     """Save uploaded files in this session's upload folder and return the path to load them
-    from (not cached: it writes files; the same upload reuses its folder)."""
+    from (not cached: it writes files; the same upload reuses its folder). Parsing is
+    :func:`read_upload`'s, cached and free of side effects."""
     from dashboard.uploads import save_upload
 
     return str(save_upload(list(files), session=session_id(), limits=read_limits()))

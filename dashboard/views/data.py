@@ -36,7 +36,7 @@ with tab_upload:
     if uploaded:
         files = tuple((f.name, f.getvalue()) for f in uploaded)
         try:
-            path = state.parse_upload(files)
+            path = state.save_upload(files)
         except Exception as exc:  # noqa: BLE001 - show, never crash
             st.error(f"Could not store the upload: {exc}")
         else:

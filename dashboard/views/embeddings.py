@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import state
+from dashboard import caches, state
 from dashboard.components import plots
 from dashboard.components.structinfo import describe_many
 from dashboard.components.teaching import teach
@@ -25,17 +24,9 @@ teach("pooling", "embeddings")
 
 
 @st.cache_resource
-def _store() -> dict:
-    """Computed vectors and maps, shared by sessions: key → value (a small LRU)."""
-    return {}
-
-
-def _remember(key, value, limit: int = 12):
-    store = _store()
-    store[key] = value
-    while len(store) > limit:
-        store.pop(next(iter(store)))
-    return value
+def _store() -> caches.LockedLRU:
+    """Pooled vectors and 2-D maps shared by sessions (bounded, locked, least recently used)."""
+    return caches.LockedLRU(max_entries=12)
 
 
 model_info = state.choose_model("Model", key="emb_model")
@@ -92,20 +83,20 @@ def pick_items():
         by_id = {it.id: it for it in training_data.items}
         items = [by_id[i] for i in rows["id"].astype(str) if i in by_id]
         truth = dict(zip(rows["id"].astype(str), rows["target"]))
-        return items[:max_n], truth, f"{card.dataset.name}:{which}"
+        return items[:max_n], truth
     if which == "current":
         ds = state.current_dataset()
         if ds is None:
-            return [], {}, "none"
+            return [], {}
         truth = {}
         if card.target in ds.numeric_columns():
             truth = dict(zip(ds.ids, ds.targets(card.target)))
-        return ds.items[:max_n], truth, state.dataset_key(ds, src)
+        return ds.items[:max_n], truth
     ds = state.examples_dataset()
-    return ds.items[:max_n], {}, "examples"
+    return ds.items[:max_n], {}
 
 
-items, truth, set_key = pick_items()
+items, truth = pick_items()
 if not items:
     st.warning("No structure to embed: load a dataset on **Data** or pick another set.")
     st.stop()
@@ -143,9 +134,8 @@ params = {
     "min_dist": 0.1 if min_dist is None else min_dist,
 }
 
-ids_hash = hashlib.sha256("\0".join(it.id for it in items).encode()).hexdigest()[:16]
-model_key = f"{state.model_ref(model_info)}"
-vec_key = ("vectors", model_key, set_key, ids_hash)
+model_ref = state.model_ref(model_info)
+vec_key = caches.vectors_key(model_ref, items)
 map_key = ("map", vec_key, method, seed, tuple(sorted(params.items())))
 
 auto = map_key in _store() or st.session_state.get("embedding_result") == map_key
@@ -157,7 +147,18 @@ if not go:
     )
     st.stop()
 
-if vec_key not in _store():
+
+def pooled_vectors(model, items: list, key: str) -> tuple[np.ndarray, list, np.ndarray]:
+    """Pooled vectors (N, D) of the usable ``items``, those items and their predictions (N,):
+    from memory, else from the disk cache, else computed (with a progress bar) and stored in
+    both under ``key`` (:func:`dashboard.caches.vectors_key`)."""
+    found = _store().get(key)
+    if found is not None:
+        return found
+    stored = caches.load_vectors(key)
+    if stored is not None and (len(stored[1]) == 0 or stored[1].max() < len(items)):
+        vectors, positions, preds = stored
+        return _store().put(key, (vectors, [items[i] for i in positions], preds))
     bar = st.progress(0.0, text="Computing pooled crystal vectors…")
     vectors, kept, preds = [], [], []
     step = 64
@@ -176,10 +177,16 @@ if vec_key not in _store():
     if not kept:
         st.error("None of these structures could be turned into a graph.")
         st.stop()
-    _remember(vec_key, (np.concatenate(vectors), kept, np.concatenate(preds)))
-vectors, kept, preds = _store()[vec_key]
+    where = {id(it): i for i, it in enumerate(items)}
+    result = (np.concatenate(vectors), kept, np.concatenate(preds))
+    caches.save_vectors(key, result[0], np.array([where[id(it)] for it in kept]), result[2])
+    return _store().put(key, result)
 
-if map_key not in _store():
+
+vectors, kept, preds = pooled_vectors(model, items, vec_key)
+
+found = _store().get(map_key)
+if found is None:
     label = {"tsne": "t-SNE", "umap": "UMAP", "pca": "PCA"}[method]
     note = " (the first UMAP import takes 20–30 s)" if method == "umap" else ""
     with st.spinner(f"{label} of {len(kept)} vectors{note}…"):
@@ -189,9 +196,9 @@ if map_key not in _store():
         except Exception as exc:  # noqa: BLE001
             st.error(f"{label} failed: {exc}")
             st.stop()
-        _remember(map_key, (xy, time.perf_counter() - t0))
+        found = _store().put(map_key, (xy, time.perf_counter() - t0))
 st.session_state["embedding_result"] = map_key
-xy, seconds = _store()[map_key]
+xy, seconds = found
 
 info = describe_many(kept)
 frame = pd.DataFrame(

@@ -135,7 +135,7 @@ choice = st.selectbox(
     index=names.index(state.page_model("fusion_model", names, prefer)),
     format_func=lambda n: state.model_label(fusion[names.index(n)]),
 )
-st.session_state["_model:fusion_model"] = choice
+st.session_state[f"{state.PER_PICKER_PREFIX}fusion_model"] = choice
 m = fusion[names.index(choice)]
 disp = display_for(m["target"], m.get("unit"))
 try:

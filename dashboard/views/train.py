@@ -79,8 +79,9 @@ for rel, path in state.dataset_choices().items():
 
 jobs = list_jobs()
 # open on a first visit without runs, and never collapsed by a run started from it
-with st.expander("New training run", expanded=st.session_state.setdefault("_train_form_open",
-                                                                          not jobs)):
+if st.session_state.get("_train_form_open") is None:
+    st.session_state["_train_form_open"] = not jobs
+with st.expander("New training run", expanded=st.session_state["_train_form_open"]):
     if not sources:
         st.info("Load or upload a labelled dataset on the **Data** page first.")
     else:

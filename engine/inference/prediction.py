@@ -415,8 +415,6 @@ def contribution_analysis(
     import torch
     from torch_geometric.loader import DataLoader
 
-    from engine.core.device import resolve_device
-
     model = _as_model(model)
     module = model.module
     if not hasattr(module, "fusion_parts"):
@@ -429,32 +427,27 @@ def contribution_analysis(
         raise ValueError(f"contribution analysis needs at least two usable materials, got "
                          f"{len(inputs)}")
     y = y[positions]
-    dev = resolve_device(device)
-    module.to(dev).eval()
-    try:
-        with torch.no_grad():
-            comps, graphs = [], []
-            for batch in DataLoader(inputs, batch_size=batch_size, shuffle=False):
-                c, g = module.fusion_parts(batch.to(dev))
-                comps.append(c)
-                graphs.append(g)
-            comp, graph = torch.cat(comps), torch.cat(graphs)
+    with model.placed(device) as dev, torch.no_grad():
+        comps, graphs = [], []
+        for batch in DataLoader(inputs, batch_size=batch_size, shuffle=False):
+            c, g = module.fusion_parts(batch.to(dev))
+            comps.append(c)
+            graphs.append(g)
+        comp, graph = torch.cat(comps), torch.cat(graphs)
 
-            def predict_from(c: torch.Tensor, g: torch.Tensor) -> np.ndarray:
-                out = [module.fuse(c[i:i + batch_size], g[i:i + batch_size])
-                       for i in range(0, len(c), batch_size)]
-                return model.card.normalizer.decode(torch.cat(out).cpu().double()).numpy()
+        def predict_from(c: torch.Tensor, g: torch.Tensor) -> np.ndarray:
+            out = [module.fuse(c[i:i + batch_size], g[i:i + batch_size])
+                   for i in range(0, len(c), batch_size)]
+            return model.card.normalizer.decode(torch.cat(out).cpu().double()).numpy()
 
-            base = predict_from(comp, graph)
-            zeroed = predict_from(torch.zeros_like(comp), graph)
-            rng = np.random.default_rng(seed)
-            shuffled = [predict_from(comp, graph[torch.as_tensor(rng.permutation(len(graph)),
-                                                                 device=dev)])
-                        for _ in range(n_shuffles)]
-            weights = (module.weights(comp, graph).mean(0).cpu().numpy()
-                       if hasattr(module, "weights") else None)
-    finally:
-        module.to("cpu")
+        base = predict_from(comp, graph)
+        zeroed = predict_from(torch.zeros_like(comp), graph)
+        rng = np.random.default_rng(seed)
+        shuffled = [predict_from(comp, graph[torch.as_tensor(rng.permutation(len(graph)),
+                                                             device=dev)])
+                    for _ in range(n_shuffles)]
+        weights = (module.weights(comp, graph).mean(0).cpu().numpy()
+                   if hasattr(module, "weights") else None)
 
     def mae(pred: np.ndarray) -> float:
         return float(np.mean(np.abs(pred - y)))

@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -236,7 +238,8 @@ class LoadedModel:
     Inputs are built by :meth:`prepare` (the graph, if the family uses one, plus the family's
     extra inputs such as the Magpie row ``comp``); the ``*_graphs`` methods take those inputs.
     The ``*_structures`` methods do both steps. ``uncertainty`` is the fitted σ and
-    applicability domain (None for models saved before them).
+    applicability domain (None for models saved before them). ``pinned`` is the device set by
+    :meth:`pin` (None: each call moves the module to its device and back to the CPU).
     """
 
     card: ModelCard
@@ -244,6 +247,7 @@ class LoadedModel:
     path: Path | None = None
     builder: GraphBuilder = field(init=False)
     uncertainty: Uncertainty | None = None
+    pinned: torch.device | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.module.eval()
@@ -277,6 +281,41 @@ class LoadedModel:
     def has_fusion_weights(self) -> bool:
         """Whether the model gives per-material (w_comp, w_graph) (attention fusion)."""
         return hasattr(self.module, "fusion_weights")
+
+    # -- device -----------------------------------------------------------------------------
+
+    def pin(self, device: str = "auto") -> LoadedModel:
+        """Put the module on ``device`` once and keep it there (returns self).
+
+        For a model shared by threads (a server's cache): calls never move a pinned module, so
+        one call cannot pull it from under another running on a GPU.
+        """
+        self.pinned = resolve_device(device)
+        self.module.to(self.pinned)
+        return self
+
+    @contextmanager
+    def placed(self, device: str = "auto") -> Iterator[torch.device]:
+        """The device to evaluate on, with the module there inside the ``with`` block.
+
+        A pinned model stays where :meth:`pin` put it (``device`` must be ``auto`` or that
+        device); otherwise the module moves to ``device`` and back to the CPU afterwards.
+
+        Raises:
+            ValueError: a pinned model is asked for another device.
+        """
+        if self.pinned is not None:
+            if device != "auto" and resolve_device(device) != self.pinned:
+                raise ValueError(f"model {self.name!r} is pinned to {self.pinned}; "
+                                 f"device={device!r} would move a shared module")
+            yield self.pinned
+            return
+        dev = resolve_device(device)
+        self.module.to(dev)
+        try:
+            yield dev
+        finally:
+            self.module.to("cpu")
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -312,28 +351,24 @@ class LoadedModel:
         if "weights" in outputs and not self.has_fusion_weights:
             raise ValueError(f"model {self.name!r} ({self.family}) has no fusion weights; "
                              "only attention-fusion models do")
-        dev = resolve_device(device)
-        module = self.module.to(dev)
+        module = self.module
         collected: dict[str, list[torch.Tensor]] = {k: [] for k in outputs}
-        try:
-            with torch.no_grad():
-                for batch in GraphLoader(list(inputs), batch_size):
-                    batch = batch if dev.type == "cpu" else batch.to(dev)
-                    if "prediction" in collected or "tasks" in collected:
-                        z = module(batch).cpu().double()
-                        values = self._decode(z)
-                        if "prediction" in collected:
-                            collected["prediction"].append(values[:, 0] if z.ndim == 2
-                                                           else values)
-                        if "tasks" in collected:
-                            collected["tasks"].append(values if z.ndim == 2
-                                                      else values.unsqueeze(1))
-                    if "pooled" in collected:
-                        collected["pooled"].append(module.pooled(batch).cpu())
-                    if "weights" in collected:
-                        collected["weights"].append(module.fusion_weights(batch).cpu())
-        finally:
-            module.to("cpu")
+        with self.placed(device) as dev, torch.no_grad():
+            for batch in GraphLoader(list(inputs), batch_size):
+                batch = batch if dev.type == "cpu" else batch.to(dev)
+                if "prediction" in collected or "tasks" in collected:
+                    z = module(batch).cpu().double()
+                    values = self._decode(z)
+                    if "prediction" in collected:
+                        collected["prediction"].append(values[:, 0] if z.ndim == 2
+                                                       else values)
+                    if "tasks" in collected:
+                        collected["tasks"].append(values if z.ndim == 2
+                                                  else values.unsqueeze(1))
+                if "pooled" in collected:
+                    collected["pooled"].append(module.pooled(batch).cpu())
+                if "weights" in collected:
+                    collected["weights"].append(module.fusion_weights(batch).cpu())
         return {key: torch.cat(parts).numpy() if parts else np.zeros(empty[key])
                 for key, parts in collected.items()}
 
@@ -408,6 +443,13 @@ class EnsembleModel(LoadedModel):
     @property
     def pooled_description(self) -> str:
         return f"{self.members[0].pooled_description} (member 0 of the ensemble)"
+
+    def pin(self, device: str = "auto") -> EnsembleModel:
+        """Pin every member (and so :attr:`module`, member 0's) to ``device``; returns self."""
+        for member in self.members:
+            member.pin(device)
+        self.pinned = self.members[0].pinned
+        return self
 
     def run(self, inputs, outputs=("prediction",), *, batch_size: int = 64,
             device: str = "auto") -> dict[str, np.ndarray]:

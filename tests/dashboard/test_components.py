@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 
 from dashboard.components import plots
 from dashboard.components.units import display_for
-from dashboard.components.viewer import VENDOR_URL, build_graph, viewer_html
+from dashboard.components.viewer import CDN_URL, VENDOR_JS, VENDOR_URL, build_graph, viewer_html
 from dashboard.uploads import UploadError, save_upload
 from tests.dashboard.helpers import cif_bytes, perovskite
 
@@ -78,7 +79,11 @@ def test_viewer_draws_cell_images_and_edges():
     graph = build_graph(s, GraphConfig(), cutoff=3.0, max_neighbors=12)
     assert graph.within.tolist() == [12, 6, 14, 14, 14]
     html = viewer_html(s, graph, highlight_edge=0)
-    assert VENDOR_URL in html or "cdn.jsdelivr" in html
+    # offline viewer: the vendored script, never a CDN (vendor it with `bash dashboard/vendor.sh`)
+    assert VENDOR_JS.is_file() and VENDOR_JS.stat().st_size > 100_000, VENDOR_JS
+    assert f"loadScriptAsync('{VENDOR_URL}')" in html
+    assert CDN_URL not in html
+    assert not re.search(r"https?://", html), "the view fetches something from the web"
     assert html.count("addCylinder") > 10  # edges
     assert "opacity" in html  # translucent periodic-image atoms
     assert html.count("addLine") == 12  # the unit-cell box

@@ -265,7 +265,7 @@ def test_train_page_multitask_needs_a_second_target(app, data_dir):
     assert "learns several targets" in texts(app) and not app.session_state["job_id"]
 
 
-def test_embeddings_page_map_and_colours(app, tiny_model, data_dir):
+def test_embeddings_page_map_and_colours(app, tiny_model, data_dir, monkeypatch):
     use_dataset(app, data_dir / "toy" / "perovskites.jsonl")
     app.session_state["model_name"] = "tiny-cte"
     goto(app, "embeddings")
@@ -287,8 +287,20 @@ def test_embeddings_page_map_and_colours(app, tiny_model, data_dir):
     for option in ("target", "crystal system", "element"):
         app.selectbox(key="emb_colour").set_value(option).run()
         assert not app.exception, (option, [e.value for e in app.exception])
+    # pooled vectors are kept on disk: after a restart (memory caches cleared) a new map
+    # reuses them instead of passing the structures through the model again
+    import streamlit as st
+
+    import engine.inference.prediction as prediction
+    from dashboard.caches import cache_dir
+
+    assert len(list(cache_dir().glob("*.npz"))) == 1
+    st.cache_resource.clear()
+    monkeypatch.setattr(prediction, "embed", lambda *a, **k: pytest.fail("vectors recomputed"))
     app.radio(key="emb_method").set_value("pca").run()
-    assert not app.exception
+    next(b for b in app.button if b.label == "Compute map").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("Map computed" in c.value for c in app.caption)
 
 
 def test_fusion_page_says_what_it_needs(app, tmp_path, monkeypatch):

@@ -1,0 +1,150 @@
+"""``dashboard.state.DEFAULTS`` lists every session key the dashboard uses, one commented line
+each; the shared caches (:mod:`dashboard.caches`) are bounded, locked and keyed by the model's
+files and the structures."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from dashboard import caches, state
+from engine.io.entries import NamedStructure
+from tests.dashboard.helpers import perovskite
+
+DASHBOARD = Path(state.__file__).resolve().parent
+#: A literal key read or written through ``st.session_state``.
+LITERAL = re.compile(
+    r"""session_state(?:\[|\.(?:get|pop|setdefault)\()\s*(?P<q>["'])(?P<key>[^"']+)(?P=q)"""
+)
+#: A key made by an f-string.
+FORMATTED = re.compile(r"""session_state(?:\[|\.(?:get|pop|setdefault)\()\s*f(["'])([^"']+)\1""")
+ATTRIBUTE = re.compile(r"session_state\.(?!get\b|pop\b|setdefault\b|keys\b|items\b|values\b)"
+                       r"(\w+)")
+MEMBERSHIP = re.compile(r"""(["'])([^"']+)\1\s+(?:not\s+)?in\s+st\.session_state""")
+
+
+def _sources() -> dict[Path, str]:
+    return {p: p.read_text() for p in sorted(DASHBOARD.rglob("*.py"))}
+
+
+def _section_keys(component: str) -> set[str]:
+    """``key=`` arguments of every call, anywhere in dashboard/, to a function defined in the
+    component's source (the keys its f"{key}_..." session keys are made from)."""
+    names = re.findall(r"^def (\w+)\(", component, flags=re.M)
+    found = set()
+    for text in _sources().values():
+        for name in names:
+            found |= set(re.findall(rf'\b{name}\((?:[^()]|\([^()]*\))*?key="(\w+)"', text))
+    assert found, "no call site found for a component with f-string session keys"
+    return found
+
+
+def test_every_session_key_used_in_the_dashboard_is_in_defaults():
+    used: dict[str, str] = {}
+    for path, text in _sources().items():
+        for pattern, group in ((LITERAL, "key"), (ATTRIBUTE, 1), (MEMBERSHIP, 2)):
+            for m in pattern.finditer(text):
+                used.setdefault(m.group(group), str(path.relative_to(DASHBOARD)))
+        for m in FORMATTED.finditer(text):
+            if m.group(2).startswith(("{PER_PICKER_PREFIX}", "{state.PER_PICKER_PREFIX}")):
+                continue
+            assert m.group(2).startswith("{key}"), f"{path.name}: session key f'{m.group(2)}'"
+            for section in _section_keys(text):  # f"{key}_x" of a component called with key=
+                used.setdefault(section + m.group(2).removeprefix("{key}"), path.name)
+    assert len(used) > 15, "the scan found too few keys: the patterns no longer match the code"
+    missing = {k: where for k, where in used.items()
+               if k not in state.DEFAULTS and not k.startswith(state.PER_PICKER_PREFIX)}
+    assert not missing, f"session keys used but not in state.DEFAULTS: {missing}"
+
+
+def test_defaults_have_one_key_and_its_own_comment_per_line():
+    text = (DASHBOARD / "state.py").read_text()
+    block = text[text.index("DEFAULTS: dict[str, Any] = {"):]
+    block = block[block.index("\n") + 1: block.index("\n}")]
+    lines = block.splitlines()
+    assert len(lines) == len(state.DEFAULTS)
+    for line, key in zip(lines, state.DEFAULTS):
+        assert re.fullmatch(rf'    "{re.escape(key)}": [^#]+,  # [^#]+', line), line
+
+
+def test_locked_lru_is_bounded_and_least_recently_used():
+    lru = caches.LockedLRU(max_entries=2)
+    lru.put("a", 1)
+    lru.put("b", 2)
+    assert lru.get("a") == 1  # a is now the most recently used
+    lru.put("c", 3)
+    assert "b" not in lru and lru.get("a") == 1 and lru.get("c") == 3 and len(lru) == 2
+    assert lru.get("b", "gone") == "gone"
+
+    def hammer(seed: int) -> None:
+        for i in range(2000):
+            key = (seed * 7 + i) % 5
+            lru.put(key, key)
+            value = lru.get(key)
+            assert value is None or value == key
+
+    threads = [threading.Thread(target=hammer, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(lru) <= 2
+
+
+def test_vector_keys_follow_the_model_files_and_the_structures(tmp_path):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "model.json").write_text("{}")
+    s = perovskite()
+    items = [NamedStructure(id="a", structure=s, source="x")]
+    key = caches.vectors_key(str(model), items)
+    assert key == caches.vectors_key(str(model), [NamedStructure("a", s.copy(), "y")])
+    moved = s.copy()
+    moved.translate_sites([0], [0.01, 0, 0])
+    assert key != caches.vectors_key(str(model), [NamedStructure("a", moved, "x")])
+    stamp = caches.model_stamp(str(model))
+    os.utime(model / "model.json", ns=(1, 1))
+    assert caches.model_stamp(str(model)) != stamp
+    assert caches.vectors_key(str(model), items) != key
+    assert caches.model_stamp("cgcnn-original/formation-energy-per-atom") == ""
+
+
+def test_pooled_vectors_round_trip_on_disk(tmp_path):
+    vectors = np.arange(6, dtype=np.float32).reshape(3, 2)
+    assert caches.load_vectors("k", root=tmp_path) is None
+    path = caches.save_vectors("k", vectors, np.array([0, 2, 3]), np.ones(3), root=tmp_path)
+    assert path is not None and path.is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    got = caches.load_vectors("k", root=tmp_path)
+    assert got is not None
+    np.testing.assert_array_equal(got[0], vectors)
+    np.testing.assert_array_equal(got[1], [0, 2, 3])
+    assert caches.cache_dir().is_relative_to(Path(os.environ["CRYSTAL_SCREEN_HOME"]))
+
+
+
+def test_a_shared_model_is_pinned_once_and_never_moved_by_a_request(monkeypatch):
+    from engine.core.config import shipped_model_dir
+    from engine.core.device import resolve_device
+    from engine.inference.prediction import embed, predict
+
+    items = [NamedStructure("p", perovskite(), "x")]
+    for name in ("cte-cgcnn-aflow", "cte-attention-aflow-ens3"):
+        ref = str(shipped_model_dir() / name)
+        model = state.load_model(ref)
+        assert model is state.load_model(ref)  # one object shared by every session
+        assert model.pinned == resolve_device("auto")
+        nets = [m.module for m in getattr(model, "members", [])] or [model.module]
+        assert all(p.device.type == model.pinned.type for n in nets for p in n.parameters())
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("a request moved the shared model")
+
+        for net in nets:
+            monkeypatch.setattr(net, "to", refuse)
+        assert np.isfinite(predict(model, items).table["prediction"]).all()
+        assert embed(model, items)[0].shape[0] == 1
