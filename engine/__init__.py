@@ -23,7 +23,7 @@ _API = {
     "ReadLimits": "engine.io",
     "iter_entries": "engine.io",
     "load_dataset": "engine.io.datasets",
-    "split_dataset": "engine.io.datasets",
+    "split_dataset": "engine.io.splits",
     "find_datasets": "engine.io.datasets",
     "LabelledDataset": "engine.io.datasets",
     "GraphBuilder": "engine.graphs.builder",
