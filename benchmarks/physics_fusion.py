@@ -50,7 +50,7 @@ PHYSICS_FEATURES = (
 def physics_table(dataset) -> pd.DataFrame:
     """Cached physics results per dataset row (NaN and ``ok`` False where missing or failed)."""
     from engine.physics import ThermalSettings
-    from engine.physics.thermal import cached_result
+    from engine.physics.cache import cached_result
 
     settings = ThermalSettings()
     rows = []

@@ -6,6 +6,7 @@ dashboard import it. Importing it does not import chgnet or torch (that happens 
 calculation).
 """
 
-from engine.physics.thermal import ThermalResult, ThermalSettings, thermal_properties
+from engine.physics.schema import ThermalResult, ThermalSettings
+from engine.physics.thermal import thermal_properties
 
 __all__ = ["ThermalResult", "ThermalSettings", "thermal_properties"]
