@@ -5,10 +5,11 @@ descriptor of the composition, attached to every input graph as ``data.comp`` (1
 :meth:`prepare` and standardised inside the model with training statistics
 (:class:`~engine.models.base.CompositionScaler`, saved in ``weights.pt``).
 
-Both expose the same two-step interface used by :func:`engine.inference.prediction.contribution_analysis`:
-``fusion_parts(batch) -> (c, g)`` gives the composition part and the graph part exactly as they
-enter the fusion, and ``fuse(c, g)`` the standardised prediction from them, so a part can be
-zeroed or shuffled across materials between the two steps.
+Both expose the same two-step interface used by
+:func:`engine.inference.contributions.contribution_analysis`: ``fusion_parts(batch) -> (c, g)``
+gives the composition part and the graph part exactly as they enter the fusion, and
+``fuse(c, g)`` the standardised prediction from them, so a part can be zeroed or shuffled across
+materials between the two steps.
 """
 
 from __future__ import annotations

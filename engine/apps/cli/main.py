@@ -515,7 +515,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_contributions(args) -> int:
-    from engine.inference.prediction import contribution_analysis
+    from engine.inference.contributions import contribution_analysis
 
     dataset = _load_data(args)
     result = contribution_analysis(args.model, dataset, args.target, seed=args.seed,
