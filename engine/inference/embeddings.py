@@ -1,9 +1,9 @@
 """Two-dimensional maps of pooled crystal vectors: t-SNE, UMAP or PCA, seeded.
 
-The pooled crystal vector v_c (the mean of the atom vectors after the last convolution,
-SCIENCE.md §2) is what the model "sees" of a material. Reducing the vectors of a test set to 2-D
-and colouring the points by predicted property shows whether similar materials sit together;
-for thermal expansion the reference picture runs smoothly from low to high CTE.
+The pooled crystal vector v_c (the mean of the atom vectors after the last convolution; Xie &
+Grossman, PRL 120, 145301 (2018)) is what the model "sees" of a material. Reducing the vectors of
+a test set to 2-D and colouring the points by predicted property shows whether similar materials
+sit together; for thermal expansion the reference picture runs smoothly from low to high CTE.
 
 ``umap-learn`` is imported only when ``method="umap"`` is asked for: its import alone takes
 tens of seconds on a small machine (numba compilation).
@@ -27,21 +27,22 @@ METHODS: tuple[str, ...] = ("tsne", "umap", "pca")
 MIN_POINTS_NONLINEAR = 5
 
 
-def _pca(x: np.ndarray) -> np.ndarray:
-    """First two principal components, signs fixed so that the result is deterministic."""
-    n = len(x)
+def _pca(x: np.ndarray, *, seed: int) -> np.ndarray:
+    """First two principal components (n, 2) of ``x`` (n, d) by scikit-learn's PCA, seeded.
+
+    Signs follow scikit-learn's deterministic sign convention; a column stays zero when there
+    are fewer than two samples or features.
+    """
+    from sklearn.decomposition import PCA
+
+    n, d = x.shape
     out = np.zeros((n, 2))
-    if n < 2:
+    k = min(2, n, d)
+    if n < 2 or k == 0:
         return out
-    centred = x - x.mean(axis=0)
-    u, s, _ = np.linalg.svd(centred, full_matrices=False)
-    k = min(2, len(s))
-    comps = u[:, :k] * s[:k]
-    for j in range(k):  # make the largest-magnitude entry of each component positive
-        col = comps[:, j]
-        if col[np.argmax(np.abs(col))] < 0:
-            comps[:, j] = -col
-    out[:, :k] = comps
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zero variance: explained-variance ratio divides by 0
+        out[:, :k] = PCA(n_components=k, random_state=seed).fit_transform(x)
     return out
 
 
@@ -107,7 +108,7 @@ def reduce(
         vectors: array-like of shape (n, d), e.g. pooled crystal vectors from
             :func:`engine.inference.prediction.embed`.
         method: ``"tsne"`` (scikit-learn, PCA initialisation), ``"umap"`` (umap-learn, imported
-            lazily) or ``"pca"``.
+            lazily) or ``"pca"`` (scikit-learn).
         seed: random seed; the same inputs and seed give the same map.
         perplexity: t-SNE's effective number of neighbours; lowered automatically to
             ``(n - 1) / 3`` for small n (it must stay below n).
@@ -140,7 +141,7 @@ def reduce(
     if n_neighbors < 2:
         raise ValueError(f"n_neighbors must be at least 2, got {n_neighbors}")
     if n < MIN_POINTS_NONLINEAR or method == "pca":
-        return _pca(x)
+        return _pca(x, seed=seed)
     if np.ptp(x, axis=0).max() <= 1e-12 * max(1.0, float(np.abs(x).max())):
         return np.zeros((n, 2))  # all rows identical: nothing to map (t-SNE would crash)
     if method == "tsne":
