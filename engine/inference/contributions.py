@@ -56,7 +56,7 @@ def fusion_weights(
 
 @dataclass
 class Contributions:
-    """How much a fusion model's error depends on each part (SCIENCE.md §3).
+    """How much a fusion model's error depends on each part (zeroing and shuffling ablation).
 
     Attributes:
         mae: MAE of the unperturbed model on the data, in the target's unit.

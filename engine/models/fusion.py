@@ -1,4 +1,7 @@
-"""Hybrid composition + structure networks: early fusion and attention fusion (SCIENCE.md §3).
+"""Hybrid composition + structure networks: early fusion and attention fusion.
+
+Graph branch: CGCNN (Xie & Grossman, PRL 120, 145301 (2018)); composition: Magpie (Ward et al.,
+npj Comput. Mater. 2, 16028 (2016)).
 
 Both take the CGCNN graph branch (:class:`~engine.models.cgcnn.GraphEncoder`) and the Magpie
 descriptor of the composition, attached to every input graph as ``data.comp`` (1, 132) by

@@ -1,5 +1,5 @@
 """Thermal expansion from a universal potential: E(V) with CHGNet, then the quasi-harmonic Debye
-model (:mod:`engine.physics.qha`), reusing results from the disk cache (:mod:`engine.physics.cache`).
+model (:mod:`engine.physics.qha`); results are reused from :mod:`engine.physics.cache`.
 """
 
 from __future__ import annotations
