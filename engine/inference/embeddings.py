@@ -76,7 +76,7 @@ def _umap(x: np.ndarray, *, seed: int, n_neighbors: int, min_dist: float) -> np.
         raise ImportError("UMAP maps need umap-learn: pip install 'crystal-screen[dashboard]'"
                           ) from None
 
-    n = len(x)
+    n = len(np.unique(x, axis=0))  # UMAP embeds distinct rows (unique=True)
     k = int(max(2, min(n_neighbors, n - 1)))
     # spectral initialisation needs a reasonably connected graph; tiny sets start at random
     init = "spectral" if n > k + 2 and n >= 20 else "random"
@@ -87,6 +87,7 @@ def _umap(x: np.ndarray, *, seed: int, n_neighbors: int, min_dist: float) -> np.
         random_state=seed,
         init=init,
         n_jobs=1,
+        unique=True,  # duplicated rows get the same coordinates
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -116,9 +117,10 @@ def reduce(
         min_dist: UMAP's minimum distance between embedded points.
 
     Returns:
-        Coordinates of shape (n, 2), float64. Fewer than 5 points are placed by PCA whatever the
-        method (t-SNE and UMAP need a neighbourhood); 0 points give shape (0, 2); identical
-        rows all map to the origin.
+        Coordinates of shape (n, 2), float64. Fewer than 5 distinct points are placed by PCA
+        whatever the method (t-SNE and UMAP need a neighbourhood); 0 points give shape (0, 2);
+        duplicated rows get the same coordinates; when all rows are identical they all map to
+        the origin.
 
     Raises:
         ValueError: for an unknown method, a non-2-D array, or non-finite values.
@@ -140,7 +142,7 @@ def reduce(
         raise ValueError(f"perplexity must be positive, got {perplexity}")
     if n_neighbors < 2:
         raise ValueError(f"n_neighbors must be at least 2, got {n_neighbors}")
-    if n < MIN_POINTS_NONLINEAR or method == "pca":
+    if method == "pca" or len(np.unique(x, axis=0)) < MIN_POINTS_NONLINEAR:
         return _pca(x, seed=seed)
     if np.ptp(x, axis=0).max() <= 1e-12 * max(1.0, float(np.abs(x).max())):
         return np.zeros((n, 2))  # all rows identical: nothing to map (t-SNE would crash)

@@ -36,6 +36,15 @@ _ID_COLUMN_NAMES = ("id", "material_id", "mp_id", "auid", "name", "cif_id", "str
 def make_table(
     items: list[NamedStructure], rows: list[dict], columns: list[str] | None = None
 ) -> pd.DataFrame:
+    """The dataset table: ``id``, ``formula`` (reduced), ``n_sites``, then the label ``rows``.
+
+    Args:
+        items: the structures, one table row each.
+        rows: one dict of scalar labels per item (or ``[]`` for none).
+        columns: label columns in order; default every key of ``rows`` in first-seen order.
+            A label named like a base column becomes ``source_<name>``; a record ``id`` equal to
+            the item ids is dropped.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "No Pauling electronegativity for He"
         formulas = [it.structure.composition.reduced_formula for it in items]
