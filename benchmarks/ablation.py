@@ -6,7 +6,7 @@
 Base: CGCNN with the shipped ``cte-cgcnn-aflow`` settings (lr 3e-3, batch 64, cosine schedule,
 best epoch by validation loss) on ``aflow_agl`` with query ``validated_against_mp != False``,
 ``crabnet_split`` train/val and the test split carved from train by formula with split seed 0
-(:func:`engine.io.datasets.split_dataset`, as the shipped models): the same rows for every lever
+(:func:`engine.io.splits.split_dataset`, as the shipped models): the same rows for every lever
 and training seed; ``--seed`` changes only the training seed (initialisation, batch order).
 
 Levers (``run``): ``baseline`` (MSE on the standardised target), ``log`` (ln α as the target),

@@ -34,7 +34,8 @@ import torch
 
 from engine.core.config import CGCNNConfig, MultitaskConfig, SplitConfig, TrainConfig, data_dir
 from engine.core.units import unit_of
-from engine.io.datasets import load_dataset, split_dataset
+from engine.io.datasets import load_dataset
+from engine.io.splits import split_dataset
 from engine.training import train
 
 ROOT = Path(__file__).resolve().parent.parent

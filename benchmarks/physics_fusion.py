@@ -50,7 +50,7 @@ PHYSICS_FEATURES = (
 def physics_table(dataset) -> pd.DataFrame:
     """Cached physics results per dataset row (NaN and ``ok`` False where missing or failed)."""
     from engine.physics import ThermalSettings
-    from engine.physics.thermal import cached_result
+    from engine.physics.cache import cached_result
 
     settings = ThermalSettings()
     rows = []
@@ -89,7 +89,8 @@ def main() -> None:
 
     from engine.core.config import SplitConfig, data_dir
     from engine.features.composition import magpie_many
-    from engine.io.datasets import load_dataset, split_dataset
+    from engine.io.datasets import load_dataset
+    from engine.io.splits import split_dataset
     from engine.physics.potential import potential_name
 
     dataset = load_dataset(data_dir() / "aflow_agl" / "structures.jsonl.gz").query(QUERY)

@@ -322,8 +322,8 @@ def report() -> None:
     import pandas as pd
 
     from engine.physics import ThermalSettings
+    from engine.physics.cache import cached_result
     from engine.physics.potential import load_potential, potential_name
-    from engine.physics.thermal import cached_result
 
     start = time.perf_counter()
     load_potential()

@@ -1,4 +1,4 @@
-"""Tests for engine.io.datasets: layouts, table, hashing and splits."""
+"""Tests for engine.io.datasets and engine.io.splits: layouts, table, hashing and splits."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from pymatgen.io.vasp import Poscar
 
 from engine.core.config import SplitConfig
 from engine.io import NamedStructure
-from engine.io.datasets import LabelledDataset, find_datasets, load_dataset, split_dataset
+from engine.io.datasets import LabelledDataset, find_datasets, load_dataset
+from engine.io.splits import split_dataset
 
 ELEMENTS = ["Li", "Na", "K", "Rb", "Cs", "Mg", "Ca", "Sr", "Ba", "Zn"]
 ANIONS = ["F", "Cl", "Br", "I", "O", "S"]

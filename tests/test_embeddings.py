@@ -43,9 +43,53 @@ def test_tiny_inputs(n, method):
     assert np.all(np.isfinite(y))
 
 
-def test_identical_rows():
-    y = reduce(np.ones((12, 4)), "tsne")
+@pytest.mark.parametrize("method", ["tsne", "pca"])
+def test_identical_rows(method):
+    y = reduce(np.ones((12, 4)), method)
+    assert y.shape == (12, 2)
+    np.testing.assert_allclose(y, 0.0, atol=1e-12)  # all rows identical: all at the origin
+
+
+#: Rows copied onto others in :func:`_with_duplicates`: (original, copy).
+DUPLICATES = ((3, 5), (3, 20), (11, 30))
+
+
+def _with_duplicates() -> np.ndarray:
+    x, _ = _blobs(40)
+    for original, copy in DUPLICATES:
+        x[copy] = x[original]
+    return x
+
+
+@pytest.mark.parametrize(
+    "method", ["tsne", "pca", pytest.param("umap", marks=pytest.mark.slow)]
+)
+def test_duplicated_rows_map_together(method):
+    if method == "umap":
+        pytest.importorskip("umap")
+    x = _with_duplicates()
+    y = reduce(x, method, seed=2)
+    assert y.shape == (40, 2) and np.all(np.isfinite(y))
+    spread = float(np.ptp(y, axis=0).max())
+    assert spread > 0
+    for original, copy in DUPLICATES:
+        assert np.linalg.norm(y[original] - y[copy]) <= 1e-6 * spread, (original, copy)
+    np.testing.assert_array_equal(y, reduce(x, method, seed=2))  # same seed, same map
+
+
+def test_pca_few_features_and_points():
+    assert reduce(np.arange(6.0).reshape(6, 1), "pca").shape == (6, 2)
+    y = reduce(np.array([[0.0, 0.0], [1.0, 1.0]]), "pca")
+    np.testing.assert_allclose(y[:, 1], 0.0, atol=1e-12)  # two points: one direction
+    np.testing.assert_allclose(abs(y[0, 0] - y[1, 0]), np.sqrt(2.0))  # distance kept
+
+
+@pytest.mark.parametrize("method", ["tsne", "pca"])
+def test_few_distinct_rows(method):
+    x = np.repeat(np.random.default_rng(0).normal(size=(3, 8)), 4, axis=0)  # 12 rows, 3 distinct
+    y = reduce(x, method)
     assert y.shape == (12, 2) and np.all(np.isfinite(y))
+    np.testing.assert_allclose(y[0], y[3], atol=1e-12)
 
 
 def test_errors_name_the_problem():

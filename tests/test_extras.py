@@ -47,11 +47,12 @@ def test_dask_without_distributed(monkeypatch, tmp_path, capsys):
 
 
 def test_umap_without_umap_learn(monkeypatch):
-    from engine.inference.embeddings import _umap
+    from engine.inference.embeddings import MIN_POINTS_NONLINEAR, reduce
 
     _without(monkeypatch, "umap")
+    x = np.arange(2.0 * MIN_POINTS_NONLINEAR).reshape(MIN_POINTS_NONLINEAR, 2)
     with pytest.raises(ImportError, match=r"crystal-screen\[dashboard\]"):
-        _umap(np.zeros((5, 2)), seed=0, n_neighbors=2, min_dist=0.1)
+        reduce(x, "umap", n_neighbors=2)
 
 
 def test_dashboard_command_without_streamlit(monkeypatch, capsys):

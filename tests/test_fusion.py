@@ -32,14 +32,8 @@ from engine.core.config import (
     TrainConfig,
 )
 from engine.features.composition import magpie_many
-from engine.inference.prediction import (
-    WEIGHT_COLUMNS,
-    contribution_analysis,
-    embed,
-    evaluate,
-    fusion_weights,
-    predict,
-)
+from engine.inference.contributions import contribution_analysis, fusion_weights
+from engine.inference.prediction import WEIGHT_COLUMNS, embed, evaluate, predict
 from engine.models import MODEL_REGISTRY, MissingInputError, model_config_from_dict
 from engine.store.directory import ModelLoadError, load_model
 from engine.training import train

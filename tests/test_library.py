@@ -23,17 +23,19 @@ from engine.materials.library import (
     PEROVSKITE_T_WINDOW,
     RUDDLESDEN_POPPER_T_WINDOW,
     build_library,
+    library_batch,
+    library_table,
+    write_library,
+)
+from engine.materials.prototypes import (
     build_pyrochlore,
     build_spinel,
     fluorite_lattice,
-    library_batch,
-    library_table,
     perovskite_lattice,
     pyrochlore_geometry,
     shannon_radius,
     spinel_geometry,
     tolerance_factor,
-    write_library,
 )
 
 #: Formula-unit site counts (A, B, O) and space group (symbol, number) of each family.

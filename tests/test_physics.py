@@ -189,7 +189,7 @@ def test_background_job_reports_progress_and_results():
 
 
 def test_relax_ions_is_a_separate_setting_and_cache_key():
-    from engine.physics.thermal import cache_key
+    from engine.physics.cache import cache_key
 
     plain, ions = ThermalSettings(), ThermalSettings(relax_ions=True)
     assert "relax_ions" not in plain.cache_fields()  # keys computed before the option stay valid

@@ -36,14 +36,9 @@ from engine.features.composition import magpie
 from engine.features.elements import cgcnn_element_table
 from engine.graphs.builder import GraphBuilder
 from engine.io import NamedStructure
+from engine.materials.compositions import on_prototype, parse_spec
 from engine.materials.disorder import DisorderSettings, OrderingError, orderings, predict_structures
-from engine.materials.sofc import (
-    find_material,
-    on_prototype,
-    parse_spec,
-    resolve_structure,
-    sofc_batch,
-)
+from engine.materials.sofc import find_material, resolve_structure, sofc_batch
 from engine.models import build_inputs, build_model
 from engine.models.base import embed_atoms
 from engine.uq.calibration import MIN_POINTS, apply_calibration, fit_calibration

@@ -198,7 +198,7 @@ def relaxed_cell_section(item) -> None:
     """The cell of ``item`` relaxed with the universal potential (cached, or on request) beside
     the input cell, with the volume change."""
     from engine.physics import ThermalSettings, thermal_properties
-    from engine.physics.thermal import cached_result
+    from engine.physics.cache import cached_result
 
     st.subheader("Relaxed with the universal potential")
     settings = ThermalSettings(relax=True)

@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from engine.io import NamedStructure, ReadError
-from engine.materials.sofc import PROTOTYPES, SOFC_MATERIALS, resolve_structure
+from engine.materials.compositions import PROTOTYPES
+from engine.materials.sofc import SOFC_MATERIALS, resolve_structure
 from engine.uq.calibration import (
     MIN_POINTS,
     Calibration,

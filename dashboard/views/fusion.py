@@ -4,8 +4,9 @@
   table per material and the weights against the error. They come from the model's saved
   validation/test predictions (``predictions.csv`` columns ``w_comp``/``w_graph``, alias
   ``weight_composition``/``weight_structure``) or are computed for the current dataset or the
-  SOFC examples with ``engine.inference.prediction.fusion_weights`` / ``evaluate``.
-* Early and attention fusion: the contribution analysis of ``engine.inference.prediction.
+  SOFC examples with ``engine.inference.contributions.fusion_weights`` /
+  ``engine.inference.prediction.evaluate``.
+* Early and attention fusion: the contribution analysis of ``engine.inference.contributions.
   contribution_analysis`` (error increase when the composition part is zeroed or the graph
   vectors are shuffled across materials).
 * Attention fusion: the weights against crystal system, and polymorph pairs (same formula,
@@ -173,7 +174,8 @@ if getattr(model, "has_fusion_weights", False):
             key = ("fusion", state.model_ref(m), which, tuple(ds.ids))
             cache = st.session_state["fusion_cache"]
             if key not in cache:
-                from engine.inference.prediction import evaluate, fusion_weights
+                from engine.inference.contributions import fusion_weights
+                from engine.inference.prediction import evaluate
 
                 with st.spinner(f"Weights of {len(ds)} structures…"):
                     if m["target"] in ds.numeric_columns():
@@ -300,7 +302,7 @@ if hasattr(model.module, "fusion_parts"):
     if ds is None:
         st.caption(f"Load a dataset with a `{m['target']}` column on **Data** to run it.")
     elif st.button(f"Run on {label}", key="fusion_contrib"):
-        from engine.inference.prediction import contribution_analysis
+        from engine.inference.contributions import contribution_analysis
 
         with st.spinner("Perturbing each part…"):
             try:

@@ -35,7 +35,7 @@ st.title("Train")
 teach("splits", "convolution")
 
 def search_widgets(config_class) -> dict | None:
-    """The reduced hyperparameter search of the form: the SCIENCE.md grid values that apply to
+    """The reduced hyperparameter search of the form: the CGCNN grid values that apply to
     this family, and how many settings to sample; None unless switched on."""
     from engine.training.search import SCIENCE_GRID, TRAINING_KEYS
 

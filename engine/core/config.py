@@ -29,7 +29,9 @@ class StrictModel(BaseModel):
 
 
 class GraphConfig(StrictModel):
-    """How a crystal becomes a periodic neighbour graph (CGCNN defaults, SCIENCE.md §1).
+    """How a crystal becomes a periodic neighbour graph (CGCNN defaults).
+
+    CGCNN: Xie & Grossman, PRL 120, 145301 (2018).
 
     Attributes:
         cutoff: neighbour search radius in Å.
@@ -67,7 +69,7 @@ class GraphConfig(StrictModel):
 
 
 class CGCNNConfig(StrictModel):
-    """The crystal graph convolutional network of Xie & Grossman (SCIENCE.md §2).
+    """The crystal graph convolutional network of Xie & Grossman (PRL 120, 145301 (2018)).
 
     Attributes:
         atom_fea_len: width of the atom vectors v_i (and of the pooled crystal vector).
@@ -144,7 +146,7 @@ class TrainConfig(StrictModel):
 
 
 class EarlyFusionConfig(StrictModel):
-    """Early fusion (SCIENCE.md §3): Magpie descriptor ‖ pooled CGCNN vector → MLP.
+    """Early fusion: Magpie descriptor (Ward et al. 2016) ‖ pooled CGCNN vector → MLP.
 
     The composition part is the 132-feature Magpie vector standardised with the training split's
     mean and std (kept in the weights); the graph part is the pooled CGCNN vector passed through a
@@ -170,7 +172,7 @@ class EarlyFusionConfig(StrictModel):
 
 
 class AttentionFusionConfig(StrictModel):
-    """Attention fusion (SCIENCE.md §3): per-material softmax weights over two branch vectors.
+    """Attention fusion: per-material softmax weights over two branch vectors (Magpie, CGCNN).
 
     The standardised Magpie vector is projected to the graph width; each branch vector (projected
     composition, pooled CGCNN vector; both LayerNorm-ed so neither wins by scale alone) is scored
@@ -218,7 +220,7 @@ class RFMagpieConfig(StrictModel):
 
 
 class LateFusionConfig(StrictModel):
-    """Late fusion (SCIENCE.md §3): ŷ = α·ŷ_RF + (1 − α)·ŷ_CGCNN.
+    """Late fusion: ŷ = α·ŷ_RF + (1 − α)·ŷ_CGCNN (random forest on Magpie features, CGCNN).
 
     A CGCNN (the fields shared with :class:`CGCNNConfig`) is trained first, then a random forest
     on Magpie (the ``rf_`` fields); α is the grid value (0, ``alpha_step``, …, 1) with the lowest
@@ -257,7 +259,7 @@ class LateFusionConfig(StrictModel):
 
 
 class MultitaskConfig(StrictModel):
-    """Multi-task CGCNN (SCIENCE.md §3, MEGNet-style): one shared CGCNN trunk, one head per target.
+    """Multi-task CGCNN (MEGNet-style, Chen et al. 2019): one shared trunk, one head per target.
 
     Each target k is standardised with its own training mean μ_k and std σ_k (one normaliser per
     task in the model card). A row may lack some targets: a missing label is masked out of the
@@ -298,7 +300,7 @@ class MultitaskConfig(StrictModel):
 
 
 class ALIGNNConfig(StrictModel):
-    """ALIGNN-style line-graph network (SCIENCE.md §3; Choudhary & DeCost 2021).
+    """ALIGNN-style line-graph network (Choudhary & DeCost, npj Comput. Mater. 7, 185 (2021)).
 
     A second graph has the bonds as nodes and the bond angles as edges (two bonds sharing their
     centre atom; cos θ expanded in ``n_angle_basis`` Gaussians on [−1, 1]; see

@@ -1,4 +1,6 @@
-"""Composition descriptors: Magpie element-property statistics (SCIENCE.md §3), cached per formula.
+"""Composition descriptors: Magpie element-property statistics, cached per formula.
+
+Magpie: Ward, Agrawal, Choudhary & Wolverton, npj Comput. Mater. 2, 16028 (2016).
 
 The descriptor is matminer's ``ElementProperty.from_preset("magpie")``: 22 element properties
 (atomic number, Mendeleev number, weight, melting point, column, row, covalent radius,
@@ -19,7 +21,7 @@ Missing values:
     element's missing property by that property's mean over all elements, so every element with
     Z = 1..118 has a full row and the descriptor is finite. Models still treat a non-finite entry
     as "unknown" and fill it with the training mean of that feature (0 after standardisation),
-    see ``CompositionStats``.
+    see :class:`engine.models.base.CompositionScaler`.
 """
 
 from __future__ import annotations

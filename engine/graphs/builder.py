@@ -1,4 +1,4 @@
-"""Periodic neighbour graphs of crystals (SCIENCE.md §1).
+"""Periodic neighbour graphs of crystals, as in CGCNN (Xie & Grossman, PRL 120, 145301, 2018).
 
 A crystal becomes an undirected multigraph: every atom of the unit cell is a node, and each atom
 gets an edge to each of its ``max_neighbors`` nearest neighbours within ``cutoff`` Å, periodic

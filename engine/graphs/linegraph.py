@@ -1,4 +1,6 @@
-"""Line graphs of periodic neighbour graphs: bonds as nodes, bond angles as edges (SCIENCE.md §3).
+"""Line graphs of periodic neighbour graphs: bonds as nodes, bond angles as edges (ALIGNN).
+
+ALIGNN: Choudhary & DeCost, npj Comput. Mater. 7, 185 (2021).
 
 The neighbour graph of :class:`engine.graphs.builder.GraphBuilder` has directed edges e = (j → i):
 ``edge_index[0]`` is the neighbour j, ``edge_index[1]`` the centre i, and the edge is "a bond of

@@ -1,9 +1,9 @@
 """Two-dimensional maps of pooled crystal vectors: t-SNE, UMAP or PCA, seeded.
 
-The pooled crystal vector v_c (the mean of the atom vectors after the last convolution,
-SCIENCE.md §2) is what the model "sees" of a material. Reducing the vectors of a test set to 2-D
-and colouring the points by predicted property shows whether similar materials sit together;
-for thermal expansion the reference picture runs smoothly from low to high CTE.
+The pooled crystal vector v_c (the mean of the atom vectors after the last convolution; Xie &
+Grossman, PRL 120, 145301 (2018)) is what the model "sees" of a material. Reducing the vectors of
+a test set to 2-D and colouring the points by predicted property shows whether similar materials
+sit together; for thermal expansion the reference picture runs smoothly from low to high CTE.
 
 ``umap-learn`` is imported only when ``method="umap"`` is asked for: its import alone takes
 tens of seconds on a small machine (numba compilation).
@@ -27,21 +27,22 @@ METHODS: tuple[str, ...] = ("tsne", "umap", "pca")
 MIN_POINTS_NONLINEAR = 5
 
 
-def _pca(x: np.ndarray) -> np.ndarray:
-    """First two principal components, signs fixed so that the result is deterministic."""
-    n = len(x)
+def _pca(x: np.ndarray, *, seed: int) -> np.ndarray:
+    """First two principal components (n, 2) of ``x`` (n, d) by scikit-learn's PCA, seeded.
+
+    Signs follow scikit-learn's deterministic sign convention; a column stays zero when there
+    are fewer than two samples or features.
+    """
+    from sklearn.decomposition import PCA
+
+    n, d = x.shape
     out = np.zeros((n, 2))
-    if n < 2:
+    k = min(2, n, d)
+    if n < 2 or k == 0:
         return out
-    centred = x - x.mean(axis=0)
-    u, s, _ = np.linalg.svd(centred, full_matrices=False)
-    k = min(2, len(s))
-    comps = u[:, :k] * s[:k]
-    for j in range(k):  # make the largest-magnitude entry of each component positive
-        col = comps[:, j]
-        if col[np.argmax(np.abs(col))] < 0:
-            comps[:, j] = -col
-    out[:, :k] = comps
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zero variance: explained-variance ratio divides by 0
+        out[:, :k] = PCA(n_components=k, random_state=seed).fit_transform(x)
     return out
 
 
@@ -75,7 +76,7 @@ def _umap(x: np.ndarray, *, seed: int, n_neighbors: int, min_dist: float) -> np.
         raise ImportError("UMAP maps need umap-learn: pip install 'crystal-screen[dashboard]'"
                           ) from None
 
-    n = len(x)
+    n = len(np.unique(x, axis=0))  # UMAP embeds distinct rows (unique=True)
     k = int(max(2, min(n_neighbors, n - 1)))
     # spectral initialisation needs a reasonably connected graph; tiny sets start at random
     init = "spectral" if n > k + 2 and n >= 20 else "random"
@@ -86,6 +87,7 @@ def _umap(x: np.ndarray, *, seed: int, n_neighbors: int, min_dist: float) -> np.
         random_state=seed,
         init=init,
         n_jobs=1,
+        unique=True,  # duplicated rows get the same coordinates
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -107,7 +109,7 @@ def reduce(
         vectors: array-like of shape (n, d), e.g. pooled crystal vectors from
             :func:`engine.inference.prediction.embed`.
         method: ``"tsne"`` (scikit-learn, PCA initialisation), ``"umap"`` (umap-learn, imported
-            lazily) or ``"pca"``.
+            lazily) or ``"pca"`` (scikit-learn).
         seed: random seed; the same inputs and seed give the same map.
         perplexity: t-SNE's effective number of neighbours; lowered automatically to
             ``(n - 1) / 3`` for small n (it must stay below n).
@@ -115,9 +117,10 @@ def reduce(
         min_dist: UMAP's minimum distance between embedded points.
 
     Returns:
-        Coordinates of shape (n, 2), float64. Fewer than 5 points are placed by PCA whatever the
-        method (t-SNE and UMAP need a neighbourhood); 0 points give shape (0, 2); identical
-        rows all map to the origin.
+        Coordinates of shape (n, 2), float64. Fewer than 5 distinct points are placed by PCA
+        whatever the method (t-SNE and UMAP need a neighbourhood); 0 points give shape (0, 2);
+        duplicated rows get the same coordinates; when all rows are identical they all map to
+        the origin.
 
     Raises:
         ValueError: for an unknown method, a non-2-D array, or non-finite values.
@@ -139,8 +142,8 @@ def reduce(
         raise ValueError(f"perplexity must be positive, got {perplexity}")
     if n_neighbors < 2:
         raise ValueError(f"n_neighbors must be at least 2, got {n_neighbors}")
-    if n < MIN_POINTS_NONLINEAR or method == "pca":
-        return _pca(x)
+    if method == "pca" or len(np.unique(x, axis=0)) < MIN_POINTS_NONLINEAR:
+        return _pca(x, seed=seed)
     if np.ptp(x, axis=0).max() <= 1e-12 * max(1.0, float(np.abs(x).max())):
         return np.zeros((n, 2))  # all rows identical: nothing to map (t-SNE would crash)
     if method == "tsne":

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from engine.io import NamedStructure
 from engine.models.physics_inputs import PHYSICS_INPUTS, PHYSICS_PROPERTY
-from engine.physics.thermal import ThermalResult, ThermalSettings, thermal_properties
+from engine.physics.schema import ThermalResult, ThermalSettings
+from engine.physics.thermal import thermal_properties
 
 
 def attach_physics_inputs(

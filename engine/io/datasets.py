@@ -1,4 +1,4 @@
-"""Labelled structure datasets: loading, filtering, hashing and train/val/test splits.
+"""Labelled structure datasets: loading, filtering and hashing (splits: :mod:`engine.io.splits`).
 
 Three layouts load with :func:`load_dataset`:
 
@@ -20,11 +20,8 @@ column is an error naming its line, and a label CSV with a header but no rows is
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +30,7 @@ import numpy as np
 import pandas as pd
 from pymatgen.core import Structure
 
-from engine.core.config import SplitConfig, data_dir
+from engine.core.config import PROJECT_ROOT, data_dir
 from engine.io import (
     NamedStructure,
     ReadError,
@@ -44,29 +41,21 @@ from engine.io import (
     make_limits,
     read_structures,
 )
+from engine.io.labels import (
+    BASE_COLUMNS,
+    dedupe_ids,
+    finite_labels,
+    make_table,
+    read_label_csv,
+    scalar_fields,
+)
 
 __all__ = [
-    "BASE_COLUMNS",
     "LabelledDataset",
     "find_datasets",
     "load_dataset",
-    "split_dataset",
+    "resolve_source",
 ]
-
-#: Columns every dataset table starts with.
-BASE_COLUMNS = ("id", "formula", "n_sites")
-_STRUCTURE_KEYS = frozenset({"lattice", "species", "frac_coords"})
-_ID_COLUMN_NAMES = ("id", "material_id", "mp_id", "auid", "name", "cif_id", "structure_id")
-_SPLIT_NAMES = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "dev": "val",
-    "test": "test",
-    "testing": "test",
-}
 
 
 @dataclass
@@ -227,51 +216,6 @@ def _dataset_name(path: Path) -> str:
     return f"{path.parent.name}/{stem}" if path.parent.name else stem
 
 
-def _make_table(
-    items: list[NamedStructure], rows: list[dict], columns: list[str] | None = None
-) -> pd.DataFrame:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. "No Pauling electronegativity for He"
-        formulas = [it.structure.composition.reduced_formula for it in items]
-    base = pd.DataFrame(
-        {
-            "id": [it.id for it in items],
-            "formula": formulas,
-            "n_sites": np.array([len(it.structure) for it in items], dtype=np.int64),
-        }
-    )
-    if columns is None:
-        columns = []
-        seen: set[str] = set()
-        for row in rows:
-            for key in row:
-                if key not in seen:
-                    seen.add(key)
-                    columns.append(key)
-    if not columns:
-        return base
-    extra = (
-        pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
-    )
-    if "id" in extra.columns and extra["id"].astype(str).tolist() == base["id"].tolist():
-        extra = extra.drop(columns="id")  # the record's own id is already the id column
-    extra = extra.rename(columns={c: f"source_{c}" for c in extra.columns if c in BASE_COLUMNS})
-    return pd.concat([base, extra.reset_index(drop=True)], axis=1)
-
-
-def _scalar_fields(record: dict, nested: set[str]) -> dict:
-    """The record's scalar fields; names of nested (dict/list) fields are added to ``nested``."""
-    out = {}
-    for k, v in record.items():
-        if k in _STRUCTURE_KEYS:
-            continue
-        if isinstance(v, (dict, list, tuple)):
-            nested.add(k)
-        else:
-            out[k] = v
-    return out
-
-
 def _load_jsonl(path: Path, *, limits: ReadLimits, limit: int | None) -> LabelledDataset:
     items: list[NamedStructure] = []
     rows: list[dict] = []
@@ -284,14 +228,14 @@ def _load_jsonl(path: Path, *, limits: ReadLimits, limit: int | None) -> Labelle
         if isinstance(entry, NamedStructure):
             n += 1
             items.append(entry)
-            rows.append(_scalar_fields(dict(entry.fields), nested))
+            rows.append(scalar_fields(dict(entry.fields), nested))
         elif isinstance(entry, ReadError):
             n += 1
             errors.append(entry)
     if nested:
         rows = [{k: v for k, v in row.items() if k not in nested} for row in rows]
-    items, rows, dup_errors = _dedupe(items, rows)
-    table, label_errors = _finite_labels(_make_table(items, rows), items)
+    items, rows, dup_errors = dedupe_ids(items, rows)
+    table, label_errors = finite_labels(make_table(items, rows), items)
     return LabelledDataset(
         name=_dataset_name(path),
         items=items,
@@ -299,159 +243,6 @@ def _load_jsonl(path: Path, *, limits: ReadLimits, limit: int | None) -> Labelle
         errors=errors + dup_errors + label_errors,
         source=str(path),
     )
-
-
-def _finite_labels(
-    table: pd.DataFrame, items: list[NamedStructure]
-) -> tuple[pd.DataFrame, list[ReadError]]:
-    """Infinite values in numeric label columns become missing, each with an error."""
-    errors = []
-    for col in table.columns:
-        if col in BASE_COLUMNS or not pd.api.types.is_float_dtype(table[col].dtype):
-            continue
-        bad = np.flatnonzero(np.isinf(table[col].to_numpy(dtype=float)))
-        for k in bad:
-            errors.append(
-                ReadError(
-                    items[k].source,
-                    f"label {col!r} = {table[col].iloc[k]} is not a finite number; left empty",
-                )
-            )
-        if len(bad):
-            table.loc[bad, col] = np.nan
-    return table, errors
-
-
-def _same(a: dict, b: dict) -> bool:
-    """Whether two label rows agree (NaN equals NaN)."""
-    if a.keys() != b.keys():
-        return False
-    return all(
-        x == y or (pd.isna(x) and pd.isna(y)) if not isinstance(x, (list, dict)) else x == y
-        for x, y in ((a[k], b[k]) for k in a)
-    )
-
-
-def _dedupe(
-    items: list[NamedStructure], rows: list[dict]
-) -> tuple[list[NamedStructure], list[dict], list[ReadError]]:
-    """Drop repeated ids: same labels → the first is kept; different labels → all are errors."""
-    by_id: dict[str, list[int]] = {}
-    for k, item in enumerate(items):
-        by_id.setdefault(item.id, []).append(k)
-    drop: set[int] = set()
-    errors: list[ReadError] = []
-    for ident, where in by_id.items():
-        if len(where) < 2:
-            continue
-        rows_of = [rows[k] if rows else {} for k in where]
-        sources = ", ".join(items[k].source for k in where[:4])
-        if all(_same(rows_of[0], r) for r in rows_of[1:]):
-            drop.update(where[1:])
-            errors.extend(
-                ReadError(
-                    items[k].source,
-                    f"id '{ident}' repeats {items[where[0]].source}"
-                    " with the same labels; the repeat is dropped",
-                )
-                for k in where[1:]
-            )
-        else:
-            drop.update(where)
-            errors.append(
-                ReadError(
-                    sources,
-                    f"id '{ident}' appears {len(where)} times with "
-                    "different labels; all copies are dropped",
-                )
-            )
-    if not drop:
-        return items, rows, []
-    keep = [k for k in range(len(items)) if k not in drop]
-    return [items[k] for k in keep], [rows[k] for k in keep] if rows else rows, errors
-
-
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _read_label_csv(
-    path: Path, *, limit: int | None, limits: ReadLimits
-) -> tuple[list[str], pd.DataFrame, list[int], list[ReadError]]:
-    """Read a label CSV: ids, a frame of label columns, each row's line number, and errors for
-    non-numeric cells of numeric columns (left empty).
-
-    A CSV whose first row has a number in its second column has no header (CGCNN ``id_prop.csv``);
-    its label columns are named ``target``, ``target_1``, ….
-
-    Raises:
-        ValueError: when the CSV is empty, holds only a header, is too large or not UTF-8.
-    """
-    size = path.stat().st_size
-    if size > limits.file_cap():
-        raise ValueError(
-            f"{path.name}: the CSV is {size / 1024**2:.0f} MB, more than the "
-            f"{limits.file_cap() / 1024**2:.0f} MB per-file limit"
-        )
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise ValueError(
-            f"{path.name} line {line}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x})"
-        ) from None
-    reader = csv.reader(io.StringIO(text))
-    raw = [(i + 1, row) for i, row in enumerate(reader) if row and any(c.strip() for c in row)]
-    if not raw:
-        raise ValueError(f"{path.name}: the CSV file is empty")
-    first = [c.strip() for c in raw[0][1]]
-    has_header = not (len(first) >= 2 and _looks_numeric(first[1]))
-    if has_header:
-        header = first
-        lowered = [h.lower() for h in header]
-        id_col = next((lowered.index(c) for c in _ID_COLUMN_NAMES if c in lowered), 0)
-        body = raw[1:]
-    else:
-        width = max(len(r) for _, r in raw)
-        header = ["id"] + ["target" if k == 0 else f"target_{k}" for k in range(width - 1)]
-        id_col = 0
-        body = raw
-    if not body:
-        raise ValueError(f"{path.name}: the CSV has a header but no rows")
-    if limit is not None:
-        body = body[:limit]
-    label_names = [h for k, h in enumerate(header) if k != id_col]
-    ids: list[str] = []
-    records: list[dict] = []
-    linenos: list[int] = []
-    for lineno, row in body:
-        cells = [c.strip() for c in row] + [""] * (len(header) - len(row))
-        ids.append(cells[id_col])
-        records.append({h: cells[k] for k, h in enumerate(header) if k != id_col})
-        linenos.append(lineno)
-    labels = pd.DataFrame.from_records(records, columns=label_names)
-    errors: list[ReadError] = []
-    for col in labels.columns:
-        values = labels[col].replace("", np.nan)
-        converted = pd.to_numeric(values, errors="coerce")
-        bad = np.flatnonzero((converted.isna() & values.notna()).to_numpy())
-        # numeric when every non-empty cell is a number, or all but a few (those are errors)
-        if len(bad) == 0 or len(bad) <= 0.1 * values.notna().sum():
-            labels[col] = converted
-            errors.extend(
-                ReadError(
-                    f"{path.name} line {linenos[k]}",
-                    f"label {col!r} = {str(values.iloc[k])[:40]!r} is not a number; left empty",
-                )
-                for k in bad
-            )
-        else:
-            labels[col] = values
-    return ids, labels, linenos, errors
 
 
 def _structure_files_by_stem(folder: Path) -> dict[str, Path]:
@@ -475,7 +266,7 @@ def _structure_files_by_stem(folder: Path) -> dict[str, Path]:
 def _load_labelled_csv(
     csv_path: Path, folder: Path, *, limits: ReadLimits, limit: int | None, source: str, name: str
 ) -> LabelledDataset:
-    ids, labels, linenos, errors = _read_label_csv(csv_path, limit=limit, limits=limits)
+    ids, labels, linenos, errors = read_label_csv(csv_path, limit=limit, limits=limits)
     by_stem = _structure_files_by_stem(folder)
     found: dict[str, NamedStructure] = {}
     failed: dict[str, ReadError] = {}
@@ -532,12 +323,12 @@ def _load_labelled_csv(
                 )
             )
     label_rows = labels.iloc[keep].reset_index(drop=True)
-    items, rows, dup_errors = _dedupe(items, label_rows.to_dict("records"))
+    items, rows, dup_errors = dedupe_ids(items, label_rows.to_dict("records"))
     label_rows = pd.DataFrame.from_records(rows, columns=list(labels.columns))
-    table = _make_table(items, [], columns=[])
+    table = make_table(items, [], columns=[])
     renames = {c: f"source_{c}" for c in label_rows.columns if c in BASE_COLUMNS}
     table = pd.concat([table, label_rows.rename(columns=renames)], axis=1)
-    table, label_errors = _finite_labels(table, items)
+    table, label_errors = finite_labels(table, items)
     return LabelledDataset(
         name=name,
         items=items,
@@ -605,7 +396,7 @@ def load_dataset(
     return LabelledDataset(
         name=name,
         items=list(items),
-        table=_make_table(list(items), [], columns=[]),
+        table=make_table(list(items), [], columns=[]),
         errors=list(batch.errors),
         source=str(path),
     )
@@ -617,8 +408,6 @@ def resolve_source(source: str | None) -> Path | None:
     Tried in turn: as written (relative to the working folder), relative to the project root,
     and its last two parts (e.g. ``aflow_agl/structures.jsonl.gz``) inside the data directory.
     """
-    from engine.core.config import PROJECT_ROOT, data_dir
-
     if not source:
         return None
     path = Path(source).expanduser()
@@ -658,155 +447,3 @@ def _hidden_under(p: Path, root: Path) -> bool:
     except ValueError:
         return False
     return any(part.startswith(".") for part in parts)
-
-
-# ----------------------------------------------------------------------------------------------
-# Splits
-
-
-def _group_split(
-    groups: np.ndarray,
-    val_fraction: float,
-    test_fraction: float,
-    rng: np.random.Generator,
-    what: str,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Split rows so that each group lands whole in one part. Returns row positions."""
-    n = len(groups)
-    uniq, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    n_groups = len(uniq)
-    need_val, need_test = val_fraction > 0, test_fraction > 0
-    required = 1 + int(need_val) + int(need_test)
-    if n_groups < required:
-        parts = "train/val/test" if required == 3 else ("train/val" if need_val else "train/test")
-        raise ValueError(
-            f"too small to split: {_count(n, n_groups, what)}; a {parts} split "
-            f"needs at least {required}"
-            + ("" if what == "rows" else " (kind='random' splits rows instead of formulas)")
-        )
-    order = rng.permutation(n_groups)
-    target = {"test": test_fraction * n, "val": val_fraction * n}
-    assign = np.empty(n_groups, dtype=object)
-    count = {"train": 0, "val": 0, "test": 0}
-    for g in order:
-        size = int(counts[g])
-        part = "train"
-        for cand in ("test", "val"):
-            # add the group when that brings the part's row count closer to its target
-            if target[cand] > 0 and count[cand] + size / 2 < target[cand]:
-                part = cand
-                break
-        assign[g] = part
-        count[part] += size
-
-    rank = np.empty(n_groups, dtype=np.int64)
-    rank[order] = np.arange(n_groups)
-
-    def members(part: str) -> list[int]:
-        return [int(g) for g in order if assign[g] == part]
-
-    def fill(part: str, donors: tuple[str, ...]) -> None:
-        if members(part):
-            return
-        for donor in sorted(donors, key=lambda d: -count[d]):
-            pool = members(donor)
-            if len(pool) >= 2:
-                g = min(pool, key=lambda x: (counts[x], rank[x]))
-                assign[g] = part
-                count[part] += int(counts[g])
-                count[donor] -= int(counts[g])
-                return
-
-    if need_test:
-        fill("test", ("train", "val"))
-    if need_val:
-        fill("val", ("train", "test"))
-    fill("train", ("val", "test"))
-
-    row_part = assign[inverse]
-    out = tuple(
-        np.flatnonzero(row_part == part).astype(np.int64) for part in ("train", "val", "test")
-    )
-    if len(out[0]) == 0 or (need_val and len(out[1]) == 0) or (need_test and len(out[2]) == 0):
-        raise ValueError(f"too small to split: {_count(n, n_groups, what)}")
-    return out  # type: ignore[return-value]
-
-
-def _count(n: int, n_groups: int, what: str) -> str:
-    return f"{n} rows" if what == "rows" else f"{n_groups} distinct {what} in {n} rows"
-
-
-def split_dataset(dataset: LabelledDataset, config: SplitConfig) -> dict[str, np.ndarray]:
-    """Split a dataset into train/validation/test row positions.
-
-    * ``group``: seeded split by reduced formula; all polymorphs of a formula share one part and
-      the val/test parts hold about ``val_fraction``/``test_fraction`` of the rows.
-    * ``random``: seeded split of rows.
-    * ``column``: the part named in ``config.column`` (``train``/``val``/``test``, any case;
-      ``validation``/``valid``/``dev`` count as ``val``). Rows with another or no value are left
-      out of all parts, so the union need not cover every row. If no row says ``test`` (and
-      ``test_fraction > 0``) a test set of about ``test_fraction`` of the train rows is carved out
-      of train by formula; likewise for ``val`` with ``val_fraction``.
-
-    Returns:
-        ``{"train", "val", "test"}`` → sorted, disjoint int64 row positions. The same config gives
-        the same split every time. ``test`` is empty when ``test_fraction`` is 0.
-
-    Raises:
-        ValueError: when the dataset is too small to give every requested part a row.
-        KeyError: when the split column does not exist.
-    """
-    rng = np.random.default_rng(config.seed)
-    n = len(dataset)
-    if n == 0:
-        raise ValueError("cannot split an empty dataset")
-    if config.kind == "group":
-        groups = dataset.table["formula"].astype(str).to_numpy()
-        train, val, test = _group_split(
-            groups, config.val_fraction, config.test_fraction, rng, "reduced formulas"
-        )
-    elif config.kind == "random":
-        train, val, test = _group_split(
-            np.arange(n), config.val_fraction, config.test_fraction, rng, "rows"
-        )
-    else:
-        train, val, test = _column_split(dataset, config, rng)
-    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
-
-
-def _column_split(
-    dataset: LabelledDataset, config: SplitConfig, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    col = config.column
-    if col not in dataset.table.columns:
-        raise KeyError(
-            f"split column {col!r} not in dataset {dataset.name!r}; columns: "
-            + ", ".join(map(str, dataset.table.columns))
-        )
-    labels = dataset.table[col].map(
-        lambda v: _SPLIT_NAMES.get(str(v).strip().lower()) if pd.notna(v) else None
-    )
-    parts = {
-        p: np.flatnonzero((labels == p).to_numpy()).astype(np.int64) for p in _SPLIT_NAMES.values()
-    }
-    train, val, test = parts["train"], parts["val"], parts["test"]
-    if len(train) == 0:
-        raise ValueError(f"no row of column {col!r} says 'train'")
-    formulas = dataset.table["formula"].astype(str).to_numpy()
-    if len(test) == 0 and config.test_fraction > 0:
-        try:
-            keep, _, carved = _group_split(
-                formulas[train], 0.0, config.test_fraction, rng, "reduced formulas"
-            )
-        except ValueError as exc:
-            raise ValueError(f"no row says 'test'; carving one from train: {exc}") from exc
-        train, test = train[keep], train[carved]
-    if len(val) == 0:
-        try:
-            keep, carved, _ = _group_split(
-                formulas[train], config.val_fraction, 0.0, rng, "reduced formulas"
-            )
-        except ValueError as exc:
-            raise ValueError(f"no row says 'val'; carving one from train: {exc}") from exc
-        train, val = train[keep], train[carved]
-    return train, val, test

@@ -1,5 +1,4 @@
-"""ALIGNN-style line-graph network (SCIENCE.md §3; Choudhary & DeCost, npj Comput. Mater. 7, 185,
-2021).
+"""ALIGNN-style line-graph network (Choudhary & DeCost, npj Comput. Mater. 7, 185 (2021)).
 
 Three sets of vectors, all of width ``atom_fea_len``:
 

@@ -1,14 +1,18 @@
-"""Hybrid composition + structure networks: early fusion and attention fusion (SCIENCE.md §3).
+"""Hybrid composition + structure networks: early fusion and attention fusion.
+
+Graph branch: CGCNN (Xie & Grossman, PRL 120, 145301 (2018)); composition: Magpie (Ward et al.,
+npj Comput. Mater. 2, 16028 (2016)).
 
 Both take the CGCNN graph branch (:class:`~engine.models.cgcnn.GraphEncoder`) and the Magpie
 descriptor of the composition, attached to every input graph as ``data.comp`` (1, 132) by
 :meth:`prepare` and standardised inside the model with training statistics
 (:class:`~engine.models.base.CompositionScaler`, saved in ``weights.pt``).
 
-Both expose the same two-step interface used by :func:`engine.inference.prediction.contribution_analysis`:
-``fusion_parts(batch) -> (c, g)`` gives the composition part and the graph part exactly as they
-enter the fusion, and ``fuse(c, g)`` the standardised prediction from them, so a part can be
-zeroed or shuffled across materials between the two steps.
+Both expose the same two-step interface used by
+:func:`engine.inference.contributions.contribution_analysis`: ``fusion_parts(batch) -> (c, g)``
+gives the composition part and the graph part exactly as they enter the fusion, and
+``fuse(c, g)`` the standardised prediction from them, so a part can be zeroed or shuffled across
+materials between the two steps.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Late fusion (SCIENCE.md §3): ŷ = α·ŷ_RF + (1 − α)·ŷ_CGCNN, α chosen on validation data.
+"""Late fusion: ŷ = α·ŷ_RF + (1 − α)·ŷ_CGCNN, α chosen on validation data.
+
+CGCNN: Xie & Grossman, PRL 120, 145301 (2018); the forest uses Magpie features (Ward et al.,
+npj Comput. Mater. 2, 16028 (2016)).
 
 The two halves are trained separately (:func:`engine.training.train` trains the CGCNN, then the
 forest, then searches α on the validation split). α is a buffer, so it is saved in

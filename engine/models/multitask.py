@@ -1,4 +1,6 @@
-"""Multi-task CGCNN (SCIENCE.md §3, MEGNet-style): a shared trunk, one head per property.
+"""Multi-task CGCNN (MEGNet-style): a shared trunk, one head per property.
+
+CGCNN: Xie & Grossman, PRL 120, 145301 (2018); MEGNet: Chen et al., Chem. Mater. 31, 3564 (2019).
 
 The trunk is the CGCNN graph branch (:class:`~engine.models.cgcnn.GraphEncoder`: element
 features → gated convolutions → mean pool); each target has its own CGCNN dense head

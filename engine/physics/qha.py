@@ -1,4 +1,7 @@
-"""The quasi-harmonic Debye model of AGL/GIBBS (SCIENCE.md §6), from a static E(V) curve.
+"""The quasi-harmonic Debye model of AGL/GIBBS, from a static E(V) curve.
+
+AGL: Toher et al., PRB 90, 174107 (2014); GIBBS: Blanco, Francisco & Luaña, Comput. Phys.
+Commun. 158, 57 (2004).
 
 Pure numpy/scipy plus pymatgen's EOS fits: no potential is needed here. Volumes are per cell in
 Å³, energies per cell in eV, temperatures in K.
@@ -29,7 +32,7 @@ class QHAFailure(ValueError):
 
 
 def poisson_factor(sigma: float) -> float:
-    """f(σ) of the Debye temperature (SCIENCE.md §6); ≈ 0.8616 for σ = 0.25 (dimensionless)."""
+    """f(σ) of the Debye temperature (Blanco et al. 2004); ≈ 0.8616 for σ = 0.25 (dimensionless)."""
     if not -1.0 < sigma < 0.5:
         raise ValueError(f"Poisson ratio {sigma} must lie in (-1, 0.5)")
     a = (2.0 / 3.0 * (1 + sigma) / (1 - 2 * sigma)) ** 1.5

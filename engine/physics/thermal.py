@@ -1,237 +1,22 @@
 """Thermal expansion from a universal potential: E(V) with CHGNet, then the quasi-harmonic Debye
-model (:mod:`engine.physics.qha`), with a disk cache keyed by structure + settings + potential.
+model (:mod:`engine.physics.qha`); results are reused from :mod:`engine.physics.cache`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Literal
+from dataclasses import dataclass, replace
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymatgen.core import Structure
 
-from engine.core.config import home_dir
 from engine.io import NamedStructure
+from engine.physics.cache import cache_key, read_cache, write_cache
 from engine.physics.qha import QHAFailure, fit_eos, quasi_harmonic
+from engine.physics.schema import ThermalResult, ThermalSettings
 
-#: Bump when a change to the recipe changes results, so old cache entries are not reused.
-RECIPE_VERSION = 1
-
-
-class ThermalSettings(BaseModel):
-    """How the physics route computes thermal expansion.
-
-    Attributes:
-        relax: relax positions and cell with the potential first (FIRE + FrechetCellFilter).
-        tmin, tmax, tstep: the α_V(T) temperature grid in K (300 K is always computed).
-        poisson_ratio: σ of the Debye temperature (AGL's default 0.25).
-        eos: EOS form fitted to E(V) with pymatgen.
-        volume_min, volume_max: sampled volumes as fractions of the (relaxed) input volume.
-        n_volumes: number of isotropically scaled cells.
-        relax_ions: relax the atomic positions at fixed cell at each volume (FIRE, ``relax_fmax``,
-            at most ``relax_ions_steps`` steps) and use the relaxed energies; off by default
-            (one batched energy call instead of a relaxation per volume; docs/physics.md).
-        relax_fmax: force limit of the relaxation in eV/Å; relax_steps: its step limit.
-        relax_ions_steps: step limit of each fixed-cell relaxation with ``relax_ions``.
-        batch_structures: structures whose scaled cells go to the potential in one batch.
-        use_cache: read and write the disk cache (not part of the cache key).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    relax: bool = False
-    tmin: float = Field(100.0, gt=0)
-    tmax: float = Field(1300.0, gt=0)
-    tstep: float = Field(10.0, gt=0)
-    poisson_ratio: float = Field(0.25, gt=-1, lt=0.5)
-    eos: Literal["vinet", "birch_murnaghan"] = "birch_murnaghan"
-    volume_min: float = Field(0.75, gt=0.5, lt=1)
-    volume_max: float = Field(1.35, gt=1, lt=2)
-    n_volumes: int = Field(13, ge=5, le=41)
-    relax_ions: bool = False
-    relax_fmax: float = Field(0.05, gt=0)
-    relax_steps: int = Field(300, ge=1)
-    relax_ions_steps: int = Field(100, ge=1)
-    batch_structures: int = Field(8, ge=1)
-    use_cache: bool = True
-
-    @model_validator(mode="after")
-    def _check(self) -> ThermalSettings:
-        if self.tmax <= self.tmin:
-            raise ValueError(f"tmax={self.tmax} K must exceed tmin={self.tmin} K")
-        return self
-
-    def cache_fields(self) -> dict:
-        """The settings that change results (everything but caching and batching).
-
-        ``relax_ions`` and its step limit enter only when on, so that the keys of results
-        computed before the option existed (ions not relaxed) stay valid.
-        """
-        exclude = {"use_cache", "batch_structures"}
-        if not self.relax_ions:
-            exclude |= {"relax_ions", "relax_ions_steps"}
-        return self.model_dump(exclude=exclude)
-
-
-@dataclass(frozen=True)
-class ThermalResult:
-    """The physics estimate for one structure. Units: K, 1/K, GPa, Å³.
-
-    ``status`` is ``"ok"`` (then ``alpha_V_per_K`` is NaN-free, ``reason`` may note a truncated
-    curve) or ``"failed"`` (then ``reason`` says why and the curve is empty; fitted quantities
-    known before the failure are kept, others are NaN).
-
-    Attributes:
-        temperatures_K, alpha_V_per_K: shape (nT,), α_V(T) = (1/V) dV/dT; the curve stops below
-            ``tmax`` when G(V; T) loses its minimum (soft materials; ``reason`` says where).
-        volume_A3: static equilibrium volume V0 per cell from the EOS fit.
-        relaxed_volume_change: (V_relaxed − V_input)/V_input, None when not relaxed.
-        potential: e.g. ``"CHGNet 0.3.0 (chgnet 0.4.2)"``.
-        eos, fit_rms_meV_per_atom: EOS form and fit residual.
-        minimum_in_sampled_range: V(T) stayed inside the sampled volumes over the curve.
-        relaxed_structure: the relaxed cell (None when not relaxed).
-        relax_ions: whether the ions were relaxed at each volume.
-        ion_relax_unconverged: with ``relax_ions``, how many sampled volumes (re-centred samples
-            included) did not reach ``relax_fmax`` within the step limit (their last energy is
-            used and ``reason`` says so); None without ``relax_ions``.
-        seconds: this structure's share of its batch's wall time (0 when from the cache).
-    """
-
-    id: str
-    status: Literal["ok", "failed"]
-    reason: str
-    temperatures_K: np.ndarray
-    alpha_V_per_K: np.ndarray
-    cte_vol_300K_per_K: float
-    debye_temperature_K: float
-    bulk_modulus_GPa: float
-    bulk_modulus_derivative: float
-    gruneisen: float
-    volume_A3: float
-    relaxed_volume_change: float | None
-    potential: str
-    formula: str = ""
-    n_atoms: int = 0
-    eos: str = ""
-    fit_rms_meV_per_atom: float = float("nan")
-    minimum_in_sampled_range: bool = False
-    relax_converged: bool | None = None
-    relax_ions: bool = False
-    ion_relax_unconverged: int | None = None
-    relaxed_structure: Structure | None = field(default=None, compare=False)
-    seconds: float = 0.0
-    from_cache: bool = False
-
-    def summary(self) -> dict:
-        """One flat row (no curve), for tables and CSVs."""
-        return {
-            "id": self.id,
-            "formula": self.formula,
-            "n_atoms": self.n_atoms,
-            "status": self.status,
-            "reason": self.reason,
-            "cte_vol_300K_per_K": self.cte_vol_300K_per_K,
-            "debye_temperature_K": self.debye_temperature_K,
-            "bulk_modulus_GPa": self.bulk_modulus_GPa,
-            "bulk_modulus_derivative": self.bulk_modulus_derivative,
-            "gruneisen": self.gruneisen,
-            "volume_A3": self.volume_A3,
-            "relaxed_volume_change": self.relaxed_volume_change,
-            "relax_converged": self.relax_converged,
-            "relax_ions": self.relax_ions,
-            "ion_relax_unconverged": self.ion_relax_unconverged,
-            "eos": self.eos,
-            "fit_rms_meV_per_atom": self.fit_rms_meV_per_atom,
-            "minimum_in_sampled_range": self.minimum_in_sampled_range,
-            "t_max_reached_K": float(self.temperatures_K[-1])
-            if len(self.temperatures_K)
-            else float("nan"),
-            "potential": self.potential,
-            "seconds": self.seconds,
-        }
-
-    def to_json(self) -> dict:
-        """A JSON-ready dict (the cache format)."""
-        data = {k: v for k, v in self.__dict__.items() if k != "relaxed_structure"}
-        data["temperatures_K"] = self.temperatures_K.tolist()
-        data["alpha_V_per_K"] = self.alpha_V_per_K.tolist()
-        data["relaxed_structure"] = (
-            self.relaxed_structure.as_dict() if self.relaxed_structure is not None else None
-        )
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> ThermalResult:
-        data = dict(data)
-        data["temperatures_K"] = np.asarray(data["temperatures_K"], dtype=float)
-        data["alpha_V_per_K"] = np.asarray(data["alpha_V_per_K"], dtype=float)
-        if data.get("relaxed_structure") is not None:
-            data["relaxed_structure"] = Structure.from_dict(data["relaxed_structure"])
-        return cls(**data)
-
-
-def cache_dir() -> Path:
-    """Folder of cached physics results: ``home_dir()/cache/physics``."""
-    return home_dir() / "cache" / "physics"
-
-
-def structure_hash(structure: Structure) -> str:
-    """SHA-256 of the lattice (Å), species and fractional coordinates, rounded to 1e-6."""
-    payload = {
-        "lattice": np.round(structure.lattice.matrix, 6).tolist(),
-        "species": [site.species_string for site in structure],
-        "frac": np.round(np.mod(structure.frac_coords, 1.0), 6).tolist(),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def cache_key(structure: Structure, settings: ThermalSettings, potential: str) -> str:
-    """Key of one result: structure hash + result-changing settings + potential + recipe."""
-    payload = json.dumps(
-        {
-            "structure": structure_hash(structure),
-            "settings": settings.cache_fields(),
-            "potential": potential,
-            "recipe": RECIPE_VERSION,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _cache_path(key: str) -> Path:
-    return cache_dir() / key[:2] / f"{key}.json"
-
-
-def _read_cache(key: str) -> ThermalResult | None:
-    path = _cache_path(key)
-    try:
-        return ThermalResult.from_json(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
-
-
-def _write_cache(key: str, result: ThermalResult) -> None:
-    path = _cache_path(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{time.time_ns()}")
-    tmp.write_text(json.dumps(result.to_json()))
-    tmp.replace(path)
-
-
-def cached_result(
-    structure: Structure, settings: ThermalSettings | None = None
-) -> ThermalResult | None:
-    """The cached result for ``structure`` under ``settings``, or None (computes nothing)."""
-    from engine.physics.potential import potential_name
-
-    return _read_cache(cache_key(structure, settings or ThermalSettings(), potential_name()))
+__all__ = ["energy_volume", "thermal_properties"]
 
 
 @dataclass
@@ -599,7 +384,7 @@ def thermal_properties(
             return
         todo = []
         for job in chunk:
-            cached = _read_cache(job.key) if settings.use_cache else None
+            cached = read_cache(job.key) if settings.use_cache else None
             if cached is not None:
                 job.done = replace(cached, id=job.id, seconds=0.0, from_cache=True)
             else:
@@ -608,7 +393,7 @@ def thermal_properties(
             _compute(todo, settings, potential)
             if settings.use_cache:
                 for job in todo:
-                    _write_cache(job.key, job.done)
+                    write_cache(job.key, job.done)
         for job in chunk:
             yield job.done
         done += len(chunk)

@@ -37,7 +37,8 @@ from engine.core.device import resolve_device
 from engine.core.units import unit_of
 from engine.graphs.batching import GraphLoader
 from engine.graphs.builder import GraphBuilder
-from engine.io.datasets import LabelledDataset, split_dataset
+from engine.io.datasets import LabelledDataset
+from engine.io.splits import split_dataset
 from engine.models import MODEL_REGISTRY, build_inputs, build_model
 from engine.store.directory import DatasetInfo, LoadedModel, ModelCard, Normalizer, save_model
 from engine.training import distributed

@@ -604,7 +604,7 @@ def training_rows(dataset, card):
     Raises:
         ValueError: the card records no dataset or split, or the data is not the recorded one.
     """
-    from engine.io.datasets import split_dataset
+    from engine.io.splits import split_dataset
 
     info = card.dataset
     if info is None or info.split is None:

@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """Run the analysis and print it (``--json``: one JSON line); the exit code."""
-    from engine.inference.prediction import contribution_analysis
+    from engine.inference.contributions import contribution_analysis
 
     dataset = load_data(args)
     result = contribution_analysis(

@@ -23,7 +23,7 @@ from pathlib import Path
 from engine.apps.jobs import launcher
 from engine.core.config import home_dir
 from engine.io import NamedStructure
-from engine.physics.thermal import ThermalResult, ThermalSettings
+from engine.physics.schema import ThermalResult, ThermalSettings
 
 REQUEST_FILE, STATUS_FILE, RESULTS_FILE, LOG_FILE = (
     "structures.json",
