@@ -20,6 +20,7 @@ import torch
 from pydantic import TypeAdapter
 from torch_geometric.data import Batch
 
+from engine.catalog.names import load_model
 from engine.core.config import (
     MODEL_FAMILIES,
     AttentionFusionConfig,
@@ -41,7 +42,7 @@ from engine.inference.prediction import (
     predict,
 )
 from engine.models import MODEL_REGISTRY, MissingInputError, model_config_from_dict
-from engine.store.directory import ModelLoadError, load_model
+from engine.store.card import ModelLoadError
 from engine.training import train
 from engine.training.run import alpha_search
 

@@ -34,8 +34,9 @@ from engine.core.config import (
 from engine.features.composition import magpie
 from engine.features.elements import cgcnn_element_table
 from engine.graphs.builder import GraphBuilder
+from engine.inference.disorder import predict_structures
 from engine.io import NamedStructure
-from engine.materials.disorder import DisorderSettings, OrderingError, orderings, predict_structures
+from engine.materials.disorder import DisorderSettings, OrderingError, orderings
 from engine.materials.sofc import (
     find_material,
     on_prototype,

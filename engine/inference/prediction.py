@@ -21,12 +21,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from engine.catalog.names import load_model
 from engine.features.composition import CompositionError
 from engine.graphs.builder import GraphBuildError, IsolatedAtomWarning
 from engine.io import NamedStructure, ReadError, ReadLimits, read_structures
-from engine.store.directory import LoadedModel, load_model
+from engine.store.directory import LoadedModel
 from engine.uq.metrics import regression_metrics
-from engine.uq.uncertainty import estimate, uncertainty_columns, uncertainty_outputs
+from engine.uq.uncertainty import (
+    estimate,
+    no_uncertainty_note,
+    uncertainty_columns,
+    uncertainty_outputs,
+)
 
 if TYPE_CHECKING:  # engine.io.datasets loads only when a dataset is evaluated
     from engine.io.datasets import LabelledDataset
@@ -232,8 +238,6 @@ def nearest_training(
     Raises:
         ValueError: the model has no fitted domain.
     """
-    from engine.uq.uncertainty import no_uncertainty_note
-
     model = _as_model(model)
     if model.uncertainty is None:
         raise ValueError(no_uncertainty_note(model.name))
@@ -288,7 +292,7 @@ def evaluate(
     """Metrics (n, mae, rmse, r, r2 in the target's unit) and per-structure predictions
     (``id``, ``formula``, ``target``, ``prediction``, ``error``, ``prediction_std``,
     ``domain_distance``, ``domain``, plus :data:`WEIGHT_COLUMNS` for attention-fusion models).
-    :func:`engine.uq.uncertainty.split_calibration` of ``error`` and ``prediction_std`` gives the
+    :func:`engine.uq.sigma.split_calibration` of ``error`` and ``prediction_std`` gives the
     calibration of σ on the data.
 
     For a multi-target model ``target`` picks the task: it must be one of the model's targets,

@@ -197,7 +197,7 @@ def cmd_train(args) -> int:
     )
     targets = args.target[0] if len(args.target) == 1 else args.target  # several: multi-target
     if args.ensemble > 1:  # K members, training seeds seed … seed + K − 1
-        from engine.uq.uncertainty import train_ensemble
+        from engine.training.ensembles import train_ensemble
 
         train = partial(train_ensemble, k=args.ensemble)
     with process_group(args.device) as rank:  # under torchrun: data-parallel (DDP)
@@ -230,7 +230,7 @@ def cmd_train(args) -> int:
 
 def cmd_calibrate(args) -> int:
     from engine.io.datasets import load_dataset
-    from engine.uq.uncertainty import calibrate_model
+    from engine.training.ensembles import calibrate_model
 
     dataset = load_dataset(args.data, limits=_limits(args)) if args.data else None
     model = calibrate_model(args.model, dataset, device=args.device)
@@ -245,10 +245,10 @@ def cmd_calibrate(args) -> int:
 def cmd_predict(args) -> int:
     import pandas as pd
 
+    from engine.catalog.names import load_model
+    from engine.inference.disorder import predict_structures
     from engine.io import check_output_path, read_structures, write_csv
-    from engine.materials.disorder import predict_structures
     from engine.materials.sofc import resolve_structure
-    from engine.store.directory import load_model
     from engine.uq.uncertainty import STD_COLUMN, std_column
 
     check_output_path(args.output)
@@ -360,8 +360,8 @@ def cmd_screen(args) -> int:
         resolve_electrolyte,
         screen,
     )
+    from engine.catalog.names import load_model
     from engine.io import check_output_path, write_csv
-    from engine.store.directory import load_model
 
     for option, path in (("--output", args.output), ("--matrix", args.matrix)):
         check_output_path(path, what=option)  # before any work
@@ -494,7 +494,8 @@ def cmd_evaluate(args) -> int:
     if args.output:
         write_csv(frame, args.output)
     if args.calibration:
-        from engine.uq.uncertainty import STD_COLUMN, no_uncertainty_note, split_calibration
+        from engine.uq.sigma import split_calibration
+        from engine.uq.uncertainty import STD_COLUMN, no_uncertainty_note
 
         c = split_calibration(frame["error"], frame[STD_COLUMN], frame[STD_COLUMN],
                               frame["domain"].to_numpy())
@@ -539,7 +540,7 @@ def cmd_contributions(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from engine.store.directory import list_models
+    from engine.catalog.names import list_models
 
     models = list_models()
     if args.json:

@@ -143,7 +143,7 @@ def _new_job_id() -> str:
 
 
 def _safe_name(name: str) -> str:
-    from engine.store.directory import safe_dir_name
+    from engine.store.card import safe_dir_name
 
     return safe_dir_name(name)
 

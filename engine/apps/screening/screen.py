@@ -244,7 +244,7 @@ def find_property_model(prop: str) -> str | None:
     named: the first of :data:`SOURCE_PREFERENCE` sources that predicts one of its
     :data:`PROPERTY_TARGETS` (as a primary or extra target). Returns its directory or name, or
     None when no model predicts it."""
-    from engine.store.directory import list_models
+    from engine.catalog.names import list_models
 
     targets = PROPERTY_TARGETS[prop]
     found = [m for m in list_models()
@@ -550,7 +550,7 @@ def _find_structure(text: str, dataset) -> tuple[NamedStructure | None, str]:
 
 def _predicted_reference(model, item: NamedStructure, name: str, note: str, *, batch_size: int,
                          device: str, disorder=None) -> Reference:
-    from engine.materials.disorder import predict_structures
+    from engine.inference.disorder import predict_structures
 
     pred = predict_structures(model, [item], disorder, batch_size=batch_size, device=device)
     if pred.table.empty:
@@ -667,7 +667,8 @@ def _add_note(notes: list[str], note: str) -> None:
 
 def _load(model):
     """A loaded model from a LoadedModel, a model directory or a name."""
-    from engine.store.directory import LoadedModel, load_model
+    from engine.catalog.names import load_model
+    from engine.store.directory import LoadedModel
 
     return model if isinstance(model, LoadedModel) else load_model(model)
 
@@ -681,8 +682,8 @@ def _chunk_rows(chunk: StructureBatch, models: dict, filters: Filters | None,
                 errors: list[ReadError], notes: list[str], missing: dict[str, int], *,
                 batch_size: int, device: str, disorder=None) -> pd.DataFrame:
     """Prediction rows of one chunk, in reading order."""
+    from engine.inference.disorder import predict_structures
     from engine.inference.prediction import predict
-    from engine.materials.disorder import predict_structures
 
     items = chunk.items
     elements = [_elements(it.structure) for it in items]
