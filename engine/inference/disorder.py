@@ -78,10 +78,11 @@ def predict_structures(
     ``items`` is a list of :class:`NamedStructure` or anything :func:`engine.io.read_structures`
     reads (under ``limits``, an :class:`engine.io.ReadLimits`).
 
-    In orderings mode every disordered item is predicted through :func:`orderings` and its row
-    aggregated (mean; σ with the ordering spread in quadrature; ``ordering_std`` and
-    ``n_orderings`` columns, target unit and count); ordered items give one ordering with
-    spread 0. Items whose orderings fail (:class:`OrderingError`) become errors.
+    In orderings mode every disordered item is predicted through
+    :func:`~engine.materials.disorder.orderings` and its row aggregated (mean; σ with the
+    ordering spread in quadrature; ``ordering_std`` and ``n_orderings`` columns, target unit and
+    count); ordered items give one ordering with spread 0. Items whose orderings fail
+    (:class:`~engine.materials.disorder.OrderingError`) become errors.
 
     Returns:
         :class:`engine.inference.prediction.Predictions`, one row per usable item.

@@ -178,9 +178,9 @@ def uncertainty_columns(est: Estimate, targets: Sequence[str], task: int = 0) ->
 
 @dataclass
 class Fitted:
-    """What :func:`fit_uncertainty` gives: the card section, the domain, and per split (``val``,
-    ``test``) the predictions (n, K), the member predictions (M, n, K; ensembles) and the table
-    columns (``id`` plus :func:`uncertainty_columns`)."""
+    """What :func:`engine.training.uq_fit.fit_uncertainty` gives: the card section, the domain,
+    and per split (``val``, ``test``) the predictions (n, K) and the table columns (``id`` plus
+    :func:`uncertainty_columns`)."""
 
     card: UncertaintyCard
     domain: Domain
