@@ -69,7 +69,7 @@ def rf_baseline(card, threads: int | None) -> dict:
 
 def measure(threads: int | None) -> dict:
     from engine.core.config import shipped_model_dir
-    from engine.store.directory import read_card
+    from engine.store.card import read_card
 
     rows = []
     for directory in sorted(p for p in shipped_model_dir().iterdir() if (p / "model.json").is_file()):

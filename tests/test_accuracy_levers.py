@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from engine.catalog.names import load_model
 from engine.core.config import (
     CGCNNConfig,
     CGCNNPhysicsConfig,
@@ -20,7 +21,7 @@ from engine.graphs.builder import GraphBuilder
 from engine.io.datasets import load_dataset
 from engine.models import build_inputs, build_model, model_config_from_dict
 from engine.models.physics_inputs import PHYSICS_INPUTS, PHYSICS_PROPERTY
-from engine.store.directory import Normalizer, load_model
+from engine.store.card import Normalizer
 from engine.training import regression_metrics, train
 from engine.training.loop import Trainer
 

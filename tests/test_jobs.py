@@ -93,7 +93,7 @@ def test_job_runs_to_finished_and_saves_model(tmp_path):
 @pytest.mark.slow
 def test_multitask_job_learns_every_target(tmp_path):
     from engine.core.config import MultitaskConfig
-    from engine.store.directory import read_card
+    from engine.store.card import read_card
 
     data = write_dataset(tmp_path / "two.jsonl", n=24, second_target=True)
     job_id = start_training_job(

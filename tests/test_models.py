@@ -9,16 +9,11 @@ import pytest
 import torch
 from pymatgen.core.operations import SymmOp
 
+from engine.catalog.names import load_model
 from engine.core.config import CGCNNConfig, GraphConfig
 from engine.models import build_model
-from engine.store.directory import (
-    LoadedModel,
-    ModelCard,
-    ModelLoadError,
-    Normalizer,
-    load_model,
-    save_model,
-)
+from engine.store.card import ModelCard, ModelLoadError, Normalizer
+from engine.store.directory import LoadedModel, save_model
 
 
 def _model(seed: int = 0, **config) -> LoadedModel:

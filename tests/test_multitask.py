@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch
 
+from engine.catalog.names import list_models, load_model
 from engine.core.config import (
     CGCNNConfig,
     GraphConfig,
@@ -29,7 +30,7 @@ from engine.graphs.builder import GraphBuilder
 from engine.inference.prediction import evaluate, predict
 from engine.io import NamedStructure
 from engine.models import MODEL_REGISTRY, build_inputs, build_model, model_config_from_dict
-from engine.store.directory import ModelLoadError, Normalizer, list_models, load_model
+from engine.store.card import ModelLoadError, Normalizer
 from engine.training import train
 from engine.training.multitask import attach_task_labels
 from tests.conftest import nacl

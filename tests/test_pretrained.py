@@ -19,6 +19,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from engine.catalog import original as pretrained
+from engine.catalog.names import list_models, load_model
 from engine.catalog.original import (
     ORIGINAL_MODELS,
     checkpoint_path,
@@ -27,7 +28,8 @@ from engine.catalog.original import (
 )
 from engine.core.config import data_dir
 from engine.features.elements import cgcnn_element_table
-from engine.store.directory import LoadedModel, ModelLoadError, list_models, load_model
+from engine.store.card import ModelLoadError
+from engine.store.directory import LoadedModel
 
 STEMS = sorted(ORIGINAL_MODELS)
 FORMATION = "formation-energy-per-atom"

@@ -80,7 +80,7 @@ def cif_text(a_el: str, b_el: str, a: float, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def cte_model():
-    from engine.store.directory import load_model
+    from engine.catalog.names import load_model
 
     return load_model("cte-cgcnn-aflow")
 
@@ -281,15 +281,15 @@ def test_formation_energy_and_band_gap_filters(cte_model, property_models):
 
 def test_property_models_found_by_target_and_filters_disabled_without_one(
         cte_model, monkeypatch):
-    import engine.store.directory
+    import engine.catalog.names
 
     found = find_property_model("band_gap")
-    names = {m["name"]: m for m in engine.store.directory.list_models()}
+    names = {m["name"]: m for m in engine.catalog.names.list_models()}
     if found is not None:  # shipped first, then the original CGCNN weights, then the user's
         assert found in {m["path"] or m["name"] for m in names.values()
                          if "band_gap" in (m.get("targets") or [m["target"]])}
-    only_cte = [m for m in engine.store.directory.list_models() if m["target"] == CTE]
-    monkeypatch.setattr(engine.store.directory, "list_models", lambda: only_cte)
+    only_cte = [m for m in engine.catalog.names.list_models() if m["target"] == CTE]
+    monkeypatch.setattr(engine.catalog.names, "list_models", lambda: only_cte)
     assert find_property_model("e_form") is None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -7,9 +7,9 @@ import warnings
 import pytest
 
 from engine.apps.cli.main import main
+from engine.catalog.names import load_model
 from engine.core.config import SplitConfig, TrainConfig
 from engine.io.datasets import load_dataset
-from engine.store.directory import load_model
 from engine.training.search import SCIENCE_GRID, hyperparameter_search, search_settings
 from tests.dashboard.helpers import write_dataset
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from engine.apps.cli.main import main
+from engine.catalog.names import load_model
 from engine.core.config import shipped_model_dir
 from engine.inference.prediction import predict
 from engine.materials.examples import EXAMPLES_DIR
-from engine.store.directory import load_model, read_card
+from engine.store.card import read_card
 
 SHIPPED = sorted(p.name for p in shipped_model_dir().iterdir() if (p / "model.json").is_file())
 MAX_BYTES = 50 * 2**20  # the limit on assets/models

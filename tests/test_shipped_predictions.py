@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from engine.catalog.names import load_model
 from engine.core.config import shipped_model_dir
 from engine.inference.prediction import predict
 from engine.io import DEFAULT_LIMITS
 from engine.io.datasets import resolve_source
 from engine.io.entries import NamedStructure
 from engine.io.formats import parse_jsonl_line, record_id
-from engine.store.directory import load_model, read_card
+from engine.store.directory import read_card
 
 SHIPPED = sorted(p.name for p in shipped_model_dir().iterdir() if (p / "model.json").is_file())
 #: Known drifts, each with its cause; strict, so a fix turns the mark into a failure to remove.

@@ -35,9 +35,10 @@ from engine.core.config import (
 from engine.features.composition import magpie
 from engine.features.elements import cgcnn_element_table
 from engine.graphs.builder import GraphBuilder
+from engine.inference.disorder import predict_structures
 from engine.io import NamedStructure
 from engine.materials.compositions import on_prototype, parse_spec
-from engine.materials.disorder import DisorderSettings, OrderingError, orderings, predict_structures
+from engine.materials.disorder import DisorderSettings, OrderingError, orderings
 from engine.materials.sofc import find_material, resolve_structure, sofc_batch
 from engine.models import build_inputs, build_model
 from engine.models.base import embed_atoms

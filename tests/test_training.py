@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from engine.catalog.names import load_model
 from engine.core.config import CGCNNConfig, SplitConfig, TrainConfig
 from engine.io.datasets import load_dataset
-from engine.store.directory import load_model
 from engine.training import regression_metrics, train
 
 CTE = "agl_thermal_expansion_300K"

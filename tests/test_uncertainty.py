@@ -1,4 +1,5 @@
-"""σ and the applicability domain (engine.uq.uncertainty), ensembles, and their CLI."""
+"""σ and the applicability domain (engine.uq), calibration and ensembles (engine.training.ensembles),
+and their CLI."""
 
 from __future__ import annotations
 
@@ -11,32 +12,27 @@ import pandas as pd
 import pytest
 
 from engine.apps.cli.main import main
+from engine.catalog.names import list_models, load_model
 from engine.core.config import CGCNNConfig, SplitConfig, TrainConfig, user_model_dir
 from engine.inference.prediction import embed, evaluate, nearest_training, predict
 from engine.io import NamedStructure
 from engine.io.datasets import load_dataset
-from engine.store.directory import (
-    EnsembleModel,
-    LoadedModel,
-    ModelLoadError,
-    list_models,
-    load_model,
-)
-from engine.uq.uncertainty import (
+from engine.store.card import ModelLoadError
+from engine.store.directory import EnsembleModel, LoadedModel
+from engine.training.ensembles import calibrate_model, train_ensemble
+from engine.training.uq_fit import fit_uncertainty
+from engine.uq.domain import Domain, domain_flags
+from engine.uq.sigma import (
     EXPECTED_1SIGMA,
     EXPECTED_2SIGMA,
     MAD_TO_SIGMA,
-    Domain,
     binned_sigma,
-    calibrate_model,
     calibration_curve,
     coverage,
-    domain_flags,
     fit_scale,
-    fit_uncertainty,
+    isotonic,
     sigma_at,
     split_calibration,
-    train_ensemble,
     within,
 )
 from tests.dashboard.helpers import perovskite, write_dataset
@@ -151,6 +147,42 @@ def test_binned_sigma_is_robust_and_non_decreasing():
     assert sigma == pytest.approx([c, c * np.sqrt(6.5), c * np.sqrt(6.5)])  # bins 2, 3 pooled
     assert sigma_at(np.array([0.0, 2.0, 3.5, 16.0]), centres, sigma) == pytest.approx(
         [c, c, c * (1 + np.sqrt(6.5)) / 2, 2 * c * np.sqrt(6.5)])
+
+
+
+def _pool_adjacent_violators(values, weights):
+    """The hand-written weighted PAVA that :func:`engine.uq.sigma.isotonic` replaced (reference)."""
+    blocks = []  # [mean, weight, count]
+    for v, w in zip(values, weights):
+        blocks.append([float(v), float(w), 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            v2, w2, n2 = blocks.pop()
+            v1, w1, n1 = blocks.pop()
+            blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    return np.repeat([b[0] for b in blocks], [b[2] for b in blocks])
+
+
+def test_isotonic_matches_pool_adjacent_violators_and_the_sigma_curve_is_unchanged():
+    rng = np.random.default_rng(7)
+    values = np.array([4.0, 1.0, 3.0, 2.0, 5.0, 0.5, 6.0, 6.0, 5.5, 9.0])
+    weights = np.array([1, 3, 2, 2, 1, 4, 1, 2, 5, 1], dtype=float)
+    fitted = isotonic(values, weights)
+    assert fitted == pytest.approx(_pool_adjacent_violators(values, weights), abs=1e-12)
+    assert np.all(np.diff(fitted) >= 0)  # monotone
+    # every run of equal fitted values is the weighted mean of its values
+    runs = np.split(np.arange(len(values)), np.flatnonzero(np.diff(fitted) > 1e-12) + 1)
+    assert len(runs) < len(values)  # the example pools
+    for run in runs:
+        assert fitted[run] == pytest.approx(np.average(values[run], weights=weights[run]))
+    # the σ curve of binned_sigma on a fixed noisy example, with the old fit of σ²
+    distance = rng.uniform(0, 3, 700)
+    errors = rng.normal(0, 0.2 + 0.3 * np.sin(3 * distance) ** 2, 700)
+    centres, sigma, counts = binned_sigma(distance, errors)
+    order = np.argsort(distance, kind="stable")
+    variance = [(MAD_TO_SIGMA * np.median(np.abs(errors[g]))) ** 2
+                for g in np.array_split(order, len(counts))]
+    assert sigma == pytest.approx(np.sqrt(_pool_adjacent_violators(variance, counts)),
+                                  abs=1e-12)
 
 
 def test_calibration_shares_by_hand():
@@ -466,7 +498,7 @@ def test_cli_train_ensemble(toy, tmp_path, capsys):
 def test_domain_neighbours_equal_scikit_learn():
     from sklearn.neighbors import NearestNeighbors
 
-    from engine.uq.uncertainty import Domain
+    from engine.uq.domain import Domain
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(300, 8)).astype(np.float32)

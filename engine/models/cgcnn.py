@@ -59,7 +59,7 @@ class GraphEncoder(FamilyModule):
         return global_mean_pool(self.atom_features(batch), batch.batch, size=batch.num_graphs)
 
 
-class _HeadLayers:
+class HeadLayers:
     """CGCNN's dense head, shared by :class:`CGCNN` and :class:`DenseHead` (a mixin, so that
     CGCNN keeps the parameter names ``conv_to_fc``, ``fcs``, ``fc_out`` of the original
     checkpoints)."""
@@ -78,7 +78,7 @@ class _HeadLayers:
         return self.fc_out(self.dropout(h)).squeeze(-1)
 
 
-class DenseHead(_HeadLayers, nn.Module):
+class DenseHead(HeadLayers, nn.Module):
     """CGCNN's dense head as a module of its own: softplus → ``conv_to_fc`` → softplus →
     (n_h − 1) × (linear, softplus) → dropout → ``fc_out``. Used as one task head of the
     multi-task family.
@@ -96,7 +96,7 @@ class DenseHead(_HeadLayers, nn.Module):
         return self.head(crystal)
 
 
-class CGCNN(_HeadLayers, GraphEncoder):
+class CGCNN(HeadLayers, GraphEncoder):
     """CGCNN: element features → n_conv gated convolutions → mean pool → dense head.
 
     ``forward`` returns the prediction on the standardised target scale; the normaliser lives

@@ -16,7 +16,7 @@ from torch_geometric.data import Batch, Data
 
 from engine.core.config import CGCNNPhysicsConfig, GraphConfig
 from engine.models.base import CompositionScaler, MissingInputError
-from engine.models.cgcnn import GraphEncoder, _HeadLayers
+from engine.models.cgcnn import GraphEncoder, HeadLayers
 
 #: Key of ``Structure.properties`` holding the physics inputs of a crystal.
 PHYSICS_PROPERTY = "physics_inputs"
@@ -40,7 +40,7 @@ def physics_vector(structure) -> tuple[list[float], bool]:
     return row, all(math.isfinite(v) for v in row)
 
 
-class CGCNNPhysics(_HeadLayers, GraphEncoder):
+class CGCNNPhysics(HeadLayers, GraphEncoder):
     """CGCNN whose head sees the pooled graph vector ‖ standardised physics ‖ physics_used.
 
     Shapes:

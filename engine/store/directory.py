@@ -1,234 +1,41 @@
-"""Model directories ("model cards"): save, load, and list every available model.
+"""Model directories: the loaded model (:class:`LoadedModel`, :class:`EnsembleModel`), writing a
+directory (:func:`save_model`) and loading one (:func:`load_directory`).
 
-A model directory holds everything needed to use the model again, so that no setting can differ
-silently between training and inference::
-
-    model.json        ModelCard: versions, model + graph config, target and unit, normaliser,
-                      element set, dataset name/size/hash/split, training settings, metrics
-    weights.pt        state dict, loaded with ``torch.load(..., weights_only=True)``; holds the
-                      input standardisation (Magpie mean/std) and late fusion's α as buffers
-    forest.skops      the fitted random forest (``rf-magpie``, ``late-fusion``), written with
-                      ``skops.io`` and loaded only with explicitly trusted types
-    history.csv       per-epoch losses and metrics (trained models). A forest has one row
-                      (epoch 1); models not trained here (original checkpoints) have none, so
-                      readers must accept a missing file
-    predictions.csv   validation and test predictions (trained models): split, id, formula,
-                      target, prediction, error; attention fusion adds the per-material weights
-                      (``weight_composition``, ``weight_structure`` and their aliases ``w_comp``,
-                      ``w_graph``); late fusion adds ``prediction_rf`` and ``prediction_cgcnn``;
-                      a multi-target model adds ``target_<t>``, ``prediction_<t>``, ``error_<t>``
-                      per target ``<t>`` (``target``/``prediction``/``error``: the primary one);
-                      ``prediction_std``, ``domain_distance`` and ``domain`` when σ and the
-                      applicability domain are fitted (:mod:`engine.uq.uncertainty`)
-    domain.npz        the training crystals' pooled vectors, ids, formulas and labels for the
-                      applicability domain (plain arrays, ``allow_pickle=False``); the card's
-                      ``uncertainty`` section holds the thresholds and the σ calibration
-
-An *ensemble* directory has ``model.json`` with an ``ensemble`` section listing its members
-(``members/0`` …, each a normal model directory sharing the family, model, graph and targets),
-``predictions.csv`` and ``domain.npz``, and no weights of its own; :func:`load_model` gives an
-:class:`EnsembleModel` that predicts the member mean.
-
-Multi-target models (``multitask``) keep ``target``, ``unit`` and ``normalizer`` for their first,
-*primary*, target (so single-target readers keep working) and list every target in ``targets``,
-``units`` and ``normalizers`` (same order; these are empty for single-target models, whose cards
-are unchanged). Their metrics hold the primary target's ``n``/``mae``/... plus ``<t>/<metric>``
-for every target; :attr:`ModelCard.task_targets` etc. give the lists for any model.
+The files of a directory and the card schema are described in :mod:`engine.store.card`; model
+*names* (shipped, user and ``cgcnn-original/…`` models) are resolved one layer up, by
+:func:`engine.catalog.names.load_model`.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from torch import nn
 from torch_geometric.data import Batch, Data
 
-from engine.core.config import (
-    ENGINE_VERSION,
-    SCHEMA_VERSION,
-    GraphConfig,
-    ModelConfig,
-    SplitConfig,
-    TrainConfig,
-    shipped_model_dir,
-    user_model_dir,
-)
 from engine.core.device import resolve_device
 from engine.graphs.batching import GraphLoader
 from engine.graphs.builder import GraphBuilder
 from engine.io.output import atomic_write
-from engine.models import build_inputs, build_model, model_config_from_dict, prepare_input
-from engine.uq.uncertainty import (
-    DOMAIN_FILE,
-    Domain,
-    Uncertainty,
-    UncertaintyCard,
-    load_uncertainty,
+from engine.models import build_inputs, build_model, prepare_input
+from engine.store.card import (
+    HISTORY_FILE,
+    MODEL_FILE,
+    PREDICTIONS_FILE,
+    WEIGHTS_FILE,
+    ModelCard,
+    ModelLoadError,
+    read_card,
+    write_card,
 )
-
-MODEL_FILE = "model.json"
-WEIGHTS_FILE = "weights.pt"
-HISTORY_FILE = "history.csv"
-PREDICTIONS_FILE = "predictions.csv"
-ORIGINAL_PREFIX = "cgcnn-original/"
-
-
-class ModelLoadError(ValueError):
-    """A model directory or name cannot be used; the message says why."""
-
-
-class Normalizer(BaseModel):
-    """Target standardisation: the network learns (t(y) - mean) / std.
-
-    ``transform`` t is ``none`` (t(y) = y) or ``log`` (t(y) = ln y, strictly positive targets
-    only); ``mean`` and ``std`` are those of t(y) on the training split, and :meth:`decode`
-    returns the original unit (exp for ``log``).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    mean: float
-    std: float
-    transform: Literal["none", "log"] = "none"
-
-    @classmethod
-    def fit(cls, y: np.ndarray, transform: Literal["none", "log"] = "none") -> Normalizer:
-        """Fit on training values y (N,) in the target unit.
-
-        Raises:
-            ValueError: ``log`` with zero or negative values (the message gives their count).
-        """
-        y = np.asarray(y, dtype=np.float64)
-        if transform == "log":
-            bad = int(np.sum(y <= 0))
-            if bad:
-                raise ValueError(f"target transform 'log' needs strictly positive targets, but "
-                                 f"{bad} of {len(y)} training values are zero or negative; "
-                                 "use --target-transform none or filter them with --query")
-            y = np.log(y)
-        std = float(np.std(y))
-        return cls(mean=float(np.mean(y)), std=std if std > 0 else 1.0, transform=transform)
-
-    def encode(self, y: torch.Tensor) -> torch.Tensor:
-        """Target-unit values → the standardised training scale."""
-        return ((torch.log(y) if self.transform == "log" else y) - self.mean) / self.std
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Standardised values → the target unit."""
-        t = z * self.std + self.mean
-        return torch.exp(t) if self.transform == "log" else t
-
-
-class DatasetInfo(BaseModel):
-    """Where a model's training data came from."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    source: str = ""
-    size: int  # rows read from the source, before the query and missing targets are dropped
-    content_hash: str = ""  # of the rows actually used (after the query)
-    query: str | None = None
-    split: SplitConfig | None = None
-    n_train: int | None = None
-    n_val: int | None = None
-    n_test: int | None = None
-
-
-class EnsembleInfo(BaseModel):
-    """An ensemble's members: model directories relative to the ensemble's own directory."""
-
-    model_config = ConfigDict(extra="forbid")
-    members: list[str]
-    #: The training seed of each member (informative).
-    seeds: list[int] = []
-
-    @field_validator("members")
-    @classmethod
-    def _inside(cls, members: list[str]) -> list[str]:
-        if len(members) < 2:
-            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
-        for member in members:
-            path = Path(member)
-            if path.is_absolute() or ".." in path.parts:
-                raise ValueError(f"ensemble member {member!r} must be a path inside the "
-                                 "ensemble's directory")
-        return members
-
-
-class ModelCard(BaseModel):
-    """Everything in ``model.json``."""
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-    schema_version: int = SCHEMA_VERSION
-    engine_version: str = ENGINE_VERSION
-    name: str
-    description: str = ""
-    source: Literal["shipped", "user", "cgcnn-original"] = "user"
-    target: str
-    unit: str = ""
-    #: Multi-target models: every target, its unit and its normaliser, in the order of the
-    #: model's outputs (``targets[0] == target``). Empty for single-target models.
-    targets: list[str] = []
-    units: list[str] = []
-    normalizers: list[Normalizer] = []
-    model: dict[str, Any]
-    graph: GraphConfig
-    normalizer: Normalizer
-    elements: list[str] = []
-    dataset: DatasetInfo | None = None
-    training: TrainConfig | None = None
-    metrics: dict[str, dict[str, float | int]] = {}
-    #: Values fitted in training besides the weights, e.g. late fusion's ``alpha`` with
-    #: ``alpha_grid`` and ``val_mae_by_alpha`` (the validation MAE of each α tried).
-    fitted: dict[str, Any] = {}
-    #: σ and applicability domain (:mod:`engine.uq.uncertainty`); None for models saved before.
-    uncertainty: UncertaintyCard | None = None
-    #: Set for an ensemble of member model directories.
-    ensemble: EnsembleInfo | None = None
-    created: str = ""
-    references: list[str] = []
-
-    def model_config_obj(self) -> ModelConfig:
-        return model_config_from_dict(self.model)
-
-    @property
-    def task_targets(self) -> list[str]:
-        """Every target the model predicts, in output order (``[target]`` for one target)."""
-        return list(self.targets) or [self.target]
-
-    @property
-    def task_units(self) -> list[str]:
-        """The unit of each of :attr:`task_targets`."""
-        return list(self.units) or [self.unit]
-
-    @property
-    def task_normalizers(self) -> list[Normalizer]:
-        """The normaliser of each of :attr:`task_targets`."""
-        return list(self.normalizers) or [self.normalizer]
-
-    def check_targets(self) -> None:
-        """Raise ValueError when the multi-target fields disagree with each other, with the
-        primary target or with the model's number of outputs."""
-        if not self.targets and not self.units and not self.normalizers:
-            return
-        if not len(self.targets) == len(self.units) == len(self.normalizers):
-            raise ValueError(f"{len(self.targets)} targets, {len(self.units)} units and "
-                             f"{len(self.normalizers)} normalizers")
-        if self.targets[0] != self.target or self.units[0] != self.unit:
-            raise ValueError(f"targets[0]={self.targets[0]!r} ({self.units[0]!r}) is not the "
-                             f"primary target {self.target!r} ({self.unit!r})")
-        n_tasks = self.model.get("n_tasks")
-        if n_tasks is not None and n_tasks != len(self.targets):
-            raise ValueError(f"the model has {n_tasks} outputs but {len(self.targets)} targets")
+from engine.uq.domain import DOMAIN_FILE, Domain
+from engine.uq.uncertainty import Uncertainty, load_uncertainty
 
 
 @dataclass
@@ -479,16 +286,6 @@ class EnsembleModel(LoadedModel):
         return torch.stack([m.forward_batch(batch) for m in self.members]).mean(0)
 
 
-def write_card(directory: str | Path, card: ModelCard) -> Path:
-    """Write ``model.json`` (stamping ``created`` if it is empty); the directory is created."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    if not card.created:
-        card = card.model_copy(update={"created": datetime.now(timezone.utc).isoformat()})
-    text = card.model_dump_json(indent=2) + "\n"
-    atomic_write(directory / MODEL_FILE, lambda tmp: tmp.write_text(text))
-    return directory
-
 
 def save_model(
     directory: str | Path,
@@ -523,36 +320,6 @@ def save_model(
     return directory
 
 
-def read_card(directory: str | Path) -> ModelCard:
-    """Read and check ``model.json`` of a model directory."""
-    directory = Path(directory)
-    path = directory / MODEL_FILE
-    if not path.is_file():
-        raise ModelLoadError(f"{directory} is not a model directory: it has no {MODEL_FILE}")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{path} is not valid JSON: {exc}") from None
-    version = raw.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ModelLoadError(
-            f"{path} has schema_version={version!r}; this engine ({ENGINE_VERSION}) reads "
-            f"schema_version={SCHEMA_VERSION}. Retrain the model or use a matching engine."
-        )
-    try:
-        card = ModelCard(**raw)
-        card.model_config_obj()
-        card.check_targets()
-    except (ValidationError, ValueError) as exc:
-        raise ModelLoadError(f"{path} does not fit this engine ({ENGINE_VERSION}): {exc}") from None
-    for target, norm in zip(card.task_targets, card.task_normalizers):
-        if not (np.isfinite(norm.mean) and np.isfinite(norm.std) and norm.std > 0):
-            raise ModelLoadError(f"{path}: the normaliser of {target!r} (mean={norm.mean}, "
-                                 f"std={norm.std}) is not finite with a positive std; the model "
-                                 "would predict nonsense, so it is not loaded")
-    return card
-
-
 def _load_weights(path: Path, module: nn.Module) -> None:
     """Load a state dict into ``module`` (never unpickling code) and check it is finite.
 
@@ -560,8 +327,6 @@ def _load_weights(path: Path, module: nn.Module) -> None:
         ModelLoadError: naming the file: missing, not a plain state dict (e.g. a pickle with
             code), the wrong shape for model.json, or holding NaN/inf.
     """
-    import pickle
-
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -588,27 +353,15 @@ def _load_weights(path: Path, module: nn.Module) -> None:
                              f"{', '.join(bad[:3])}); the model is not loaded")
 
 
-def load_model(path_or_name: str | Path) -> LoadedModel:
-    """Load a model from a directory, or by name (shipped, user, or ``cgcnn-original/...``).
+
+def load_directory(path: str | Path) -> LoadedModel:
+    """Load the model (or ensemble) in directory ``path``.
 
     Raises:
-        ModelLoadError: unknown name, or a directory whose config, version or weights do not
+        ModelLoadError: not a model directory, or one whose config, version or weights do not
             fit; the message says which.
     """
-    text = str(path_or_name)
-    if text.startswith(ORIGINAL_PREFIX):
-        from engine.catalog.original import load_original
-
-        return load_original(text[len(ORIGINAL_PREFIX):])
-    directory = Path(path_or_name).expanduser()
-    if not directory.is_dir():
-        for root in (shipped_model_dir(), user_model_dir()):
-            if (root / text / MODEL_FILE).is_file():
-                directory = root / text
-                break
-        else:
-            names = ", ".join(m["name"] for m in list_models()) or "none"
-            raise ModelLoadError(f"No model directory or model named {text!r}. Available: {names}")
+    directory = Path(path).expanduser()
     card = read_card(directory)
     if card.ensemble is not None:
         return _load_ensemble(card, directory)
@@ -639,7 +392,7 @@ def _load_ensemble(card: ModelCard, directory: Path) -> EnsembleModel:
         member_dir = directory / rel
         if not (member_dir / MODEL_FILE).is_file():
             raise ModelLoadError(f"{directory}: ensemble member {rel!r} is missing")
-        member = load_model(member_dir)
+        member = load_directory(member_dir)
         if member.n_members > 1:
             raise ModelLoadError(f"{directory}: member {rel!r} is itself an ensemble")
         mismatch = [what for what, ours, theirs in (
@@ -680,46 +433,3 @@ def _check_fitted(card: ModelCard, module: nn.Module, directory: Path) -> None:
         raise ModelLoadError(f"{directory}: model.json records alpha={recorded} but "
                              f"{WEIGHTS_FILE} holds alpha={value}")
 
-
-def _card_summary(card: ModelCard, path: Path | None) -> dict[str, Any]:
-    return {
-        "name": card.name,
-        "target": card.target,
-        "unit": card.unit,
-        "targets": card.task_targets,
-        "units": card.task_units,
-        "source": card.source,
-        "family": card.model.get("name", "cgcnn"),
-        "description": card.description,
-        "metrics": card.metrics,
-        "path": str(path) if path else None,
-        "ensemble_size": len(card.ensemble.members) if card.ensemble else 1,
-        "has_uncertainty": card.uncertainty is not None,
-    }
-
-
-def list_models() -> list[dict[str, Any]]:
-    """Every available model: shipped, the user's, and the original CGCNN checkpoints.
-
-    Each entry has at least ``name``, ``target``, ``unit`` and ``source``, and ``targets`` /
-    ``units``: every target the model predicts (``[target]`` for a single-target model).
-    """
-    from engine.catalog.original import original_cards
-
-    found = []
-    for root, source in ((shipped_model_dir(), "shipped"), (user_model_dir(), "user")):
-        if not root.is_dir():
-            continue
-        for directory in sorted(p for p in root.iterdir() if (p / MODEL_FILE).is_file()):
-            try:
-                card = read_card(directory)
-            except ModelLoadError:
-                continue  # an unreadable directory is reported when loaded by name
-            found.append({**_card_summary(card, directory), "source": source})
-    found.extend(_card_summary(card, None) for card in original_cards())
-    return found
-
-
-def safe_dir_name(name: str) -> str:
-    """A file-system-safe folder name for a model name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"

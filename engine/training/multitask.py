@@ -45,7 +45,7 @@ def attach_task_labels(inputs: list[Data], values: np.ndarray, normalizers) -> N
 
     Args:
         values: raw labels (N, K), NaN where missing.
-        normalizers: one :class:`~engine.store.directory.Normalizer` per column.
+        normalizers: one :class:`~engine.store.card.Normalizer` per column.
     """
     mean = np.array([n.mean for n in normalizers])
     std = np.array([n.std for n in normalizers])

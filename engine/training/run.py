@@ -18,6 +18,9 @@ target, prediction, error, σ and domain, plus family extras), train/val/test me
 and the fitted σ and applicability domain (``domain.npz``, the card's ``uncertainty``; see
 :mod:`engine.uq.uncertainty`). A multi-target run adds per-task columns and metrics
 (:mod:`engine.training.multitask`).
+
+Size: a little over 450 lines: the four training kinds share one data preparation and one
+model-directory write, which read best side by side.
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ from engine.core.device import resolve_device
 from engine.core.units import unit_of
 from engine.graphs.batching import GraphLoader
 from engine.graphs.builder import GraphBuilder
+from engine.inference.prediction import WEIGHT_COLUMNS
 from engine.io.datasets import LabelledDataset
 from engine.io.splits import split_dataset
 from engine.models import MODEL_REGISTRY, build_inputs, build_model
-from engine.store.directory import DatasetInfo, LoadedModel, ModelCard, Normalizer, save_model
+from engine.store.card import DatasetInfo, ModelCard, Normalizer
+from engine.store.directory import LoadedModel, save_model
 from engine.training import distributed
 from engine.training.callbacks import BestCheckpoint, Callback, EarlyStopping, History, ProgressBar
 from engine.training.loop import Trainer, seed_everything
@@ -51,8 +56,8 @@ from engine.training.multitask import (
     fitted_weights,
     metrics_by_task,
 )
+from engine.training.uq_fit import fit_uncertainty
 from engine.uq.metrics import regression_metrics
-from engine.uq.uncertainty import fit_uncertainty
 
 
 @dataclass
@@ -214,7 +219,7 @@ def train(
             })
             if multi:
                 add_task_columns(frame, targets, values[idx], pred_all)
-            frames.append(_family_columns(loaded, frame, part_inputs, train_cfg.device))
+            frames.append(family_columns(loaded, frame, part_inputs, train_cfg.device))
     # σ and applicability domain (engine.uq.uncertainty): training vectors, validation residuals
     unc = fit_uncertainty(loaded, inputs, parts, ids=ids, values=values, device=train_cfg.device,
                           formulas=dataset.table["formula"].astype(str).tolist())
@@ -430,13 +435,14 @@ _FITTERS = {"gradient": _fit_gradient, "forest": _fit_forest, "late-fusion": _fi
             "multitask": _fit_multitask}
 
 
-def _family_columns(model: LoadedModel, frame: pd.DataFrame, inputs: list[Data],
+def family_columns(model: LoadedModel, frame: pd.DataFrame, inputs: list[Data],
                     device: str) -> pd.DataFrame:
-    """Per-family extra columns of ``predictions.csv``."""
+    """Per-family extra columns of ``predictions.csv``, added to ``frame`` (one row per input)
+    and returned: attention fusion's weights (:data:`~engine.inference.prediction.WEIGHT_COLUMNS`
+    and their aliases ``w_comp``/``w_graph``), late fusion's ``prediction_rf`` and
+    ``prediction_cgcnn`` (target unit)."""
     module = model.module
     if model.has_fusion_weights:
-        from engine.inference.prediction import WEIGHT_COLUMNS
-
         w = model.fusion_weights_graphs(inputs, device=device)
         frame[WEIGHT_COLUMNS[0]] = w[:, 0]
         frame[WEIGHT_COLUMNS[1]] = w[:, 1]

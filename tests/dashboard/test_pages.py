@@ -304,10 +304,10 @@ def test_embeddings_page_map_and_colours(app, tiny_model, data_dir, monkeypatch)
 
 
 def test_fusion_page_says_what_it_needs(app, tmp_path, monkeypatch):
+    import engine.catalog.names
     import engine.core.config
-    import engine.store.directory
 
-    for module in (engine.core.config, engine.store.directory):  # no shipped fusion model either
+    for module in (engine.core.config, engine.catalog.names):  # no shipped fusion model either
         monkeypatch.setattr(module, "shipped_model_dir", lambda: tmp_path)
     goto(app, "fusion")
     assert "needs a fusion model" in texts(app)

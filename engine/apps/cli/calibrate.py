@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     """Calibrate the model in place and print its uncertainty section; the exit code."""
     from engine.io.datasets import load_dataset
-    from engine.uq.uncertainty import calibrate_model
+    from engine.training.ensembles import calibrate_model
 
     dataset = load_dataset(args.data, limits=read_limits(args)) if args.data else None
     model = calibrate_model(args.model, dataset, device=args.device)

@@ -38,7 +38,8 @@ def run(args) -> int:
     if args.output:
         write_csv(frame, args.output)
     if args.calibration:
-        from engine.uq.uncertainty import STD_COLUMN, no_uncertainty_note, split_calibration
+        from engine.uq.sigma import split_calibration
+        from engine.uq.uncertainty import STD_COLUMN, no_uncertainty_note
 
         c = split_calibration(
             frame["error"], frame[STD_COLUMN], frame[STD_COLUMN], frame["domain"].to_numpy()

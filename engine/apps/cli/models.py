@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """Print one line per model (``--json``: a JSON list); the exit code."""
-    from engine.store.directory import list_models
+    from engine.catalog.names import list_models
 
     models = list_models()
     if args.json:

@@ -39,10 +39,10 @@ def run(args) -> int:
     """Predict and print a table or write ``--output``; the exit code."""
     import pandas as pd
 
+    from engine.catalog.names import load_model
+    from engine.inference.disorder import predict_structures
     from engine.io import check_output_path, read_structures, write_csv
-    from engine.materials.disorder import predict_structures
     from engine.materials.sofc import resolve_structure
-    from engine.store.directory import load_model
     from engine.uq.uncertainty import STD_COLUMN, std_column
 
     check_output_path(args.output)

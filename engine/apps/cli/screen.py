@@ -138,8 +138,8 @@ def run(args) -> int:
     from engine.apps.screening.filters import Filters
     from engine.apps.screening.matrix import mismatch_matrix
     from engine.apps.screening.ranking import screen
+    from engine.catalog.names import load_model
     from engine.io import check_output_path, write_csv
-    from engine.store.directory import load_model
 
     for option, path in (("--output", args.output), ("--matrix", args.matrix)):
         check_output_path(path, what=option)  # before any work

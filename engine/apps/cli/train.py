@@ -229,7 +229,7 @@ def run(args) -> int:
     )
     targets = args.target[0] if len(args.target) == 1 else args.target  # several: multi-target
     if args.ensemble > 1:  # K members, training seeds seed … seed + K − 1
-        from engine.uq.uncertainty import train_ensemble
+        from engine.training.ensembles import train_ensemble
 
         train = partial(train_ensemble, k=args.ensemble)
     with process_group(args.device) as rank:  # under torchrun: data-parallel (DDP)

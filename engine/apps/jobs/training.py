@@ -130,7 +130,7 @@ def start_training_job(
         FileNotFoundError: the dataset path does not exist.
         ValueError: no target, or a model of that name exists already or is being trained.
     """
-    from engine.store.directory import safe_dir_name  # the store loads torch: only here
+    from engine.store.card import safe_dir_name
 
     dataset_path = Path(dataset_path).expanduser().resolve()
     if not dataset_path.exists():

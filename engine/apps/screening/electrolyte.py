@@ -106,7 +106,7 @@ def _find_structure(text: str, dataset) -> tuple[NamedStructure | None, str]:
 def _predicted_reference(model, item: NamedStructure, name: str, note: str, *, batch_size: int,
                          device: str, disorder=None) -> Reference:
     """``item`` as a predicted reference: linear CTE α_V/3 and σ_V/3 (1/K) of ``model``."""
-    from engine.materials.disorder import predict_structures
+    from engine.inference.disorder import predict_structures
 
     pred = predict_structures(model, [item], disorder, batch_size=batch_size, device=device)
     if pred.table.empty:

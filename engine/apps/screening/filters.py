@@ -42,7 +42,7 @@ def find_property_model(prop: str) -> str | None:
     named: the first of :data:`SOURCE_PREFERENCE` sources that predicts one of its
     :data:`PROPERTY_TARGETS` (as a primary or extra target). Returns its directory or name, or
     None when no model predicts it."""
-    from engine.store.directory import list_models
+    from engine.catalog.names import list_models
 
     targets = PROPERTY_TARGETS[prop]
     found = [m for m in list_models()

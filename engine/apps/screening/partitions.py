@@ -161,7 +161,7 @@ def worker_model(ref: str | None):
     if ref not in WORKER_MODELS:
         import torch
 
-        from engine.store.directory import load_model
+        from engine.catalog.names import load_model
 
         try:
             from distributed import get_worker

@@ -72,7 +72,8 @@ def add_note(notes: list[str], note: str) -> None:
 
 def loaded_model(model):
     """A loaded model from a LoadedModel, a model directory or a name."""
-    from engine.store.directory import LoadedModel, load_model
+    from engine.catalog.names import load_model
+    from engine.store.directory import LoadedModel
 
     return model if isinstance(model, LoadedModel) else load_model(model)
 
@@ -92,8 +93,8 @@ def _chunk_rows(chunk: StructureBatch, models: dict, filters: Filters | None,
                 errors: list[ReadError], notes: list[str], missing: dict[str, int], *,
                 batch_size: int, device: str, disorder=None) -> pd.DataFrame:
     """Prediction rows of one chunk, in reading order."""
+    from engine.inference.disorder import predict_structures
     from engine.inference.prediction import predict
-    from engine.materials.disorder import predict_structures
 
     items = chunk.items
     elements = [_elements(it.structure) for it in items]
