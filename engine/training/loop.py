@@ -75,6 +75,7 @@ class Trainer:
         self.checkpoint = checkpoint
         #: epochs completed before this ``fit`` (restored from a checkpoint; 0 on a fresh start)
         self.epochs_done = 0
+        self._fingerprint: dict[str, str] = {}  # of this run, set by _resume, saved by _save
         self._loaders: dict[tuple[int, bool], tuple[list[Data], GraphLoader]] = {}
 
     def _loader(self, graphs: list[Data], *, shuffle: bool) -> GraphLoader:
