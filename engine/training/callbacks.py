@@ -1,7 +1,10 @@
 """Training bookkeeping as callbacks: history, best-epoch checkpoint, early stopping, progress.
 
 A callback sees the :class:`~engine.training.loop.Trainer` and each epoch's record; it may set
-``trainer.stop_reason`` to end training after the current epoch.
+``trainer.stop_reason`` to end training after the current epoch. What it must carry over an
+interruption it returns from :meth:`Callback.state_dict` (saved in the trainer's checkpoint,
+:mod:`engine.training.checkpoint`, and given back to :meth:`Callback.load_state_dict` on resume,
+before ``on_train_start``).
 """
 
 from __future__ import annotations
@@ -15,9 +18,20 @@ from pathlib import Path
 
 import pandas as pd
 
+#: The ``stop_reason`` of a run stopped through the ``cancel`` file; a checkpointed run stopped so
+#: is not finished, and resumes.
+CANCELLED = "cancelled by user"
+
 
 class Callback:
     def on_train_start(self, trainer) -> None: ...
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs of this callback (tensors, numbers, text, lists, dicts)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take back the state of :meth:`state_dict` when a run resumes."""
 
     def on_epoch_end(self, trainer, record: dict) -> None: ...
 
@@ -35,6 +49,12 @@ class History(Callback):
 
     def on_epoch_end(self, trainer, record):
         self.records.append(dict(record))
+
+    def state_dict(self) -> dict:
+        return {"records": [dict(r) for r in self.records]}
+
+    def load_state_dict(self, state):
+        self.records = [dict(r) for r in state["records"]]
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.records)
@@ -54,6 +74,13 @@ class BestCheckpoint(Callback):
         if value < self.best_value:
             self.best_value, self.best_epoch = value, record["epoch"]
             self.state = copy.deepcopy(trainer.model.state_dict())
+
+    def state_dict(self) -> dict:
+        return {"best_value": self.best_value, "best_epoch": self.best_epoch, "state": self.state}
+
+    def load_state_dict(self, state):
+        self.best_value, self.best_epoch, self.state = (
+            state["best_value"], state["best_epoch"], state["state"])
 
     def on_train_end(self, trainer):
         if self.state is not None:
@@ -77,6 +104,12 @@ class EarlyStopping(Callback):
                     f"early stopping: no val_loss improvement for {self.patience} epochs"
                 )
 
+    def state_dict(self) -> dict:
+        return {"best": self.best, "wait": self.wait}
+
+    def load_state_dict(self, state):
+        self.best, self.wait = state["best"], state["wait"]
+
 
 class ProgressBar(Callback):
     """A tqdm bar over epochs (on stderr) showing the latest losses and validation MAE."""
@@ -84,7 +117,8 @@ class ProgressBar(Callback):
     def on_train_start(self, trainer):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=trainer.config.epochs, desc="training", unit="epoch")
+        self.bar = tqdm(total=trainer.config.epochs, initial=trainer.epochs_done, desc="training",
+                        unit="epoch")
 
     def on_epoch_end(self, trainer, record):
         self.bar.update(1)
@@ -116,7 +150,7 @@ class ProgressFile(Callback):
         if now - self._checked >= 0.5:
             self._checked = now
             if (self.directory / "cancel").exists():
-                trainer.stop_reason = "cancelled by user"
+                trainer.stop_reason = CANCELLED
 
     def _write(self, trainer, status: str) -> None:
         payload = {
@@ -131,13 +165,19 @@ class ProgressFile(Callback):
         tmp.write_text(json.dumps(payload))
         os.replace(tmp, self.directory / "progress.json")
 
+    def state_dict(self) -> dict:
+        return {"records": [dict(r) for r in self.records]}
+
+    def load_state_dict(self, state):
+        self.records = [dict(r) for r in state["records"]]
+
     def on_train_start(self, trainer):
         self._write(trainer, "running")
 
     def on_epoch_end(self, trainer, record):
         self.records.append(dict(record))
         if (self.directory / "cancel").exists():
-            trainer.stop_reason = "cancelled by user"
+            trainer.stop_reason = CANCELLED
         self._write(trainer, "running")
 
     def on_train_end(self, trainer):

@@ -1,7 +1,9 @@
 """The optimisation loop: Adam on the MSE (or L1, Huber) of the standardised target, with an LR
 schedule.
 
-Bookkeeping (history, best-epoch restore, early stopping, progress) lives in callbacks.
+Bookkeeping (history, best-epoch restore, early stopping, progress) lives in callbacks. With a
+:class:`~engine.training.checkpoint.Checkpointing`, the state after every completed epoch is saved
+and an interrupted run resumes where it stopped (:mod:`engine.training.checkpoint`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,8 +22,9 @@ from torch_geometric.data import Data
 from engine.core.config import TrainConfig
 from engine.core.device import resolve_device
 from engine.graphs.batching import GraphLoader
+from engine.training import checkpoint as ckpt
 from engine.training import distributed
-from engine.training.callbacks import Callback
+from engine.training.callbacks import CANCELLED, Callback
 from engine.uq.metrics import regression_metrics
 
 
@@ -40,6 +44,9 @@ class Trainer:
     Subclasses change what is minimised and recorded through :meth:`batch_loss`,
     :meth:`batch_targets`, :meth:`evaluate` and :meth:`epoch_metrics` (see
     :class:`engine.training.multitask.MultitaskTrainer`).
+
+    With ``checkpoint`` (one process only), the state after each completed epoch is written to
+    ``checkpoint.path`` and :meth:`fit` continues from it when ``checkpoint.resume`` is set.
     """
 
     def __init__(
@@ -50,6 +57,7 @@ class Trainer:
         target_std: float,
         callbacks: Sequence[Callback] = (),
         decode=None,
+        checkpoint: ckpt.Checkpointing | None = None,
     ):
         self.model = model
         self.config = config
@@ -62,6 +70,12 @@ class Trainer:
         self.device = (distributed.rank_device(config.device) if self.distributed
                        else resolve_device(config.device))
         self.stop_reason: str | None = None
+        if checkpoint is not None and self.distributed:
+            raise ValueError("checkpointing is for one-process training, not a process group")
+        self.checkpoint = checkpoint
+        #: epochs completed before this ``fit`` (restored from a checkpoint; 0 on a fresh start)
+        self.epochs_done = 0
+        self._fingerprint: dict[str, str] = {}  # of this run, set by _resume, saved by _save
         self._loaders: dict[tuple[int, bool], tuple[list[Data], GraphLoader]] = {}
 
     def _loader(self, graphs: list[Data], *, shuffle: bool) -> GraphLoader:
@@ -73,6 +87,43 @@ class Trainer:
                                  generator=generator)
             self._loaders[key] = (graphs, loader)  # the list is kept so its id stays unique
         return self._loaders[key][1]
+
+    def _resume(self, optimizer, scheduler, generator, train_graphs, val_graphs) -> bool:
+        """Restore the checkpoint's state if there is one to resume; True when it says the run
+        is already done. Sets :attr:`epochs_done` and records the fingerprint to save."""
+        c = self.checkpoint
+        self._fingerprint = ckpt.fingerprint(self.config, self.model, train_graphs, val_graphs,
+                                             c.key)
+        if not (c.resume and Path(c.path).is_file()):
+            return False
+        state = ckpt.load_checkpoint(Path(c.path), self._fingerprint)
+        self.model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        for key, cb in zip(ckpt.callback_keys(self.callbacks), self.callbacks):
+            if key in state["callbacks"]:
+                cb.load_state_dict(state["callbacks"][key])
+        ckpt.restore_rng(state["rng"], generator)
+        self.epochs_done = state["epoch"]
+        if state["done"]:  # a cancelled run continues; a finished one keeps its reason
+            self.stop_reason = state["stop_reason"]
+        return state["done"]
+
+    def _save(self, epoch: int, optimizer, scheduler, generator, done: bool) -> None:
+        """Write the checkpoint of a completed epoch (see :mod:`engine.training.checkpoint`)."""
+        ckpt.save_checkpoint(Path(self.checkpoint.path), {
+            "model": self.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "epoch": epoch,
+            "done": done,
+            "stop_reason": self.stop_reason,
+            "callbacks": {key: cb.state_dict() for key, cb in
+                          zip(ckpt.callback_keys(self.callbacks), self.callbacks)},
+            "rng": ckpt.rng_state(generator),
+            "fingerprint": self._fingerprint,
+        })
 
     def _to_device(self, batch):
         return batch if self.device.type == "cpu" else batch.to(self.device)
@@ -138,14 +189,19 @@ class Trainer:
             net, loader = self.model, self._loader(train_graphs, shuffle=True)
         optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         scheduler = self._scheduler(optimizer)
+        last = c.epochs
+        if self.checkpoint is not None and self._resume(optimizer, scheduler, loader.generator,
+                                                        train_graphs, val_graphs):
+            last = self.epochs_done  # the checkpointed run had finished: nothing left to train
         for cb in self.callbacks:
             cb.on_train_start(self)
         try:
-            for epoch in range(1, c.epochs + 1):
+            for epoch in range(self.epochs_done + 1, last + 1):
                 start = time.perf_counter()
                 self.model.train()
                 total, count = 0.0, 0
                 seen_y, seen_pred = [], []
+                partial = False  # stopped inside the epoch: not checkpointed, redone on resume
                 for batch in loader:
                     if batch.num_nodes < 2:  # batch norm needs two values per channel
                         continue
@@ -164,6 +220,7 @@ class Trainer:
                     for cb in self.callbacks:
                         cb.on_batch_end(self)
                     if self.stop_reason and not self.distributed:
+                        partial = True
                         break  # the epoch ends here: validated and recorded as usual
                 if self.distributed:
                     total, count, seen_y, seen_pred = distributed.gather_epoch(
@@ -191,6 +248,9 @@ class Trainer:
                     cb.on_epoch_end(self, record)
                 if self.distributed:  # rank 0 alone runs the caller's callbacks
                     self.stop_reason = distributed.from_rank0(self.stop_reason)
+                if self.checkpoint is not None and not partial:
+                    finished = epoch == c.epochs or self.stop_reason not in (None, CANCELLED)
+                    self._save(epoch, optimizer, scheduler, loader.generator, finished)
                 if self.stop_reason:
                     break
         finally:

@@ -102,8 +102,9 @@ class MultitaskTrainer(Trainer):
     """
 
     def __init__(self, model, config: TrainConfig, *, targets: Sequence[str],
-                 stds: Sequence[float], callbacks=()):
-        super().__init__(model, config, target_std=float(stds[0]), callbacks=callbacks)
+                 stds: Sequence[float], callbacks=(), checkpoint=None):
+        super().__init__(model, config, target_std=float(stds[0]), callbacks=callbacks,
+                         checkpoint=checkpoint)
         self.targets = list(targets)
         self.stds = np.asarray(stds, dtype=np.float64)
 

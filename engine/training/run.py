@@ -48,6 +48,7 @@ from engine.store.card import DatasetInfo, ModelCard, Normalizer
 from engine.store.directory import LoadedModel, save_model
 from engine.training import distributed
 from engine.training.callbacks import BestCheckpoint, Callback, EarlyStopping, History, ProgressBar
+from engine.training.checkpoint import Checkpointing, run_key
 from engine.training.loop import Trainer, seed_everything
 from engine.training.multitask import (
     MultitaskTrainer,
@@ -86,6 +87,8 @@ def train(
     unit: str | Sequence[str] | None = None,
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
+    checkpoint: str | Path | None = None,
+    resume: bool = True,
 ) -> TrainResult:
     """Train a model on ``dataset[target]`` and (if ``out`` is given) save its model directory.
 
@@ -109,6 +112,9 @@ def train(
             list of units.
         callbacks: extra callbacks, e.g. a :class:`ProgressFile` for background jobs.
         progress: show a tqdm progress bar on stderr.
+        checkpoint, resume: file the training state is saved in after every epoch (gradient
+            families, :mod:`engine.training.checkpoint`); with ``resume`` an existing one is
+            continued, refused if written with other settings or data (False: start afresh).
 
     In a process group of several processes (``torchrun``, see
     :mod:`engine.training.distributed`) the gradient families train data-parallel; every rank
@@ -163,10 +169,13 @@ def train(
     module.fit_statistics(train_inputs)
 
     fit = _FITTERS[module.training_kind]
+    saving = None if checkpoint is None else Checkpointing(Path(checkpoint), resume, run_key(
+        model_cfg, graph_cfg, split_cfg, query, targets, dataset.content_hash()))
     history_frame, stop_reason, fitted = fit(
         module, train_inputs, val_inputs, train_cfg=train_cfg, normalizer=normalizer,
         callbacks=callbacks, progress=progress,
         **({"normalizers": normalizers, "targets": targets} if multi else {}),
+        checkpoint=saving,
     )
 
     card = ModelCard(
@@ -296,22 +305,23 @@ def _callbacks(train_cfg: TrainConfig, callbacks, progress: bool) -> tuple[Histo
 
 
 def _fit_gradient(module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks,
-                  progress):
+                  progress, checkpoint=None):
     """Gradient training with the Trainer; the best epoch's weights are restored."""
     history, cbs = _callbacks(train_cfg, callbacks, progress)
     trainer = Trainer(module, train_cfg, target_std=normalizer.std, callbacks=cbs,
-                      decode=_decoder(normalizer))
+                      decode=_decoder(normalizer), checkpoint=checkpoint)
     trainer.fit(train_inputs, val_inputs)
     return history.frame(), trainer.stop_reason, {}
 
 
 def _fit_multitask(module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks,
-                   progress, normalizers, targets):
+                   progress, normalizers, targets, checkpoint=None):
     """The Trainer on the masked, weighted task losses; the best epoch (lowest mean validation
     task MSE) is restored. The card records the final weighting (log-variances, weights)."""
     history, cbs = _callbacks(train_cfg, callbacks, progress)
     trainer = MultitaskTrainer(module, train_cfg, targets=targets,
-                               stds=[n.std for n in normalizers], callbacks=cbs)
+                               stds=[n.std for n in normalizers], callbacks=cbs,
+                               checkpoint=checkpoint)
     trainer.fit(train_inputs, val_inputs)
     return history.frame(), trainer.stop_reason, fitted_weights(module, targets)
 
@@ -323,6 +333,7 @@ class _OneStep:
         self.model = module
         self.config = train_cfg.model_copy(update={"epochs": 1})
         self.stop_reason: str | None = None
+        self.epochs_done = 0
 
 
 def _targets(inputs: list[Data]) -> np.ndarray:
@@ -361,11 +372,13 @@ def _record(epoch: int, y_train, p_train, y_val, p_val, decode, seconds: float) 
 
 
 def _fit_forest(module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks,
-                progress):
+                progress, checkpoint=None):
     """One scikit-learn fit of the forest, reported to the callbacks as epoch 1 of 1.
 
     The ``train_*`` metrics are those of the forest on its own training rows (optimistic, as
     always for a forest)."""
+    if checkpoint:
+        raise ValueError("a forest fits in one step: it has no epochs to checkpoint")
     history = History()
     cbs = [history, *callbacks]
     if progress:
@@ -400,13 +413,14 @@ def alpha_search(rf: np.ndarray, cgcnn: np.ndarray, y: np.ndarray,
     return float(grid[int(np.argmin(maes))]), maes
 
 
-def _fit_late(module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks, progress):
+def _fit_late(module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks, progress,
+              checkpoint=None):
     """CGCNN (Trainer), then the forest on the same training rows, then α on validation.
 
     A cancelled run still fits the forest and α (seconds), so what is saved is complete."""
     history, stop_reason, _ = _fit_gradient(
         module.cgcnn, train_inputs, val_inputs, train_cfg=train_cfg, normalizer=normalizer,
-        callbacks=callbacks, progress=progress,
+        callbacks=callbacks, progress=progress, checkpoint=checkpoint,
     )
     module.rf.fit_forest(train_inputs, _targets(train_inputs), seed=train_cfg.seed,
                          n_jobs=train_cfg.num_threads or -1)
