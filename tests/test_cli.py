@@ -107,3 +107,20 @@ def test_unknown_target_names_the_available_columns(shared_data, tmp_path, capsy
     assert code == 2
     err = capsys.readouterr().err
     assert "'cte'" in err and CTE in err
+
+
+def test_train_checkpoint_resumes_and_refuses_other_settings(shared_data, tmp_path, capsys):
+    """``--checkpoint``: a finished run is not trained again (same history); another learning
+    rate on the same checkpoint is refused with one error line, no traceback."""
+    ckpt = tmp_path / "run.ckpt"
+    args = ["train", "--data", str(shared_data / "aflow_agl" / "demo.jsonl.gz"), "--target", CTE,
+            "--epochs", "2", "--limit", "60", "--atom-fea-len", "8", "--n-conv", "1", "--quiet",
+            "--checkpoint", str(ckpt)]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0 and ckpt.is_file()
+    first = (tmp_path / "a" / "history.csv").read_text()
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0  # resumed: already finished
+    assert (tmp_path / "b" / "history.csv").read_text() == first
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "c"), "--lr", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "config" in err and "Traceback" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from engine.apps.cli.common import add_data_args, add_run_args, load_data, print_uncertainty
 
@@ -189,6 +190,13 @@ def add_parser(sub) -> None:
         help="train K models with seeds seed … seed+K−1 and save them as one "
         "ensemble (mean ± calibrated member spread); default 1",
     )
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="write a checkpoint after every epoch; if PATH exists, resume from it (a long run "
+        "that was stopped continues where it was; other settings or data are refused)",
+    )
+    p.add_argument("--fresh", action="store_true", help="with --checkpoint: start afresh")
     add_run_args(p)
     p.set_defaults(func=run)
 
@@ -229,9 +237,14 @@ def run(args) -> int:
     )
     targets = args.target[0] if len(args.target) == 1 else args.target  # several: multi-target
     if args.ensemble > 1:  # K members, training seeds seed … seed + K − 1
+        if args.checkpoint:
+            print("error: --checkpoint trains one model; not with --ensemble", file=sys.stderr)
+            return 2
         from engine.training.ensembles import train_ensemble
 
         train = partial(train_ensemble, k=args.ensemble)
+    elif args.checkpoint:
+        train = partial(train, checkpoint=args.checkpoint, resume=not args.fresh)
     with process_group(args.device) as rank:  # under torchrun: data-parallel (DDP)
         result = train(
             dataset,
