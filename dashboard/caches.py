@@ -108,7 +108,7 @@ def vectors_key(ref: str, items) -> str:  # noqa: ANN001
 
 def cache_dir() -> Path:
     """Where pooled vectors are kept on disk: ``home_dir()/cache/embeddings``."""
-    from engine.core.config import home_dir
+    from engine import home_dir
 
     return home_dir() / "cache" / "embeddings"
 
@@ -129,7 +129,7 @@ def save_vectors(key: str, vectors: np.ndarray, positions: np.ndarray, predictio
                  root: Path | None = None) -> Path | None:
     """Store what :func:`load_vectors` gives back, atomically; None when the folder cannot be
     written (the cache is then memory-only)."""
-    from engine.io.output import atomic_write
+    from engine import atomic_write
 
     folder = root or cache_dir()
     path = folder / f"{key}.npz"

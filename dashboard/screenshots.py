@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(OUT_DIR))
     parser.add_argument("--url", help="use a running dashboard instead of starting one")
     args = parser.parse_args(argv)
-    from engine.core.config import data_dir
+    from engine import data_dir
 
     root = data_dir()
     with_data = bool(root and (root / DEMO).is_file())

@@ -101,7 +101,7 @@ def warm_up_umap(delay_s: float = 5.0) -> threading.Thread | None:
         time.sleep(delay_s)
         import numpy as np
 
-        from engine.inference.embeddings import reduce
+        from engine import reduce
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -129,13 +129,13 @@ def project_root() -> Path:
 
 
 def examples_dir() -> Path:
-    from engine.materials.examples import EXAMPLES_DIR
+    from engine import EXAMPLES_DIR
 
     return EXAMPLES_DIR
 
 
 def data_root() -> Path | None:
-    from engine.core.config import data_dir
+    from engine import data_dir
 
     root = data_dir()
     return root if root is not None and root.is_dir() else None
@@ -154,7 +154,7 @@ def _models_cached(stamp: str) -> list[dict]:
 
 def _models_stamp() -> str:
     """Changes when a model directory is added or removed (so new runs show up at once)."""
-    from engine.core.config import shipped_model_dir, user_model_dir
+    from engine import shipped_model_dir, user_model_dir
 
     parts = []
     for root in (shipped_model_dir(), user_model_dir()):
@@ -325,7 +325,7 @@ def _mtime(path: Path) -> float:
 
 def read_limits():
     """The input limits of this session (``engine.io.ReadLimits``), set in the sidebar."""
-    from engine.io import make_limits
+    from engine import make_limits
 
     return make_limits(max_atoms=int(st.session_state.get("read_max_atoms") or 500),
                        max_bytes=int(st.session_state.get("read_max_mb") or 512) * 1024**2)
@@ -371,8 +371,7 @@ def session_id() -> str:
 @st.cache_resource(max_entries=4, show_spinner="Reading structures…")
 def _load_dataset_cached(path: str, limit: int | None, query: str | None, mtime: float,
                          max_atoms: int = 500, max_bytes: int = 512 * 1024**2):
-    from engine import load_dataset
-    from engine.io import make_limits
+    from engine import load_dataset, make_limits
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -422,8 +421,7 @@ def save_upload(files: tuple[tuple[str, bytes], ...]) -> str:
 
 @st.cache_data(max_entries=8, show_spinner="Reading the uploaded structures…")
 def _read_upload_cached(files: tuple[tuple[str, bytes], ...], max_atoms: int, max_bytes: int):
-    from engine import read_structures
-    from engine.io import make_limits
+    from engine import make_limits, read_structures
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -497,7 +495,7 @@ def training_dataset(card):
     """The dataset a model was trained on, if it is on this machine (query applied), else None."""
     if card is None or card.dataset is None:
         return None
-    from engine.io.datasets import resolve_source
+    from engine import resolve_source
 
     path = resolve_source(card.dataset.source)
     if path is None:

@@ -56,7 +56,7 @@ def upload_key(files: list[tuple[str, bytes]]) -> str:
 
 def default_root() -> Path:
     """Where upload folders live: ``home_dir()/uploads``."""
-    from engine.core.config import home_dir
+    from engine import home_dir
 
     return home_dir() / "uploads"
 
@@ -90,8 +90,7 @@ def remove_session_uploads(session: str, root: Path | None = None) -> None:
 
 
 def _zip_has_csv(data: bytes, name: str) -> bool:
-    from engine.io import DEFAULT_LIMITS
-    from engine.io.archive import Member, walk
+    from engine import DEFAULT_LIMITS, Member, walk
 
     return any(
         isinstance(m, Member) and m.fmt == "file"
@@ -133,8 +132,7 @@ def save_upload(
     Raises:
         UploadError: nothing was uploaded, or the session's size budget would be exceeded.
     """
-    from engine.io import DEFAULT_LIMITS
-    from engine.io.archive import extract
+    from engine import DEFAULT_LIMITS, extract
 
     if not files:
         raise UploadError("no file was uploaded")

@@ -39,12 +39,7 @@ class Found:
 
 def _validated(items, errors):
     """A ``StructureBatch`` of the items that pass the engine's checks; the rest as errors."""
-    from engine.io import (
-        ReadError,
-        StructureBatch,
-        StructureReadError,
-        validate_structure,
-    )
+    from engine import ReadError, StructureBatch, StructureReadError, validate_structure
 
     batch = StructureBatch(errors=list(errors))
     for item in items:
@@ -58,8 +53,7 @@ def _validated(items, errors):
 
 
 def _run(provider: str, query: str, limit: int, state_key: str, mp_key: str) -> None:
-    from engine.io.materials_project import fetch_materials_project
-    from engine.io.optimade import fetch_structures
+    from engine import fetch_materials_project, fetch_structures
 
     bar = st.progress(0.0, text=f"Searching {provider}…")
 
@@ -85,7 +79,7 @@ def _run(provider: str, query: str, limit: int, state_key: str, mp_key: str) -> 
 
 def search(page: str) -> Found | None:
     """Draw the search expander of ``page``; return its last search (None before the first)."""
-    from engine.io.optimade import providers
+    from engine import providers
 
     state_key = f"optimade_{page}"
     listed = {p.id: p for p in providers()}
@@ -162,8 +156,7 @@ def search(page: str) -> Found | None:
 def save(found: Found) -> Path:
     """Write every structure of a search as JSON lines (``home_dir()/optimade/``); the dataset
     reader then lists the ones it cannot use, with reasons."""
-    from engine.core.config import home_dir
-    from engine.io.optimade import write_jsonl
+    from engine import home_dir, write_jsonl
 
     folder = home_dir() / "optimade"
     folder.mkdir(parents=True, exist_ok=True)

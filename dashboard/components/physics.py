@@ -47,8 +47,7 @@ def alpha_curve(result, learned: tuple[float, float] | None = None) -> go.Figure
 
 def _results(items, settings, key: str) -> list | None:
     """Results for ``items``: computed inline, or from a background job (None while running)."""
-    from engine import start_thermal_job, thermal_job
-    from engine.physics import thermal_properties
+    from engine import start_thermal_job, thermal_job, thermal_properties
 
     runs = st.session_state.setdefault(f"{key}_physics_runs", {})
     run_key = (tuple(it.id for it in items), settings.relax)
@@ -99,7 +98,7 @@ def physics_section(items, *, key: str, learned: dict | None = None) -> None:
         key: widget-key prefix of the page.
         learned: id → (learned volumetric CTE at 300 K, σ), both in 1/K, drawn beside the curve.
     """
-    from engine.physics import ThermalSettings
+    from engine import ThermalSettings
 
     st.subheader("Physics estimate (universal potential)")
     teach("physics")
@@ -197,8 +196,7 @@ def _lattice_row(label: str, structure) -> dict:
 def relaxed_cell_section(item) -> None:
     """The cell of ``item`` relaxed with the universal potential (cached, or on request) beside
     the input cell, with the volume change."""
-    from engine.physics import ThermalSettings, thermal_properties
-    from engine.physics.cache import cached_result
+    from engine import ThermalSettings, cached_result, thermal_properties
 
     st.subheader("Relaxed with the universal potential")
     settings = ThermalSettings(relax=True)

@@ -9,15 +9,17 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from engine.io import NamedStructure, ReadError
-from engine.materials.compositions import PROTOTYPES
-from engine.materials.sofc import SOFC_MATERIALS, resolve_structure
-from engine.uq.calibration import (
+from engine import (
     MIN_POINTS,
+    PROTOTYPES,
+    SOFC_MATERIALS,
     Calibration,
+    NamedStructure,
+    ReadError,
     apply_calibration,
     fit_calibration,
     pairs_from_table,
+    resolve_structure,
 )
 
 MICRO = 1e6
@@ -172,13 +174,7 @@ def range_section(table: pd.DataFrame, source, electrolyte, electrolyte_item):
         The table to show, and ``(t1, t2, method)`` when it is ranked over the range (else
         None).
     """
-    from engine.apps.screening.operating_range import (
-        DEFAULT_RANGE_C,
-        METHODS,
-        physics_note,
-        range_column,
-        screen_over_range,
-    )
+    from engine import DEFAULT_RANGE_C, METHODS, physics_note, range_column, screen_over_range
 
     note = physics_note()
     r1, r2, r3 = st.columns(3)
@@ -231,8 +227,7 @@ def range_references(table: pd.DataFrame, top: int, references: list, range_info
     warning)."""
     from dataclasses import replace
 
-    from engine.apps.screening.electrolyte import Reference
-    from engine.apps.screening.operating_range import electrolyte_range_cte, range_column
+    from engine import Reference, electrolyte_range_cte, range_column
 
     t1, t2, method = range_info
     column = range_column(t1, t2)
@@ -270,7 +265,7 @@ def disorder_control(key: str, items=None):
     """How disordered structures are predicted (:class:`engine.materials.disorder.DisorderSettings`):
     the virtual crystal, or the mean of k seeded ordered supercells with their spread in σ.
     Shown only when ``items`` (if given) hold a disordered structure."""
-    from engine.materials.disorder import DisorderSettings
+    from engine import DisorderSettings
 
     if items is not None and all(it.structure.is_ordered for it in items):
         return DisorderSettings()

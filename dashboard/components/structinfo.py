@@ -11,7 +11,7 @@ from collections import Counter
 
 import pandas as pd
 
-from engine.inference.explain import symmetry
+from engine import symmetry
 
 
 def describe(item) -> dict:

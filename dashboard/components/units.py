@@ -71,7 +71,7 @@ class Display:
 def display_for(target: str, unit: str | None = None) -> Display:
     """The display of a target column; ``unit`` defaults to the engine's known unit."""
     if unit is None:
-        from engine.core.units import unit_of
+        from engine import unit_of
 
         unit = unit_of(target)
     name = PRETTY_NAMES.get(target, target)

@@ -107,8 +107,7 @@ class GraphView:
 
 def build_graph(structure, graph_config, *, cutoff: float, max_neighbors: int) -> GraphView:
     """The model's neighbour graph of ``structure`` with this cutoff and cap (no padding)."""
-    from engine import GraphBuilder
-    from engine.graphs.builder import gaussian_centers
+    from engine import GraphBuilder, gaussian_centers
 
     builder = GraphBuilder(
         graph_config,

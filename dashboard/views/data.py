@@ -18,7 +18,7 @@ tab_upload, tab_dir, tab_examples = st.tabs(["Upload files", "Data directory", "
 
 with tab_upload:
     try:
-        from engine.io import SUPPORTED_FORMATS
+        from engine import SUPPORTED_FORMATS
     except ImportError:  # pragma: no cover
         SUPPORTED_FORMATS = "CIF, POSCAR, XYZ, JSON, JSON lines, zip"
     st.markdown(
@@ -52,7 +52,7 @@ with tab_upload:
                 st.success(f"Using {label}: {n_loaded} structure{'' if n_loaded == 1 else 's'}.")
             else:
                 st.error(f"Nothing usable in {label}: no structure could be read (see below).")
-        from engine.io import detect_format
+        from engine import detect_format
 
         # a folder read skips files of unknown format silently; an upload should say so
         ignored = [

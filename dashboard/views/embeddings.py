@@ -14,10 +14,7 @@ from dashboard.components.structinfo import describe_many
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
 from dashboard.components.viewer import describe_line, show_structure
-from engine.inference.embeddings import reduce
-from engine.inference.prediction import embed, predict
-from engine.io import csv_text
-from engine.io.datasets import resolve_source
+from engine import csv_text, embed, predict, reduce, resolve_source
 
 st.title("Embeddings")
 teach("pooling", "embeddings")

@@ -24,8 +24,7 @@ from dashboard import state
 from dashboard.components import plots
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
-from engine.inference.explain import polymorph_pairs
-from engine.io import csv_text
+from engine import csv_text, polymorph_pairs
 
 ALIASES = {"weight_composition": "w_comp", "weight_structure": "w_graph"}
 
@@ -174,8 +173,7 @@ if getattr(model, "has_fusion_weights", False):
             key = ("fusion", state.model_ref(m), which, tuple(ds.ids))
             cache = st.session_state["fusion_cache"]
             if key not in cache:
-                from engine.inference.contributions import fusion_weights
-                from engine.inference.prediction import evaluate
+                from engine import evaluate, fusion_weights
 
                 with st.spinner(f"Weights of {len(ds)} structures…"):
                     if m["target"] in ds.numeric_columns():
@@ -302,7 +300,7 @@ if hasattr(model.module, "fusion_parts"):
     if ds is None:
         st.caption(f"Load a dataset with a `{m['target']}` column on **Data** to run it.")
     elif st.button(f"Run on {label}", key="fusion_contrib"):
-        from engine.inference.contributions import contribution_analysis
+        from engine import contribution_analysis
 
         with st.spinner("Perturbing each part…"):
             try:

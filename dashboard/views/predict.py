@@ -14,7 +14,7 @@ from dashboard.components.physics import physics_section
 from dashboard.components.sofc import disorder_control, spec_box
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
-from engine.io import csv_text
+from engine import csv_text
 
 
 def _lower_first(name: str) -> str:
@@ -107,7 +107,7 @@ if st.button(
     f"Predict {len(items)} structure(s) with {model_info['name']}", type="primary", key="predict_go"
 ) or (fresh and result):
     if not fresh:
-        from engine.inference.disorder import predict_structures
+        from engine import predict_structures
 
         try:
             model = state.load_model(state.model_ref(model_info))
@@ -268,7 +268,7 @@ if st.button(
             format_func=lambda i: f"{i} — {formulas[i]} ({flags[i]})",
             key="predict_neighbours_of",
         )
-        from engine.inference.prediction import nearest_training
+        from engine import nearest_training
 
         item = next(it for it in items if it.id == chosen)
         near = nearest_training(model, [item], k=unc.k)

@@ -16,8 +16,7 @@ from dashboard.components import plots
 from dashboard.components.teaching import teach
 from dashboard.components.units import Display, display_for
 from dashboard.components.viewer import describe_line, show_structure
-from engine.io import csv_text
-from engine.io.datasets import resolve_source
+from engine import csv_text, resolve_source
 
 st.title("Results")
 teach("metrics")
@@ -106,7 +105,7 @@ def task_view(m: dict, history, predictions, task: str):
     """One target of a multi-target model as if it were a single-target one: its metrics
     (``<task>/mae`` …), predictions (``target_<task>`` … renamed to ``target`` …, rows without
     that label dropped) and learning curves (``train_mae_<task>``/``val_mae_<task>``)."""
-    from engine.training.multitask import per_task_metrics
+    from engine import per_task_metrics
 
     k = m["targets"].index(task)
     metrics = {part: per_task_metrics(vals, task) for part, vals in (m.get("metrics") or {}).items()}
@@ -311,8 +310,7 @@ def evaluate_here(m: dict, disp: Display, key: str) -> None:
     ds = dataset.dropna(m["target"])
     if not st.button(f"Evaluate on the current dataset ({len(ds)} structures)", key=f"eval_{key}"):
         return
-    from engine import regression_metrics
-    from engine.inference.prediction import evaluate
+    from engine import evaluate, regression_metrics
 
     model = state.load_model(state.model_ref(m))
     bar = st.progress(0.0, text="Evaluating…")

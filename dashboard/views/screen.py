@@ -22,20 +22,24 @@ from dashboard.components import optimade, plots
 from dashboard.components import sofc as sofc_ui
 from dashboard.components.physics import physics_section
 from dashboard.components.teaching import teach
-from engine.apps.screening.candidates import DEFAULT_CHUNK_SIZE, count_candidates, iter_candidates
-from engine.apps.screening.electrolyte import (
+from engine import (
+    DEFAULT_CHUNK_SIZE,
+    EXAMPLES,
+    MEASURED_COLUMNS,
+    Filters,
     candidate_references,
+    count_candidates,
+    csv_text,
     example_electrolytes,
+    iter_candidates,
+    measured_table,
+    mismatch_matrix,
+    predict_candidates,
+    range_column,
+    rank_candidates,
+    read_screen_csv,
     resolve_electrolyte,
 )
-from engine.apps.screening.filters import Filters
-from engine.apps.screening.matrix import mismatch_matrix
-from engine.apps.screening.measured import MEASURED_COLUMNS, measured_table
-from engine.apps.screening.operating_range import range_column
-from engine.apps.screening.predict import predict_candidates
-from engine.apps.screening.ranking import rank_candidates, read_screen_csv
-from engine.io import csv_text
-from engine.materials.examples import EXAMPLES
 
 st.title("Screen")
 teach("cte")
@@ -65,7 +69,7 @@ ELECTROLYTE_BY = {
 
 @st.cache_resource(show_spinner="Building the candidate library…")
 def _library():
-    from engine.materials.library import library_batch
+    from engine import library_batch
 
     return library_batch()
 
@@ -87,7 +91,7 @@ def _count(source_key: str, which: str, _source) -> int:
 
 def _models_for(prop: str) -> list[dict]:
     """Models predicting ``prop`` in its unit (any 1/K model for the CTE)."""
-    from engine.apps.screening.filters import PROPERTY_TARGETS, PROPERTY_UNITS
+    from engine import PROPERTY_TARGETS, PROPERTY_UNITS
 
     wanted = set(PROPERTY_TARGETS[prop])
     out = []
@@ -102,7 +106,7 @@ def _models_for(prop: str) -> list[dict]:
 
 def _pick_model(label: str, prop: str, key: str, container) -> dict | None:
     """A model picker for one property, defaulting to the one the engine would pick."""
-    from engine.apps.screening.filters import find_property_model
+    from engine import find_property_model
 
     available = _models_for(prop)
     if not available:
@@ -188,7 +192,7 @@ elif which == "library":
         "Ruddlesden–Popper phases built from Shannon radii (`engine.materials.library`)."
     )
 elif which == "sofc":
-    from engine.materials.sofc import sofc_batch
+    from engine import sofc_batch
 
     source, source_key = sofc_batch(), "sofc"
     st.caption(f"{len(source.items)} named SOFC materials (`engine.materials.sofc`): doped and "
@@ -199,7 +203,7 @@ elif which == "typed":
     for err in typed_errors:
         st.error(f"{err.source}: {err.reason}")
     if typed_items:
-        from engine.io import StructureBatch
+        from engine import StructureBatch
 
         source = StructureBatch(items=typed_items)
         source_key = "typed:" + "|".join(it.id for it in typed_items)
@@ -438,7 +442,7 @@ for note in filter_notes:
 table, electrolyte = sofc_ui.calibration_section(table, electrolyte)
 electrolyte_item = electrolyte_spec if not isinstance(electrolyte_spec, str) else None
 if isinstance(electrolyte_spec, str):
-    from engine.materials.sofc import resolve_structure
+    from engine import resolve_structure
 
     try:
         electrolyte_item = resolve_structure(electrolyte_spec)

@@ -37,7 +37,7 @@ teach("splits", "convolution")
 def search_widgets(config_class) -> dict | None:
     """The reduced hyperparameter search of the form: the CGCNN grid values that apply to
     this family, and how many settings to sample; None unless switched on."""
-    from engine.training.search import SCIENCE_GRID, TRAINING_KEYS
+    from engine import SCIENCE_GRID, TRAINING_KEYS
 
     keys = [k for k in SCIENCE_GRID if k in TRAINING_KEYS or k in config_class.model_fields]
     if not keys:
