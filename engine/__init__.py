@@ -142,7 +142,7 @@ _API = {
     "thermal_properties": "engine.physics",
     "cached_result": "engine.physics.cache",
     "per_task_metrics": "engine.training.multitask",
-    "SCIENCE_GRID": "engine.training.search",
+    "CGCNN_GRID": "engine.training.search",
     "TRAINING_KEYS": "engine.training.search",
     "Calibration": "engine.uq.calibration",
     "MIN_POINTS": "engine.uq.calibration",

@@ -165,7 +165,7 @@ def test_nearest_neighbours_from_a_short_search_equal_those_of_the_full_cutoff(
     crystals, max_neighbors
 ):
     """The builder's first, shorter search radius never changes which edges are kept."""
-    from engine.graphs.builder import _nearest, atomic_numbers
+    from engine.graphs.builder import atomic_numbers, nearest_edges
 
     config = GraphConfig(max_neighbors=max_neighbors)
     rng = np.random.default_rng(1)
@@ -175,7 +175,7 @@ def test_nearest_neighbours_from_a_short_search_equal_those_of_the_full_cutoff(
         Structure(Lattice.cubic(4.0), ["Sr", "Ti", "O", "O", "O"] * 8, rng.random((40, 3))),
     ]
     for structure in structures:
-        full = _nearest(
+        full = nearest_edges(
             *neighbor_list(structure, config.cutoff),
             atomic_numbers(structure),
             len(structure),

@@ -13,7 +13,7 @@ import requests
 from engine.apps.cli.main import main
 from engine.io import NamedStructure, read_structures
 from engine.io.optimade import (
-    _convert,
+    entry_structure,
     fetch_structures,
     providers,
     structure_record,
@@ -182,7 +182,7 @@ def test_partial_occupancy_stays_disordered():
             "structure_features": ["disorder"],
         },
     }
-    item = _convert(entry, "prov:x1", "test")
+    item = entry_structure(entry, "prov:x1", "test")
     assert isinstance(item, NamedStructure) and item.id == "prov:x1"
     s = item.structure
     assert not s[0].is_ordered and s[0].species.as_dict() == {"La": 0.7, "Sr": 0.3}
@@ -203,7 +203,7 @@ def test_molecule_is_an_entry_error():
             "lattice_vectors": None,
         },
     }
-    err = _convert(entry, "p:m", "test")
+    err = entry_structure(entry, "p:m", "test")
     assert err.source == "p:m" and "molecule" in err.reason
 
 

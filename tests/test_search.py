@@ -10,7 +10,7 @@ from engine.apps.cli.main import main
 from engine.catalog.names import load_model
 from engine.core.config import SplitConfig, TrainConfig
 from engine.io.datasets import load_dataset
-from engine.training.search import SCIENCE_GRID, hyperparameter_search, search_settings
+from engine.training.search import CGCNN_GRID, hyperparameter_search, search_settings
 from tests.dashboard.helpers import write_dataset
 
 CTE = "agl_thermal_expansion_300K"
@@ -19,14 +19,14 @@ GRID = {"n_conv": [1, 2], "lr": [1e-3, 1e-2], "atom_fea_len": [8]}
 
 
 def test_science_grid_has_54_settings_and_sampling_is_seeded_without_replacement():
-    full = search_settings(SCIENCE_GRID, None, seed=0)
+    full = search_settings(CGCNN_GRID, None, seed=0)
     assert len(full) == 54 and len({tuple(sorted(s.items())) for s in full}) == 54
-    sample = search_settings(SCIENCE_GRID, 10, seed=3)
+    sample = search_settings(CGCNN_GRID, 10, seed=3)
     assert len({tuple(sorted(s.items())) for s in sample}) == 10
     assert all(s in full for s in sample)
-    assert sample == search_settings(SCIENCE_GRID, 10, seed=3)
-    assert sample != search_settings(SCIENCE_GRID, 10, seed=4)
-    assert len(search_settings(SCIENCE_GRID, 100, seed=0)) == 54  # more than the grid: all of it
+    assert sample == search_settings(CGCNN_GRID, 10, seed=3)
+    assert sample != search_settings(CGCNN_GRID, 10, seed=4)
+    assert len(search_settings(CGCNN_GRID, 100, seed=0)) == 54  # more than the grid: all of it
 
 
 @pytest.fixture(scope="module")

@@ -37,9 +37,9 @@ teach("splits", "convolution")
 def search_widgets(config_class) -> dict | None:
     """The reduced hyperparameter search of the form: the CGCNN grid values that apply to
     this family, and how many settings to sample; None unless switched on."""
-    from engine import SCIENCE_GRID, TRAINING_KEYS
+    from engine import CGCNN_GRID, TRAINING_KEYS
 
-    keys = [k for k in SCIENCE_GRID if k in TRAINING_KEYS or k in config_class.model_fields]
+    keys = [k for k in CGCNN_GRID if k in TRAINING_KEYS or k in config_class.model_fields]
     if not keys:
         return None
     with st.expander("Hyperparameter search (optional)"):
@@ -52,7 +52,7 @@ def search_widgets(config_class) -> dict | None:
         )
         cols = st.columns(len(keys) + 1)
         grid = {
-            k: col.multiselect(k, SCIENCE_GRID[k], default=SCIENCE_GRID[k], key=f"search_{k}")
+            k: col.multiselect(k, CGCNN_GRID[k], default=CGCNN_GRID[k], key=f"search_{k}")
             for k, col in zip(keys, cols)
         }
         size = 1

@@ -125,7 +125,7 @@ class GraphBuilder:
         else:
             center, neighbor, offset, distance = _candidate_pairs(structure, c)
         z = atomic_numbers(structure)
-        return _nearest(center, neighbor, offset, distance, z, len(structure), c)
+        return nearest_edges(center, neighbor, offset, distance, z, len(structure), c)
 
     def __call__(self, structure: Structure, *, structure_id: str | None = None) -> Data:
         """Build the graph of one structure.
@@ -205,7 +205,7 @@ class GraphBuilder:
         offset = np.concatenate([p[2] for p in parts])
         distance = np.concatenate([p[3] for p in parts])
         z = np.concatenate([atomic_numbers(s) for s in structures])
-        edges = _nearest(center, neighbor, offset, distance, z, int(sizes.sum()), c)
+        edges = nearest_edges(center, neighbor, offset, distance, z, int(sizes.sum()), c)
         counts = np.bincount(edges["center"], minlength=int(sizes.sum()))
         # one expansion for all edges: many small torch calls cost more than the arithmetic
         edge_attr = gaussian_expand(torch.as_tensor(edges["distance"], dtype=torch.float32), c)
@@ -281,7 +281,7 @@ def _candidate_pairs(
     return neighbor_list(structure, config.cutoff, coords)
 
 
-def _nearest(
+def nearest_edges(
     center: np.ndarray,
     neighbor: np.ndarray,
     offset: np.ndarray,

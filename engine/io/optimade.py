@@ -213,7 +213,7 @@ class FetchResult:
         return self.error is None
 
 
-def _convert(entry: dict, ident: str, source: str) -> NamedStructure | ReadError:
+def entry_structure(entry: dict, ident: str, source: str) -> NamedStructure | ReadError:
     """One OPTIMADE structure entry as a pymatgen structure (disordered sites kept)."""
     from optimade.adapters.structures.pymatgen import get_pymatgen
     from optimade.models import StructureResource
@@ -299,7 +299,7 @@ def fetch_structures(
         entries = body.get("data") or []
         for entry in entries[: limit - seen]:
             ident = f"{result.provider}:{entry.get('id')}"
-            got = _convert(entry, ident, f"{result.base_url} {ident}")
+            got = entry_structure(entry, ident, f"{result.base_url} {ident}")
             (result.items if isinstance(got, NamedStructure) else result.errors).append(got)
         seen += min(len(entries), limit - seen)
         if progress is not None:

@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
     families = sorted(MODEL_FAMILIES)
     p = sub.add_parser(
         "search",
-        help="hyperparameter search (grid of SCIENCE.md or a seeded sample of it), "
+        help="hyperparameter search (CGCNN teaching grid or a seeded sample of it), "
         "ranked by validation MAE",
     )
     add_data_args(p)
@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--grid",
         help="JSON object: setting → list of values (default: the CGCNN "
-        "grid atom_fea_len, n_conv, h_fea_len, lr of SCIENCE.md)",
+        "grid atom_fea_len, n_conv, h_fea_len, lr around the CGCNN defaults)",
     )
     p.add_argument(
         "--trials",
@@ -52,11 +52,11 @@ def run(args) -> int:
     """Search, print the ranked table and save the best model; the exit code."""
     from engine.core.config import GraphConfig, SplitConfig, TrainConfig
     from engine.io import check_output_path, write_csv
-    from engine.training.search import SCIENCE_GRID, hyperparameter_search
+    from engine.training.search import CGCNN_GRID, hyperparameter_search
 
     check_output_path(args.table, what="--table")
     check_output_path(args.out, what="--out", folder=True)
-    grid = json.loads(args.grid) if args.grid else SCIENCE_GRID
+    grid = json.loads(args.grid) if args.grid else CGCNN_GRID
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise ValueError(
             "--grid must be a JSON object of non-empty lists, e.g. "
