@@ -18,7 +18,7 @@ SPLIT = SplitConfig(kind="random", val_fraction=0.2, test_fraction=0.2, seed=0)
 GRID = {"n_conv": [1, 2], "lr": [1e-3, 1e-2], "atom_fea_len": [8]}
 
 
-def test_science_grid_has_54_settings_and_sampling_is_seeded_without_replacement():
+def test_cgcnn_grid_has_54_settings_and_sampling_is_seeded_without_replacement():
     full = search_settings(CGCNN_GRID, None, seed=0)
     assert len(full) == 54 and len({tuple(sorted(s.items())) for s in full}) == 54
     sample = search_settings(CGCNN_GRID, 10, seed=3)
@@ -81,3 +81,23 @@ def test_cli_search_writes_the_table(tmp_path, capsys):
     lines = table.read_text().splitlines()
     assert lines[0].startswith("trial,") and "val_mae" in lines[0] and len(lines) == 3
     assert main(["search", "--data", str(data), "--target", CTE, "--grid", "[1, 2]"]) == 2
+
+
+def test_a_cancel_file_ends_the_running_trial_within_a_batch(tmp_path):
+    """The callbacks reach every trial: with a ``cancel`` file present the first trial stops in
+    its first epoch and on_trial ends the search, so a cancel never waits for a whole trial."""
+    from engine.training.callbacks import CANCELLED, CancelFile
+
+    dataset = load_dataset(write_dataset(tmp_path / "toy.jsonl", n=30))
+    (tmp_path / "cancel").touch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = hyperparameter_search(
+            dataset, CTE, grid=GRID, epochs=5, split=SPLIT,
+            training=TrainConfig(batch_size=4, early_stopping_patience=None),
+            callbacks=[CancelFile(tmp_path)],
+            on_trial=lambda done, total, row: (tmp_path / "cancel").exists(),
+        )
+    assert len(result.table) == 1
+    assert len(result.best_result.history) == 1
+    assert result.best_result.stop_reason == CANCELLED

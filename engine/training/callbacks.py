@@ -132,17 +132,12 @@ class ProgressBar(Callback):
         self.bar.close()
 
 
-class ProgressFile(Callback):
-    """Writes ``progress.json`` (atomically) after every epoch, for pages that poll a job.
-
-    Training stops cleanly when a file named ``cancel`` appears beside it: within the current
-    batch (checked at most every 0.5 s), keeping the best completed epoch.
-    """
+class CancelFile(Callback):
+    """Stops training cleanly when a file named ``cancel`` appears in ``directory``: within the
+    current batch (checked at most every 0.5 s), keeping the best completed epoch."""
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.records: list[dict] = []
         self._checked = 0.0
 
     def on_batch_end(self, trainer):
@@ -151,6 +146,16 @@ class ProgressFile(Callback):
             self._checked = now
             if (self.directory / "cancel").exists():
                 trainer.stop_reason = CANCELLED
+
+
+class ProgressFile(CancelFile):
+    """Writes ``progress.json`` (atomically) after every epoch, for pages that poll a job; a
+    ``cancel`` file stops training as in :class:`CancelFile`."""
+
+    def __init__(self, directory: str | Path):
+        super().__init__(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.records: list[dict] = []
 
     def _write(self, trainer, status: str) -> None:
         payload = {

@@ -20,6 +20,7 @@ from sklearn.model_selection import ParameterGrid, ParameterSampler
 from engine.core.config import CGCNNConfig, GraphConfig, ModelConfig, SplitConfig, TrainConfig
 from engine.io.datasets import LabelledDataset
 from engine.store.directory import save_model
+from engine.training.callbacks import Callback
 from engine.training.run import TrainResult, train
 
 #: The CGCNN grid of the teaching material, around the paper's defaults (atom_fea_len 64,
@@ -80,6 +81,7 @@ def hyperparameter_search(
     out: str | Path | None = None,
     name: str | None = None,
     on_trial: Callable[[int, int, dict], bool | None] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> SearchResult:
     """Train one model per setting and rank the settings by validation MAE.
 
@@ -96,6 +98,8 @@ def hyperparameter_search(
         out: if given, the best trial's model is saved there (name ``name``).
         on_trial: called as ``on_trial(done, total, row)`` after each trial (progress); a true
             return value ends the search early (the best trial so far is kept).
+        callbacks: passed to every trial's training (e.g. a
+            :class:`~engine.training.callbacks.CancelFile`, which ends a trial within a batch).
 
     Raises:
         ValueError: a grid key that is no setting of the model nor of training, or every trial
@@ -121,7 +125,7 @@ def hyperparameter_search(
                 dataset, target, model=config_class(**{**model.model_dump(), **model_params}),
                 graph=graph,
                 training=TrainConfig(**{**base.model_dump(), **train_params}), split=split,
-                query=query,
+                query=query, callbacks=callbacks,
             )
         except (ValueError, RuntimeError) as exc:  # one bad setting must not end the search
             row.update(val_mae=float("nan"), val_r=float("nan"), best_epoch=None,

@@ -49,9 +49,11 @@ def _run_search(directory: Path, dataset, request: JobRequest, configs: dict):
     """A search job: trials counted in ``progress.json``, the table in ``search.csv``; returns
     the best trial's TrainResult with a ``stop_reason`` that names the winning settings.
 
-    A cancel request ends the search after the current trial."""
+    A cancel request ends the current trial within a batch (its best epoch counts) and then the
+    search."""
     import pandas as pd
 
+    from engine.training.callbacks import CancelFile
     from engine.training.search import hyperparameter_search
 
     rows: list[dict] = []
@@ -68,7 +70,8 @@ def _run_search(directory: Path, dataset, request: JobRequest, configs: dict):
     training = configs["training"]
     result = hyperparameter_search(
         dataset, request.targets[0], grid=request.search.grid, n_trials=request.search.n_trials,
-        epochs=training.epochs, seed=training.seed, on_trial=on_trial, **configs,
+        epochs=training.epochs, seed=training.seed, on_trial=on_trial,
+        callbacks=[CancelFile(directory)], **configs,
     )
     atomic_write(directory / SEARCH_FILE, lambda tmp: result.table.to_csv(tmp, index=False))
     best = ", ".join(f"{k}={v}" for k, v in result.best.items())
