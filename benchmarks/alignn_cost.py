@@ -79,7 +79,7 @@ def worker(name: str, limit: int, epochs: int, batch_size: int, threads: int) ->
     structures = [item.structure for item in dataset.items]
     module = build_model(config, graph)
     start = time.perf_counter()
-    inputs = build_inputs(module, GraphBuilder(graph), structures)
+    inputs = build_inputs(module, GraphBuilder(graph), structures, use_cache=False)  # time building
     prepare_s = time.perf_counter() - start
     sizes = {
         "atoms_per_structure": float(np.mean([d.num_nodes for d in inputs])),

@@ -29,6 +29,7 @@ from pydantic import TypeAdapter
 from torch_geometric.data import Data
 
 from engine.core.config import MODEL_FAMILIES, GraphConfig, ModelConfig
+from engine.graphs.cache import build_many_cached
 from engine.models.alignn import ALIGNN
 from engine.models.base import FamilyModule, MissingInputError
 from engine.models.cgcnn import CGCNN
@@ -123,14 +124,20 @@ def prepare_input(module: FamilyModule, builder, structure, *,
 
 
 def build_inputs(module: FamilyModule, builder, structures: Iterable,
-                 ids: Sequence[str] | None = None) -> list[Data]:
+                 ids: Sequence[str] | None = None, *, use_cache: bool | None = None
+                 ) -> list[Data]:
     """Inputs of many structures (see :func:`prepare_input`). The only place inputs are built:
-    training, prediction, evaluation and embedding all come through here."""
+    training, prediction, evaluation and embedding all come through here.
+
+    Graphs come from :func:`engine.graphs.cache.build_many_cached` (built once per structure and
+    graph config, kept in memory and on disk); ``use_cache=False`` (or
+    ``CRYSTAL_SCREEN_GRAPH_CACHE=0``) builds them all."""
     structures = list(structures)
     ids = list(ids) if ids is not None else [None] * len(structures)
     if not module.needs_graph or not hasattr(builder, "build_many"):
         return [prepare_input(module, builder, s, structure_id=i) for s, i in zip(structures, ids)]
-    graphs = builder.build_many(structures, ids)  # one vectorised neighbour selection
+    # one vectorised neighbour selection for the graphs not cached yet
+    graphs = build_many_cached(builder, structures, ids, use_cache=use_cache)
     for data, structure in zip(graphs, structures):
         module.prepare(data, structure)
     return graphs
