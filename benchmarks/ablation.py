@@ -1,7 +1,8 @@
 """Accuracy levers for thermal expansion (issue 16), one at a time, on the shipped models' split.
 
     python benchmarks/ablation.py run LEVER --seed S [--epochs 50] [--threads 1]
-    python benchmarks/ablation.py report
+    python benchmarks/ablation.py report [--longer FOLDER]
+    python benchmarks/ablation.py ship LEVER --runs FOLDER --name NAME
 
 Base: CGCNN with the shipped ``cte-cgcnn-aflow`` settings (lr 3e-3, batch 64, cosine schedule,
 best epoch by validation loss) on ``aflow_agl`` with query ``validated_against_mp != False``,
@@ -530,6 +531,76 @@ def markdown(data: dict) -> list[str]:
     return [*lines, END]
 
 
+def ship(folder: Path, lever: str, name: str) -> Path:
+    """Ship the seeds of ``lever`` in ``folder`` as one ensemble model in ``assets/models/NAME``
+    (members ``members/<i>``: each run's model directory without its ``ablation.json``), with
+    σ and the domain fitted and the member-mean metrics and ``predictions.csv`` rebuilt by
+    :func:`engine.uncertainty.calibrate_model` (the same columns as the other shipped models).
+    The card's description records the data, split, levers and validation/test metrics."""
+    import shutil
+
+    from engine.config import data_dir
+    from engine.datasets import load_dataset
+    from engine.store import EnsembleInfo, load_model, read_card, write_card
+    from engine.uncertainty import calibrate_model
+
+    records = sorted(collect(folder)[lever], key=lambda r: r["seed"])
+    if len(records) < 2:
+        raise SystemExit(f"an ensemble needs 2 or more seeds of {lever} in {folder}")
+    out = ROOT / "assets" / "models" / name
+    if out.exists():
+        shutil.rmtree(out)
+    members = []
+    for i, r in enumerate(records):
+        member = out / "members" / str(i)
+        shutil.copytree(folder / f"{lever}-s{r['seed']}", member,
+                        ignore=shutil.ignore_patterns("ablation.json"))
+        card = read_card(member)
+        write_card(member, card.model_copy(update={"name": f"{name}/member-{i}"}))
+        members.append(f"members/{i}")
+    first = read_card(out / members[0])
+    st = settings_of(records[0])
+    seeds = [r["seed"] for r in records]
+    levers = ", ".join(
+        [f"target {'ln α' if st['transform'] == 'log' else 'α'}", f"{st['loss']} loss"]
+        + (["physics inputs (θ_D, B0, B′, γ, α_V(300 K) of engine.physics)"]
+           if st["physics"] else [])
+    )
+    card = first.model_copy(update={
+        "name": name, "source": "shipped", "metrics": {}, "uncertainty": None,
+        "created": datetime.now(timezone.utc).isoformat(),
+        "ensemble": EnsembleInfo(members=members, seeds=seeds),
+    })
+    write_card(out, card)
+    dataset = load_dataset(data_dir() / "aflow_agl" / "structures.jsonl.gz")
+    if st["physics"]:
+        attach_physics(dataset)
+    model = calibrate_model(load_model(out), dataset, device="cpu")
+    m = model.card.metrics
+    description = (
+        f"Volumetric thermal expansion coefficient at 300 K (AFLOW AGL): mean of {len(seeds)} "
+        f"{first.model['name']} models (training seeds {', '.join(map(str, seeds))}; "
+        f"{records[0]['epochs']} epochs each, lr {st['lr']:g}, batch 64, cosine schedule, the "
+        "epoch with the lowest validation loss), with sigma from their spread calibrated on the "
+        f"validation split. Levers of issue 16 (docs/accuracy.md, ablation): {levers}. Trained on "
+        f"the crabnet_split train rows of aflow_agl with query '{QUERY}' "
+        f"({first.dataset.n_train} rows); selected on the crabnet val rows "
+        f"({first.dataset.n_val}); tested on a formula-grouped 10% of the train formulas "
+        f"({first.dataset.n_test}), never used to choose. Member mean: val MAE "
+        f"{m['val']['mae']:.3e} 1/K, R {m['val']['r']:.4f}; test MAE {m['test']['mae']:.3e} "
+        f"1/K, R {m['test']['r']:.4f}."
+        + (" Physics inputs are computed at prediction by `python -m engine predict`; where "
+           "they are missing (the physics route failed, or the dashboard, which does not "
+           "compute them yet) a crystal is predicted from its graph alone (physics_used "
+           "False), which is less accurate (docs/accuracy.md)." if st["physics"] else "")
+        + " Multiply by about 1/3 for the linear coefficient."
+    )
+    write_card(out, model.card.model_copy(update={"description": description}))
+    print(f"shipped {out}: val MAE {m['val']['mae']:.4g} R {m['val']['r']:.4f} | "
+          f"test MAE {m['test']['mae']:.4g} R {m['test']['r']:.4f}")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -556,6 +627,10 @@ def main() -> None:
         default=[],
         help="a folder of longer runs (e.g. combined with more epochs)",
     )
+    p = sub.add_parser("ship", help="ship the seeds of a lever as an ensemble in assets/models")
+    p.add_argument("lever", choices=LEVERS)
+    p.add_argument("--runs", type=Path, required=True, help="folder holding LEVER-sSEED runs")
+    p.add_argument("--name", required=True, help="model name (folder in assets/models)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(getattr(args, "threads", 1)))
     if args.command == "run":
@@ -568,6 +643,8 @@ def main() -> None:
             args.choose_from or args.runs,
             args.pretrain_epochs,
         )
+    elif args.command == "ship":
+        ship(args.runs, args.lever, args.name)
     else:
         report(args.runs, args.longer)
 
