@@ -64,6 +64,11 @@ of the train formulas. Multiply by about 1/3 for the linear coefficient."
         --runs "$LONG" --choose-from "$RUNS"
     done
     $PY benchmarks/ablation.py ship combined --runs "$LONG" --name cte-cgcnn-physics-aflow-ens2
+    # the same without physics inputs (what the dashboard can use as measured): 120 epochs
+    for seed in 0 1; do
+      $PY benchmarks/ablation.py run log-huber --seed $seed --epochs 120 --threads 1 --runs "$LONG"
+    done
+    $PY benchmarks/ablation.py ship log-huber --runs "$LONG" --name cte-cgcnn-log-huber-aflow-ens2
     ;;
   cte-alignn)
     # ALIGNN had the lowest validation MAE of the families at 60 epochs (docs/models.md); one
