@@ -127,6 +127,14 @@ class TrainConfig(StrictModel):
         loss: ``mse``, ``l1`` or ``huber`` on the standardised (transformed) target.
         huber_delta: where the Huber loss turns from quadratic to linear, in standardised units
             (0.1 std of the transformed training target).
+        init_from: transfer learning: a model directory whose weights initialise every
+            parameter and buffer of this model with the same name and shape (e.g. the graph
+            trunk of a CGCNN pretrained on another property); the rest (a head of another
+            width) keep their fresh initialisation. Its graph settings must equal this run's.
+            See :func:`engine.training.transfer.transfer_weights`.
+        freeze: parameter-name prefixes kept fixed during training, e.g.
+            ``("embedding.", "convs.")``, the CGCNN graph trunk (a frozen trunk: only the head
+            trains; batch-norm running statistics still follow the new data).
     """
 
     epochs: int = Field(100, ge=1)
@@ -143,6 +151,8 @@ class TrainConfig(StrictModel):
     target_transform: Literal["none", "log"] = "none"
     loss: Literal["mse", "l1", "huber"] = "mse"
     huber_delta: float = Field(0.1, gt=0)
+    init_from: str | None = None
+    freeze: tuple[str, ...] = ()
 
 
 class EarlyFusionConfig(StrictModel):

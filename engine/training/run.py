@@ -13,13 +13,17 @@ training split), then dispatches on the family's ``training_kind``:
 * ``multitask``: the Trainer on the masked, weighted sum of K task losses
   (:class:`~engine.training.multitask.MultitaskTrainer`); ``target`` is then a list.
 
+A gradient family can start from another model's weights (``TrainConfig.init_from``, with
+``TrainConfig.freeze`` to keep some fixed; :mod:`engine.training.transfer`); the card's
+``fitted["transfer"]`` records the source and how many entries were copied and frozen.
+
 Every family leaves the same artefacts: ``history.csv``, ``predictions.csv`` (split, id, formula,
 target, prediction, error, σ and domain, plus family extras), train/val/test metrics in the card,
 and the fitted σ and applicability domain (``domain.npz``, the card's ``uncertainty``; see
 :mod:`engine.uq.uncertainty`). A multi-target run adds per-task columns and metrics
 (:mod:`engine.training.multitask`).
 
-Size: a little over 450 lines: the four training kinds share one data preparation and one
+Size: about 480 lines: the four training kinds share one data preparation and one
 model-directory write, which read best side by side.
 """
 
@@ -57,6 +61,7 @@ from engine.training.multitask import (
     fitted_weights,
     metrics_by_task,
 )
+from engine.training.transfer import freeze_parameters, transfer_weights
 from engine.training.uq_fit import fit_uncertainty
 from engine.uq.metrics import regression_metrics
 
@@ -158,6 +163,13 @@ def train(
 
     seed_everything(train_cfg.seed)
     module = build_model(model_cfg, graph_cfg)
+    transfer = {}  # transfer learning (TrainConfig.init_from / freeze), recorded in the card
+    if train_cfg.init_from:
+        done = transfer_weights(module, train_cfg.init_from, graph_cfg)
+        transfer = {"init_from": done["init_from"], "transferred": len(done["transferred"]),
+                    "not_transferred": done["skipped"]}
+    if train_cfg.freeze:
+        transfer["frozen"] = len(freeze_parameters(module, train_cfg.freeze))
     inputs = build_inputs(module, GraphBuilder(graph_cfg), structures, ids=ids)
     if multi:
         attach_task_labels(inputs, values, normalizers)
@@ -201,7 +213,7 @@ def train(
             n_test=len(parts["test"]),
         ),
         training=train_cfg,
-        fitted=fitted,
+        fitted={**fitted, **({"transfer": transfer} if transfer else {})},
     )
     loaded = LoadedModel(card=card, module=module)
     frames, metrics = [], {}
