@@ -181,9 +181,13 @@ def model_ref(m: dict) -> str:
 
 
 def default_model(available: list[dict]) -> dict | None:
-    """Prefer the shipped thermal-expansion model with the lowest validation MAE, then any
-    thermal-expansion model, then any shipped one, then the first."""
-    flagship = [m for m in available if m["source"] == "shipped" and m["target"] == FLAGSHIP_TARGET]
+    """Prefer the shipped thermal-expansion model with the lowest validation MAE that needs only
+    the structure (not ``PHYSICS_INPUT_FAMILIES``), then any thermal-expansion model, then any
+    shipped one, then the first."""
+    from engine import PHYSICS_INPUT_FAMILIES
+
+    flagship = [m for m in available if m["source"] == "shipped" and m["target"] == FLAGSHIP_TARGET
+                and m.get("family") not in PHYSICS_INPUT_FAMILIES]
     if flagship:
         return min(flagship, key=lambda m: ((m.get("metrics") or {}).get("val") or {}).get(
             "mae", float("inf")))
@@ -264,7 +268,18 @@ def choose_model(
         format_func=lambda n: model_label(available[names.index(n)]),
     )
     st.session_state[f"{PER_PICKER_PREFIX}{key}"] = choice
-    return available[names.index(choice)]
+    chosen = available[names.index(choice)]
+    from engine import PHYSICS_INPUT_FAMILIES
+
+    if chosen.get("family") in PHYSICS_INPUT_FAMILIES:
+        where.warning(
+            f"**{choice}** takes physics inputs (θ_D, B0, B′, γ, α_V from CHGNet), which the "
+            "dashboard does not compute: here it predicts every crystal from its graph alone "
+            "(`physics_used` False), about twice the error of its card. "
+            "`python -m engine predict --model " + choice + "` computes them (~0.5 s per "
+            "structure)."
+        )
+    return chosen
 
 
 def page_model(key: str, names: list[str], default: str) -> str:

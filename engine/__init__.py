@@ -38,6 +38,7 @@ _API = {
     "ALIGNNConfig": "engine.core.config",
     "ModelConfig": "engine.core.config",
     "MODEL_FAMILIES": "engine.core.config",
+    "PHYSICS_INPUT_FAMILIES": "engine.core.config",
     "TrainConfig": "engine.core.config",
     "SplitConfig": "engine.core.config",
     "MODEL_REGISTRY": "engine.models",

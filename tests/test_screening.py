@@ -494,3 +494,18 @@ def test_cli_screen_end_to_end(tmp_path, capsys):
     assert code == 2 and "no measured value and no structure" in capsys.readouterr().err
     code = main(["screen", "--candidates", str(tmp_path / "nothing"), "--electrolyte", "1e-5"])
     assert code == 2 and "neither a file" in capsys.readouterr().err
+
+
+def test_the_automatic_cte_model_needs_only_the_structure_and_has_the_lowest_val_mae():
+    """``--cte-model auto``: a physics-input family (CHGNet inputs, ~0.5 s per structure) is never
+    the automatic choice, even with the lowest validation MAE; among the others, the lowest."""
+    from engine.apps.screening.filters import PROPERTY_TARGETS, find_property_model
+    from engine.catalog.names import list_models
+    from engine.core.config import PHYSICS_INPUT_FAMILIES
+
+    shipped = [m for m in list_models() if m["source"] == "shipped"
+               and m["target"] in PROPERTY_TARGETS["cte"]]
+    assert any(m["family"] in PHYSICS_INPUT_FAMILIES for m in shipped)  # the rule is exercised
+    eligible = [m for m in shipped if m["family"] not in PHYSICS_INPUT_FAMILIES]
+    best = min(eligible, key=lambda m: m["metrics"]["val"]["mae"])
+    assert find_property_model("cte") == best["path"]

@@ -381,6 +381,11 @@ ModelConfig = Annotated[Union[_MODEL_CONFIGS], Field(discriminator="name")]  # n
 #: import that its ``MODEL_REGISTRY`` has exactly these keys).
 MODEL_FAMILIES: tuple[str, ...] = tuple(c.model_fields["name"].default for c in _MODEL_CONFIGS)
 
+#: Families whose inputs need more than the structure: ``cgcnn-physics`` takes the physics
+#: route's θ_D, B0, B′, γ and α_V (CHGNet, ~0.5 s per structure). They are never picked as an
+#: automatic default (a page must answer in about a second); chosen by name they still work.
+PHYSICS_INPUT_FAMILIES = frozenset({"cgcnn-physics"})
+
 
 def data_dir() -> Path | None:
     """The shared data directory: ``$CRYSTAL_SCREEN_DATA`` or ``../shared/data`` if it exists."""

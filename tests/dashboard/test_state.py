@@ -148,3 +148,15 @@ def test_a_shared_model_is_pinned_once_and_never_moved_by_a_request(monkeypatch)
             monkeypatch.setattr(net, "to", refuse)
         assert np.isfinite(predict(model, items).table["prediction"]).all()
         assert embed(model, items)[0].shape[0] == 1
+
+
+def test_default_model_skips_physics_input_families():
+    from dashboard.state import FLAGSHIP_TARGET, default_model
+
+    def entry(name, family, mae):
+        return {"name": name, "family": family, "source": "shipped", "target": FLAGSHIP_TARGET,
+                "metrics": {"val": {"mae": mae}}}
+
+    available = [entry("a", "alignn", 3.9e-6), entry("p", "cgcnn-physics", 3.5e-6),
+                 entry("c", "cgcnn", 3.7e-6)]
+    assert default_model(available)["name"] == "c"

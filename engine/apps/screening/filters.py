@@ -39,17 +39,25 @@ SOURCE_PREFERENCE = ("shipped", "cgcnn-original", "user")
 
 def find_property_model(prop: str) -> str | None:
     """The model to use for ``prop`` (``"cte"``, ``"e_form"`` or ``"band_gap"``) when none is
-    named: the first of :data:`SOURCE_PREFERENCE` sources that predicts one of its
-    :data:`PROPERTY_TARGETS` (as a primary or extra target). Returns its directory or name, or
-    None when no model predicts it."""
+    named: of the models that predict one of its :data:`PROPERTY_TARGETS` (as a primary or
+    extra target) from the structure alone (not :data:`~engine.core.config.PHYSICS_INPUT_FAMILIES`),
+    the first :data:`SOURCE_PREFERENCE` source, then the lowest validation MAE. Returns its
+    directory or name, or None when no model predicts it."""
     from engine.catalog.names import list_models
+    from engine.core.config import PHYSICS_INPUT_FAMILIES
 
     targets = PROPERTY_TARGETS[prop]
     found = [m for m in list_models()
-             if any(t in (m.get("targets") or [m["target"]]) for t in targets)]
+             if any(t in (m.get("targets") or [m["target"]]) for t in targets)
+             and m.get("family") not in PHYSICS_INPUT_FAMILIES]
     rank = {s: k for k, s in enumerate(SOURCE_PREFERENCE)}
-    found.sort(key=lambda m: rank.get(m["source"], len(rank)))
+    found.sort(key=lambda m: (rank.get(m["source"], len(rank)), _val_mae(m)))
     return (found[0]["path"] or found[0]["name"]) if found else None
+
+
+def _val_mae(summary: dict) -> float:
+    """The validation MAE of a :func:`~engine.catalog.names.list_models` entry (inf if none)."""
+    return ((summary.get("metrics") or {}).get("val") or {}).get("mae", float("inf"))
 
 
 def property_column(model, prop: str) -> str:
