@@ -219,7 +219,7 @@ class GraphDiskCache:
             return None
         try:
             pack = torch.load(path, map_location="cpu", weights_only=True)
-            graphs = _unpack(pack, keys)
+            graphs = _tensors_from_pack(pack, keys)
         except Exception as exc:  # noqa: BLE001 - any damage to the file is a miss
             warnings.warn(
                 f"graph cache file {path} is unreadable ({type(exc).__name__}: "
@@ -243,7 +243,7 @@ class GraphDiskCache:
         """Store the graphs (and which have isolated atoms: those are rebuilt on load)
         atomically, then evict the oldest files beyond the cap; None when the folder cannot
         be written or the list alone exceeds the cap."""
-        pack = _pack(keys, graphs, isolated)
+        pack = _pack_tensors(keys, graphs, isolated)
         if (
             sum(t.element_size() * t.numel() for t in pack.values() if isinstance(t, torch.Tensor))
             > self.max_bytes
@@ -282,7 +282,7 @@ class GraphDiskCache:
             total -= size
 
 
-def _pack(
+def _pack_tensors(
     keys: Sequence[str],
     graphs: Sequence[dict[str, torch.Tensor]],
     isolated: Sequence[bool] | None = None,
@@ -300,7 +300,7 @@ def _pack(
     return pack
 
 
-def _unpack(pack: dict, keys: Sequence[str]) -> tuple[list[dict[str, torch.Tensor]], list[bool]]:
+def _tensors_from_pack(pack: dict, keys: Sequence[str]) -> tuple[list[dict[str, torch.Tensor]], list[bool]]:
     """The per-structure tensors of a pack and its isolated-atom flags; ValueError when it
     does not hold ``keys``."""
     if pack.get("version") != CACHE_VERSION or list(pack.get("keys", ())) != list(keys):
