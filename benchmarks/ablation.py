@@ -167,24 +167,41 @@ def pretrain(seed: int, threads: int, runs: Path, epochs: int = PRETRAIN_EPOCHS)
     held = set(aflow.table["formula"].to_numpy()[np.concatenate([parts["val"], parts["test"]])])
     elastic = load_dataset(data_dir() / "mp_elastic" / "structures.jsonl.gz")
     elastic = elastic.subset(~elastic.table["formula"].isin(held).to_numpy())
-    print(f"pretrain: mp_elastic without {len(held)} aflow val/test formulas: "
-          f"{len(elastic.items)} structures", flush=True)
+    print(
+        f"pretrain: mp_elastic without {len(held)} aflow val/test formulas: "
+        f"{len(elastic.items)} structures",
+        flush=True,
+    )
     train(
         elastic,
         PRETRAIN_TARGET,
         out=out,
         name=out.name,
         model=CGCNNConfig(),
-        training=TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, seed=seed,
-                             early_stopping_patience=None, num_threads=threads, device="cpu"),
+        training=TrainConfig(
+            epochs=epochs,
+            batch_size=64,
+            lr=3e-3,
+            seed=seed,
+            early_stopping_patience=None,
+            num_threads=threads,
+            device="cpu",
+        ),
         split=SplitConfig(kind="group", seed=0, val_fraction=0.1, test_fraction=0.0),
         progress=True,
     )
     return out
 
 
-def run(lever: str, seed: int, epochs: int, threads: int, runs: Path, choose_from: Path,
-        pretrain_epochs: int = PRETRAIN_EPOCHS) -> None:
+def run(
+    lever: str,
+    seed: int,
+    epochs: int,
+    threads: int,
+    runs: Path,
+    choose_from: Path,
+    pretrain_epochs: int = PRETRAIN_EPOCHS,
+) -> None:
     """Train one lever with one training seed and save its model directory under ``runs``
     (``combined``: the levers chosen from the runs in ``choose_from``)."""
     import torch
@@ -263,8 +280,11 @@ def run(lever: str, seed: int, epochs: int, threads: int, runs: Path, choose_fro
                 f"--threads {threads}"
                 + (f" --runs {runs}" if runs != DEFAULT_RUNS else "")
                 + (f" --choose-from {choose_from}" if choose_from != runs else "")
-                + (f" --pretrain-epochs {pretrain_epochs}"
-                   if init_from and pretrain_epochs != PRETRAIN_EPOCHS else ""),
+                + (
+                    f" --pretrain-epochs {pretrain_epochs}"
+                    if init_from and pretrain_epochs != PRETRAIN_EPOCHS
+                    else ""
+                ),
             },
             indent=2,
         )
@@ -332,12 +352,17 @@ def ensemble(records: list[dict], folder: Path) -> dict:
     from engine.uq.metrics import regression_metrics
 
     frames = [
-        pd.read_csv(folder / f"{r['lever']}-s{r['seed']}" / "predictions.csv",
-                    usecols=["split", "id", "target", "prediction"])
+        pd.read_csv(
+            folder / f"{r['lever']}-s{r['seed']}" / "predictions.csv",
+            usecols=["split", "id", "target", "prediction"],
+        )
         for r in records
     ]
-    merged = pd.concat(frames).groupby(["split", "id"], as_index=False).agg(
-        target=("target", "first"), prediction=("prediction", "mean"), members=("id", "size"))
+    merged = (
+        pd.concat(frames)
+        .groupby(["split", "id"], as_index=False)
+        .agg(target=("target", "first"), prediction=("prediction", "mean"), members=("id", "size"))
+    )
     if not (merged["members"] == len(records)).all():
         raise ValueError(f"the members in {folder} did not predict the same structures")
     out: dict = {"seeds": [r["seed"] for r in records], "epochs": records[0]["epochs"]}
@@ -511,10 +536,16 @@ def markdown(data: dict) -> list[str]:
                 f"{used['test']}/{s['test_n']} test rows; the others (physics failed) were "
                 "predicted from the graph alone (`physics_used` 0)."
             )
-    candidates = {k: {"val_mae": s["val_mae"], "test_mae": s["test_mae"], "test_r": s["test_r"]}
-                  for k, s in levers.items()}
-    candidates.update({k: {"val_mae": e["val"]["mae"], "test_mae": e["test"]["mae"],
-                           "test_r": e["test"]["r"]} for k, e in data.get("ensembles", {}).items()})
+    candidates = {
+        k: {"val_mae": s["val_mae"], "test_mae": s["test_mae"], "test_r": s["test_r"]}
+        for k, s in levers.items()
+    }
+    candidates.update(
+        {
+            k: {"val_mae": e["val"]["mae"], "test_mae": e["test"]["mae"], "test_r": e["test"]["r"]}
+            for k, e in data.get("ensembles", {}).items()
+        }
+    )
     if candidates:
         name, best = min(candidates.items(), key=lambda kv: kv[1]["val_mae"])
         goal = data["goal"]
@@ -558,8 +589,9 @@ def ship(folder: Path, lever: str, name: str) -> Path:
     members = []
     for i, r in enumerate(records):
         member = out / "members" / str(i)
-        shutil.copytree(folder / f"{lever}-s{r['seed']}", member,
-                        ignore=shutil.ignore_patterns("ablation.json"))
+        shutil.copytree(
+            folder / f"{lever}-s{r['seed']}", member, ignore=shutil.ignore_patterns("ablation.json")
+        )
         card = read_card(member)
         write_card(member, card.model_copy(update={"name": f"{name}/member-{i}"}))
         members.append(f"members/{i}")
@@ -568,14 +600,22 @@ def ship(folder: Path, lever: str, name: str) -> Path:
     seeds = [r["seed"] for r in records]
     levers = ", ".join(
         [f"target {'ln α' if st['transform'] == 'log' else 'α'}", f"{st['loss']} loss"]
-        + (["physics inputs (θ_D, B0, B′, γ, α_V(300 K) of engine.physics)"]
-           if st["physics"] else [])
+        + (
+            ["physics inputs (θ_D, B0, B′, γ, α_V(300 K) of engine.physics)"]
+            if st["physics"]
+            else []
+        )
     )
-    card = first.model_copy(update={
-        "name": name, "source": "shipped", "metrics": {}, "uncertainty": None,
-        "created": datetime.now(timezone.utc).isoformat(),
-        "ensemble": EnsembleInfo(members=members, seeds=seeds),
-    })
+    card = first.model_copy(
+        update={
+            "name": name,
+            "source": "shipped",
+            "metrics": {},
+            "uncertainty": None,
+            "created": datetime.now(timezone.utc).isoformat(),
+            "ensemble": EnsembleInfo(members=members, seeds=seeds),
+        }
+    )
     write_card(out, card)
     dataset = load_dataset(data_dir() / "aflow_agl" / "structures.jsonl.gz")
     if st["physics"]:
@@ -594,15 +634,21 @@ def ship(folder: Path, lever: str, name: str) -> Path:
         f"({first.dataset.n_test}), never used to choose. Member mean: val MAE "
         f"{m['val']['mae']:.3e} 1/K, R {m['val']['r']:.4f}; test MAE {m['test']['mae']:.3e} "
         f"1/K, R {m['test']['r']:.4f}."
-        + (" Physics inputs are computed at prediction by `python -m engine predict`; where "
-           "they are missing (the physics route failed, or the dashboard, which does not "
-           "compute them yet) a crystal is predicted from its graph alone (physics_used "
-           "False), which is less accurate (docs/accuracy.md)." if st["physics"] else "")
+        + (
+            " Physics inputs are computed at prediction by `python -m engine predict`; where "
+            "they are missing (the physics route failed, or the dashboard, which does not "
+            "compute them yet) a crystal is predicted from its graph alone (physics_used "
+            "False), which is less accurate (docs/accuracy.md)."
+            if st["physics"]
+            else ""
+        )
         + " Multiply by about 1/3 for the linear coefficient."
     )
     write_card(out, model.card.model_copy(update={"description": description}))
-    print(f"shipped {out}: val MAE {m['val']['mae']:.4g} R {m['val']['r']:.4f} | "
-          f"test MAE {m['test']['mae']:.4g} R {m['test']['r']:.4f}")
+    print(
+        f"shipped {out}: val MAE {m['val']['mae']:.4g} R {m['val']['r']:.4f} | "
+        f"test MAE {m['test']['mae']:.4g} R {m['test']['r']:.4f}"
+    )
     return out
 
 
@@ -621,8 +667,12 @@ def main() -> None:
         help="combined: choose the levers from the "
         "runs in this folder (default: --runs), e.g. for a longer run of them",
     )
-    p.add_argument("--pretrain-epochs", type=int, default=PRETRAIN_EPOCHS,
-                   help="transfer levers: epochs of the mp_elastic pretraining")
+    p.add_argument(
+        "--pretrain-epochs",
+        type=int,
+        default=PRETRAIN_EPOCHS,
+        help="transfer levers: epochs of the mp_elastic pretraining",
+    )
     p = sub.add_parser("report", help="collect the runs into ablation.json and accuracy.md")
     p.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
     p.add_argument(

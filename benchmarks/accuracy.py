@@ -33,7 +33,8 @@ ANCHORS: dict[str, dict] = {
             ("RF (composition only)", {"mae": 5.44e-6}, "CrabNet's 724 test formulas"),
             ("CGCNN study", {"r": 0.957}, "5,409 AFLOW compounds, 6:2:2 split"),
         ],
-        "scale": 1e-6, "scale_label": "10⁻⁶ 1/K",
+        "scale": 1e-6,
+        "scale_label": "10⁻⁶ 1/K",
     },
     "e_form": {
         "goal": {"mae": 0.035},
@@ -41,11 +42,13 @@ ANCHORS: dict[str, dict] = {
             ("CGCNN paper", {"mae": 0.039}, "46,744 Materials Project compounds"),
             ("CGCNN on Matbench mp_e_form", {"mae": 0.0337}, "Matbench folds, 132k compounds"),
         ],
-        "scale": 1.0, "scale_label": "eV/atom",
+        "scale": 1.0,
+        "scale_label": "eV/atom",
     },
     "band_gap": {
         "anchors": [("CGCNN paper", {"mae": 0.388}, "Materials Project band gaps")],
-        "scale": 1.0, "scale_label": "eV",
+        "scale": 1.0,
+        "scale_label": "eV",
     },
 }
 
@@ -60,8 +63,14 @@ def rf_baseline(card, threads: int | None) -> dict:
     if path is None:
         return {"error": f"training data {card.dataset.source} not found"}
     dataset = load_dataset(path)
-    result = train(dataset, card.target, model=RFMagpieConfig(), split=card.dataset.split,
-                   query=card.dataset.query, training=TrainConfig(seed=0, num_threads=threads))
+    result = train(
+        dataset,
+        card.target,
+        model=RFMagpieConfig(),
+        split=card.dataset.split,
+        query=card.dataset.query,
+        training=TrainConfig(seed=0, num_threads=threads),
+    )
     if result.model.card.dataset.content_hash != card.dataset.content_hash:
         return {"error": "the baseline did not see the same rows as the model"}
     return {k: result.metrics["test"][k] for k in ("n", "mae", "r")}
@@ -72,24 +81,31 @@ def measure(threads: int | None) -> dict:
     from engine.store.card import read_card
 
     rows = []
-    for directory in sorted(p for p in shipped_model_dir().iterdir() if (p / "model.json").is_file()):
+    for directory in sorted(
+        p for p in shipped_model_dir().iterdir() if (p / "model.json").is_file()
+    ):
         card = read_card(directory)
         test = card.metrics.get("test", {})
         print(f"{card.name}: rf-magpie baseline on the same split ...", flush=True)
-        rows.append({
-            "model": card.name,
-            "family": card.model.get("name"),
-            "members": len(card.ensemble.members) if card.ensemble else 1,
-            "target": card.target,
-            "unit": card.unit,
-            "dataset": card.dataset.name if card.dataset else "",
-            "n_train": card.dataset.n_train if card.dataset else None,
-            "test": {k: test.get(k) for k in ("n", "mae", "r")},
-            "val": {k: card.metrics.get("val", {}).get(k) for k in ("n", "mae", "r")},
-            "rf_magpie": rf_baseline(card, threads),
-        })
-    return {"measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(["python benchmarks/accuracy.py", *sys.argv[1:]]), "rows": rows}
+        rows.append(
+            {
+                "model": card.name,
+                "family": card.model.get("name"),
+                "members": len(card.ensemble.members) if card.ensemble else 1,
+                "target": card.target,
+                "unit": card.unit,
+                "dataset": card.dataset.name if card.dataset else "",
+                "n_train": card.dataset.n_train if card.dataset else None,
+                "test": {k: test.get(k) for k in ("n", "mae", "r")},
+                "val": {k: card.metrics.get("val", {}).get(k) for k in ("n", "mae", "r")},
+                "rf_magpie": rf_baseline(card, threads),
+            }
+        )
+    return {
+        "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python benchmarks/accuracy.py", *sys.argv[1:]]),
+        "rows": rows,
+    }
 
 
 def verdict(goal: dict, test: dict) -> str:
@@ -118,16 +134,22 @@ def write_markdown(data: dict) -> None:
         scale, label = spec["scale"], spec["scale_label"]
         test, rf = row["test"], row["rf_magpie"]
         members = f", ensemble of {row['members']}" if row["members"] > 1 else ""
-        lines += [f"## `{row['model']}`: {row['target']} ({row['family']}{members}; "
-                  f"{row['dataset']}, {row['n_train']} training structures)", "",
-                  f"| model | split | n | MAE ({label}) | R |", "|---|---|---|---|---|",
-                  f"| **{row['model']}** | our test | {test['n']} | {test['mae'] / scale:.3f} "
-                  f"| {test['r']:.3f} |"]
+        lines += [
+            f"## `{row['model']}`: {row['target']} ({row['family']}{members}; "
+            f"{row['dataset']}, {row['n_train']} training structures)",
+            "",
+            f"| model | split | n | MAE ({label}) | R |",
+            "|---|---|---|---|---|",
+            f"| **{row['model']}** | our test | {test['n']} | {test['mae'] / scale:.3f} "
+            f"| {test['r']:.3f} |",
+        ]
         if "error" in rf:
             lines.append(f"| rf-magpie | our test | | {rf['error']} | |")
         else:
-            lines.append(f"| rf-magpie (same split) | our test | {rf['n']} | "
-                         f"{rf['mae'] / scale:.3f} | {rf['r']:.3f} |")
+            lines.append(
+                f"| rf-magpie (same split) | our test | {rf['n']} | "
+                f"{rf['mae'] / scale:.3f} | {rf['r']:.3f} |"
+            )
         for name, values, where in spec["anchors"]:
             mae = f"{values['mae'] / scale:.3f}" if "mae" in values else ""
             lines.append(f"| {name} (published) | {where} | | {mae} | {values.get('r', '')} |")
@@ -135,7 +157,8 @@ def write_markdown(data: dict) -> None:
             goal = spec["goal"]
             wanted = " and ".join(
                 ([f"MAE ≤ {goal['mae'] / scale:.3g} {label}"] if "mae" in goal else [])
-                + ([f"R ≥ {goal['r']}"] if "r" in goal else []))
+                + ([f"R ≥ {goal['r']}"] if "r" in goal else [])
+            )
             lines += ["", f"Goal: {wanted}: {verdict(goal, test)}."]
         lines.append("")
     notes = data.get("notes", {})
@@ -150,8 +173,11 @@ def write_markdown(data: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch and forest threads")
-    parser.add_argument("--markdown-only", action="store_true",
-                        help="rebuild docs/accuracy.md from docs/results/accuracy.json")
+    parser.add_argument(
+        "--markdown-only",
+        action="store_true",
+        help="rebuild docs/accuracy.md from docs/results/accuracy.json",
+    )
     args = parser.parse_args()
     if args.markdown_only:
         write_markdown(json.loads(RESULTS.read_text()))

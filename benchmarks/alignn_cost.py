@@ -39,8 +39,11 @@ MODELS = ("cgcnn", "alignn", "alignn-angle3")
 def _config(name: str):
     from engine.core.config import ALIGNNConfig, CGCNNConfig
 
-    return {"cgcnn": CGCNNConfig(), "alignn": ALIGNNConfig(),
-            "alignn-angle3": ALIGNNConfig(angle_cutoff=3.0)}[name]
+    return {
+        "cgcnn": CGCNNConfig(),
+        "alignn": ALIGNNConfig(),
+        "alignn-angle3": ALIGNNConfig(angle_cutoff=3.0),
+    }[name]
 
 
 def _rss_mib() -> float:
@@ -90,11 +93,22 @@ def worker(name: str, limit: int, epochs: int, batch_size: int, threads: int) ->
     del inputs
     rss_before = _rss_mib()
     clock = CPUClock()
-    result = train(dataset, TARGET, model=config, graph=graph,
-                   training=TrainConfig(epochs=epochs, batch_size=batch_size, device="cpu",
-                                        seed=0, num_threads=threads,
-                                        early_stopping_patience=None),
-                   split=SplitConfig(kind="random", seed=0), callbacks=[clock])
+    result = train(
+        dataset,
+        TARGET,
+        model=config,
+        graph=graph,
+        training=TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            device="cpu",
+            seed=0,
+            num_threads=threads,
+            early_stopping_patience=None,
+        ),
+        split=SplitConfig(kind="random", seed=0),
+        callbacks=[clock],
+    )
     seconds = result.history["seconds"].tolist()
     cpu = np.diff(clock.marks).tolist()
     return {
@@ -115,8 +129,9 @@ def worker(name: str, limit: int, epochs: int, batch_size: int, threads: int) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--limit", type=int, default=500, help="structures (first rows of demo)")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -125,19 +140,38 @@ def main() -> None:
     parser.add_argument("--worker", choices=MODELS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.limit, args.epochs, args.batch_size,
-                                args.threads)))
+        print(
+            json.dumps(worker(args.worker, args.limit, args.epochs, args.batch_size, args.threads))
+        )
         return
 
     import torch
 
-    results = {"dataset": "aflow_agl/demo.jsonl.gz", "target": TARGET, "limit": args.limit,
-               "epochs": args.epochs, "batch_size": args.batch_size, "torch_threads": args.threads,
-               "load_average_before": os.getloadavg()[0], "models": {}}
+    results = {
+        "dataset": "aflow_agl/demo.jsonl.gz",
+        "target": TARGET,
+        "limit": args.limit,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "torch_threads": args.threads,
+        "load_average_before": os.getloadavg()[0],
+        "models": {},
+    }
     for name in args.models:
-        command = [sys.executable, __file__, "--worker", name, "--limit", str(args.limit),
-                   "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-                   "--threads", str(args.threads)]
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            name,
+            "--limit",
+            str(args.limit),
+            "--epochs",
+            str(args.epochs),
+            "--batch-size",
+            str(args.batch_size),
+            "--threads",
+            str(args.threads),
+        ]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         results["models"][name] = json.loads(done.stdout.strip().splitlines()[-1])
         print(name, json.dumps(results["models"][name]), file=sys.stderr)
@@ -148,17 +182,24 @@ def main() -> None:
             name: {
                 "seconds_per_epoch": round(m["seconds_per_epoch"] / base["seconds_per_epoch"], 2),
                 "cpu_seconds_per_epoch": round(
-                    m["cpu_seconds_per_epoch"] / base["cpu_seconds_per_epoch"], 2),
+                    m["cpu_seconds_per_epoch"] / base["cpu_seconds_per_epoch"], 2
+                ),
                 "peak_rss": round(m["peak_rss_mib"] / base["peak_rss_mib"], 2),
                 "training_memory_growth": round(
                     (m["peak_rss_mib"] - m["rss_before_training_mib"])
-                    / max(base["peak_rss_mib"] - base["rss_before_training_mib"], 1e-9), 2),
+                    / max(base["peak_rss_mib"] - base["rss_before_training_mib"], 1e-9),
+                    2,
+                ),
                 "prepare_seconds": round(m["prepare_seconds"] / base["prepare_seconds"], 2),
             }
-            for name, m in results["models"].items() if name != "cgcnn"
+            for name, m in results["models"].items()
+            if name != "cgcnn"
         }
-    results["machine"] = {"cpu_count": os.cpu_count(), "torch": torch.__version__,
-                          "python": sys.version.split()[0]}
+    results["machine"] = {
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+    }
     results["command"] = "python " + " ".join(["benchmarks/alignn_cost.py", *sys.argv[1:]])
     results["measured"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     OUT.parent.mkdir(parents=True, exist_ok=True)

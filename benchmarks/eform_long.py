@@ -29,15 +29,17 @@ GOAL_MAE = 0.035  # eV/atom, issue 12
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     default_data = Path(os.environ.get("CRYSTAL_SCREEN_DATA", "../shared/data"))
-    parser.add_argument("--data", type=Path,
-                        default=default_data / "mp_eform" / "structures.jsonl.gz")
+    parser.add_argument(
+        "--data", type=Path, default=default_data / "mp_eform" / "structures.jsonl.gz"
+    )
     parser.add_argument("--out", type=Path, default=Path("/work/runs/eform-long"))
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--fresh", action="store_true",
-                        help="ignore an existing checkpoint and start again")
+    parser.add_argument(
+        "--fresh", action="store_true", help="ignore an existing checkpoint and start again"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 
@@ -49,25 +51,42 @@ def main(argv: list[str] | None = None) -> int:
         """One flushed line per epoch on stdout, for the log file."""
 
         def on_train_start(self, trainer):
-            print(f"start at epoch {trainer.epochs_done + 1} of {trainer.config.epochs}",
-                  flush=True)
+            print(
+                f"start at epoch {trainer.epochs_done + 1} of {trainer.config.epochs}", flush=True
+            )
 
         def on_epoch_end(self, trainer, record):
-            print(f"epoch {record['epoch']:3d}  {record['seconds']:7.1f} s  "
-                  f"train_loss {record['train_loss']:.5f}  val_loss {record['val_loss']:.5f}  "
-                  f"val_mae {record['val_mae']:.4f} eV/atom  lr {record['lr']:.2e}", flush=True)
+            print(
+                f"epoch {record['epoch']:3d}  {record['seconds']:7.1f} s  "
+                f"train_loss {record['train_loss']:.5f}  val_loss {record['val_loss']:.5f}  "
+                f"val_mae {record['val_mae']:.4f} eV/atom  lr {record['lr']:.2e}",
+                flush=True,
+            )
 
     args.out.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(args.data)
-    training = TrainConfig(epochs=args.epochs, batch_size=64, lr=3e-3, scheduler="cosine",
-                           early_stopping_patience=args.patience, seed=0, device=args.device,
-                           num_threads=args.threads)
+    training = TrainConfig(
+        epochs=args.epochs,
+        batch_size=64,
+        lr=3e-3,
+        scheduler="cosine",
+        early_stopping_patience=args.patience,
+        seed=0,
+        device=args.device,
+        num_threads=args.threads,
+    )
     result = train(
-        dataset, "e_form", model=CGCNNConfig(), training=training,
+        dataset,
+        "e_form",
+        model=CGCNNConfig(),
+        training=training,
         split=SplitConfig(kind="group", val_fraction=0.1, test_fraction=0.1, seed=0),
-        query="e_form > -5", out=args.out / "model", name="eform-cgcnn-mp-long",
+        query="e_form > -5",
+        out=args.out / "model",
+        name="eform-cgcnn-mp-long",
         callbacks=[ProgressFile(args.out), EpochLine()],
-        checkpoint=args.out / "checkpoint.pt", resume=not args.fresh,
+        checkpoint=args.out / "checkpoint.pt",
+        resume=not args.fresh,
     )
     history = result.history
     best = int(history.loc[history["val_loss"].idxmin(), "epoch"])

@@ -52,8 +52,12 @@ DATASETS = {
         "split": SplitConfig(kind="group", seed=0),
         "scale": 1.0,
         "scale_label": "log10(GPa)",
-        "multitask_targets": ["formation_energy_per_atom", "band_gap", "log10_K_VRH",
-                              "log10_G_VRH"],
+        "multitask_targets": [
+            "formation_energy_per_atom",
+            "band_gap",
+            "log10_K_VRH",
+            "log10_G_VRH",
+        ],
     },
 }
 
@@ -65,8 +69,9 @@ def parameter_count(model) -> int:
     return sum(p.numel() for p in model.module.parameters())
 
 
-def run_one(dataset, spec: dict, family: str, overrides: dict, epochs: int,
-            threads: int | None) -> dict:
+def run_one(
+    dataset, spec: dict, family: str, overrides: dict, epochs: int, threads: int | None
+) -> dict:
     config_class = MODEL_REGISTRY[family].config_class
     targets = spec.get("multitask_targets") if family == "multitask" else None
     if family == "multitask" and not targets:
@@ -76,8 +81,15 @@ def run_one(dataset, spec: dict, family: str, overrides: dict, epochs: int,
         dataset,
         targets or spec["target"],
         model=config_class(**overrides),
-        training=TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, seed=0, device="auto",
-                             early_stopping_patience=None, num_threads=threads),
+        training=TrainConfig(
+            epochs=epochs,
+            batch_size=64,
+            lr=3e-3,
+            seed=0,
+            device="auto",
+            early_stopping_patience=None,
+            num_threads=threads,
+        ),
         split=spec["split"],
         query=spec["query"],
     )
@@ -113,8 +125,9 @@ def write_markdown() -> None:
     for path in sorted(RESULTS.glob("models_*.json")):
         data = json.loads(path.read_text())
         spec = DATASETS[data["dataset"]]
-        runs = sorted({(r["command"], r["measured"]) for r in data["rows"].values()},
-                      key=lambda run: run[1])
+        runs = sorted(
+            {(r["command"], r["measured"]) for r in data["rows"].values()}, key=lambda run: run[1]
+        )
         lines += [f"## {data['dataset']}: `{spec['target']}` ({data['n_rows']} rows)", ""]
         lines += [f"- run {i + 1}: `{cmd}` (measured {when})" for i, (cmd, when) in enumerate(runs)]
         lines += [f"- note: {note}" for note in data.get("notes", [])]
@@ -127,8 +140,9 @@ def write_markdown() -> None:
         for label, row in data["rows"].items():
             run = 1 + runs.index((row["command"], row["measured"]))
             if "skipped" in row or "error" in row:
-                lines.append(f"| {label} | {row.get('skipped') or row.get('error')} | | | | "
-                             f"| {run} |")
+                lines.append(
+                    f"| {label} | {row.get('skipped') or row.get('error')} | | | | | {run} |"
+                )
                 continue
             scale = spec["scale"]
             params = f"{row['parameters']:,}" if row["parameters"] else ""
@@ -155,11 +169,18 @@ def main() -> None:
     parser.add_argument("--dataset", choices=sorted(DATASETS))
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--families", nargs="*", default=list(MODEL_FAMILIES))
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch and forest threads (default: torch's choice); 1 keeps "
-                             "timings steady when something else shares the cores")
-    parser.add_argument("--markdown-only", action="store_true",
-                        help="only rebuild docs/models.md from the results present")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch and forest threads (default: torch's choice); 1 keeps "
+        "timings steady when something else shares the cores",
+    )
+    parser.add_argument(
+        "--markdown-only",
+        action="store_true",
+        help="only rebuild docs/models.md from the results present",
+    )
     args = parser.parse_args()
     if args.markdown_only:
         write_markdown()
@@ -186,14 +207,26 @@ def main() -> None:
     for label, family, overrides in runs:
         print(f"training {label} ...", flush=True)
         try:
-            rows[label] = {**run_one(dataset, spec, family, overrides, args.epochs,
-                                           args.threads), **run_info}
+            rows[label] = {
+                **run_one(dataset, spec, family, overrides, args.epochs, args.threads),
+                **run_info,
+            }
         except Exception as exc:  # noqa: BLE001 - one failing family must not hide the others
             rows[label] = {"family": family, "error": f"{type(exc).__name__}: {exc}", **run_info}
         print(f"  {rows[label]}", flush=True)
         RESULTS.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"dataset": args.dataset, "n_rows": len(dataset.items),
-                                   "rows": rows, "notes": notes}, indent=2) + "\n")
+        out.write_text(
+            json.dumps(
+                {
+                    "dataset": args.dataset,
+                    "n_rows": len(dataset.items),
+                    "rows": rows,
+                    "notes": notes,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     write_markdown()
 
 

@@ -53,13 +53,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0, help="seed of the split and of training")
-    p.add_argument("--weighting", choices=["learned", "inverse-scale"], nargs="+",
-                   default=["learned", "inverse-scale"], help="one multitask model per weighting")
+    p.add_argument(
+        "--weighting",
+        choices=["learned", "inverse-scale"],
+        nargs="+",
+        default=["learned", "inverse-scale"],
+        help="one multitask model per weighting",
+    )
     p.add_argument("--limit", type=int, help="use only the first rows (smoke runs)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--out", type=Path, default=OUT)
-    p.add_argument("--cache", type=Path, help="JSON file keeping each finished run's metrics, "
-                   "so that an interrupted benchmark resumes where it stopped")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        help="JSON file keeping each finished run's metrics, "
+        "so that an interrupted benchmark resumes where it stopped",
+    )
     return p.parse_args(argv)
 
 
@@ -82,14 +91,25 @@ def main(argv=None) -> int:
     dataset.table[SPLIT_COLUMN] = column
     split = SplitConfig(kind="column", column=SPLIT_COLUMN, seed=args.seed)
 
-    training = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                           seed=args.seed, device="cpu", early_stopping_patience=None,
-                           num_threads=args.threads)
-    trunk = {"atom_fea_len": args.atom_fea_len, "n_conv": args.n_conv,
-             "h_fea_len": args.h_fea_len}
+    training = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device="cpu",
+        early_stopping_patience=None,
+        num_threads=args.threads,
+    )
+    trunk = {"atom_fea_len": args.atom_fea_len, "n_conv": args.n_conv, "h_fea_len": args.h_fea_len}
 
-    settings = {"epochs": args.epochs, **trunk, "batch_size": args.batch_size, "lr": args.lr,
-                "seed": args.seed, "limit": args.limit}
+    settings = {
+        "epochs": args.epochs,
+        **trunk,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "limit": args.limit,
+    }
     cache = _read_cache(args.cache, settings)
 
     def run(label: str, target, model) -> dict:
@@ -97,58 +117,82 @@ def main(argv=None) -> int:
         if label not in cache["runs"]:
             start = time.perf_counter()
             result = train(dataset, target, model=model, training=training, split=split)
-            cache["runs"][label] = {"metrics": result.metrics,
-                                    "fitted": result.model.card.fitted,
-                                    "seconds": round(time.perf_counter() - start, 1),
-                                    "best_epoch": _best_epoch(result.history)}
+            cache["runs"][label] = {
+                "metrics": result.metrics,
+                "fitted": result.model.card.fitted,
+                "seconds": round(time.perf_counter() - start, 1),
+                "best_epoch": _best_epoch(result.history),
+            }
             if args.cache:
                 args.cache.write_text(json.dumps(cache))
         summary = cache["runs"][label]
         print(f"{label}: {summary['seconds']} s, best epoch {summary['best_epoch']}", flush=True)
         return summary
 
-    multis = {w: run(f"multitask ({w})", TARGETS, MultitaskConfig(**trunk, weighting=w))
-              for w in args.weighting}
+    multis = {
+        w: run(f"multitask ({w})", TARGETS, MultitaskConfig(**trunk, weighting=w))
+        for w in args.weighting
+    }
     singles = {t: run(f"single {t}", t, CGCNNConfig(**trunk)) for t in TARGETS}
-    runs = {label: {k: v for k, v in summary.items() if k in ("seconds", "best_epoch")}
-            for label, summary in cache["runs"].items()}
+    runs = {
+        label: {k: v for k, v in summary.items() if k in ("seconds", "best_epoch")}
+        for label, summary in cache["runs"].items()
+    }
 
     rows = []
     for target in TARGETS:
         s_test, s_val = singles[target]["metrics"]["test"], singles[target]["metrics"]["val"]
-        row = {"task": target, "unit": unit_of(target), "n_test": s_test["n"],
-               "single": {"test_mae": s_test["mae"], "val_mae": s_val["mae"],
-                          "test_r": s_test["r"]},
-               "multitask": {}}
+        row = {
+            "task": target,
+            "unit": unit_of(target),
+            "n_test": s_test["n"],
+            "single": {"test_mae": s_test["mae"], "val_mae": s_val["mae"], "test_r": s_test["r"]},
+            "multitask": {},
+        }
         for weighting, multi in multis.items():
             m_test, m_val = multi["metrics"]["test"], multi["metrics"]["val"]
             assert m_test[f"{target}/n"] == s_test["n"], "the test rows must be the same"
             mae = m_test[f"{target}/mae"]
             row["multitask"][weighting] = {
-                "test_mae": mae, "val_mae": m_val[f"{target}/mae"],
+                "test_mae": mae,
+                "val_mae": m_val[f"{target}/mae"],
                 "test_r": m_test[f"{target}/r"],
                 "relative_change": mae / s_test["mae"] - 1.0,
                 "negative_transfer": bool(mae > s_test["mae"]),
             }
         rows.append(row)
     result = {
-        "command": "python benchmarks/multitask_transfer.py " + " ".join(sys.argv[1:] if argv
-                                                                         is None else argv),
+        "command": "python benchmarks/multitask_transfer.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
         "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "dataset": "mp_elastic/structures.jsonl.gz",
         "rows": len(dataset),
-        "split": {"kind": "group by reduced formula, 80/10/10, made once on all rows",
-                  "seed": args.seed, **{p: len(i) for p, i in parts.items()}},
-        "settings": {"epochs": args.epochs, **trunk, "batch_size": args.batch_size,
-                     "lr": args.lr, "scheduler": training.scheduler,
-                     "weightings": args.weighting, "selection": "best validation epoch"},
+        "split": {
+            "kind": "group by reduced formula, 80/10/10, made once on all rows",
+            "seed": args.seed,
+            **{p: len(i) for p, i in parts.items()},
+        },
+        "settings": {
+            "epochs": args.epochs,
+            **trunk,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "scheduler": training.scheduler,
+            "weightings": args.weighting,
+            "selection": "best validation epoch",
+        },
         "task_weights": {w: m["fitted"].get("task_weights") for w, m in multis.items()},
         "tasks": rows,
-        "negative_transfer": {w: [r["task"] for r in rows
-                                  if r["multitask"][w]["negative_transfer"]] for w in multis},
+        "negative_transfer": {
+            w: [r["task"] for r in rows if r["multitask"][w]["negative_transfer"]] for w in multis
+        },
         "runs": runs,
-        "machine": {"cpu_count": _cpus(), "torch_threads": torch.get_num_threads(),
-                    "python": platform.python_version(), "torch": torch.__version__},
+        "machine": {
+            "cpu_count": _cpus(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -178,18 +222,24 @@ def _cpus() -> int:
 
 def print_table(result: dict) -> None:
     weightings = result["settings"]["weightings"]
-    print(f"\nmultitask vs single-task CGCNN, test MAE ({result['settings']['epochs']} epochs; "
-          "change = multitask / single − 1)")
+    print(
+        f"\nmultitask vs single-task CGCNN, test MAE ({result['settings']['epochs']} epochs; "
+        "change = multitask / single − 1)"
+    )
     head = "".join(f" {'multi ' + w:>22} {'change':>7}" for w in weightings)
     print(f"{'task':<26} {'unit':<11} {'n':>4} {'single':>8}{head}  negative transfer")
     for r in result["tasks"]:
-        cells = "".join(f" {r['multitask'][w]['test_mae']:>22.4f} "
-                        f"{100 * r['multitask'][w]['relative_change']:>+6.1f}%"
-                        for w in weightings)
+        cells = "".join(
+            f" {r['multitask'][w]['test_mae']:>22.4f} "
+            f"{100 * r['multitask'][w]['relative_change']:>+6.1f}%"
+            for w in weightings
+        )
         worse = [w for w in weightings if r["multitask"][w]["negative_transfer"]]
         verdict = ("yes (" + ", ".join(worse) + ")") if worse else "no"
-        print(f"{r['task']:<26} {r['unit']:<11} {r['n_test']:>4} {r['single']['test_mae']:>8.4f}"
-              f"{cells}  {verdict}")
+        print(
+            f"{r['task']:<26} {r['unit']:<11} {r['n_test']:>4} {r['single']['test_mae']:>8.4f}"
+            f"{cells}  {verdict}"
+        )
     for w, worse in result["negative_transfer"].items():
         print(f"negative transfer ({w}): " + (", ".join(worse) if worse else "none"))
 

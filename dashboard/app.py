@@ -90,7 +90,6 @@ with st.sidebar:
     state.limits_settings()
 
 
-
 def _show_dataset() -> None:
     src = state.data_source()
     if src is not None:

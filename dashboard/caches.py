@@ -113,8 +113,9 @@ def cache_dir() -> Path:
     return home_dir() / "cache" / "embeddings"
 
 
-def load_vectors(key: str, root: Path | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def load_vectors(
+    key: str, root: Path | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Vectors (N, D), positions of their items in the embedded list (N,) and predictions (N,)
     stored under ``key``, or None when absent or unreadable."""
     path = (root or cache_dir()) / f"{key}.npz"
@@ -125,8 +126,13 @@ def load_vectors(key: str, root: Path | None = None
         return None
 
 
-def save_vectors(key: str, vectors: np.ndarray, positions: np.ndarray, predictions: np.ndarray,
-                 root: Path | None = None) -> Path | None:
+def save_vectors(
+    key: str,
+    vectors: np.ndarray,
+    positions: np.ndarray,
+    predictions: np.ndarray,
+    root: Path | None = None,
+) -> Path | None:
     """Store what :func:`load_vectors` gives back, atomically; None when the folder cannot be
     written (the cache is then memory-only)."""
     from engine import atomic_write

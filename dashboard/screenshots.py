@@ -38,8 +38,17 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PAGES = ["home", "data", "structure", "train", "results", "embeddings", "fusion", "predict",
-         "screen"]
+PAGES = [
+    "home",
+    "data",
+    "structure",
+    "train",
+    "results",
+    "embeddings",
+    "fusion",
+    "predict",
+    "screen",
+]
 DEMO = "aflow_agl/demo.jsonl.gz"
 #: Browser window (and screenshot) size in CSS pixels. Streamlit scrolls inside its main
 #: container, so a "full page" shot would show only the window: the window is made tall.

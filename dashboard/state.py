@@ -186,11 +186,18 @@ def default_model(available: list[dict]) -> dict | None:
     shipped one, then the first."""
     from engine import PHYSICS_INPUT_FAMILIES
 
-    flagship = [m for m in available if m["source"] == "shipped" and m["target"] == FLAGSHIP_TARGET
-                and m.get("family") not in PHYSICS_INPUT_FAMILIES]
+    flagship = [
+        m
+        for m in available
+        if m["source"] == "shipped"
+        and m["target"] == FLAGSHIP_TARGET
+        and m.get("family") not in PHYSICS_INPUT_FAMILIES
+    ]
     if flagship:
-        return min(flagship, key=lambda m: ((m.get("metrics") or {}).get("val") or {}).get(
-            "mae", float("inf")))
+        return min(
+            flagship,
+            key=lambda m: ((m.get("metrics") or {}).get("val") or {}).get("mae", float("inf")),
+        )
     rank = [
         lambda m: m["target"] == FLAGSHIP_TARGET,
         lambda m: m["source"] == "shipped",
@@ -342,19 +349,32 @@ def read_limits():
     """The input limits of this session (``engine.io.ReadLimits``), set in the sidebar."""
     from engine import make_limits
 
-    return make_limits(max_atoms=int(st.session_state.get("read_max_atoms") or 500),
-                       max_bytes=int(st.session_state.get("read_max_mb") or 512) * 1024**2)
+    return make_limits(
+        max_atoms=int(st.session_state.get("read_max_atoms") or 500),
+        max_bytes=int(st.session_state.get("read_max_mb") or 512) * 1024**2,
+    )
 
 
 def limits_settings() -> None:
     """The sidebar's "Input limits" expander (defaults: ``engine.io.DEFAULT_LIMITS``)."""
     with st.expander("Input limits"):
-        st.number_input("Largest cell read (atoms)", min_value=1, max_value=5000, step=50,
-                        key="read_max_atoms", help="Larger cells are refused before parsing.")
-        st.number_input("Most data read per upload or dataset (MB)", min_value=1,
-                        max_value=8192, step=64, key="read_max_mb",
-                        help="Total expanded size, zips and .gz included; protects the server "
-                        "from compression bombs.")
+        st.number_input(
+            "Largest cell read (atoms)",
+            min_value=1,
+            max_value=5000,
+            step=50,
+            key="read_max_atoms",
+            help="Larger cells are refused before parsing.",
+        )
+        st.number_input(
+            "Most data read per upload or dataset (MB)",
+            min_value=1,
+            max_value=8192,
+            step=64,
+            key="read_max_mb",
+            help="Total expanded size, zips and .gz included; protects the server "
+            "from compression bombs.",
+        )
 
 
 class _UploadsOwner:
@@ -384,14 +404,21 @@ def session_id() -> str:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading structures…")
-def _load_dataset_cached(path: str, limit: int | None, query: str | None, mtime: float,
-                         max_atoms: int = 500, max_bytes: int = 512 * 1024**2):
+def _load_dataset_cached(
+    path: str,
+    limit: int | None,
+    query: str | None,
+    mtime: float,
+    max_atoms: int = 500,
+    max_bytes: int = 512 * 1024**2,
+):
     from engine import load_dataset, make_limits
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dataset = load_dataset(path, limit=limit,
-                               limits=make_limits(max_atoms=max_atoms, max_bytes=max_bytes))
+        dataset = load_dataset(
+            path, limit=limit, limits=make_limits(max_atoms=max_atoms, max_bytes=max_bytes)
+        )
     if query:
         dataset = dataset.query(query)
     return dataset
@@ -404,8 +431,9 @@ def load_dataset(path, *, limit: int | None = None, query: str | None = None):
     """
     p = Path(path)
     lim = read_limits()
-    return _load_dataset_cached(str(p), limit, query or None, _mtime(p), lim.max_atoms,
-                                lim.max_bytes)
+    return _load_dataset_cached(
+        str(p), limit, query or None, _mtime(p), lim.max_atoms, lim.max_bytes
+    )
 
 
 def current_dataset():
@@ -440,8 +468,9 @@ def _read_upload_cached(files: tuple[tuple[str, bytes], ...], max_atoms: int, ma
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return read_structures(list(files),
-                               limits=make_limits(max_atoms=max_atoms, max_bytes=max_bytes))
+        return read_structures(
+            list(files), limits=make_limits(max_atoms=max_atoms, max_bytes=max_bytes)
+        )
 
 
 def read_upload(files: tuple[tuple[str, bytes], ...]):

@@ -22,21 +22,27 @@ def _isolated_home(tmp_path, monkeypatch):
 def shared_data():
     root = data_dir()
     if root is None:
-        pytest.skip("shared data directory not found (set CRYSTAL_SCREEN_DATA or put it at ../shared/data)")
+        pytest.skip(
+            "shared data directory not found (set CRYSTAL_SCREEN_DATA or put it at ../shared/data)"
+        )
     return root
 
 
 def nacl() -> Structure:
     """Rock-salt NaCl, a = 5.64 Å, as its 2-atom primitive cell."""
-    conv = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"],
-                                     [[0, 0, 0], [0.5, 0.5, 0.5]])
+    conv = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
     return conv.get_primitive_structure()
 
 
 def srtio3() -> Structure:
     """Cubic perovskite SrTiO3, a = 3.905 Å."""
-    return Structure(Lattice.cubic(3.905), ["Sr", "Ti", "O", "O", "O"],
-                     [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    return Structure(
+        Lattice.cubic(3.905),
+        ["Sr", "Ti", "O", "O", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+    )
 
 
 def distorted() -> Structure:

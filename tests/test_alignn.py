@@ -38,8 +38,14 @@ def _model(graph: GraphConfig = DEFAULT, seed: int = 0, **config) -> LoadedModel
     torch.manual_seed(seed)
     cfg = ALIGNNConfig(**{"atom_fea_len": 32, "h_fea_len": 32, **config})
     module = build_model(cfg, graph)
-    card = ModelCard(name="test", target="y", unit="eV", model=cfg.model_dump(), graph=graph,
-                     normalizer=Normalizer(mean=1.5, std=0.5))
+    card = ModelCard(
+        name="test",
+        target="y",
+        unit="eV",
+        model=cfg.model_dump(),
+        graph=graph,
+        normalizer=Normalizer(mean=1.5, std=0.5),
+    )
     return LoadedModel(card=card, module=module)
 
 
@@ -104,8 +110,9 @@ def _reference(structure, data, bonds) -> dict[tuple[int, int], float]:
     return out
 
 
-@pytest.mark.parametrize("name,angle_cutoff", [("distorted", None), ("SrTiO3", None),
-                                               ("distorted", 3.5)])
+@pytest.mark.parametrize(
+    "name,angle_cutoff", [("distorted", None), ("SrTiO3", None), ("distorted", 3.5)]
+)
 def test_line_graph_matches_a_slow_reference_loop(crystals, name, angle_cutoff):
     structure = crystals[name]
     data = _lg(structure, angle_cutoff=angle_cutoff)
@@ -133,8 +140,9 @@ def test_bonds_of_a_shell_cut_by_the_neighbour_cap_form_no_angles(crystals):
 
 
 def test_line_graph_of_no_bonds_is_empty():
-    index, cos = line_graph(torch.tensor([0, 0, 1]), torch.randn(3, 3),
-                            torch.tensor([False, True, True]))
+    index, cos = line_graph(
+        torch.tensor([0, 0, 1]), torch.randn(3, 3), torch.tensor([False, True, True])
+    )
     assert index.shape == (2, 0) and cos.shape == (0,)
 
 
@@ -156,7 +164,11 @@ def test_batching_shifts_the_line_graph_by_the_number_of_edges(crystals):
 def test_config_is_a_registered_family():
     config = ALIGNNConfig()
     assert (config.atom_fea_len, config.n_alignn, config.n_gcn, config.n_angle_basis) == (
-        64, 2, 2, 16)
+        64,
+        2,
+        2,
+        16,
+    )
     assert model_config_from_dict(config.model_dump()) == config
     with pytest.raises(ValueError, match="n_conv"):
         model_config_from_dict({"name": "alignn", "n_conv": 3})
@@ -226,10 +238,14 @@ def test_save_load_round_trip_is_exact(model, crystals, tmp_path):
     assert loaded.family == "alignn" and loaded.card.model == model.card.model
     assert type(loaded.prepare_one(crystals["SrTiO3"])) is LineGraphData
     structures = list(crystals.values())
-    assert np.array_equal(loaded.predict_structures(structures, device="cpu"),
-                          model.predict_structures(structures, device="cpu"))
-    assert np.array_equal(loaded.embed_structures(structures, device="cpu"),
-                          model.embed_structures(structures, device="cpu"))
+    assert np.array_equal(
+        loaded.predict_structures(structures, device="cpu"),
+        model.predict_structures(structures, device="cpu"),
+    )
+    assert np.array_equal(
+        loaded.embed_structures(structures, device="cpu"),
+        model.embed_structures(structures, device="cpu"),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,9 +264,14 @@ def run(demo, tmp_path_factory):
     from engine.training import train
 
     out = tmp_path_factory.mktemp("alignn") / "tiny-alignn"
-    result = train(demo, CTE, model=ALIGNNConfig(atom_fea_len=16, h_fea_len=16, n_gcn=1),
-                   training=TrainConfig(epochs=2, batch_size=16, device="cpu", seed=3),
-                   split=SplitConfig(seed=1), out=out)
+    result = train(
+        demo,
+        CTE,
+        model=ALIGNNConfig(atom_fea_len=16, h_fea_len=16, n_gcn=1),
+        training=TrainConfig(epochs=2, batch_size=16, device="cpu", seed=3),
+        split=SplitConfig(seed=1),
+        out=out,
+    )
     return result, out
 
 
@@ -261,8 +282,9 @@ def test_trains_two_epochs_and_reloads_identically(run, demo):
     loaded = load_model(out)
     assert loaded.family == "alignn" and "atom vectors" in loaded.pooled_description
     structures = [item.structure for item in demo.items[:12]]
-    assert np.array_equal(loaded.predict_structures(structures),
-                          result.model.predict_structures(structures))
+    assert np.array_equal(
+        loaded.predict_structures(structures), result.model.predict_structures(structures)
+    )
     saved = pd.read_csv(out / "predictions.csv")
     by_id = {it.id: it.structure for it in demo.items}
     again = loaded.predict_structures([by_id[i] for i in saved["id"]])
@@ -276,15 +298,53 @@ def test_cli_lists_and_trains_alignn(shared_data, tmp_path, capsys):
         main(["train", "--help"])
     assert "alignn" in capsys.readouterr().out
     out = tmp_path / "cli-alignn"
-    code = main(["train", "--data", str(shared_data / "aflow_agl" / "demo.jsonl.gz"),
-                 "--target", CTE, "--out", str(out), "--model", "alignn", "--epochs", "1",
-                 "--limit", "40", "--atom-fea-len", "8", "--n-alignn", "1", "--n-gcn", "1",
-                 "--h-fea-len", "8", "--quiet"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(shared_data / "aflow_agl" / "demo.jsonl.gz"),
+            "--target",
+            CTE,
+            "--out",
+            str(out),
+            "--model",
+            "alignn",
+            "--epochs",
+            "1",
+            "--limit",
+            "40",
+            "--atom-fea-len",
+            "8",
+            "--n-alignn",
+            "1",
+            "--n-gcn",
+            "1",
+            "--h-fea-len",
+            "8",
+            "--quiet",
+        ]
+    )
     assert code == 0
     card = json.loads((out / "model.json").read_text())
     assert card["model"]["name"] == "alignn" and card["model"]["n_alignn"] == 1
-    assert main(["train", "--data", "x", "--target", CTE, "--out", str(tmp_path / "no"),
-                 "--model", "cgcnn", "--n-alignn", "1"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "x",
+                "--target",
+                CTE,
+                "--out",
+                str(tmp_path / "no"),
+                "--model",
+                "cgcnn",
+                "--n-alignn",
+                "1",
+            ]
+        )
+        == 2
+    )
     assert "--n-alignn does not apply" in capsys.readouterr().err
 
 

@@ -15,7 +15,9 @@ MAX_LINES = 450
 MODULES = sorted(p for p in ENGINE.rglob("*.py") if "_assets" not in p.parts)
 #: Everything that imports the engine: its own modules, the dashboard, tests and benchmarks.
 CALLERS = MODULES + sorted(
-    p for d in ("dashboard", "tests", "benchmarks") for p in (ROOT / d).rglob("*.py")
+    p
+    for d in ("dashboard", "tests", "benchmarks")
+    for p in (ROOT / d).rglob("*.py")
     if "vendor" not in p.parts
 )
 

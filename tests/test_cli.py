@@ -16,17 +16,41 @@ CTE = "agl_thermal_expansion_300K"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(shared_data, tmp_path_factory):
     """A tiny model trained through the CLI on 100 rows of the demo set."""
     out = tmp_path_factory.mktemp("cli") / "tiny-cte"
-    code = main(["train", "--data", str(shared_data / "aflow_agl" / "demo.jsonl.gz"),
-                 "--target", CTE, "--out", str(out), "--epochs", "2", "--seed", "1",
-                 "--limit", "100", "--atom-fea-len", "16", "--n-conv", "1", "--quiet"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(shared_data / "aflow_agl" / "demo.jsonl.gz"),
+            "--target",
+            CTE,
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--seed",
+            "1",
+            "--limit",
+            "100",
+            "--atom-fea-len",
+            "16",
+            "--n-conv",
+            "1",
+            "--quiet",
+        ]
+    )
     assert code == 0
     return out
 
@@ -49,8 +73,20 @@ def test_predict_prints_a_table_and_lists_bad_files(trained, shared_data, tmp_pa
 
 def test_predict_writes_csv(trained, shared_data, tmp_path):
     out = tmp_path / "pred.csv"
-    assert main(["predict", "--model", str(trained), "--input",
-                 str(shared_data / "cgcnn_sample"), "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(trained),
+                "--input",
+                str(shared_data / "cgcnn_sample"),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     lines = out.read_text().splitlines()
     assert len(lines) == 11 and lines[0].startswith("id,formula,n_sites,")
 
@@ -63,9 +99,20 @@ def test_predict_with_nothing_readable_fails_without_traceback(trained, tmp_path
 
 
 def test_evaluate_json_last_line(trained, shared_data, capsys):
-    code = main(["evaluate", "--model", str(trained), "--data",
-                 str(shared_data / "aflow_agl" / "demo.jsonl.gz"), "--target", CTE,
-                 "--limit", "30", "--json"])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(trained),
+            "--data",
+            str(shared_data / "aflow_agl" / "demo.jsonl.gz"),
+            "--target",
+            CTE,
+            "--limit",
+            "30",
+            "--json",
+        ]
+    )
     assert code == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     metrics = json.loads(last)
@@ -88,13 +135,38 @@ def test_models_json_lists_pretrained_and_user_models(trained, capsys, monkeypat
     assert all({"name", "target", "unit", "source"} <= set(m) for m in models)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["predict", "--model", "no-such-model", "--input", "x.cif"], "no-such-model"),
-    (["evaluate", "--model", "cgcnn-original/band-gap", "--data", "/nonexistent/data.jsonl",
-      "--target", "y"], "/nonexistent/data.jsonl"),
-    (["train", "--data", "/nonexistent.jsonl", "--target", "y", "--out", "/tmp/x",
-      "--model", "megnet"], "megnet"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["predict", "--model", "no-such-model", "--input", "x.cif"], "no-such-model"),
+        (
+            [
+                "evaluate",
+                "--model",
+                "cgcnn-original/band-gap",
+                "--data",
+                "/nonexistent/data.jsonl",
+                "--target",
+                "y",
+            ],
+            "/nonexistent/data.jsonl",
+        ),
+        (
+            [
+                "train",
+                "--data",
+                "/nonexistent.jsonl",
+                "--target",
+                "y",
+                "--out",
+                "/tmp/x",
+                "--model",
+                "megnet",
+            ],
+            "megnet",
+        ),
+    ],
+)
 def test_errors_are_one_clear_line(args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -102,8 +174,19 @@ def test_errors_are_one_clear_line(args, message, capsys):
 
 
 def test_unknown_target_names_the_available_columns(shared_data, tmp_path, capsys):
-    code = main(["train", "--data", str(shared_data / "aflow_agl" / "demo.jsonl.gz"),
-                 "--target", "cte", "--out", str(tmp_path / "m"), "--limit", "20"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(shared_data / "aflow_agl" / "demo.jsonl.gz"),
+            "--target",
+            "cte",
+            "--out",
+            str(tmp_path / "m"),
+            "--limit",
+            "20",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "'cte'" in err and CTE in err
@@ -113,9 +196,24 @@ def test_train_checkpoint_resumes_and_refuses_other_settings(shared_data, tmp_pa
     """``--checkpoint``: a finished run is not trained again (same history); another learning
     rate on the same checkpoint is refused with one error line, no traceback."""
     ckpt = tmp_path / "run.ckpt"
-    args = ["train", "--data", str(shared_data / "aflow_agl" / "demo.jsonl.gz"), "--target", CTE,
-            "--epochs", "2", "--limit", "60", "--atom-fea-len", "8", "--n-conv", "1", "--quiet",
-            "--checkpoint", str(ckpt)]
+    args = [
+        "train",
+        "--data",
+        str(shared_data / "aflow_agl" / "demo.jsonl.gz"),
+        "--target",
+        CTE,
+        "--epochs",
+        "2",
+        "--limit",
+        "60",
+        "--atom-fea-len",
+        "8",
+        "--n-conv",
+        "1",
+        "--quiet",
+        "--checkpoint",
+        str(ckpt),
+    ]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0 and ckpt.is_file()
     first = (tmp_path / "a" / "history.csv").read_text()
     assert main([*args, "--out", str(tmp_path / "b")]) == 0  # resumed: already finished

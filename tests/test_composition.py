@@ -19,8 +19,20 @@ from engine.features.composition import (
 )
 from engine.models.base import CompositionScaler
 
-SPECIAL = ["Fe", "NaCl", "SrTiO3", "Li7La3Zr2O12", "Li0.5CoO2", "La0.6Sr0.4Co0.2Fe0.8O3",
-           "H2O", "UO2", "Og", "He", "CsPbI3", "Ba2YCu3O7"]
+SPECIAL = [
+    "Fe",
+    "NaCl",
+    "SrTiO3",
+    "Li7La3Zr2O12",
+    "Li0.5CoO2",
+    "La0.6Sr0.4Co0.2Fe0.8O3",
+    "H2O",
+    "UO2",
+    "Og",
+    "He",
+    "CsPbI3",
+    "Ba2YCu3O7",
+]
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +78,10 @@ def test_equals_matminer_on_demo_compositions(demo_compositions, matminer_magpie
 
 
 def test_oxidation_states_do_not_matter():
-    assert np.array_equal(MagpieFeaturizer()(Composition({"Fe3+": 2, "O2-": 3})),
-                          MagpieFeaturizer()(Composition("Fe2O3")))
+    assert np.array_equal(
+        MagpieFeaturizer()(Composition({"Fe3+": 2, "O2-": 3})),
+        MagpieFeaturizer()(Composition("Fe2O3")),
+    )
 
 
 def test_cache_returns_the_same_vector_and_is_hit_the_second_time():
@@ -84,12 +98,14 @@ def test_cache_returns_the_same_vector_and_is_hit_the_second_time():
 
 def test_polymorphs_and_supercells_share_one_vector(crystals):
     nacl = crystals["NaCl"]
-    conventional = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"],
-                                             [[0, 0, 0], [0.5, 0.5, 0.5]])
+    conventional = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
     supercell = nacl.copy()
     supercell.make_supercell([2, 2, 1])
-    shuffled = Structure.from_sites([supercell[i] for i in
-                                     np.random.default_rng(0).permutation(len(supercell))])
+    shuffled = Structure.from_sites(
+        [supercell[i] for i in np.random.default_rng(0).permutation(len(supercell))]
+    )
     featurizer = MagpieFeaturizer()
     vectors = featurizer.many([s.composition for s in (nacl, conventional, supercell, shuffled)])
     assert (vectors == vectors[0]).all()
@@ -99,8 +115,36 @@ def test_polymorphs_and_supercells_share_one_vector(crystals):
 def test_a_thousand_compositions_take_well_under_two_seconds():
     magpie("NaCl")  # matminer's import and table are built once per process, not timed
     rng = np.random.default_rng(0)
-    symbols = ["Li", "Na", "K", "Mg", "Ca", "Sr", "Ba", "Ti", "Zr", "V", "Cr", "Mn", "Fe", "Co",
-               "Ni", "Cu", "Zn", "Al", "Ga", "Si", "Ge", "Sn", "La", "Ce", "Y", "O", "S", "F"]
+    symbols = [
+        "Li",
+        "Na",
+        "K",
+        "Mg",
+        "Ca",
+        "Sr",
+        "Ba",
+        "Ti",
+        "Zr",
+        "V",
+        "Cr",
+        "Mn",
+        "Fe",
+        "Co",
+        "Ni",
+        "Cu",
+        "Zn",
+        "Al",
+        "Ga",
+        "Si",
+        "Ge",
+        "Sn",
+        "La",
+        "Ce",
+        "Y",
+        "O",
+        "S",
+        "F",
+    ]
     comps = []
     while len({c.reduced_formula for c in comps}) < 1000:
         k = int(rng.integers(1, 5))

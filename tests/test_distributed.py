@@ -43,9 +43,28 @@ from tests.conftest import distorted, nacl, srtio3
 
 ROOT = Path(__file__).resolve().parent.parent
 WORLD = 2
-ARGS = ["train", "--target", "y", "--split", "random", "--epochs", "4", "--batch-size", "7",
-        "--seed", "3", "--atom-fea-len", "16", "--n-conv", "2", "--h-fea-len", "16",
-        "--device", "cpu", "--quiet"]
+ARGS = [
+    "train",
+    "--target",
+    "y",
+    "--split",
+    "random",
+    "--epochs",
+    "4",
+    "--batch-size",
+    "7",
+    "--seed",
+    "3",
+    "--atom-fea-len",
+    "16",
+    "--n-conv",
+    "2",
+    "--h-fea-len",
+    "16",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 #: largest relative differences allowed (see :func:`differences`)
 TOL_WEIGHTS, TOL_OUTPUTS = 1e-3, 1e-5
 
@@ -62,11 +81,17 @@ def write_toy_dataset(path: Path, n: int = 45) -> Path:
         s = bases[k % 3].copy()
         s.scale_lattice(s.volume * rng.uniform(0.9, 1.1))
         s.perturb(0.05, min_distance=0.01, seed=k)
-        lines.append(json.dumps({
-            "id": f"toy-{k}", "lattice": s.lattice.matrix.tolist(),
-            "species": [site.species_string for site in s], "frac_coords": s.frac_coords.tolist(),
-            "y": s.volume / len(s) + float(rng.normal(scale=0.5)),
-        }))
+        lines.append(
+            json.dumps(
+                {
+                    "id": f"toy-{k}",
+                    "lattice": s.lattice.matrix.tolist(),
+                    "species": [site.species_string for site in s],
+                    "frac_coords": s.frac_coords.tolist(),
+                    "y": s.volume / len(s) + float(rng.normal(scale=0.5)),
+                }
+            )
+        )
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -131,20 +156,39 @@ def differences(a: Path, b: Path) -> tuple[float, float]:
     ha, hb = pd.read_csv(a / "history.csv"), pd.read_csv(b / "history.csv")
     pa, pb = pd.read_csv(a / "predictions.csv"), pd.read_csv(b / "predictions.csv")
     assert list(pa["id"]) == list(pb["id"])
-    outputs = max([_relative(ha[c], hb[c]) for c in cols]
-                  + [_relative(pa["prediction"], pb["prediction"])])
+    outputs = max(
+        [_relative(ha[c], hb[c]) for c in cols] + [_relative(pa["prediction"], pb["prediction"])]
+    )
     return weights, outputs
 
 
 def test_two_gloo_processes_match_one_process_with_the_same_shards(tmp_path, monkeypatch):
     data = write_toy_dataset(tmp_path / "toy.jsonl")
     args = [*ARGS, "--data", str(data)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-         str(WORLD), __file__, *args, "--out", str(tmp_path / "ddp")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(WORLD),
+            __file__,
+            *args,
+            "--out",
+            str(tmp_path / "ddp"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("saved model directory") == 1  # rank 1 reports nothing
     assert (tmp_path / "ddp" / "rank0" / "weights.pt").is_file()
@@ -162,8 +206,10 @@ def test_two_gloo_processes_match_one_process_with_the_same_shards(tmp_path, mon
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert json.loads((ddp / "model.json").read_text())["training"]["batch_size"] == 7
     sharded, plain = differences(ddp, tmp_path / "sharded"), differences(ddp, tmp_path / "plain")
-    print(f"2 processes vs 1 with the same shards: weights {sharded[0]:.2g}, outputs "
-          f"{sharded[1]:.2g}; vs full-batch statistics: {plain[0]:.2g}, {plain[1]:.2g}")
+    print(
+        f"2 processes vs 1 with the same shards: weights {sharded[0]:.2g}, outputs "
+        f"{sharded[1]:.2g}; vs full-batch statistics: {plain[0]:.2g}, {plain[1]:.2g}"
+    )
     assert sharded[0] < TOL_WEIGHTS and sharded[1] < TOL_OUTPUTS
     assert plain[0] > 100 * TOL_WEIGHTS and plain[1] > 100 * TOL_OUTPUTS  # the check can tell
 

@@ -61,9 +61,7 @@ def _with_duplicates() -> np.ndarray:
     return x
 
 
-@pytest.mark.parametrize(
-    "method", ["tsne", "pca", pytest.param("umap", marks=pytest.mark.slow)]
-)
+@pytest.mark.parametrize("method", ["tsne", "pca", pytest.param("umap", marks=pytest.mark.slow)])
 def test_duplicated_rows_map_together(method):
     if method == "umap":
         pytest.importorskip("umap")

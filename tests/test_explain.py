@@ -9,22 +9,28 @@ from engine.inference.explain import polymorph_pairs, symmetry
 
 
 def test_symmetry_of_cubic_perovskite_and_rutile():
-    srtio3 = Structure(Lattice.cubic(3.905), ["Sr", "Ti", "O", "O", "O"],
-                       [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
+    srtio3 = Structure(
+        Lattice.cubic(3.905),
+        ["Sr", "Ti", "O", "O", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+    )
     assert symmetry(srtio3) == ("Pm-3m", 221, "cubic")
-    rutile = Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.594, 2.959),
-                                       ["Ti", "O"], [[0, 0, 0], [0.305, 0.305, 0]])
+    rutile = Structure.from_spacegroup(
+        "P4_2/mnm", Lattice.tetragonal(4.594, 2.959), ["Ti", "O"], [[0, 0, 0], [0.305, 0.305, 0]]
+    )
     assert symmetry(rutile)[1:] == (136, "tetragonal")
 
 
 def frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "id": ["a1", "a2", "a3", "b1", "c1", "c2"],
-        "formula": ["TiO2", "TiO2", "TiO2", "SrTiO3", "ZrO2", "ZrO2"],
-        "target": [1.0, 4.0, 2.0, 9.0, 5.0, 5.5],
-        "prediction": [1.5, 3.0, 2.0, 8.0, 5.0, 7.0],
-        "w_graph": [0.2, 0.4, 0.6, 0.5, 0.3, 0.3],
-    })
+    return pd.DataFrame(
+        {
+            "id": ["a1", "a2", "a3", "b1", "c1", "c2"],
+            "formula": ["TiO2", "TiO2", "TiO2", "SrTiO3", "ZrO2", "ZrO2"],
+            "target": [1.0, 4.0, 2.0, 9.0, 5.0, 5.5],
+            "prediction": [1.5, 3.0, 2.0, 8.0, 5.0, 7.0],
+            "w_graph": [0.2, 0.4, 0.6, 0.5, 0.3, 0.3],
+        }
+    )
 
 
 def test_polymorph_pairs_lists_every_pair_of_a_formula_sorted_by_true_difference():

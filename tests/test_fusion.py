@@ -63,9 +63,20 @@ def runs(demo, tmp_path_factory):
     """family → (TrainResult, saved directory)."""
     root = tmp_path_factory.mktemp("fusion")
     cfg = TrainConfig(epochs=2, batch_size=16, device="cpu", seed=3)
-    return {name: (result := train(demo, CTE, model=TINY[name], training=cfg,
-                                   split=SplitConfig(seed=1), out=root / name), result.path)
-            for name in TINY}
+    return {
+        name: (
+            result := train(
+                demo,
+                CTE,
+                model=TINY[name],
+                training=cfg,
+                split=SplitConfig(seed=1),
+                out=root / name,
+            ),
+            result.path,
+        )
+        for name in TINY
+    }
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +93,20 @@ def _structures(demo, n=12):
 
 
 def test_registry_and_config_union_list_the_same_families():
-    assert set(MODEL_REGISTRY) == set(MODEL_FAMILIES) == {
-        "cgcnn", "early-fusion", "attention-fusion", "late-fusion", "rf-magpie", "multitask",
-        "alignn", "cgcnn-physics"}
+    assert (
+        set(MODEL_REGISTRY)
+        == set(MODEL_FAMILIES)
+        == {
+            "cgcnn",
+            "early-fusion",
+            "attention-fusion",
+            "late-fusion",
+            "rf-magpie",
+            "multitask",
+            "alignn",
+            "cgcnn-physics",
+        }
+    )
     adapter = TypeAdapter(ModelConfig)
     for name, cls in MODEL_REGISTRY.items():
         config = cls.config_class()
@@ -123,10 +145,12 @@ def test_save_load_gives_identical_predictions_and_vectors(family, runs, loaded,
         assert (path / name).is_file()
     assert (path / "forest.skops").is_file() == (family in ("rf-magpie", "late-fusion"))
     structures = _structures(demo)
-    assert np.array_equal(loaded[family].predict_structures(structures),
-                          result.model.predict_structures(structures))
-    assert np.array_equal(loaded[family].embed_structures(structures),
-                          result.model.embed_structures(structures))
+    assert np.array_equal(
+        loaded[family].predict_structures(structures), result.model.predict_structures(structures)
+    )
+    assert np.array_equal(
+        loaded[family].embed_structures(structures), result.model.embed_structures(structures)
+    )
     # the saved validation/test predictions are reproduced from the files alone
     saved = pd.read_csv(path / "predictions.csv")
     by_id = {it.id: it.structure for it in demo.items}
@@ -238,8 +262,20 @@ def test_cli_predict_csv_has_weight_columns(runs, shared_data, tmp_path):
     from engine.apps.cli.main import main
 
     out = tmp_path / "pred.csv"
-    assert main(["predict", "--model", str(runs["attention-fusion"][1]), "--input",
-                 str(shared_data / "cgcnn_sample"), "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(runs["attention-fusion"][1]),
+                "--input",
+                str(shared_data / "cgcnn_sample"),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(out)
     weight_cols = [c for c in table.columns if "weight" in c]
     assert weight_cols == list(WEIGHT_COLUMNS) and len(table) == 10
@@ -274,8 +310,7 @@ def test_late_fusion_alpha_is_the_validation_argmin(runs, loaded, demo):
     inputs = model.prepare([by_id[i].structure for i in val["id"]])
     batch = Batch.from_data_list(inputs)
     with torch.no_grad():
-        rf, cg = (card.normalizer.decode(t).numpy() for t in model.module.branch_predictions(
-            batch))
+        rf, cg = (card.normalizer.decode(t).numpy() for t in model.module.branch_predictions(batch))
     y = val["target"].to_numpy()
     grid = LateFusionConfig().alpha_grid()
     maes = [np.mean(np.abs(a * rf + (1 - a) * cg - y)) for a in grid]
@@ -319,8 +354,13 @@ def test_forest_beats_the_mean_and_is_seeded(runs, demo):
     cfg = TrainConfig(epochs=2, device="cpu", seed=3)
     again = train(demo, CTE, model=TINY["rf-magpie"], training=cfg, split=SplitConfig(seed=1))
     assert np.array_equal(again.predictions["prediction"], result.predictions["prediction"])
-    other = train(demo, CTE, model=TINY["rf-magpie"], training=cfg.model_copy(
-        update={"seed": 4}), split=SplitConfig(seed=1))
+    other = train(
+        demo,
+        CTE,
+        model=TINY["rf-magpie"],
+        training=cfg.model_copy(update={"seed": 4}),
+        split=SplitConfig(seed=1),
+    )
     assert not np.array_equal(other.predictions["prediction"], result.predictions["prediction"])
 
 
@@ -363,7 +403,8 @@ def test_a_forest_file_with_an_untrusted_type_is_refused(family, runs, tmp_path)
     def swap(schema: str) -> str:
         assert '"sklearn.ensemble._forest"' in schema
         return schema.replace('"RandomForestRegressor"', '"Popen"', 1).replace(
-            '"sklearn.ensemble._forest"', '"subprocess"', 1)
+            '"sklearn.ensemble._forest"', '"subprocess"', 1
+        )
 
     _rewrite_skops(copy / "forest.skops", edit_schema=swap)
     with pytest.raises(ModelLoadError, match=r"untrusted types \['subprocess.Popen'\]"):
@@ -448,14 +489,44 @@ def test_cli_trains_a_forest_and_an_ungated_cgcnn(shared_data, tmp_path, capsys)
 
     data = str(shared_data / "aflow_agl" / "demo.jsonl.gz")
     common = ["--data", data, "--target", CTE, "--limit", "60", "--quiet", "--device", "cpu"]
-    assert main(["train", *common, "--model", "rf-magpie", "--n-estimators", "7",
-                 "--max-depth", "none", "--out", str(tmp_path / "rf")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--model",
+                "rf-magpie",
+                "--n-estimators",
+                "7",
+                "--max-depth",
+                "none",
+                "--out",
+                str(tmp_path / "rf"),
+            ]
+        )
+        == 0
+    )
     card = json.loads((tmp_path / "rf" / "model.json").read_text())
-    assert card["model"] == {**RFMagpieConfig().model_dump(), "n_estimators": 7,
-                             "max_depth": None}
+    assert card["model"] == {**RFMagpieConfig().model_dump(), "n_estimators": 7, "max_depth": None}
     assert len(load_model(tmp_path / "rf").module.forest.estimators_) == 7
-    assert main(["train", *common, "--no-gate", "--epochs", "1", "--atom-fea-len", "8",
-                 "--n-conv", "1", "--out", str(tmp_path / "nogate")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--no-gate",
+                "--epochs",
+                "1",
+                "--atom-fea-len",
+                "8",
+                "--n-conv",
+                "1",
+                "--out",
+                str(tmp_path / "nogate"),
+            ]
+        )
+        == 0
+    )
     card = json.loads((tmp_path / "nogate" / "model.json").read_text())
     assert card["model"]["name"] == "cgcnn" and card["model"]["gate"] is False
     assert not load_model(tmp_path / "nogate").module.convs[0].gate
@@ -468,31 +539,68 @@ def test_cli_trains_a_forest_and_an_ungated_cgcnn(shared_data, tmp_path, capsys)
 def test_cli_contributions_json(runs, shared_data, capsys):
     from engine.apps.cli.main import main
 
-    assert main(["contributions", "--model", str(runs["attention-fusion"][1]), "--data",
-                 str(shared_data / "aflow_agl" / "demo.jsonl.gz"), "--target", CTE,
-                 "--limit", "30", "--shuffles", "2", "--json"]) == 0
+    assert (
+        main(
+            [
+                "contributions",
+                "--model",
+                str(runs["attention-fusion"][1]),
+                "--data",
+                str(shared_data / "aflow_agl" / "demo.jsonl.gz"),
+                "--target",
+                CTE,
+                "--limit",
+                "30",
+                "--shuffles",
+                "2",
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["n"] == 30 and set(report["parts"]) == {"composition", "structure"}
     assert set(report["mean_weights"]) == set(WEIGHT_COLUMNS)
     assert sum(report["mean_weights"].values()) == pytest.approx(1.0)
     capsys.readouterr()
-    assert main(["contributions", "--model", str(runs["rf-magpie"][1]), "--data",
-                 str(shared_data / "aflow_agl" / "demo.jsonl.gz"), "--target", CTE,
-                 "--limit", "5"]) == 2
+    assert (
+        main(
+            [
+                "contributions",
+                "--model",
+                str(runs["rf-magpie"][1]),
+                "--data",
+                str(shared_data / "aflow_agl" / "demo.jsonl.gz"),
+                "--target",
+                CTE,
+                "--limit",
+                "5",
+            ]
+        )
+        == 2
+    )
     assert "early- or attention-fusion" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config, min_r", [
-    (EarlyFusionConfig(), 0.9),
-    (AttentionFusionConfig(), 0.9),
-    (RFMagpieConfig(), 0.85),
-])
+@pytest.mark.parametrize(
+    "config, min_r",
+    [
+        (EarlyFusionConfig(), 0.9),
+        (AttentionFusionConfig(), 0.9),
+        (RFMagpieConfig(), 0.85),
+    ],
+)
 def test_end_to_end_demo_accuracy(config, min_r, shared_data):
     from engine.io.datasets import load_dataset
 
     dataset = load_dataset(shared_data / "aflow_agl" / "demo.jsonl.gz")
-    result = train(dataset, CTE, model=config, split=SplitConfig(seed=0),
-                   training=TrainConfig(epochs=30, batch_size=32, device="cpu", seed=0))
+    result = train(
+        dataset,
+        CTE,
+        model=config,
+        split=SplitConfig(seed=0),
+        training=TrainConfig(epochs=30, batch_size=32, device="cpu", seed=0),
+    )
     val = result.metrics["val"]
     assert val["r"] >= min_r, f"{config.name}: validation R {val['r']:.3f}"

@@ -97,8 +97,12 @@ def test_multitask_job_learns_every_target(tmp_path):
 
     data = write_dataset(tmp_path / "two.jsonl", n=24, second_target=True)
     job_id = start_training_job(
-        data, [TARGET, "lattice_a"], model=MultitaskConfig(atom_fea_len=8, n_conv=1, h_fea_len=8),
-        training=TrainConfig(epochs=2, batch_size=8), split=SMALL["split"], name="tiny-multi",
+        data,
+        [TARGET, "lattice_a"],
+        model=MultitaskConfig(atom_fea_len=8, n_conv=1, h_fea_len=8),
+        training=TrainConfig(epochs=2, batch_size=8),
+        split=SMALL["split"],
+        name="tiny-multi",
     )
     status = wait_job(job_id)
     assert status.state == JobState.FINISHED, (status, read_log(job_id))
@@ -214,45 +218,82 @@ def test_status_round_trips_through_the_schema(tmp_path):
     directory = tmp_path / "job"
     directory.mkdir()
     status = JobStatus(
-        id="20250101-000000-abcdef", state="finished", name="m", target=TARGET,
-        targets=[TARGET], dataset="/data/x.jsonl", family="cgcnn",
-        created="2025-01-01T00:00:00+00:00", started="2025-01-01T00:00:05+00:00",
-        ended="2025-01-01T00:01:00+00:00", pid=1234, pid_created=1735689605.25,
-        epoch=3, epochs=3, error=None, stop_reason="early stopping", model_path="/models/m",
+        id="20250101-000000-abcdef",
+        state="finished",
+        name="m",
+        target=TARGET,
+        targets=[TARGET],
+        dataset="/data/x.jsonl",
+        family="cgcnn",
+        created="2025-01-01T00:00:00+00:00",
+        started="2025-01-01T00:00:05+00:00",
+        ended="2025-01-01T00:01:00+00:00",
+        pid=1234,
+        pid_created=1735689605.25,
+        epoch=3,
+        epochs=3,
+        error=None,
+        stop_reason="early stopping",
+        model_path="/models/m",
         metrics={"val": {"mae": 1e-6, "r": 0.9, "n": 7}, "test": {"mae": None}},
     )
     assert update_status(directory, **status.model_dump()) == status
     assert read_status(directory) == status
     assert JobStatus.model_validate_json((directory / "status.json").read_text()) == status
     moved = update_status(directory, state=JobState.CANCELLED)
-    assert moved.state == JobState.CANCELLED and moved.model_copy(
-        update={"state": status.state}) == status
-    assert JobProgress.model_validate({"epoch": 2, "history": [{}, {}], "status": "running"
-                                       }).epoch == 2  # progress.json has extra keys
+    assert (
+        moved.state == JobState.CANCELLED
+        and moved.model_copy(update={"state": status.state}) == status
+    )
+    assert (
+        JobProgress.model_validate({"epoch": 2, "history": [{}, {}], "status": "running"}).epoch
+        == 2
+    )  # progress.json has extra keys
 
 
 def test_old_format_status_file_is_read():
     """A status.json of the previous version: ``status`` with ``done``, no ``targets``."""
     directory = jobs_dir() / "20240101-120000-a1b2c3"
     directory.mkdir(parents=True)
-    (directory / "status.json").write_text(json.dumps({
-        "id": directory.name, "kind": "train", "status": "done", "name": "old-model",
-        "target": TARGET, "dataset": "/data/old.jsonl", "family": "cgcnn",
-        "created": "2024-01-01T12:00:00+00:00", "pid": 999999999, "started":
-        "2024-01-01T12:00:01+00:00", "ended": "2024-01-01T12:05:00+00:00",
-        "stop_reason": "early stopping", "model_path": "/models/old-model", "error": None,
-        "metrics": {"val": {"mae": 2e-6, "r": 0.8}},
-    }))
-    (directory / "progress.json").write_text(json.dumps(
-        {"status": "finishing", "epoch": 40, "epochs": 100, "history": [], "updated": 0}))
+    (directory / "status.json").write_text(
+        json.dumps(
+            {
+                "id": directory.name,
+                "kind": "train",
+                "status": "done",
+                "name": "old-model",
+                "target": TARGET,
+                "dataset": "/data/old.jsonl",
+                "family": "cgcnn",
+                "created": "2024-01-01T12:00:00+00:00",
+                "pid": 999999999,
+                "started": "2024-01-01T12:00:01+00:00",
+                "ended": "2024-01-01T12:05:00+00:00",
+                "stop_reason": "early stopping",
+                "model_path": "/models/old-model",
+                "error": None,
+                "metrics": {"val": {"mae": 2e-6, "r": 0.8}},
+            }
+        )
+    )
+    (directory / "progress.json").write_text(
+        json.dumps({"status": "finishing", "epoch": 40, "epochs": 100, "history": [], "updated": 0})
+    )
     status = job_status(directory.name)
     assert status.state == JobState.FINISHED and status.targets == [TARGET]
     assert status.epoch == 40 and status.epochs == 100 and status.metrics["val"]["mae"] == 2e-6
     assert [j.id for j in list_jobs()] == [directory.name]
     # an old job that claims to run while its process is gone reads as failed
-    (directory / "status.json").write_text(json.dumps(
-        {"id": directory.name, "status": "running", "pid": 999999999,
-         "created": "2024-01-01T12:00:00+00:00"}))
+    (directory / "status.json").write_text(
+        json.dumps(
+            {
+                "id": directory.name,
+                "status": "running",
+                "pid": 999999999,
+                "created": "2024-01-01T12:00:00+00:00",
+            }
+        )
+    )
     assert job_status(directory.name).state == JobState.FAILED
 
 

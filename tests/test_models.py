@@ -26,8 +26,15 @@ def _model(seed: int = 0, **config) -> LoadedModel:
         if isinstance(m, torch.nn.BatchNorm1d):
             m.running_mean.normal_(0, 0.3)
             m.running_var.uniform_(0.5, 2.0)
-    card = ModelCard(name="test", target="y", unit="eV", model=cfg.model_dump(), graph=graph,
-                     normalizer=Normalizer(mean=1.5, std=0.5), elements=["Na", "Cl"])
+    card = ModelCard(
+        name="test",
+        target="y",
+        unit="eV",
+        model=cfg.model_dump(),
+        graph=graph,
+        normalizer=Normalizer(mean=1.5, std=0.5),
+        elements=["Na", "Cl"],
+    )
     return LoadedModel(card=card, module=module)
 
 
@@ -77,7 +84,8 @@ def test_prediction_invariant_to_atom_order(model, crystals, name):
     base, permuted = _predict(model, [structure, shuffled])
     assert permuted == pytest.approx(base, rel=1e-5, abs=1e-5)
     assert _predict(model, [shuffled], "pooled") == pytest.approx(
-        _predict(model, [structure], "pooled"), rel=1e-5, abs=1e-6)
+        _predict(model, [structure], "pooled"), rel=1e-5, abs=1e-6
+    )
 
 
 def test_batched_equals_one_at_a_time(model, crystals):

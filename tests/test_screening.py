@@ -39,17 +39,34 @@ from engine.io import read_structures
 from engine.materials.examples import EXAMPLES_DIR
 
 CTE = "agl_thermal_expansion_300K"
-PEROVSKITES = [("Sr", "Ti"), ("Ba", "Zr"), ("La", "Co"), ("La", "Fe"), ("Ca", "Ti"), ("Sr", "Fe"),
-               ("Ba", "Ti"), ("La", "Mn"), ("La", "Ni"), ("Sr", "Co"), ("Ba", "Ce"), ("La", "Ga")]
+PEROVSKITES = [
+    ("Sr", "Ti"),
+    ("Ba", "Zr"),
+    ("La", "Co"),
+    ("La", "Fe"),
+    ("Ca", "Ti"),
+    ("Sr", "Fe"),
+    ("Ba", "Ti"),
+    ("La", "Mn"),
+    ("La", "Ni"),
+    ("Sr", "Co"),
+    ("Ba", "Ce"),
+    ("La", "Ga"),
+]
 FRAC = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
 
 
 def record(k: int, rng) -> dict:
     a_el, b_el = PEROVSKITES[k % len(PEROVSKITES)]
     a = 3.8 + 0.5 * rng.random()
-    return {"id": f"p{k}", "lattice": [[a, 0, 0], [0, a, 0], [0, 0, a]],
-            "species": [a_el, b_el, "O", "O", "O"], "frac_coords": FRAC,
-            "e_form": -2.0 - 0.1 * (k % 7), "band_gap": 0.3 * (k % 9)}
+    return {
+        "id": f"p{k}",
+        "lattice": [[a, 0, 0], [0, a, 0], [0, 0, a]],
+        "species": [a_el, b_el, "O", "O", "O"],
+        "frac_coords": FRAC,
+        "e_form": -2.0 - 0.1 * (k % 7),
+        "band_gap": 0.3 * (k % 9),
+    }
 
 
 def write_jsonl(path, n: int, *, bad_lines=(), gz: bool = False):
@@ -106,10 +123,15 @@ def property_models(tmp_path_factory):
     for target in ("e_form", "band_gap"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = train(ds, target, model=CGCNNConfig(atom_fea_len=8, n_conv=1, h_fea_len=8),
-                           training=TrainConfig(epochs=1, batch_size=8),
-                           split=SplitConfig(kind="random", val_fraction=0.2, test_fraction=0.2),
-                           out=root / target, name=f"tiny-{target}")
+            result = train(
+                ds,
+                target,
+                model=CGCNNConfig(atom_fea_len=8, n_conv=1, h_fea_len=8),
+                training=TrainConfig(epochs=1, batch_size=8),
+                split=SplitConfig(kind="random", val_fraction=0.2, test_fraction=0.2),
+                out=root / target,
+                name=f"tiny-{target}",
+            )
         paths[target] = result.path
     return paths
 
@@ -148,24 +170,30 @@ def test_ranking_by_linear_mismatch_computed_by_hand(cte_model, examples_screen)
     assert row["cte_lin_std_per_K"] == pytest.approx(pred["prediction_std"] / 3, rel=1e-6)
     assert row["mismatch_per_K"] == pytest.approx(pred["prediction"] / 3 - e_lin, rel=1e-5)
     assert row["mismatch_std_per_K"] == pytest.approx(
-        np.hypot(pred["prediction_std"] / 3, e_std), rel=1e-5)
+        np.hypot(pred["prediction_std"] / 3, e_std), rel=1e-5
+    )
     assert row["domain"] == pred["domain"] and row["cte_source"] == "predicted"
     assert set(table["domain"]) <= {"in-domain", "borderline", "out-of-domain"}
 
 
 def test_measured_values_override_predictions_in_the_mismatch(cte_model, examples_screen):
     predicted = examples_screen.table.set_index("id")
-    measured = measured_table({"SrTiO3": (11.0e-6, 0.3e-6), "LaNiO3_pseudocubic": 13.0e-6,
-                               "YSZ": (10.5e-6, 0.2e-6)})
+    measured = measured_table(
+        {"SrTiO3": (11.0e-6, 0.3e-6), "LaNiO3_pseudocubic": 13.0e-6, "YSZ": (10.5e-6, 0.2e-6)}
+    )
     electrolyte = resolve_electrolyte("YSZ", cte_model, measured=measured)
     assert (electrolyte.source, electrolyte.cte_lin, electrolyte.cte_lin_std) == (
-        "measured", 10.5e-6, 0.2e-6)
+        "measured",
+        10.5e-6,
+        0.2e-6,
+    )
     table, _ = rank_candidates(predicted.reset_index(), electrolyte, measured=measured)
     rows = table.set_index("id")
     sto = rows.loc["SrTiO3_perovskite"]  # matched by formula
     assert sto["cte_source"] == "measured" and sto["cte_lin_used_per_K"] == 11.0e-6
-    assert sto["cte_lin_pred_per_K"] == pytest.approx(predicted.loc["SrTiO3_perovskite",
-                                                                   "cte_lin_pred_per_K"])
+    assert sto["cte_lin_pred_per_K"] == pytest.approx(
+        predicted.loc["SrTiO3_perovskite", "cte_lin_pred_per_K"]
+    )
     assert sto["mismatch_per_K"] == pytest.approx(0.5e-6)
     assert sto["mismatch_std_per_K"] == pytest.approx(np.hypot(0.3e-6, 0.2e-6))
     lno = rows.loc["LaNiO3_pseudocubic"]  # matched by id, σ 0
@@ -179,14 +207,19 @@ def test_measured_values_override_predictions_in_the_mismatch(cte_model, example
     # a measured electrolyte with a structure keeps its prediction beside the measured value
     ceo2 = resolve_electrolyte("CeO2", cte_model, measured={"CeO2": 12.3e-6})
     assert ceo2.source == "measured" and ceo2.cte_lin == 12.3e-6
-    assert ceo2.cte_vol_pred == pytest.approx(predicted.loc["CeO2_fluorite", "cte_vol_pred_per_K"],
-                                              rel=1e-5)
+    assert ceo2.cte_vol_pred == pytest.approx(
+        predicted.loc["CeO2_fluorite", "cte_vol_pred_per_K"], rel=1e-5
+    )
 
 
 def test_electrolyte_specs(cte_model, tmp_path):
     typed = resolve_electrolyte("YSZ=10.5e-6", cte_model)
     assert (typed.name, typed.cte_lin, typed.cte_lin_std, typed.source) == (
-        "YSZ", 10.5e-6, 0.0, "measured")
+        "YSZ",
+        10.5e-6,
+        0.0,
+        "measured",
+    )
     assert resolve_electrolyte(10.5e-6, cte_model).cte_lin == 10.5e-6
     with pytest.raises(ValueError, match="1/K"):
         resolve_electrolyte("10.5", cte_model)  # 10⁻⁶ K⁻¹ typed as 1/K
@@ -204,8 +237,9 @@ def test_electrolyte_specs(cte_model, tmp_path):
 
 
 def test_measured_table_checks():
-    table = measured_table(pd.DataFrame({"material": ["CeO2", None, "LSM"],
-                                         "cte_lin_per_K": [12.3e-6, None, 11.7e-6]}))
+    table = measured_table(
+        pd.DataFrame({"material": ["CeO2", None, "LSM"], "cte_lin_per_K": [12.3e-6, None, 11.7e-6]})
+    )
     assert list(table["material"]) == ["CeO2", "LSM"]  # the empty editor row is dropped
     assert list(table["cte_lin_std_per_K"]) == [0.0, 0.0]
     with pytest.raises(ValueError, match="not a plausible"):
@@ -225,8 +259,9 @@ def test_measured_table_checks():
 def test_element_filters(cte_model, examples_screen):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = screen(EXAMPLES_DIR, "CeO2", cte_model,
-                        filters=Filters(include=["La"], exclude=["Co", "Mn"]))
+        result = screen(
+            EXAMPLES_DIR, "CeO2", cte_model, filters=Filters(include=["La"], exclude=["Co", "Mn"])
+        )
     table = result.table.set_index("id")
     ranked = result.ranked
     assert set(ranked["formula"]) == {"LaFeO3", "LaNiO3", "LaGaO3", "LaCrO3"}
@@ -239,11 +274,17 @@ def test_element_filters(cte_model, examples_screen):
     assert table.loc[~table["passes"], "cte_vol_pred_per_K"].isna().all()
     assert pd.isna(table.loc[~table["passes"], "rank"]).all()
     full = examples_screen.table.set_index("id")
-    assert np.allclose(table.loc[ranked["id"], "cte_vol_pred_per_K"],
-                       full.loc[ranked["id"], "cte_vol_pred_per_K"], rtol=1e-6)
+    assert np.allclose(
+        table.loc[ranked["id"], "cte_vol_pred_per_K"],
+        full.loc[ranked["id"], "cte_vol_pred_per_K"],
+        rtol=1e-6,
+    )
     # the same filters applied to an unfiltered table give the same flags
-    again, _ = rank_candidates(examples_screen.table, result.electrolyte,
-                               filters=Filters(include=["La"], exclude=["Co", "Mn"]))
+    again, _ = rank_candidates(
+        examples_screen.table,
+        result.electrolyte,
+        filters=Filters(include=["La"], exclude=["Co", "Mn"]),
+    )
     assert list(again.loc[again["passes"], "id"]) == list(ranked["id"])
     with pytest.raises(ValueError, match="not an element"):
         Filters(include=["Xx"])
@@ -258,8 +299,14 @@ def test_formation_energy_and_band_gap_filters(cte_model, property_models):
     e_cut, g_cut = float(e_pred.median()), float(g_pred.median())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = screen(EXAMPLES_DIR, "ZrO2", cte_model, eform_model=eform, gap_model=gap,
-                        filters=Filters(max_e_form=e_cut, min_band_gap=g_cut))
+        result = screen(
+            EXAMPLES_DIR,
+            "ZrO2",
+            cte_model,
+            eform_model=eform,
+            gap_model=gap,
+            filters=Filters(max_e_form=e_cut, min_band_gap=g_cut),
+        )
     table = result.table.set_index("id")
     assert np.allclose(table["e_form_eV_per_atom"], e_pred[table.index], rtol=1e-5)
     assert np.allclose(table["band_gap_eV"], g_pred[table.index], rtol=1e-5)
@@ -279,22 +326,25 @@ def test_formation_energy_and_band_gap_filters(cte_model, property_models):
         predict_candidates(EXAMPLES_DIR, cte_model, gap_model=eform)  # wrong target
 
 
-def test_property_models_found_by_target_and_filters_disabled_without_one(
-        cte_model, monkeypatch):
+def test_property_models_found_by_target_and_filters_disabled_without_one(cte_model, monkeypatch):
     import engine.catalog.names
 
     found = find_property_model("band_gap")
     names = {m["name"]: m for m in engine.catalog.names.list_models()}
     if found is not None:  # shipped first, then the original CGCNN weights, then the user's
-        assert found in {m["path"] or m["name"] for m in names.values()
-                         if "band_gap" in (m.get("targets") or [m["target"]])}
+        assert found in {
+            m["path"] or m["name"]
+            for m in names.values()
+            if "band_gap" in (m.get("targets") or [m["target"]])
+        }
     only_cte = [m for m in engine.catalog.names.list_models() if m["target"] == CTE]
     monkeypatch.setattr(engine.catalog.names, "list_models", lambda: only_cte)
     assert find_property_model("e_form") is None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = screen(EXAMPLES_DIR, "CeO2", cte_model,
-                        filters=Filters(max_e_form=-3.0, max_band_gap=1.0))
+        result = screen(
+            EXAMPLES_DIR, "CeO2", cte_model, filters=Filters(max_e_form=-3.0, max_band_gap=1.0)
+        )
     assert any("formation-energy filter disabled" in n for n in result.notes)
     assert any("band-gap filter disabled" in n for n in result.notes)
     others = result.table[result.table["formula"] != "CeO2"]  # CeO2 is the reference
@@ -339,6 +389,7 @@ def test_streaming_memory_stays_bounded(tmp_path):
         def run():
             sizes = [len(chunk.items) for chunk in iter_candidates(str(path), chunk_size=20)]
             assert max(sizes) == 20 and sum(sizes) == n
+
         return run
 
     def whole():
@@ -354,8 +405,13 @@ def test_streamed_screen_equals_one_shot(cte_model, tmp_path):
     calls = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        small = screen(str(path), "CeO2", cte_model, chunk_size=7,
-                       progress=lambda done, total: calls.append((done, total)))
+        small = screen(
+            str(path),
+            "CeO2",
+            cte_model,
+            chunk_size=7,
+            progress=lambda done, total: calls.append((done, total)),
+        )
         big = screen(str(path), "CeO2", cte_model, chunk_size=1000)
     pd.testing.assert_frame_equal(small.table, big.table, rtol=1e-5)
     assert len(small.table) == 40 and small.n_read == big.n_read == 41
@@ -364,8 +420,7 @@ def test_streamed_screen_equals_one_shot(cte_model, tmp_path):
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
     direct = predict(cte_model, read_structures(str(path)).items).table.set_index("id")
     rows = small.table.set_index("id")
-    assert np.allclose(rows["cte_vol_pred_per_K"], direct.loc[rows.index, "prediction"],
-                       rtol=1e-5)
+    assert np.allclose(rows["cte_vol_pred_per_K"], direct.loc[rows.index, "prediction"], rtol=1e-5)
 
     # a folder of CIF files and a zip of them stream the same way
     folder = tmp_path / "cifs"
@@ -373,8 +428,9 @@ def test_streamed_screen_equals_one_shot(cte_model, tmp_path):
     rng = np.random.default_rng(1)
     for k in range(11):
         a_el, b_el = PEROVSKITES[k]
-        (folder / f"c{k:02d}.cif").write_text(cif_text(a_el, b_el, 3.8 + 0.4 * rng.random(),
-                                                       f"c{k}"))
+        (folder / f"c{k:02d}.cif").write_text(
+            cif_text(a_el, b_el, 3.8 + 0.4 * rng.random(), f"c{k}")
+        )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for p in sorted(folder.iterdir()):
@@ -397,9 +453,17 @@ def test_bad_candidate_files_are_listed_and_the_rest_screened(cte_model, tmp_pat
     (folder / "empty.vasp").write_text("")
     (folder / "notes.txt").write_text("not a structure")  # skipped, not an error
     write_jsonl(folder / "more.jsonl", 3, bad_lines=(1,))
-    (folder / "squashed.jsonl").write_text(json.dumps(
-        {"id": "squashed", "lattice": [[4, 0, 0], [0, 4, 0], [0, 0, 4]], "species": ["Sr", "Ti"],
-         "frac_coords": [[0, 0, 0], [0.01, 0, 0]]}) + "\n")
+    (folder / "squashed.jsonl").write_text(
+        json.dumps(
+            {
+                "id": "squashed",
+                "lattice": [[4, 0, 0], [0, 4, 0], [0, 0, 4]],
+                "species": ["Sr", "Ti"],
+                "frac_coords": [[0, 0, 0], [0.01, 0, 0]],
+            }
+        )
+        + "\n"
+    )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("z/ok.cif", cif_text("Ba", "Zr", 4.193, "ok"))
@@ -408,13 +472,20 @@ def test_bad_candidate_files_are_listed_and_the_rest_screened(cte_model, tmp_pat
     (folder / "corrupt.zip").write_bytes(b"PK\x03\x04 not really a zip")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = screen([str(folder), str(tmp_path / "missing.cif")], "CeO2", cte_model,
-                        chunk_size=2)
+        result = screen(
+            [str(folder), str(tmp_path / "missing.cif")], "CeO2", cte_model, chunk_size=2
+        )
     assert sorted(result.table["id"]) == ["good", "ok", "p0", "p1", "p2"]
     reasons = {e.source: e.reason for e in result.errors}  # file names, never server paths
-    assert set(reasons) == {"mixed/broken.cif", "mixed/empty.vasp", "mixed/more.jsonl line 3",
-                            "mixed/squashed.jsonl line 1", "mixed/pack.zip/z/bad.cif",
-                            "mixed/corrupt.zip", "missing.cif"}
+    assert set(reasons) == {
+        "mixed/broken.cif",
+        "mixed/empty.vasp",
+        "mixed/more.jsonl line 3",
+        "mixed/squashed.jsonl line 1",
+        "mixed/pack.zip/z/bad.cif",
+        "mixed/corrupt.zip",
+        "missing.cif",
+    }
     assert "CIF" in reasons["mixed/broken.cif"]
     assert "empty" in reasons["mixed/empty.vasp"]
     assert "invalid JSON" in reasons["mixed/more.jsonl line 3"]
@@ -429,23 +500,30 @@ def test_bad_candidate_files_are_listed_and_the_rest_screened(cte_model, tmp_pat
 
 def test_csv_export_reload_round_trip(cte_model, examples_screen, tmp_path):
     measured = {"SrTiO3": (11e-6, 0.3e-6)}
-    table, _ = rank_candidates(examples_screen.table, examples_screen.electrolyte,
-                               measured=measured, filters=Filters(exclude=["Ni"]))
+    table, _ = rank_candidates(
+        examples_screen.table,
+        examples_screen.electrolyte,
+        measured=measured,
+        filters=Filters(exclude=["Ni"]),
+    )
     result = ScreenResult(table=table, electrolyte=examples_screen.electrolyte)
     path = tmp_path / "ranked.csv"
     result.to_csv(path)
     loaded = read_screen_csv(path)
     pd.testing.assert_frame_equal(loaded, table)
-    again, _ = rank_candidates(loaded, examples_screen.electrolyte, measured=measured,
-                               filters=Filters(exclude=["Ni"]))
+    again, _ = rank_candidates(
+        loaded, examples_screen.electrolyte, measured=measured, filters=Filters(exclude=["Ni"])
+    )
     pd.testing.assert_frame_equal(again, table)
     with pytest.raises(ValueError, match="not a screening table"):
         read_screen_csv(io.StringIO("id,formula\nx,NaCl\n"))
 
 
 def test_mismatch_matrix_with_sigma(examples_screen):
-    electrolytes = [Reference("YSZ", 10.5e-6, 0.2e-6, "measured"),
-                    Reference("GDC", 12.5e-6, 0.0, "measured")]
+    electrolytes = [
+        Reference("YSZ", 10.5e-6, 0.2e-6, "measured"),
+        Reference("GDC", 12.5e-6, 0.0, "measured"),
+    ]
     rows = candidate_references(examples_screen.table, top=3)
     assert [r.name for r in rows] == list(examples_screen.table["id"][:3])
     matrix = mismatch_matrix(rows, electrolytes)
@@ -455,8 +533,12 @@ def test_mismatch_matrix_with_sigma(examples_screen):
     assert matrix.sigma.iloc[0, 0] == pytest.approx(np.hypot(first.cte_lin_std, 0.2e-6))
     assert matrix.sigma.iloc[0, 1] == pytest.approx(first.cte_lin_std)
     long = matrix.long()
-    assert list(long.columns) == ["candidate", "electrolyte", "mismatch_per_K",
-                                  "mismatch_std_per_K"]
+    assert list(long.columns) == [
+        "candidate",
+        "electrolyte",
+        "mismatch_per_K",
+        "mismatch_std_per_K",
+    ]
     assert len(long) == 6 and long["mismatch_per_K"].iloc[1] == matrix.delta.iloc[0, 1]
     assert long["mismatch_std_per_K"].iloc[1] == matrix.sigma.iloc[0, 1]
     twice = mismatch_matrix(rows, [*electrolytes, electrolytes[0]]).long()  # repeated names
@@ -467,13 +549,36 @@ def test_cli_screen_end_to_end(tmp_path, capsys):
     from engine.apps.cli.main import main
 
     measured = tmp_path / "measured.csv"
-    measured.write_text("material,cte_lin_per_K,cte_lin_std_per_K\nYSZ,10.5e-6,0.2e-6\n"
-                        "LaCrO3,9.5e-6,0.3e-6\n")
+    measured.write_text(
+        "material,cte_lin_per_K,cte_lin_std_per_K\nYSZ,10.5e-6,0.2e-6\nLaCrO3,9.5e-6,0.3e-6\n"
+    )
     out, matrix = tmp_path / "ranked.csv", tmp_path / "matrix.csv"
-    code = main(["screen", "--model", "cte-cgcnn-aflow", "--candidates", str(EXAMPLES_DIR),
-                 "--electrolyte", "YSZ", "--electrolyte", "CeO2", "--measured", str(measured),
-                 "--exclude", "Ni", "--output", str(out), "--matrix", str(matrix),
-                 "--matrix-top", "4", "--chunk-size", "4", "--quiet"])
+    code = main(
+        [
+            "screen",
+            "--model",
+            "cte-cgcnn-aflow",
+            "--candidates",
+            str(EXAMPLES_DIR),
+            "--electrolyte",
+            "YSZ",
+            "--electrolyte",
+            "CeO2",
+            "--measured",
+            str(measured),
+            "--exclude",
+            "Ni",
+            "--output",
+            str(out),
+            "--matrix",
+            str(matrix),
+            "--matrix-top",
+            "4",
+            "--chunk-size",
+            "4",
+            "--quiet",
+        ]
+    )
     printed = capsys.readouterr()
     assert code == 0, printed.err
     assert "electrolyte YSZ: linear CTE 10.50 ± 0.20 10⁻⁶ K⁻¹ (measured" in printed.out
@@ -503,8 +608,11 @@ def test_the_automatic_cte_model_needs_only_the_structure_and_has_the_lowest_val
     from engine.catalog.names import list_models
     from engine.core.config import PHYSICS_INPUT_FAMILIES
 
-    shipped = [m for m in list_models() if m["source"] == "shipped"
-               and m["target"] in PROPERTY_TARGETS["cte"]]
+    shipped = [
+        m
+        for m in list_models()
+        if m["source"] == "shipped" and m["target"] in PROPERTY_TARGETS["cte"]
+    ]
     assert any(m["family"] in PHYSICS_INPUT_FAMILIES for m in shipped)  # the rule is exercised
     eligible = [m for m in shipped if m["family"] not in PHYSICS_INPUT_FAMILIES]
     best = min(eligible, key=lambda m: m["metrics"]["val"]["mae"])

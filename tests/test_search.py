@@ -37,8 +37,15 @@ def searched(tmp_path_factory):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = hyperparameter_search(
-            dataset, CTE, grid=GRID, n_trials=None, epochs=2, split=SPLIT,
-            training=TrainConfig(batch_size=8), out=root / "best", name="best-of-search",
+            dataset,
+            CTE,
+            grid=GRID,
+            n_trials=None,
+            epochs=2,
+            split=SPLIT,
+            training=TrainConfig(batch_size=8),
+            out=root / "best",
+            name="best-of-search",
             on_trial=lambda done, total, row: seen.append((done, total)),
         )
     return result, seen
@@ -72,9 +79,27 @@ def test_unknown_setting_is_refused(tmp_path):
 def test_cli_search_writes_the_table(tmp_path, capsys):
     data = write_dataset(tmp_path / "toy.jsonl", n=24)
     table = tmp_path / "search.csv"
-    code = main(["search", "--data", str(data), "--target", CTE, "--grid",
-                 '{"n_conv": [1, 2], "atom_fea_len": [8]}', "--trials", "0", "--epochs", "1",
-                 "--split", "random", "--batch-size", "8", "--table", str(table)])
+    code = main(
+        [
+            "search",
+            "--data",
+            str(data),
+            "--target",
+            CTE,
+            "--grid",
+            '{"n_conv": [1, 2], "atom_fea_len": [8]}',
+            "--trials",
+            "0",
+            "--epochs",
+            "1",
+            "--split",
+            "random",
+            "--batch-size",
+            "8",
+            "--table",
+            str(table),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "trial 2/2" in out and "2 of 2 settings" in out
@@ -93,7 +118,11 @@ def test_a_cancel_file_ends_the_running_trial_within_a_batch(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = hyperparameter_search(
-            dataset, CTE, grid=GRID, epochs=5, split=SPLIT,
+            dataset,
+            CTE,
+            grid=GRID,
+            epochs=5,
+            split=SPLIT,
             training=TrainConfig(batch_size=4, early_stopping_patience=None),
             callbacks=[CancelFile(tmp_path)],
             on_trial=lambda done, total, row: (tmp_path / "cancel").exists(),

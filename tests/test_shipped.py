@@ -41,4 +41,6 @@ def test_models_json_lists_every_shipped_model_with_targets_and_units(capsys):
     listed = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
     for name in SHIPPED:
         assert listed[name]["source"] == "shipped"
-        assert listed[name]["targets"] and len(listed[name]["units"]) == len(listed[name]["targets"])
+        assert listed[name]["targets"] and len(listed[name]["units"]) == len(
+            listed[name]["targets"]
+        )

@@ -59,10 +59,15 @@ def _structures(path, wanted: set[str]) -> dict[str, NamedStructure]:
     return found
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_DRIFT[n]))
-    if n in KNOWN_DRIFT else n for n in SHIPPED
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_DRIFT[n]))
+        if n in KNOWN_DRIFT
+        else n
+        for n in SHIPPED
+    ],
+)
 def test_shipped_model_reproduces_its_predictions(name, shared_data):
     directory = shipped_model_dir() / name
     card = read_card(directory)
@@ -79,8 +84,17 @@ def test_shipped_model_reproduces_its_predictions(name, shared_data):
     table = predict(load_model(directory), [items[i] for i in rows["id"]]).table
     assert list(table["id"]) == list(rows["id"])
     tol = RTOL_SPREAD * float(stored["prediction"].std()) + 1e-12
-    np.testing.assert_allclose(table["prediction"], rows["prediction"], rtol=0, atol=tol,
-                               err_msg=f"{name} no longer reproduces predictions.csv")
+    np.testing.assert_allclose(
+        table["prediction"],
+        rows["prediction"],
+        rtol=0,
+        atol=tol,
+        err_msg=f"{name} no longer reproduces predictions.csv",
+    )
     if "prediction_std" in rows and "prediction_std" in table:
-        np.testing.assert_allclose(table["prediction_std"], rows["prediction_std"], rtol=1e-3,
-                                   err_msg=f"{name}: σ differs from predictions.csv")
+        np.testing.assert_allclose(
+            table["prediction_std"],
+            rows["prediction_std"],
+            rtol=1e-3,
+            err_msg=f"{name}: σ differs from predictions.csv",
+        )

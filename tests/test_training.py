@@ -64,7 +64,8 @@ def test_run_is_saved_and_reloads_to_the_same_predictions(small_demo, tmp_path):
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert list(history["epoch"]) == [1, 2, 3, 4]
     assert {"train_loss", "val_loss", "train_mae", "val_mae", "train_r", "val_r", "lr"} <= set(
-        history.columns)
+        history.columns
+    )
 
     saved = pd.read_csv(tmp_path / "run" / "predictions.csv")
     val = saved[saved["split"] == "val"]
@@ -75,12 +76,14 @@ def test_run_is_saved_and_reloads_to_the_same_predictions(small_demo, tmp_path):
     again = reloaded.predict_structures([by_id[i] for i in val["id"]])
     assert np.allclose(again, val["prediction"], rtol=1e-6, atol=0)
     assert regression_metrics(val["target"], val["prediction"])["mae"] == pytest.approx(
-        card.metrics["val"]["mae"])
+        card.metrics["val"]["mae"]
+    )
 
 
 def test_early_stopping_stops_and_says_why(small_demo):
-    cfg = TrainConfig(epochs=50, batch_size=16, lr=0.5, early_stopping_patience=2, device="cpu",
-                      scheduler="none")
+    cfg = TrainConfig(
+        epochs=50, batch_size=16, lr=0.5, early_stopping_patience=2, device="cpu", scheduler="none"
+    )
     result = train(small_demo, CTE, training=cfg, **TINY)
     assert len(result.history) < 50
     assert "early stopping" in result.stop_reason
@@ -97,7 +100,8 @@ def test_missing_target_column_is_a_clear_error(small_demo):
 def test_end_to_end_demo_reaches_validation_r_of_0_9(shared_data, tmp_path):
     dataset = load_dataset(shared_data / "aflow_agl" / "demo.jsonl.gz")
     result = train(
-        dataset, CTE,
+        dataset,
+        CTE,
         training=TrainConfig(epochs=40, batch_size=32, lr=3e-3, device="cpu", seed=0),
         split=SplitConfig(seed=0),
         out=tmp_path / "demo-cte",
@@ -129,8 +133,12 @@ def test_cancel_file_stops_training_inside_the_epoch(crystals, tmp_path):
 
     (tmp_path / "cancel").touch()
     module = build_model(CGCNNConfig(atom_fea_len=8, n_conv=1, h_fea_len=8), GraphConfig())
-    trainer = Trainer(module, TrainConfig(epochs=5, batch_size=4, device="cpu"), target_std=1.0,
-                      callbacks=[Count(), ProgressFile(tmp_path)])
+    trainer = Trainer(
+        module,
+        TrainConfig(epochs=5, batch_size=4, device="cpu"),
+        target_std=1.0,
+        callbacks=[Count(), ProgressFile(tmp_path)],
+    )
     trainer.fit(graphs[:50], graphs[50:])
     assert trainer.stop_reason == "cancelled by user"
     assert Count.batches == 1  # of 13 in an epoch

@@ -14,8 +14,10 @@ from engine.training.checkpoint import CheckpointMismatch
 
 CTE = "agl_thermal_expansion_300K"
 # dropout draws from torch's RNG, so a resume that lost the RNG state would differ
-TINY = dict(model=CGCNNConfig(atom_fea_len=16, n_conv=2, h_fea_len=32, dropout=0.2),
-            split=SplitConfig(seed=1))
+TINY = dict(
+    model=CGCNNConfig(atom_fea_len=16, n_conv=2, h_fea_len=32, dropout=0.2),
+    split=SplitConfig(seed=1),
+)
 CFG = TrainConfig(epochs=4, batch_size=16, seed=3, device="cpu", early_stopping_patience=2)
 
 
@@ -88,6 +90,12 @@ def test_resume_false_starts_afresh(demo, uninterrupted, tmp_path):
     whole, path = uninterrupted
     copy = tmp_path / "ckpt.pt"
     copy.write_bytes(path.read_bytes())
-    fresh = train(demo, CTE, training=CFG.model_copy(update={"lr": 1e-3}), checkpoint=copy,
-                  resume=False, **TINY)
+    fresh = train(
+        demo,
+        CTE,
+        training=CFG.model_copy(update={"lr": 1e-3}),
+        checkpoint=copy,
+        resume=False,
+        **TINY,
+    )
     assert torch.load(copy, weights_only=True)["epoch"] == len(fresh.history)

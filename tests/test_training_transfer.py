@@ -30,8 +30,14 @@ def small_demo(shared_data):
 def source(small_demo, tmp_path_factory):
     """A tiny CGCNN 'pretrained' on the Debye temperature."""
     out = tmp_path_factory.mktemp("pre") / "debye"
-    train(small_demo, "agl_debye", model=TINY, split=SplitConfig(seed=1), out=out,
-          training=TrainConfig(epochs=2, batch_size=16, device="cpu", seed=3))
+    train(
+        small_demo,
+        "agl_debye",
+        model=TINY,
+        split=SplitConfig(seed=1),
+        out=out,
+        training=TrainConfig(epochs=2, batch_size=16, device="cpu", seed=3),
+    )
     return out
 
 
@@ -41,8 +47,13 @@ def _cfg(**kw) -> TrainConfig:
 
 def test_frozen_trunk_keeps_the_pretrained_weights_and_the_head_trains(small_demo, source):
     pre = load_model(source).module.state_dict()
-    result = train(small_demo, CTE, model=TINY, split=SplitConfig(seed=1),
-                   training=_cfg(init_from=str(source), freeze=TRUNK))
+    result = train(
+        small_demo,
+        CTE,
+        model=TINY,
+        split=SplitConfig(seed=1),
+        training=_cfg(init_from=str(source), freeze=TRUNK),
+    )
     after = result.model.module.state_dict()
     trunk = [k for k, p in result.model.module.named_parameters() if k.startswith(TRUNK)]
     assert trunk and all(torch.equal(after[k], pre[k]) for k in trunk)
@@ -56,8 +67,9 @@ def test_frozen_trunk_keeps_the_pretrained_weights_and_the_head_trains(small_dem
 
 def test_fine_tuning_starts_from_the_source_and_changes_every_weight(small_demo, source):
     pre = load_model(source).module.state_dict()
-    result = train(small_demo, CTE, model=TINY, split=SplitConfig(seed=1),
-                   training=_cfg(init_from=str(source)))
+    result = train(
+        small_demo, CTE, model=TINY, split=SplitConfig(seed=1), training=_cfg(init_from=str(source))
+    )
     after = result.model.module.state_dict()
     assert not torch.equal(after["convs.0.fc_full.weight"], pre["convs.0.fc_full.weight"])
     assert "frozen" not in result.model.card.fitted["transfer"]
@@ -65,8 +77,13 @@ def test_fine_tuning_starts_from_the_source_and_changes_every_weight(small_demo,
 
 def test_a_head_of_another_shape_is_left_fresh(small_demo, source):
     model = CGCNNPhysicsConfig(atom_fea_len=16, n_conv=2, h_fea_len=32)
-    result = train(small_demo, CTE, model=model, split=SplitConfig(seed=1),
-                   training=_cfg(init_from=str(source), epochs=1))
+    result = train(
+        small_demo,
+        CTE,
+        model=model,
+        split=SplitConfig(seed=1),
+        training=_cfg(init_from=str(source), epochs=1),
+    )
     record = result.model.card.fitted["transfer"]
     assert "conv_to_fc.weight" in record["not_transferred"]
     assert record["transferred"] > 0
@@ -74,7 +91,12 @@ def test_a_head_of_another_shape_is_left_fresh(small_demo, source):
 
 def test_transfer_refuses_other_graph_settings_and_unknown_prefixes(small_demo, source):
     with pytest.raises(ValueError, match="graph settings"):
-        train(small_demo, CTE, model=TINY, graph=GraphConfig(cutoff=6.0),
-              training=_cfg(init_from=str(source), epochs=1))
+        train(
+            small_demo,
+            CTE,
+            model=TINY,
+            graph=GraphConfig(cutoff=6.0),
+            training=_cfg(init_from=str(source), epochs=1),
+        )
     with pytest.raises(ValueError, match="no parameter name starts with 'trunk.'"):
         train(small_demo, CTE, model=TINY, training=_cfg(freeze=("trunk.",), epochs=1))

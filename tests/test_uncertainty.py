@@ -38,8 +38,10 @@ from engine.uq.sigma import (
 from tests.dashboard.helpers import perovskite, write_dataset
 
 CTE = "agl_thermal_expansion_300K"
-TINY = {"model": CGCNNConfig(atom_fea_len=8, n_conv=1, h_fea_len=8),
-        "split": SplitConfig(kind="random", val_fraction=0.2, test_fraction=0.2)}
+TINY = {
+    "model": CGCNNConfig(atom_fea_len=8, n_conv=1, h_fea_len=8),
+    "split": SplitConfig(kind="random", val_fraction=0.2, test_fraction=0.2),
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -59,9 +61,13 @@ class Stub:
 
     def run(self, inputs, outputs, *, device="auto", batch_size=64):
         x = np.asarray(inputs, dtype=float).reshape(len(inputs), -1)
-        members = x[:, self.dim:].T[:, :, None]  # (M, B, 1)
-        out = {"pooled": x[:, :self.dim], "members": members, "tasks": members.mean(0),
-               "prediction": members.mean(0)[:, 0]}
+        members = x[:, self.dim :].T[:, :, None]  # (M, B, 1)
+        out = {
+            "pooled": x[:, : self.dim],
+            "members": members,
+            "tasks": members.mean(0),
+            "prediction": members.mean(0)[:, 0],
+        }
         return {k: out[k] for k in outputs}
 
 
@@ -74,11 +80,19 @@ def _fit(stub: Stub, train_x, val_x, test_x=None, *, values=None, predictions=No
     predictions = values[:, None] if predictions is None else predictions.reshape(n, -1)
     inputs = list(np.hstack([vectors, predictions]))
     sizes = np.cumsum([0] + [len(p) for p in parts_x])
-    parts = {name: np.arange(sizes[i], sizes[i + 1]) for i, name in
-             enumerate(["train", "val", "test"][:len(parts_x)])}
+    parts = {
+        name: np.arange(sizes[i], sizes[i + 1])
+        for i, name in enumerate(["train", "val", "test"][: len(parts_x)])
+    }
     parts.setdefault("test", np.arange(0))
-    return fit_uncertainty(stub, inputs, parts, ids=[f"c{i}" for i in range(n)],
-                           formulas=["X"] * n, values=values[:, None])
+    return fit_uncertainty(
+        stub,
+        inputs,
+        parts,
+        ids=[f"c{i}" for i in range(n)],
+        formulas=["X"] * n,
+        values=values[:, None],
+    )
 
 
 def _brute_distance(train, query, k=5):
@@ -114,8 +128,14 @@ def test_domain_flags_on_crafted_clusters():
 
 def test_domain_flag_boundaries():
     flags = domain_flags(np.array([0.5, 1.0, 1.0001, 2.0, 2.5, np.nan]), 1.0, 2.0)
-    assert flags.tolist() == ["in-domain", "in-domain", "borderline", "borderline",
-                              "out-of-domain", "unknown"]
+    assert flags.tolist() == [
+        "in-domain",
+        "in-domain",
+        "borderline",
+        "borderline",
+        "out-of-domain",
+        "unknown",
+    ]
 
 
 def test_sigma_grows_with_distance():
@@ -146,8 +166,8 @@ def test_binned_sigma_is_robust_and_non_decreasing():
     c = MAD_TO_SIGMA
     assert sigma == pytest.approx([c, c * np.sqrt(6.5), c * np.sqrt(6.5)])  # bins 2, 3 pooled
     assert sigma_at(np.array([0.0, 2.0, 3.5, 16.0]), centres, sigma) == pytest.approx(
-        [c, c, c * (1 + np.sqrt(6.5)) / 2, 2 * c * np.sqrt(6.5)])
-
+        [c, c, c * (1 + np.sqrt(6.5)) / 2, 2 * c * np.sqrt(6.5)]
+    )
 
 
 def _pool_adjacent_violators(values, weights):
@@ -179,10 +199,11 @@ def test_isotonic_matches_pool_adjacent_violators_and_the_sigma_curve_is_unchang
     errors = rng.normal(0, 0.2 + 0.3 * np.sin(3 * distance) ** 2, 700)
     centres, sigma, counts = binned_sigma(distance, errors)
     order = np.argsort(distance, kind="stable")
-    variance = [(MAD_TO_SIGMA * np.median(np.abs(errors[g]))) ** 2
-                for g in np.array_split(order, len(counts))]
-    assert sigma == pytest.approx(np.sqrt(_pool_adjacent_violators(variance, counts)),
-                                  abs=1e-12)
+    variance = [
+        (MAD_TO_SIGMA * np.median(np.abs(errors[g]))) ** 2
+        for g in np.array_split(order, len(counts))
+    ]
+    assert sigma == pytest.approx(np.sqrt(_pool_adjacent_violators(variance, counts)), abs=1e-12)
 
 
 def test_calibration_shares_by_hand():
@@ -223,18 +244,27 @@ def test_ensemble_spread_is_scaled_on_validation():
     spread = rng.uniform(0.5, 2.0, n_val)
     # members scatter with std `spread / 2`; the truth is off by N(0, spread): raw σ is too small
     members = rng.normal(0, 1, (n_val, 3))
-    members = (members - members.mean(1, keepdims=True)) / members.std(1, ddof=1,
-                                                                        keepdims=True)
+    members = (members - members.mean(1, keepdims=True)) / members.std(1, ddof=1, keepdims=True)
     members = members * (spread / 2)[:, None] + rng.normal(0, spread)[:, None]
     train = np.zeros((n_train, 3))
     vectors = rng.normal(0, 1, (n_train + n_val, 2))
-    rows = np.vstack([np.hstack([vectors[:n_train], train]),
-                      np.hstack([vectors[n_train:], members])])
+    rows = np.vstack(
+        [np.hstack([vectors[:n_train], train]), np.hstack([vectors[n_train:], members])]
+    )
     stub = Stub(2, n_members=3)
-    parts = {"train": np.arange(n_train), "val": np.arange(n_train, n_train + n_val),
-             "test": np.arange(0)}
-    fitted = fit_uncertainty(stub, list(rows), parts, ids=[str(i) for i in range(len(rows))],
-                             formulas=["X"] * len(rows), values=np.zeros((len(rows), 1)))
+    parts = {
+        "train": np.arange(n_train),
+        "val": np.arange(n_train, n_train + n_val),
+        "test": np.arange(0),
+    }
+    fitted = fit_uncertainty(
+        stub,
+        list(rows),
+        parts,
+        ids=[str(i) for i in range(len(rows))],
+        formulas=["X"] * len(rows),
+        values=np.zeros((len(rows), 1)),
+    )
     card = fitted.card
     assert card.sigma_source == "ensemble spread" and card.bin_sigma == []
     est = fitted.uncertainty.estimate(vectors[n_train:], members.T[:, :, None])
@@ -273,14 +303,17 @@ def ensemble(toy, tmp_path_factory):
     out = tmp_path_factory.mktemp("ens") / "tiny-ensemble"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        train_ensemble(toy, CTE, k=3, out=out, training=TrainConfig(epochs=3, batch_size=8,
-                                                                   seed=4), **TINY)
+        train_ensemble(
+            toy, CTE, k=3, out=out, training=TrainConfig(epochs=3, batch_size=8, seed=4), **TINY
+        )
     return out
 
 
 def _items(*specs):
-    return [NamedStructure(id=f"{a}{b}{lat}", structure=perovskite(a, b, lat), source="test")
-            for a, b, lat in specs]
+    return [
+        NamedStructure(id=f"{a}{b}{lat}", structure=perovskite(a, b, lat), source="test")
+        for a, b, lat in specs
+    ]
 
 
 def _without_uncertainty(src, dst):
@@ -292,14 +325,14 @@ def _without_uncertainty(src, dst):
     (dst / "model.json").write_text(json.dumps(card))
     predictions = pd.read_csv(dst / "predictions.csv")
     predictions.drop(columns=["prediction_std", "domain_distance", "domain"]).to_csv(
-        dst / "predictions.csv", index=False)
+        dst / "predictions.csv", index=False
+    )
     return dst
 
 
 def test_training_saves_the_domain_and_predict_reproduces_it(tiny, toy):
     with np.load(tiny / "domain.npz", allow_pickle=False) as raw:
-        assert set(raw.files) == {"vectors", "mean", "std", "ids", "formulas", "labels",
-                                  "targets"}
+        assert set(raw.files) == {"vectors", "mean", "std", "ids", "formulas", "labels", "targets"}
         assert raw["vectors"].dtype == np.float32
         n_train = len(raw["ids"])
         labels = dict(zip(raw["ids"], raw["labels"][:, 0]))
@@ -318,8 +351,7 @@ def test_training_saves_the_domain_and_predict_reproduces_it(tiny, toy):
     assert (out["prediction_std"] > 0).all()
     report = model.card.uncertainty.calibration["val"]
     assert report.n == len(val)
-    assert report.within_1sigma == pytest.approx(
-        within(val["error"], val["prediction_std"], 1))
+    assert report.within_1sigma == pytest.approx(within(val["error"], val["prediction_std"], 1))
 
 
 def test_a_far_structure_is_out_of_domain_and_neighbours_are_listed(tiny, toy):
@@ -334,7 +366,8 @@ def test_a_far_structure_is_out_of_domain_and_neighbours_are_listed(tiny, toy):
     first = near.iloc[0]
     assert first["id"] == train_item.id and first["distance"] == pytest.approx(0, abs=1e-5)
     assert first["label"] == pytest.approx(
-        float(toy.table.loc[toy.table["id"] == train_item.id, CTE].iloc[0]))
+        float(toy.table.loc[toy.table["id"] == train_item.id, CTE].iloc[0])
+    )
     five = nearest_training(model, [train_item])  # the domain's k = 5
     assert five["distance"].mean() == pytest.approx(out["domain_distance"].iloc[0], rel=1e-6)
 
@@ -352,17 +385,21 @@ def test_ensemble_mean_and_std_are_the_members(ensemble, toy):
     assert table["prediction"].to_numpy() == pytest.approx(each.mean(0), rel=1e-9)
     scale = model.card.uncertainty.scale[0]
     assert table["prediction_std"].to_numpy() == pytest.approx(
-        scale * each.std(0, ddof=1), rel=1e-9)
+        scale * each.std(0, ddof=1), rel=1e-9
+    )
     vectors, _ = embed(model, items)
     assert vectors == pytest.approx(embed(members[0], items)[0])  # member 0's space
     # the ensemble's validation predictions are the member mean too
     saved = pd.read_csv(ensemble / "predictions.csv").set_index("id")
-    member_val = [pd.read_csv(ensemble / "members" / str(i) / "predictions.csv")
-                  .set_index("id")["prediction"] for i in range(3)]
+    member_val = [
+        pd.read_csv(ensemble / "members" / str(i) / "predictions.csv").set_index("id")["prediction"]
+        for i in range(3)
+    ]
     mean = pd.concat(member_val, axis=1).mean(axis=1)
     assert saved["prediction"].to_numpy() == pytest.approx(mean[saved.index].to_numpy())
     assert model.card.metrics["val"]["mae"] == pytest.approx(
-        saved.loc[saved["split"] == "val", "error"].abs().mean())
+        saved.loc[saved["split"] == "val", "error"].abs().mean()
+    )
     summary = next(m for m in list_models() if m["name"] == "tiny-ensemble")
     assert summary["ensemble_size"] == 3 and summary["has_uncertainty"]
 
@@ -394,16 +431,17 @@ def test_old_model_without_domain_predicts_and_can_be_calibrated(tiny, toy, tmp_
 
     calibrated = calibrate_model(old, toy)
     reference = load_model(tiny).card.uncertainty
-    assert calibrated.card.uncertainty.borderline == pytest.approx(reference.borderline,
-                                                                   rel=1e-5)
-    assert calibrated.card.uncertainty.bin_sigma[0] == pytest.approx(reference.bin_sigma[0],
-                                                                     rel=1e-5)
+    assert calibrated.card.uncertainty.borderline == pytest.approx(reference.borderline, rel=1e-5)
+    assert calibrated.card.uncertainty.bin_sigma[0] == pytest.approx(
+        reference.bin_sigma[0], rel=1e-5
+    )
     reloaded = load_model(old)
     assert reloaded.uncertainty is not None
     saved = pd.read_csv(old / "predictions.csv")
     expected = pd.read_csv(tiny / "predictions.csv")
     assert saved["prediction_std"].to_numpy() == pytest.approx(
-        expected["prediction_std"].to_numpy(), rel=1e-5)
+        expected["prediction_std"].to_numpy(), rel=1e-5
+    )
     assert saved["domain"].tolist() == expected["domain"].tolist()
 
 
@@ -423,8 +461,14 @@ def test_missing_domain_file_is_refused(tiny, tmp_path):
 
 def test_domain_round_trip(tmp_path):
     rng = np.random.default_rng(4)
-    domain = Domain.build(rng.normal(size=(30, 4)), [f"i{k}" for k in range(30)], ["X"] * 30,
-                          rng.normal(size=(30, 2)), ["a", "b"], k=5)
+    domain = Domain.build(
+        rng.normal(size=(30, 4)),
+        [f"i{k}" for k in range(30)],
+        ["X"] * 30,
+        rng.normal(size=(30, 2)),
+        ["a", "b"],
+        k=5,
+    )
     domain.save(tmp_path / "domain.npz")
     back = Domain.load(tmp_path / "domain.npz", k=5)
     query = rng.normal(size=(3, 4))
@@ -450,8 +494,7 @@ def cifs(tmp_path):
 
 def test_cli_predict_csv_has_std_and_domain(tiny, cifs, tmp_path):
     out = tmp_path / "pred.csv"
-    assert main(["predict", "--model", str(tiny), "--input", str(cifs), "--output",
-                 str(out)]) == 0
+    assert main(["predict", "--model", str(tiny), "--input", str(cifs), "--output", str(out)]) == 0
     table = pd.read_csv(out)
     std = [c for c in table.columns if "std" in c]
     assert std == [f"{CTE} std (1/K)"] and (table[std[0]] > 0).all()
@@ -463,20 +506,47 @@ def test_cli_predict_csv_has_std_and_domain(tiny, cifs, tmp_path):
 def test_cli_old_model_notes_and_calibrate(tiny, toy, cifs, tmp_path, capsys):
     old = _without_uncertainty(tiny, tmp_path / "old")
     out = tmp_path / "pred.csv"
-    assert main(["predict", "--model", str(old), "--input", str(cifs), "--output",
-                 str(out)]) == 0
+    assert main(["predict", "--model", str(old), "--input", str(cifs), "--output", str(out)]) == 0
     assert "calibrate" in capsys.readouterr().err
     table = pd.read_csv(out)
     assert table[f"{CTE} std (1/K)"].isna().all() and set(table["domain"]) == {"unknown"}
-    assert main(["evaluate", "--model", str(old), "--data", toy.source, "--target", CTE,
-                 "--json", "--calibration"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(old),
+                "--data",
+                toy.source,
+                "--target",
+                CTE,
+                "--json",
+                "--calibration",
+            ]
+        )
+        == 2
+    )
     assert "calibrate" in capsys.readouterr().err
 
     assert main(["calibrate", str(old), "--data", toy.source]) == 0
     printed = capsys.readouterr().out
     assert "within 1σ" in printed and "out-of-domain above" in printed
-    assert main(["evaluate", "--model", str(old), "--data", toy.source, "--target", CTE,
-                 "--json", "--calibration"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(old),
+                "--data",
+                toy.source,
+                "--target",
+                CTE,
+                "--json",
+                "--calibration",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0 <= metrics["within_1sigma"] <= metrics["within_2sigma"] <= 1
     assert sum(v for k, v in metrics.items() if k.startswith("n_")) == metrics["n"]
@@ -484,10 +554,35 @@ def test_cli_old_model_notes_and_calibrate(tiny, toy, cifs, tmp_path, capsys):
 
 def test_cli_train_ensemble(toy, tmp_path, capsys):
     out = tmp_path / "ens"
-    assert main(["train", "--data", toy.source, "--target", CTE, "--out", str(out),
-                 "--epochs", "1", "--batch-size", "8", "--atom-fea-len", "8", "--n-conv", "1",
-                 "--split", "random", "--val-fraction", "0.2", "--ensemble", "2",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                toy.source,
+                "--target",
+                CTE,
+                "--out",
+                str(out),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--atom-fea-len",
+                "8",
+                "--n-conv",
+                "1",
+                "--split",
+                "random",
+                "--val-fraction",
+                "0.2",
+                "--ensemble",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "σ from ensemble spread" in capsys.readouterr().out
     card = json.loads((out / "model.json").read_text())
     assert card["ensemble"]["members"] == ["members/0", "members/1"]
@@ -502,9 +597,16 @@ def test_domain_neighbours_equal_scikit_learn():
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(300, 8)).astype(np.float32)
-    domain = Domain(vectors=vectors, mean=vectors.mean(0), std=vectors.std(0),
-                    ids=np.arange(300).astype(str), formulas=np.full(300, "X"),
-                    labels=np.zeros((300, 1)), targets=["y"], k=5)
+    domain = Domain(
+        vectors=vectors,
+        mean=vectors.mean(0),
+        std=vectors.std(0),
+        ids=np.arange(300).astype(str),
+        formulas=np.full(300, "X"),
+        labels=np.zeros((300, 1)),
+        targets=["y"],
+        k=5,
+    )
     query = rng.normal(size=(2100, 8))
     distance, index = domain.neighbours(query)
     reference = NearestNeighbors().fit(domain._standardise(vectors))

@@ -342,8 +342,14 @@ def weight_by_group(frame: pd.DataFrame, group: str, *, title: str | None = None
     counts = df[group].value_counts()
     df["label"] = df[group].map(lambda g: f"{g} ({counts[g]})")
     order = [f"{g} ({counts[g]})" for g in df.groupby(group)["w_comp"].median().sort_values().index]
-    fig = px.box(df, x="label", y="w_comp", points="all", custom_data=["id", "formula"],
-                 category_orders={"label": order})
+    fig = px.box(
+        df,
+        x="label",
+        y="w_comp",
+        points="all",
+        custom_data=["id", "formula"],
+        category_orders={"label": order},
+    )
     fig.update_traces(
         hovertemplate="<b>%{customdata[1]}</b><br>id %{customdata[0]}<br>"
         "w_comp %{y:.2f}<extra></extra>"
@@ -353,8 +359,9 @@ def weight_by_group(frame: pd.DataFrame, group: str, *, title: str | None = None
     return _finish(fig, title)
 
 
-def polymorph_scatter(pairs: pd.DataFrame, display: Display, *, title: str | None = None
-                      ) -> go.Figure:
+def polymorph_scatter(
+    pairs: pd.DataFrame, display: Display, *, title: str | None = None
+) -> go.Figure:
     """Predicted against true difference between the two structures of each polymorph pair
     (same formula), coloured by the pair's mean graph weight; ``pairs`` comes from
     :func:`engine.inference.explain.polymorph_pairs` with ``target`` and ``w_graph`` carried."""
@@ -362,12 +369,26 @@ def polymorph_scatter(pairs: pd.DataFrame, display: Display, *, title: str | Non
     df["true_diff"] = display.scale(df["target_a"] - df["target_b"])
     df["pred_diff"] = display.scale(df["prediction_a"] - df["prediction_b"])
     df["mean_w_graph"] = (df["w_graph_a"] + df["w_graph_b"]) / 2
-    fig = px.scatter(df, x="true_diff", y="pred_diff", color="mean_w_graph",
-                     range_color=[0, 1], color_continuous_scale="Viridis",
-                     custom_data=["formula", "id_a", "id_b"])
+    fig = px.scatter(
+        df,
+        x="true_diff",
+        y="pred_diff",
+        color="mean_w_graph",
+        range_color=[0, 1],
+        color_continuous_scale="Viridis",
+        custom_data=["formula", "id_a", "id_b"],
+    )
     lim = float(np.nanmax(np.abs(df[["true_diff", "pred_diff"]].to_numpy()))) * 1.05 or 1.0
-    fig.add_trace(go.Scatter(x=[-lim, lim], y=[-lim, lim], mode="lines", showlegend=False,
-                             line={"dash": "dash", "color": "#888"}, hoverinfo="skip"))
+    fig.add_trace(
+        go.Scatter(
+            x=[-lim, lim],
+            y=[-lim, lim],
+            mode="lines",
+            showlegend=False,
+            line={"dash": "dash", "color": "#888"},
+            hoverinfo="skip",
+        )
+    )
     fig.add_hline(y=0, line_color="#ccc")
     fig.update_traces(
         selector={"mode": "markers"},
@@ -385,14 +406,27 @@ def calibration(curves: dict[str, dict], *, title: str | None = None) -> go.Figu
     label to ``{"levels": [...], "observed": [...]}`` (shares in [0, 1]); the diagonal is a
     perfectly calibrated σ, a curve below it an overconfident one."""
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="ideal",
-                             line={"dash": "dash", "color": "#888"}, hoverinfo="skip"))
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            name="ideal",
+            line={"dash": "dash", "color": "#888"},
+            hoverinfo="skip",
+        )
+    )
     for label, curve in curves.items():
-        fig.add_trace(go.Scatter(
-            x=curve["levels"], y=curve["observed"], mode="lines+markers", name=label,
-            line={"dash": "dot"} if "unscaled" in label else {},
-            hovertemplate="expected %{x:.0%}<br>observed %{y:.0%}<extra>" + label + "</extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=curve["levels"],
+                y=curve["observed"],
+                mode="lines+markers",
+                name=label,
+                line={"dash": "dot"} if "unscaled" in label else {},
+                hovertemplate="expected %{x:.0%}<br>observed %{y:.0%}<extra>" + label + "</extra>",
+            )
+        )
     fig.update_xaxes(title="Expected coverage of ±z·σ (fraction)", range=[0, 1])
     fig.update_yaxes(title="Observed share of errors inside (fraction)", range=[0, 1])
     return _finish(fig, title)

@@ -63,8 +63,9 @@ def structure_sections(frame: pd.DataFrame, ds, disp, *, key: str) -> None:
         systems = dict(zip(described["id"].astype(str), described["crystal system"]))
         frame = frame.assign(crystal_system=frame["id"].astype(str).map(systems).fillna("?"))
         st.plotly_chart(
-            plots.weight_by_group(frame, "crystal_system",
-                                  title="Composition weight by crystal system"),
+            plots.weight_by_group(
+                frame, "crystal_system", title="Composition weight by crystal system"
+            ),
             key="fusion_systems",
         )
         st.caption(

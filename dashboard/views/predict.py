@@ -21,6 +21,7 @@ def _lower_first(name: str) -> str:
     """Lower-case the first letter only: "volumetric CTE at 300 K", not "... cte at 300 k"."""
     return name[:1].lower() + name[1:]
 
+
 st.title("Predict")
 teach("cte")
 
@@ -56,8 +57,9 @@ elif which == "upload":
         label = state.upload_label([f.name for f in uploaded])
         if items:  # Structure & graph can open them without a second upload
             st.session_state["uploaded_structures"] = {"label": label, "items": items}
-            st.page_link("views/structure.py", label="Open them on Structure & graph",
-                         icon=":material/hub:")
+            st.page_link(
+                "views/structure.py", label="Open them on Structure & graph", icon=":material/hub:"
+            )
 elif which == "examples":
     ds = state.examples_dataset()
     items, errors, label = ds.items, list(ds.errors), "SOFC examples"
@@ -196,8 +198,11 @@ if st.button(
             sigma_col: st.column_config.NumberColumn(format="%.2g"),
             "domain distance": st.column_config.NumberColumn(format="%.2f"),
             raw_col: st.column_config.NumberColumn(format="%.3e"),
-            **{c: st.column_config.NumberColumn(format="%.2f")
-               for c in shown.columns if "linear CTE" in c},
+            **{
+                c: st.column_config.NumberColumn(format="%.2f")
+                for c in shown.columns
+                if "linear CTE" in c
+            },
         },
     )
     model = state.load_model(state.model_ref(model_info))

@@ -108,15 +108,21 @@ def task_view(m: dict, history, predictions, task: str):
     from engine import per_task_metrics
 
     k = m["targets"].index(task)
-    metrics = {part: per_task_metrics(vals, task) for part, vals in (m.get("metrics") or {}).items()}
+    metrics = {
+        part: per_task_metrics(vals, task) for part, vals in (m.get("metrics") or {}).items()
+    }
     m = {**m, "target": task, "unit": (m.get("units") or [None] * (k + 1))[k], "metrics": metrics}
     if predictions is not None and f"prediction_{task}" in predictions:
         columns = {f"{c}_{task}": c for c in ("target", "prediction", "error")}
-        predictions = (predictions.drop(columns=["target", "prediction", "error"])
-                       .rename(columns=columns).dropna(subset=["target"]))
+        predictions = (
+            predictions.drop(columns=["target", "prediction", "error"])
+            .rename(columns=columns)
+            .dropna(subset=["target"])
+        )
     if history is not None and f"val_mae_{task}" in history:
         history = history.drop(columns=["train_mae", "val_mae"]).rename(
-            columns={f"train_mae_{task}": "train_mae", f"val_mae_{task}": "val_mae"})
+            columns={f"train_mae_{task}": "train_mae", f"val_mae_{task}": "val_mae"}
+        )
     return m, history, predictions
 
 
@@ -265,8 +271,10 @@ def show_calibration(card, target: str, key: str) -> None:
         )
         return
     primary = target == card.target
-    splits = {part: unc.calibration.get(part if primary else f"{part}/{target}")
-              for part in ("val", "test")}
+    splits = {
+        part: unc.calibration.get(part if primary else f"{part}/{target}")
+        for part in ("val", "test")
+    }
     splits = {part: c for part, c in splits.items() if c is not None}
     if not splits:
         return

@@ -79,8 +79,7 @@ def _reference(key: tuple, measured: tuple, _spec, _model, _dataset, _disorder=N
     """An electrolyte (``engine.apps.screening.electrolyte.Reference``), cached by ``key`` (model, spec,
     dataset and disorder mode) and the measured table."""
     table = pd.DataFrame(list(measured), columns=list(MEASURED_COLUMNS))
-    return resolve_electrolyte(_spec, _model, measured=table, dataset=_dataset,
-                               disorder=_disorder)
+    return resolve_electrolyte(_spec, _model, measured=table, dataset=_dataset, disorder=_disorder)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -139,8 +138,7 @@ def mismatch_heatmap(matrix, electrolytes) -> go.Figure:
     """Δα (colour and cell text ± σ, 10⁻⁶ K⁻¹) of candidates (rows) × electrolytes (columns)."""
     z = matrix.delta.to_numpy() * MICRO
     sigma = matrix.sigma.to_numpy() * MICRO
-    text = [[f"{v:+.2f} ± {_micro(s / MICRO)}" for v, s in zip(zr, sr)]
-            for zr, sr in zip(z, sigma)]
+    text = [[f"{v:+.2f} ± {_micro(s / MICRO)}" for v, s in zip(zr, sr)] for zr, sr in zip(z, sigma)]
     columns = [f"{e.name}<br>{_micro(e.cte_lin)} ± {_micro(e.cte_lin_std)}" for e in electrolytes]
     limit = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
     fig = go.Figure(
@@ -195,9 +193,11 @@ elif which == "sofc":
     from engine import sofc_batch
 
     source, source_key = sofc_batch(), "sofc"
-    st.caption(f"{len(source.items)} named SOFC materials (`engine.materials.sofc`): doped and "
-               "oxygen-deficient compositions as disordered cells on their prototype, lattices "
-               "from occupancy-weighted Shannon radii (Ni and NiO: experimental).")
+    st.caption(
+        f"{len(source.items)} named SOFC materials (`engine.materials.sofc`): doped and "
+        "oxygen-deficient compositions as disordered cells on their prototype, lattices "
+        "from occupancy-weighted Shannon radii (Ni and NiO: experimental)."
+    )
 elif which == "typed":
     typed_items, typed_errors = sofc_ui.spec_box("screen_typed")
     for err in typed_errors:
@@ -254,13 +254,20 @@ else:
 st.subheader("Electrolyte")
 e1, e2 = st.columns([1, 2])
 with e1:
-    by = st.radio("Give the electrolyte by", list(ELECTROLYTE_BY), format_func=ELECTROLYTE_BY.get,
-                  key="screen_electrolyte_by")
+    by = st.radio(
+        "Give the electrolyte by",
+        list(ELECTROLYTE_BY),
+        format_func=ELECTROLYTE_BY.get,
+        key="screen_electrolyte_by",
+    )
 electrolyte_spec, spec_key = None, ""
 with e2:
     if by == "formula":
-        options = list(dict.fromkeys([*example_electrolytes(), *(e.formula for e in EXAMPLES),
-                                      *SOFC_ELECTROLYTES]))
+        options = list(
+            dict.fromkeys(
+                [*example_electrolytes(), *(e.formula for e in EXAMPLES), *SOFC_ELECTROLYTES]
+            )
+        )
         electrolyte_spec = st.selectbox(
             "Formula or id",
             options,
@@ -273,8 +280,9 @@ with e2:
         )
         spec_key = electrolyte_spec
     elif by == "file":
-        upload = st.file_uploader("Electrolyte structure (one structure)",
-                                  key="screen_electrolyte_file")
+        upload = st.file_uploader(
+            "Electrolyte structure (one structure)", key="screen_electrolyte_file"
+        )
         if upload is not None:
             batch = state.read_upload(((upload.name, upload.getvalue()),))
             if len(batch.items) == 1:
@@ -282,13 +290,20 @@ with e2:
                 spec_key = "file:" + _upload_key(((upload.name, upload.getvalue()),))
             else:
                 reasons = "; ".join(str(e) for e in batch.errors)
-                st.error(f"{upload.name} holds {len(batch.items)} usable structures, not one"
-                         + (f": {reasons}" if reasons else ""))
+                st.error(
+                    f"{upload.name} holds {len(batch.items)} usable structures, not one"
+                    + (f": {reasons}" if reasons else "")
+                )
     else:
         v1, v2 = st.columns(2)
         name = v1.text_input("Name", value="my electrolyte", key="screen_electrolyte_name")
-        value = v2.number_input(f"Measured linear CTE ({UNIT})", value=10.0, step=0.1,
-                                format="%.2f", key="screen_electrolyte_value")
+        value = v2.number_input(
+            f"Measured linear CTE ({UNIT})",
+            value=10.0,
+            step=0.1,
+            format="%.2f",
+            key="screen_electrolyte_value",
+        )
         electrolyte_spec = spec_key = f"{name.strip() or 'typed'}={value / MICRO!r}"
 
 with st.expander("Measured CTEs (optional): used instead of predictions where given"):
@@ -299,19 +314,27 @@ with st.expander("Measured CTEs (optional): used instead of predictions where gi
         "electrolytes alike."
     )
     edited = st.data_editor(
-        pd.DataFrame({"material": pd.Series(dtype=str),
-                      f"linear CTE ({UNIT})": pd.Series(dtype=float),
-                      f"σ ({UNIT})": pd.Series(dtype=float)}),
+        pd.DataFrame(
+            {
+                "material": pd.Series(dtype=str),
+                f"linear CTE ({UNIT})": pd.Series(dtype=float),
+                f"σ ({UNIT})": pd.Series(dtype=float),
+            }
+        ),
         num_rows="dynamic",
         key="screen_measured",
         width="stretch",
     )
 try:
-    measured = measured_table(pd.DataFrame({
-        "material": edited["material"],
-        "cte_lin_per_K": pd.to_numeric(edited[f"linear CTE ({UNIT})"]) / MICRO,
-        "cte_lin_std_per_K": pd.to_numeric(edited[f"σ ({UNIT})"]) / MICRO,
-    }))
+    measured = measured_table(
+        pd.DataFrame(
+            {
+                "material": edited["material"],
+                "cte_lin_per_K": pd.to_numeric(edited[f"linear CTE ({UNIT})"]) / MICRO,
+                "cte_lin_std_per_K": pd.to_numeric(edited[f"σ ({UNIT})"]) / MICRO,
+            }
+        )
+    )
 except ValueError as exc:
     st.error(f"Measured CTEs: {exc}")
     measured = measured_table(None)
@@ -327,29 +350,46 @@ include = f1.multiselect("Must contain all of", symbols, key="screen_include")
 exclude = f2.multiselect("Must contain none of", symbols, key="screen_exclude")
 g1, g2 = st.columns(2)
 property_models, limits = {}, {}
-for column, prop, what, unit in ((g1, "e_form", "formation energy", "eV/atom"),
-                                 (g2, "band_gap", "band gap", "eV")):
+for column, prop, what, unit in (
+    (g1, "e_form", "formation energy", "eV/atom"),
+    (g2, "band_gap", "band gap", "eV"),
+):
     available = _models_for(prop)
-    on = column.checkbox(f"Predict the {what} and filter on it", key=f"screen_{prop}_on",
-                         disabled=not available)
+    on = column.checkbox(
+        f"Predict the {what} and filter on it", key=f"screen_{prop}_on", disabled=not available
+    )
     if not available:
-        column.info(f"The {what} filter is disabled: no model predicts it "
-                    "(`python -m engine models` lists them).")
+        column.info(
+            f"The {what} filter is disabled: no model predicts it "
+            "(`python -m engine models` lists them)."
+        )
         continue
     if on:
-        property_models[prop] = _pick_model(f"{what.capitalize()} model", prop,
-                                            f"screen_{prop}_model", column)
+        property_models[prop] = _pick_model(
+            f"{what.capitalize()} model", prop, f"screen_{prop}_model", column
+        )
         if prop == "e_form":
             limits["max_e_form"] = column.number_input(
-                f"Largest formation energy kept ({unit})", value=0.0, step=0.1,
-                key="screen_max_eform")
+                f"Largest formation energy kept ({unit})",
+                value=0.0,
+                step=0.1,
+                key="screen_max_eform",
+            )
         else:
             limits["min_band_gap"] = column.number_input(
-                f"Smallest band gap kept ({unit}); an electrolyte must insulate", value=None,
-                min_value=0.0, step=0.5, key="screen_min_gap")
+                f"Smallest band gap kept ({unit}); an electrolyte must insulate",
+                value=None,
+                min_value=0.0,
+                step=0.5,
+                key="screen_min_gap",
+            )
             limits["max_band_gap"] = column.number_input(
-                f"Largest band gap kept ({unit}); electrodes conduct", value=None,
-                min_value=0.0, step=0.5, key="screen_max_gap")
+                f"Largest band gap kept ({unit}); electrodes conduct",
+                value=None,
+                min_value=0.0,
+                step=0.5,
+                key="screen_max_gap",
+            )
 try:
     filters = Filters(include=include, exclude=exclude, **limits)
 except ValueError as exc:
@@ -361,8 +401,14 @@ except ValueError as exc:
 
 model_ref = state.model_ref(model_info)
 prop_refs = tuple((p, state.model_ref(m)) for p, m in property_models.items() if m)
-chunk = st.number_input("Structures per chunk (bounds memory)", min_value=8, max_value=4096,
-                        value=DEFAULT_CHUNK_SIZE, step=64, key="screen_chunk")
+chunk = st.number_input(
+    "Structures per chunk (bounds memory)",
+    min_value=8,
+    max_value=4096,
+    value=DEFAULT_CHUNK_SIZE,
+    step=64,
+    key="screen_chunk",
+)
 disorder = sofc_ui.disorder_control("screen_disorder")
 run_key = (model_ref, which, source_key, prop_refs, disorder)
 last = st.session_state.get("screen_run")
@@ -397,8 +443,13 @@ elif source is not None:
                 st.error(f"Screening failed: {exc}")
                 st.stop()
             bar.empty()
-            last = {"key": run_key, "table": result.table, "errors": result.errors,
-                    "notes": result.notes, "n_read": result.n_read}
+            last = {
+                "key": run_key,
+                "table": result.table,
+                "errors": result.errors,
+                "notes": result.notes,
+                "n_read": result.n_read,
+            }
             st.session_state["screen_run"] = last
         predictions = last
 
@@ -408,11 +459,11 @@ if predictions is None:
 for err_note in predictions["notes"]:
     st.info(err_note)
 if predictions["errors"]:
-    st.warning(f"{len(predictions['errors'])} entries could not be used; the others are "
-               "screened.")
+    st.warning(f"{len(predictions['errors'])} entries could not be used; the others are screened.")
     st.dataframe(
-        pd.DataFrame([{"file / entry": e.source, "reason": e.reason}
-                      for e in predictions["errors"]]),
+        pd.DataFrame(
+            [{"file / entry": e.source, "reason": e.reason} for e in predictions["errors"]]
+        ),
         hide_index=True,
         width="stretch",
         key="screen_errors",
@@ -430,13 +481,20 @@ if electrolyte_spec is None:
     st.info("Choose the electrolyte above to rank the candidates.")
     st.stop()
 try:
-    electrolyte = _reference((model_ref, spec_key, dataset_key, disorder.mode, disorder.k),
-                             measured_key, electrolyte_spec, model, dataset, disorder)
+    electrolyte = _reference(
+        (model_ref, spec_key, dataset_key, disorder.mode, disorder.k),
+        measured_key,
+        electrolyte_spec,
+        model,
+        dataset,
+        disorder,
+    )
 except ValueError as exc:
     st.error(str(exc))
     st.stop()
-table, filter_notes = rank_candidates(predictions["table"], electrolyte, measured=measured,
-                                      filters=filters)
+table, filter_notes = rank_candidates(
+    predictions["table"], electrolyte, measured=measured, filters=filters
+)
 for note in filter_notes:
     st.info(note)
 table, electrolyte = sofc_ui.calibration_section(table, electrolyte)
@@ -453,8 +511,10 @@ if source is not None:
     table, range_info = sofc_ui.range_section(table, source, electrolyte, electrolyte_item)
 
 m1, m2, m3 = st.columns(3)
-m1.metric(f"Electrolyte {electrolyte.name}: linear CTE ({UNIT})",
-          f"{_micro(electrolyte.cte_lin)} ± {_micro(electrolyte.cte_lin_std)}")
+m1.metric(
+    f"Electrolyte {electrolyte.name}: linear CTE ({UNIT})",
+    f"{_micro(electrolyte.cte_lin)} ± {_micro(electrolyte.cte_lin_std)}",
+)
 m2.metric("Candidates ranked", f"{int(table['passes'].sum())} of {len(table)}")
 best = table[table["passes"]].head(1)
 best_column, best_label = "abs_mismatch_per_K", f"Best |Δα| ({UNIT})"
@@ -472,26 +532,29 @@ vol, vol_sd = f"Predicted volumetric CTE ({UNIT})", f"± σ vol. ({UNIT})"
 lin, lin_sd = f"Linear CTE α_V/3 ({UNIT})", f"± σ lin. ({UNIT})"
 meas, used = f"Measured linear CTE ({UNIT})", f"Linear CTE used ({UNIT})"
 delta, delta_sd = f"Δα ({UNIT})", f"σ of Δα ({UNIT})"
-shown = pd.DataFrame({  # what an engineer compares first: linear CTE ± σ, measured, Δα
-    "rank": shown_rows["rank"],
-    "formula": shown_rows["formula"],
-    lin: shown_rows["cte_lin_pred_per_K"] * MICRO,
-    lin_sd: shown_rows["cte_lin_std_per_K"] * MICRO,
-    meas: shown_rows["cte_lin_measured_per_K"] * MICRO,
-    delta: shown_rows["mismatch_per_K"] * MICRO,
-    delta_sd: shown_rows["mismatch_std_per_K"] * MICRO,
-    used: shown_rows["cte_lin_used_per_K"] * MICRO,
-    "domain": shown_rows["domain"],
-    vol: shown_rows["cte_vol_pred_per_K"] * MICRO,
-    vol_sd: shown_rows["cte_vol_std_per_K"] * MICRO,
-    "id": shown_rows["id"],
-})
-for column, label in (("e_form_eV_per_atom", "Formation energy (eV/atom)"),
-                      ("band_gap_eV", "Band gap (eV)")):
+shown = pd.DataFrame(
+    {  # what an engineer compares first: linear CTE ± σ, measured, Δα
+        "rank": shown_rows["rank"],
+        "formula": shown_rows["formula"],
+        lin: shown_rows["cte_lin_pred_per_K"] * MICRO,
+        lin_sd: shown_rows["cte_lin_std_per_K"] * MICRO,
+        meas: shown_rows["cte_lin_measured_per_K"] * MICRO,
+        delta: shown_rows["mismatch_per_K"] * MICRO,
+        delta_sd: shown_rows["mismatch_std_per_K"] * MICRO,
+        used: shown_rows["cte_lin_used_per_K"] * MICRO,
+        "domain": shown_rows["domain"],
+        vol: shown_rows["cte_vol_pred_per_K"] * MICRO,
+        vol_sd: shown_rows["cte_vol_std_per_K"] * MICRO,
+        "id": shown_rows["id"],
+    }
+)
+for column, label in (
+    ("e_form_eV_per_atom", "Formation energy (eV/atom)"),
+    ("band_gap_eV", "Band gap (eV)"),
+):
     if shown_rows[column].notna().any():
         shown[label] = shown_rows[column]
-range_columns = [c for c in shown_rows.columns if c.startswith(("cte_lin_mean_",
-                                                                 "mismatch_mean_"))]
+range_columns = [c for c in shown_rows.columns if c.startswith(("cte_lin_mean_", "mismatch_mean_"))]
 for column in range_columns:
     shown[column.removesuffix("_per_K") + f" ({UNIT})"] = shown_rows[column] * MICRO
 if "cte_lin_calibrated_per_K" in shown_rows:
@@ -559,17 +622,23 @@ if source is not None and len(ranked):
 # Mismatch matrix
 
 st.subheader("Mismatch matrix")
-st.markdown(f"Linear CTE mismatch **Δα = candidate − electrolyte** ({UNIT}) of the top-ranked "
-            "candidates with several electrolytes.")
+st.markdown(
+    f"Linear CTE mismatch **Δα = candidate − electrolyte** ({UNIT}) of the top-ranked "
+    "candidates with several electrolytes."
+)
 n_ranked = int(table["passes"].sum())
 if n_ranked == 0:
     st.info("No candidate passes the filters.")
     st.stop()
 x1, x2 = st.columns([1, 2])
-top = (x1.slider("Top-ranked candidates", 1, min(n_ranked, 40), min(n_ranked, 10))
-       if n_ranked > 1 else 1)
-choices = list(dict.fromkeys([*SOFC_ELECTROLYTES, *(e.formula for e in EXAMPLES),
-                              *measured["material"]]))
+top = (
+    x1.slider("Top-ranked candidates", 1, min(n_ranked, 40), min(n_ranked, 10))
+    if n_ranked > 1
+    else 1
+)
+choices = list(
+    dict.fromkeys([*SOFC_ELECTROLYTES, *(e.formula for e in EXAMPLES), *measured["material"]])
+)
 others = x2.multiselect(
     "Electrolytes beside the chosen one (formulas or ids)",
     [c for c in choices if c != electrolyte.name],
@@ -582,8 +651,16 @@ for spec in dict.fromkeys(others):
     if spec == electrolyte.name:
         continue
     try:
-        references.append(_reference((model_ref, spec, dataset_key, disorder.mode, disorder.k),
-                                     measured_key, spec, model, dataset, disorder))
+        references.append(
+            _reference(
+                (model_ref, spec, dataset_key, disorder.mode, disorder.k),
+                measured_key,
+                spec,
+                model,
+                dataset,
+                disorder,
+            )
+        )
     except ValueError as exc:
         st.warning(str(exc))
 matrix_candidates = candidate_references(table, top)

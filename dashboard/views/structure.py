@@ -27,8 +27,10 @@ if uploaded:
     pick = st.radio(
         "Structures from",
         ["upload", "dataset"],
-        format_func={"upload": f"Uploaded on Predict: {uploaded['label']}",
-                     "dataset": source_label}.get,
+        format_func={
+            "upload": f"Uploaded on Predict: {uploaded['label']}",
+            "dataset": source_label,
+        }.get,
         horizontal=True,
         key="structure_source",
     )

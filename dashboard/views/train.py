@@ -34,6 +34,7 @@ from engine import (
 st.title("Train")
 teach("splits", "convolution")
 
+
 def search_widgets(config_class) -> dict | None:
     """The reduced hyperparameter search of the form: the CGCNN grid values that apply to
     this family, and how many settings to sample; None unless switched on."""
@@ -59,7 +60,12 @@ def search_widgets(config_class) -> dict | None:
         for values in grid.values():
             size *= max(len(values), 1)
         trials = cols[-1].number_input(
-            "trials", 1, 200, 6, 1, key="search_trials",
+            "trials",
+            1,
+            200,
+            6,
+            1,
+            key="search_trials",
             help="Settings sampled from the grid without replacement (seeded by Training → seed).",
         )
         st.caption(f"The grid holds {size} settings; {min(int(trials), size)} will be tried.")
@@ -221,8 +227,10 @@ with st.expander("New training run", expanded=st.session_state["_train_form_open
                     if search is not None and not all(search["grid"].values()):
                         raise ValueError("the search needs at least one value of every setting")
                     if "n_tasks" in config_class.model_fields and len(targets) < 2:
-                        raise ValueError(f"{family} learns several targets: pick at least one "
-                                         "under 'Other targets'")
+                        raise ValueError(
+                            f"{family} learns several targets: pick at least one "
+                            "under 'Other targets'"
+                        )
                     model_cfg = config_class(**model_values)
                     graph_cfg = GraphConfig(**{**graph_values, **gauss_values})
                     train_cfg = TrainConfig(**train_values)

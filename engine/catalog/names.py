@@ -22,7 +22,7 @@ def load_model(path_or_name: str | Path) -> LoadedModel:
     """
     text = str(path_or_name)
     if text.startswith(ORIGINAL_PREFIX):
-        return load_original(text[len(ORIGINAL_PREFIX):])
+        return load_original(text[len(ORIGINAL_PREFIX) :])
     directory = Path(path_or_name).expanduser()
     if not directory.is_dir():
         for root in (shipped_model_dir(), user_model_dir()):
@@ -53,4 +53,3 @@ def list_models() -> list[dict[str, Any]]:
             found.append({**card_summary(card, directory), "source": source})
     found.extend(card_summary(card, None) for card in original_cards())
     return found
-

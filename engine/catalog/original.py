@@ -179,7 +179,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def _clean_state_dict(state: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Drop the ``module.`` prefix that ``nn.DataParallel`` adds to every key."""
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return dict(state)
 
 

@@ -175,8 +175,12 @@ class EarlyFusionConfig(StrictModel):
     n_conv: int = Field(3, ge=1, le=12, description="Gated graph convolutions.")
     gate: bool = True
     atom_features: Literal["cgcnn92", "embedding"] = "cgcnn92"
-    fc1_len: int = Field(128, ge=1, description="Width of the first fusion-MLP layer (its output "
-                         "is the vector shown on the embedding map).")
+    fc1_len: int = Field(
+        128,
+        ge=1,
+        description="Width of the first fusion-MLP layer (its output "
+        "is the vector shown on the embedding map).",
+    )
     fc2_len: int = Field(64, ge=1, description="Width of the second fusion-MLP layer.")
     dropout: float = Field(0.2, ge=0, lt=1, description="Dropout after each fusion-MLP layer.")
 
@@ -197,8 +201,11 @@ class AttentionFusionConfig(StrictModel):
     """
 
     name: Literal["attention-fusion"] = "attention-fusion"
-    atom_fea_len: int = Field(64, ge=1, description="Width of the graph vector; the composition "
-                              "is projected to the same width.")
+    atom_fea_len: int = Field(
+        64,
+        ge=1,
+        description="Width of the graph vector; the composition is projected to the same width.",
+    )
     n_conv: int = Field(3, ge=1, le=12, description="Gated graph convolutions.")
     gate: bool = True
     atom_features: Literal["cgcnn92", "embedding"] = "cgcnn92"
@@ -222,11 +229,13 @@ class RFMagpieConfig(StrictModel):
 
     name: Literal["rf-magpie"] = "rf-magpie"
     n_estimators: int = Field(100, ge=1, le=5000, description="Number of trees.")
-    max_depth: int | None = Field(30, ge=1, description="Maximum tree depth (0 or none: "
-                                  "unlimited).")
+    max_depth: int | None = Field(
+        30, ge=1, description="Maximum tree depth (0 or none: unlimited)."
+    )
     min_samples_leaf: int = Field(1, ge=1, description="Minimum training rows in a leaf.")
-    max_features: float = Field(1.0, gt=0, le=1, description="Share of the 132 Magpie features "
-                                "tried at each split.")
+    max_features: float = Field(
+        1.0, gt=0, le=1, description="Share of the 132 Magpie features tried at each split."
+    )
 
 
 class LateFusionConfig(StrictModel):
@@ -247,10 +256,15 @@ class LateFusionConfig(StrictModel):
     atom_features: Literal["cgcnn92", "embedding"] = "cgcnn92"
     dropout: float = Field(0.0, ge=0, lt=1)
     rf_n_estimators: int = Field(100, ge=1, le=5000, description="Trees of the random forest.")
-    rf_max_depth: int | None = Field(30, ge=1, description="Depth of the random forest's trees "
-                                     "(0 or none: unlimited).")
-    alpha_step: float = Field(0.05, gt=0, le=0.5, description="Step of the α grid searched on "
-                              "the validation split (0 to 1).")
+    rf_max_depth: int | None = Field(
+        30, ge=1, description="Depth of the random forest's trees (0 or none: unlimited)."
+    )
+    alpha_step: float = Field(
+        0.05,
+        gt=0,
+        le=0.5,
+        description="Step of the α grid searched on the validation split (0 to 1).",
+    )
 
     def cgcnn(self) -> CGCNNConfig:
         """The config of the CGCNN half."""
@@ -303,10 +317,13 @@ class MultitaskConfig(StrictModel):
     atom_features: Literal["cgcnn92", "embedding"] = "cgcnn92"
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before each head's output.")
     weighting: Literal["learned", "inverse-scale"] = Field(
-        "learned", description="Task-loss weighting: learned log-variances s_k "
-        "(Σ exp(−s_k)·L_k + s_k) or fixed inverse-scale (mean of the standardised MSEs).")
-    n_tasks: int = Field(1, ge=1, le=32, description="Number of targets (set from the targets "
-                         "when training).")
+        "learned",
+        description="Task-loss weighting: learned log-variances s_k "
+        "(Σ exp(−s_k)·L_k + s_k) or fixed inverse-scale (mean of the standardised MSEs).",
+    )
+    n_tasks: int = Field(
+        1, ge=1, le=32, description="Number of targets (set from the targets when training)."
+    )
 
 
 class ALIGNNConfig(StrictModel):
@@ -334,13 +351,19 @@ class ALIGNNConfig(StrictModel):
 
     name: Literal["alignn"] = "alignn"
     atom_fea_len: int = Field(64, ge=1, description="Width of the atom, bond and angle vectors.")
-    n_alignn: int = Field(2, ge=0, le=8, description="ALIGNN layers: bond graph (angles as "
-                          "edges), then atom graph.")
+    n_alignn: int = Field(
+        2, ge=0, le=8, description="ALIGNN layers: bond graph (angles as edges), then atom graph."
+    )
     n_gcn: int = Field(2, ge=0, le=8, description="Atom-graph-only layers after the ALIGNN ones.")
-    n_angle_basis: int = Field(16, ge=2, le=128, description="Gaussians expanding cos θ on "
-                               "[−1, 1].")
-    angle_cutoff: float = Field(0.0, ge=0, description="Only bonds up to this length (Å) form "
-                                "angles; 0: every bond of the graph (cheaper when smaller).")
+    n_angle_basis: int = Field(
+        16, ge=2, le=128, description="Gaussians expanding cos θ on [−1, 1]."
+    )
+    angle_cutoff: float = Field(
+        0.0,
+        ge=0,
+        description="Only bonds up to this length (Å) form "
+        "angles; 0: every bond of the graph (cheaper when smaller).",
+    )
     h_fea_len: int = Field(128, ge=1, description="Width of the dense layer of the head.")
     atom_features: Literal["cgcnn92", "embedding"] = "cgcnn92"
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the output layer.")
@@ -370,8 +393,16 @@ class CGCNNPhysicsConfig(StrictModel):
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the output layer.")
 
 
-_MODEL_CONFIGS = (CGCNNConfig, EarlyFusionConfig, AttentionFusionConfig, LateFusionConfig,
-                  RFMagpieConfig, MultitaskConfig, ALIGNNConfig, CGCNNPhysicsConfig)
+_MODEL_CONFIGS = (
+    CGCNNConfig,
+    EarlyFusionConfig,
+    AttentionFusionConfig,
+    LateFusionConfig,
+    RFMagpieConfig,
+    MultitaskConfig,
+    ALIGNNConfig,
+    CGCNNPhysicsConfig,
+)
 
 #: Any model family's config, told apart by its ``name`` (a pydantic discriminated union).
 #: Parse a saved dict with :func:`engine.models.model_config_from_dict`.

@@ -360,7 +360,8 @@ def site_species(
         if len(items) > MAX_SITE_SPECIES:
             raise GraphBuildError(
                 f"site {i} holds {len(items)} species ({site.species_string}); at most "
-                f"{MAX_SITE_SPECIES} per site are supported")
+                f"{MAX_SITE_SPECIES} per site are supported"
+            )
         for k, (sp, occ) in enumerate(items):
             z = getattr(sp, "Z", None)
             if z is None:

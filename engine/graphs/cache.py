@@ -300,7 +300,9 @@ def _pack_tensors(
     return pack
 
 
-def _tensors_from_pack(pack: dict, keys: Sequence[str]) -> tuple[list[dict[str, torch.Tensor]], list[bool]]:
+def _tensors_from_pack(
+    pack: dict, keys: Sequence[str]
+) -> tuple[list[dict[str, torch.Tensor]], list[bool]]:
     """The per-structure tensors of a pack and its isolated-atom flags; ValueError when it
     does not hold ``keys``."""
     if pack.get("version") != CACHE_VERSION or list(pack.get("keys", ())) != list(keys):

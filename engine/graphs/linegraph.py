@@ -80,8 +80,9 @@ def angle_bonds(data: Data, *, cutoff: float, angle_cutoff: float | None = None)
     return keep
 
 
-def line_graph(centre: torch.Tensor, vectors: torch.Tensor,
-               bonds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def line_graph(
+    centre: torch.Tensor, vectors: torch.Tensor, bonds: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pairs of bonds sharing their centre atom, and the cosine of the angle between them.
 
     Vectorised, with no Python loop over bonds or atoms: the chosen bonds are sorted by centre,
@@ -105,8 +106,9 @@ def line_graph(centre: torch.Tensor, vectors: torch.Tensor,
     if len(chosen) == 0:
         return torch.zeros((2, 0), dtype=torch.long), torch.zeros(0)
     chosen = chosen[np.argsort(centre[chosen], kind="stable")]
-    _, first, run, sizes = np.unique(centre[chosen], return_index=True, return_inverse=True,
-                                     return_counts=True)
+    _, first, run, sizes = np.unique(
+        centre[chosen], return_index=True, return_inverse=True, return_counts=True
+    )
     slot = np.arange(sizes.max())
     src = np.broadcast_to(np.arange(len(chosen))[:, None], (len(chosen), len(slot)))
     dst = first[run][:, None] + slot
@@ -115,12 +117,15 @@ def line_graph(centre: torch.Tensor, vectors: torch.Tensor,
     unit = vectors.numpy().astype(np.float64)
     unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
     cos = np.clip(np.einsum("ij,ij->i", unit[src], unit[dst]), -1.0, 1.0)
-    return (torch.from_numpy(np.stack([src, dst]).astype(np.int64)),
-            torch.from_numpy(cos.astype(np.float32)))
+    return (
+        torch.from_numpy(np.stack([src, dst]).astype(np.int64)),
+        torch.from_numpy(cos.astype(np.float32)),
+    )
 
 
-def attach_line_graph(data: Data, *, cutoff: float,
-                      angle_cutoff: float | None = None) -> LineGraphData:
+def attach_line_graph(
+    data: Data, *, cutoff: float, angle_cutoff: float | None = None
+) -> LineGraphData:
     """Add ``lg_edge_index`` and ``lg_cos`` to a graph from :class:`engine.graphs.builder.GraphBuilder`
     and make it a :class:`LineGraphData` (in place; the same object is returned).
 

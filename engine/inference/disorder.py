@@ -63,7 +63,6 @@ def _aggregate(
     return pd.DataFrame(rows, columns=columns)
 
 
-
 def predict_structures(
     model,
     items,

@@ -73,8 +73,9 @@ def _umap(x: np.ndarray, *, seed: int, n_neighbors: int, min_dist: float) -> np.
     try:
         import umap  # slow: imported only when asked for
     except ImportError:
-        raise ImportError("UMAP maps need umap-learn: pip install 'crystal-screen[dashboard]'"
-                          ) from None
+        raise ImportError(
+            "UMAP maps need umap-learn: pip install 'crystal-screen[dashboard]'"
+        ) from None
 
     n = len(np.unique(x, axis=0))  # UMAP embeds distinct rows (unique=True)
     k = int(max(2, min(n_neighbors, n - 1)))

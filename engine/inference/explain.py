@@ -26,8 +26,11 @@ def symmetry(structure) -> tuple[str, int | None, str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sga = SpacegroupAnalyzer(structure, symprec=SYMPREC)
-            return sga.get_space_group_symbol(), sga.get_space_group_number(), \
-                sga.get_crystal_system()
+            return (
+                sga.get_space_group_symbol(),
+                sga.get_space_group_number(),
+                sga.get_crystal_system(),
+            )
     except Exception:  # noqa: BLE001 - spglib fails on some odd cells; callers show "?"
         return "?", None, "?"
 
@@ -49,8 +52,11 @@ def polymorph_pairs(frame: pd.DataFrame, *, max_pairs_per_formula: int = 10) -> 
         ``delta_prediction``), largest first. Empty (with those columns) when no formula has two
         structures.
     """
-    carried = [c for c in ("crystal_system", "weight_structure", "w_graph", "target", "prediction")
-               if c in frame]
+    carried = [
+        c
+        for c in ("crystal_system", "weight_structure", "w_graph", "target", "prediction")
+        if c in frame
+    ]
     columns = ["formula", "id_a", "id_b"] + [f"{c}_{s}" for c in carried for s in "ab"]
     rows = []
     for formula, group in frame.groupby("formula", sort=True):

@@ -70,8 +70,9 @@ def as_model(model: LoadedModel | str | Path) -> LoadedModel:
     return model if isinstance(model, LoadedModel) else load_model(model)
 
 
-def _items(source, limits: ReadLimits | None = None
-           ) -> tuple[list[NamedStructure], list[ReadError], list[str]]:
+def _items(
+    source, limits: ReadLimits | None = None
+) -> tuple[list[NamedStructure], list[ReadError], list[str]]:
     """The structures of ``source`` (a list of NamedStructure, or anything
     :func:`read_structures` reads, under ``limits``), the entries that could not be read, and
     a note naming the files skipped on purpose (hidden, not a structure format), if any."""
@@ -82,8 +83,10 @@ def _items(source, limits: ReadLimits | None = None
     if batch.skipped:
         shown = ", ".join(f"{s} ({getattr(s, 'reason', 'skipped')})" for s in batch.skipped[:5])
         more = f" and {len(batch.skipped) - 5} more" if len(batch.skipped) > 5 else ""
-        notes.append(f"skipped {len(batch.skipped)} file{'' if len(batch.skipped) == 1 else 's'}"
-                     f": {shown}{more}")
+        notes.append(
+            f"skipped {len(batch.skipped)} file{'' if len(batch.skipped) == 1 else 's'}"
+            f": {shown}{more}"
+        )
     return batch.items, list(batch.errors), notes
 
 
@@ -95,8 +98,9 @@ def model_inputs(model: LoadedModel, items: list[NamedStructure], notes: list[st
             warnings.simplefilter("always")
             inputs = model.prepare([it.structure for it in items], ids=[it.id for it in items])
         if notes is not None:
-            notes.extend(str(w.message) for w in caught
-                         if issubclass(w.category, IsolatedAtomWarning))
+            notes.extend(
+                str(w.message) for w in caught if issubclass(w.category, IsolatedAtomWarning)
+            )
         return inputs, list(range(len(items))), []
     except Exception:  # noqa: BLE001 - found and reported item by item below
         pass
@@ -115,8 +119,9 @@ def model_inputs(model: LoadedModel, items: list[NamedStructure], notes: list[st
             errors.append(ReadError(source=item.source, reason=reason))
             continue
         if notes is not None:
-            notes.extend(str(w.message) for w in caught
-                         if issubclass(w.category, IsolatedAtomWarning))
+            notes.extend(
+                str(w.message) for w in caught if issubclass(w.category, IsolatedAtomWarning)
+            )
     return inputs, kept, errors
 
 
@@ -174,16 +179,22 @@ def predict(
     items, errors, skipped = _items(source, limits)
     notes: list[str] = []
     inputs, positions, graph_errors = model_inputs(model, items, notes)
-    out = model.run(inputs, _outputs(model) + uncertainty_outputs(model), batch_size=batch_size,
-                    device=device)
+    out = model.run(
+        inputs, _outputs(model) + uncertainty_outputs(model), batch_size=batch_size, device=device
+    )
     est = estimate(model, out, len(inputs))
     kept = [items[i] for i in positions]
-    table = _add_weights(pd.DataFrame({
-        "id": [it.id for it in kept],
-        "formula": [it.structure.composition.reduced_formula for it in kept],
-        "n_sites": [len(it.structure) for it in kept],
-        "prediction": out["prediction"],
-    }), out)
+    table = _add_weights(
+        pd.DataFrame(
+            {
+                "id": [it.id for it in kept],
+                "formula": [it.structure.composition.reduced_formula for it in kept],
+                "n_sites": [len(it.structure) for it in kept],
+                "prediction": out["prediction"],
+            }
+        ),
+        out,
+    )
     if "tasks" in out:
         for k, target in enumerate(model.targets):
             table[task_column(target)] = out["tasks"][:, k]
@@ -193,8 +204,10 @@ def predict(
         table[column] = values
     predicted = ["prediction", *(task_column(t) for t in model.targets if "tasks" in out)]
     finite = np.isfinite(table[predicted].to_numpy(dtype=float)).all(axis=1)
-    graph_errors += [ReadError(kept[i].source, "the model returned a non-finite prediction")
-                     for i in np.flatnonzero(~finite)]
+    graph_errors += [
+        ReadError(kept[i].source, "the model returned a non-finite prediction")
+        for i in np.flatnonzero(~finite)
+    ]
     table = table[finite].reset_index(drop=True)
     return Predictions(
         table=table,
@@ -248,15 +261,22 @@ def nearest_training(
     rows = []
     for position, dist_row, index_row in zip(positions, distance, index):
         for rank, (d, i) in enumerate(zip(dist_row, index_row), start=1):
-            row = {"query_id": items[position].id, "rank": rank, "id": str(domain.ids[i]),
-                   "formula": str(domain.formulas[i]), "label": float(domain.labels[i, 0])}
+            row = {
+                "query_id": items[position].id,
+                "rank": rank,
+                "id": str(domain.ids[i]),
+                "formula": str(domain.formulas[i]),
+                "label": float(domain.labels[i, 0]),
+            }
             if several:
-                row.update({f"label_{t}": float(domain.labels[i, j])
-                            for j, t in enumerate(domain.targets)})
+                row.update(
+                    {f"label_{t}": float(domain.labels[i, j]) for j, t in enumerate(domain.targets)}
+                )
             rows.append({**row, "distance": float(d)})
     labels = [f"label_{t}" for t in domain.targets] if several else []
-    return pd.DataFrame(rows, columns=["query_id", "rank", "id", "formula", "label", *labels,
-                                       "distance"])
+    return pd.DataFrame(
+        rows, columns=["query_id", "rank", "id", "formula", "label", *labels, "distance"]
+    )
 
 
 def embed(
@@ -303,21 +323,26 @@ def evaluate(
     task = None
     if _multi(model):
         if target not in model.targets:
-            raise ValueError(f"model {model.name!r} predicts {', '.join(model.targets)}; "
-                             f"{target!r} is not one of them")
+            raise ValueError(
+                f"model {model.name!r} predicts {', '.join(model.targets)}; "
+                f"{target!r} is not one of them"
+            )
         task = model.targets.index(target)
     dataset = dataset.dropna(target)
     y = dataset.targets(target)
     inputs, positions, _ = model_inputs(model, dataset.items)
-    out = model.run(inputs, _outputs(model) + uncertainty_outputs(model), batch_size=batch_size,
-                    device=device)
+    out = model.run(
+        inputs, _outputs(model) + uncertainty_outputs(model), batch_size=batch_size, device=device
+    )
     est = estimate(model, out, len(inputs))
-    frame = pd.DataFrame({
-        "id": [dataset.items[i].id for i in positions],
-        "formula": [dataset.items[i].structure.composition.reduced_formula for i in positions],
-        "target": y[positions],
-        "prediction": out["prediction"] if task is None else out["tasks"][:, task],
-    })
+    frame = pd.DataFrame(
+        {
+            "id": [dataset.items[i].id for i in positions],
+            "formula": [dataset.items[i].structure.composition.reduced_formula for i in positions],
+            "target": y[positions],
+            "prediction": out["prediction"] if task is None else out["tasks"][:, task],
+        }
+    )
     frame["error"] = frame["prediction"] - frame["target"]
     for column, values in uncertainty_columns(est, [target], task or 0).items():
         frame[column] = values

@@ -152,7 +152,6 @@ class LibraryEntry:
         return NamedStructure(id=self.id, structure=structure, source=f"library:{self.family}")
 
 
-
 # ----------------------------------------------------------------------------------------------
 # Library
 

@@ -30,6 +30,7 @@ __all__ = [
     "sofc_table",
 ]
 
+
 @dataclass(frozen=True)
 class SofcMaterial:
     """One named fuel-cell material.

@@ -71,8 +71,13 @@ def _union_names() -> set[str]:
     return {cls.model_fields["name"].default for cls in union}
 
 
-if _union_names() != set(MODEL_REGISTRY) or set(MODEL_FAMILIES) != set(MODEL_REGISTRY) or any(
-    cls.config_class.model_fields["name"].default != name for name, cls in MODEL_REGISTRY.items()
+if (
+    _union_names() != set(MODEL_REGISTRY)
+    or set(MODEL_FAMILIES) != set(MODEL_REGISTRY)
+    or any(
+        cls.config_class.model_fields["name"].default != name
+        for name, cls in MODEL_REGISTRY.items()
+    )
 ):  # pragma: no cover - a programming error caught at import
     raise RuntimeError("MODEL_REGISTRY and engine.core.config.ModelConfig list different families")
 
@@ -104,8 +109,9 @@ def model_config_from_dict(data: dict) -> ModelConfig:
     return _CONFIG_ADAPTER.validate_python(data)
 
 
-def prepare_input(module: FamilyModule, builder, structure, *,
-                  structure_id: str | None = None) -> Data:
+def prepare_input(
+    module: FamilyModule, builder, structure, *, structure_id: str | None = None
+) -> Data:
     """The input ``Data`` of one structure for ``module``: its graph (if the family needs one)
     plus whatever the family attaches in ``prepare`` (e.g. ``comp``, the Magpie row).
 
@@ -123,9 +129,14 @@ def prepare_input(module: FamilyModule, builder, structure, *,
     return data
 
 
-def build_inputs(module: FamilyModule, builder, structures: Iterable,
-                 ids: Sequence[str] | None = None, *, use_cache: bool | None = None
-                 ) -> list[Data]:
+def build_inputs(
+    module: FamilyModule,
+    builder,
+    structures: Iterable,
+    ids: Sequence[str] | None = None,
+    *,
+    use_cache: bool | None = None,
+) -> list[Data]:
     """Inputs of many structures (see :func:`prepare_input`). The only place inputs are built:
     training, prediction, evaluation and embedding all come through here.
 

@@ -73,13 +73,15 @@ class EdgeGatedConv(MessagePassing):
         self.node_norm = nn.LayerNorm(width)
         self.edge_norm = nn.LayerNorm(width)
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor,
-                edge_attr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         gate_target, gate_source, self_part, neighbour = self.node_linear(x).chunk(4, dim=-1)
         src, dst = edge_index
         m = gate_target[dst] + gate_source[src] + self.edge_linear(edge_attr)
-        summed = self.propagate(edge_index, v=neighbour, sigma=torch.sigmoid(m),
-                                size=(x.size(0), x.size(0)))
+        summed = self.propagate(
+            edge_index, v=neighbour, sigma=torch.sigmoid(m), size=(x.size(0), x.size(0))
+        )
         weighted, total = summed.split(self.width, dim=-1)
         h = self_part + weighted / (total + 1e-6)
         return x + F.silu(self.node_norm(h)), edge_attr + F.silu(self.edge_norm(m))
@@ -145,8 +147,9 @@ class ALIGNN(FamilyModule):
     def prepare(self, data: Data, structure) -> None:
         """Attach the line graph (``lg_edge_index``, ``lg_cos``); ``data`` becomes a
         :class:`~engine.graphs.linegraph.LineGraphData`."""
-        attach_line_graph(data, cutoff=self.graph_config.cutoff,
-                          angle_cutoff=self.config.angle_cutoff or None)
+        attach_line_graph(
+            data, cutoff=self.graph_config.cutoff, angle_cutoff=self.config.angle_cutoff or None
+        )
 
     def angle_features(self, cos: torch.Tensor) -> torch.Tensor:
         """Gaussian expansion of cos θ, (L,) → (L, n_angle_basis)."""

@@ -47,8 +47,7 @@ class FamilyModule(nn.Module):
 
     config_class: ClassVar[type]
     needs_graph: ClassVar[bool] = True
-    training_kind: ClassVar[Literal["gradient", "forest", "late-fusion", "multitask"]] = \
-        "gradient"
+    training_kind: ClassVar[Literal["gradient", "forest", "late-fusion", "multitask"]] = "gradient"
     multi_target: ClassVar[bool] = False
     pooled_description: ClassVar[str] = ""
     #: Files besides weights.pt that ``save_extras`` writes.
@@ -74,8 +73,9 @@ class FamilyModule(nn.Module):
 # Atom inputs, ordered or disordered (virtual crystal)
 
 
-def embed_atoms(batch: Batch, embedding: nn.Module, atom_table: torch.Tensor | None = None,
-                max_z: int = 100) -> torch.Tensor:
+def embed_atoms(
+    batch: Batch, embedding: nn.Module, atom_table: torch.Tensor | None = None, max_z: int = 100
+) -> torch.Tensor:
     """Initial atom vectors of a batch, (N, width): the *virtual crystal* of every site.
 
     A site's vector is Σ_k w_k f(Z_k) over its species k with occupancies w_k
@@ -105,8 +105,7 @@ def embed_atoms(batch: Batch, embedding: nn.Module, atom_table: torch.Tensor | N
         bad = sorted(set(present[(present > max_z) | (present < 1)].tolist()))
         raise ValueError(f"atomic numbers {bad} have no CGCNN element features (Z = 1..{max_z})")
     if species_w is None:
-        return embedding(atom_table[species_z[:, 0]] if atom_table is not None
-                         else species_z[:, 0])
+        return embedding(atom_table[species_z[:, 0]] if atom_table is not None else species_z[:, 0])
     weights = species_w.unsqueeze(-1)
     if atom_table is not None:
         return embedding((weights * atom_table[species_z]).sum(1))
@@ -140,8 +139,9 @@ def batch_composition(batch: Batch) -> torch.Tensor:
 
 def stack_composition(inputs: list[Data]) -> torch.Tensor:
     """Raw Magpie rows of many inputs, (N, 132)."""
-    return torch.cat([batch_composition(d) for d in inputs]) if inputs else torch.zeros(
-        (0, N_MAGPIE))
+    return (
+        torch.cat([batch_composition(d) for d in inputs]) if inputs else torch.zeros((0, N_MAGPIE))
+    )
 
 
 class CompositionScaler(nn.Module):

@@ -109,12 +109,19 @@ class CGCNN(HeadLayers, GraphEncoder):
     """
 
     config_class = CGCNNConfig
-    pooled_description = "pooled crystal vector v_c: the mean of the atom vectors after the " \
+    pooled_description = (
+        "pooled crystal vector v_c: the mean of the atom vectors after the "
         "last convolution (atom_fea_len)"
+    )
 
     def __init__(self, config: CGCNNConfig, graph: GraphConfig):
-        super().__init__(graph, atom_fea_len=config.atom_fea_len, n_conv=config.n_conv,
-                         gate=config.gate, atom_features=config.atom_features)
+        super().__init__(
+            graph,
+            atom_fea_len=config.atom_fea_len,
+            n_conv=config.n_conv,
+            gate=config.gate,
+            atom_features=config.atom_features,
+        )
         self.config = config
         self._build_head(config.atom_fea_len, config.h_fea_len, config.n_h, config.dropout)
 

@@ -78,14 +78,17 @@ def _check_trees(forest, n_features: int, path: Path) -> None:
         inner = ~leaf
         for name, child in (("left", left), ("right", right)):
             if inner.any() and ((child[inner] <= 0) | (child[inner] >= n)).any():
-                raise UntrustedFileError(f"{path}: tree {k} has {name} child indices outside "
-                                         f"0..{n - 1}")
+                raise UntrustedFileError(
+                    f"{path}: tree {k} has {name} child indices outside 0..{n - 1}"
+                )
         if inner.any() and ((feature[inner] < 0) | (feature[inner] >= n_features)).any():
-            raise UntrustedFileError(f"{path}: tree {k} splits on features outside "
-                                     f"0..{n_features - 1}")
+            raise UntrustedFileError(
+                f"{path}: tree {k} splits on features outside 0..{n_features - 1}"
+            )
         if np.asarray(tree.value).shape[0] != n:
-            raise UntrustedFileError(f"{path}: tree {k} has {tree.value.shape[0]} leaf values "
-                                     f"for {n} nodes")
+            raise UntrustedFileError(
+                f"{path}: tree {k} has {tree.value.shape[0]} leaf values for {n} nodes"
+            )
 
 
 def load_forest(path: str | Path, *, n_features: int):
@@ -167,8 +170,9 @@ class RFMagpie(FamilyModule):
         """Standardised Magpie rows (B, 132), float32."""
         return self.composition(batch_composition(batch))
 
-    def fit_forest(self, inputs: list[Data], y: np.ndarray, *, seed: int,
-                   n_jobs: int | None = None) -> None:
+    def fit_forest(
+        self, inputs: list[Data], y: np.ndarray, *, seed: int, n_jobs: int | None = None
+    ) -> None:
         """Fit the forest on training inputs and standardised targets (N,)."""
         with torch.no_grad():
             x = self.composition(stack_composition(inputs)).numpy()
@@ -179,8 +183,10 @@ class RFMagpie(FamilyModule):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         if self.forest is None:
-            raise RuntimeError("the random forest is not fitted (train it, or load a model "
-                               f"directory with its {FOREST_FILE})")
+            raise RuntimeError(
+                "the random forest is not fitted (train it, or load a model "
+                f"directory with its {FOREST_FILE})"
+            )
         x = self.features(batch)
         out = self.forest.predict(x.detach().cpu().numpy()) if len(x) else np.zeros(0)
         # float32 like the networks (MPS holds no float64); decoding happens in float64 on the CPU

@@ -41,8 +41,13 @@ class _FusionBase(FamilyModule):
         super().__init__()
         self.config = config
         self.graph_config = graph
-        self.graph = GraphEncoder(graph, atom_fea_len=config.atom_fea_len, n_conv=config.n_conv,
-                                  gate=config.gate, atom_features=config.atom_features)
+        self.graph = GraphEncoder(
+            graph,
+            atom_fea_len=config.atom_fea_len,
+            n_conv=config.n_conv,
+            gate=config.gate,
+            atom_features=config.atom_features,
+        )
         self.composition = CompositionScaler(N_MAGPIE)
 
     def prepare(self, data: Data, structure) -> None:

@@ -41,21 +41,29 @@ class MultitaskCGCNN(FamilyModule):
     config_class = MultitaskConfig
     training_kind = "multitask"
     multi_target = True
-    pooled_description = "pooled crystal vector v_c of the shared trunk: the mean of the atom " \
+    pooled_description = (
+        "pooled crystal vector v_c of the shared trunk: the mean of the atom "
         "vectors after the last convolution (atom_fea_len); every task head reads it"
+    )
 
     def __init__(self, config: MultitaskConfig, graph: GraphConfig):
         super().__init__()
         self.config = config
         self.graph_config = graph
-        self.trunk = GraphEncoder(graph, atom_fea_len=config.atom_fea_len, n_conv=config.n_conv,
-                                  gate=config.gate, atom_features=config.atom_features)
+        self.trunk = GraphEncoder(
+            graph,
+            atom_fea_len=config.atom_fea_len,
+            n_conv=config.n_conv,
+            gate=config.gate,
+            atom_features=config.atom_features,
+        )
         self.heads = nn.ModuleList(
             DenseHead(config.atom_fea_len, config.h_fea_len, config.n_h, config.dropout)
             for _ in range(config.n_tasks)
         )
-        self.log_vars = nn.Parameter(torch.zeros(config.n_tasks),
-                                     requires_grad=config.weighting == "learned")
+        self.log_vars = nn.Parameter(
+            torch.zeros(config.n_tasks), requires_grad=config.weighting == "learned"
+        )
 
     @property
     def n_tasks(self) -> int:
@@ -73,8 +81,9 @@ class MultitaskCGCNN(FamilyModule):
         return self.heads_on(self.pooled(batch))
 
     @staticmethod
-    def task_losses(pred: torch.Tensor, y: torch.Tensor,
-                    mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def task_losses(
+        pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-task masked MSE L_k on the standardised scale, and which tasks had a label.
 
         Args:
@@ -88,7 +97,7 @@ class MultitaskCGCNN(FamilyModule):
         mask = mask.to(torch.bool)
         diff = torch.where(mask, pred - y, torch.zeros_like(pred))
         count = mask.sum(0)
-        losses = (diff ** 2).sum(0) / count.clamp(min=1)
+        losses = (diff**2).sum(0) / count.clamp(min=1)
         return losses, count > 0
 
     def objective(self, pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

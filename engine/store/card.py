@@ -95,9 +95,11 @@ class Normalizer(BaseModel):
         if transform == "log":
             bad = int(np.sum(y <= 0))
             if bad:
-                raise ValueError(f"target transform 'log' needs strictly positive targets, but "
-                                 f"{bad} of {len(y)} training values are zero or negative; "
-                                 "use --target-transform none or filter them with --query")
+                raise ValueError(
+                    f"target transform 'log' needs strictly positive targets, but "
+                    f"{bad} of {len(y)} training values are zero or negative; "
+                    "use --target-transform none or filter them with --query"
+                )
             y = np.log(y)
         std = float(np.std(y))
         return cls(mean=float(np.mean(y)), std=std if std > 0 else 1.0, transform=transform)
@@ -143,8 +145,9 @@ class EnsembleInfo(BaseModel):
         for member in members:
             path = Path(member)
             if path.is_absolute() or ".." in path.parts:
-                raise ValueError(f"ensemble member {member!r} must be a path inside the "
-                                 "ensemble's directory")
+                raise ValueError(
+                    f"ensemble member {member!r} must be a path inside the ensemble's directory"
+                )
         return members
 
 
@@ -205,11 +208,15 @@ class ModelCard(BaseModel):
         if not self.targets and not self.units and not self.normalizers:
             return
         if not len(self.targets) == len(self.units) == len(self.normalizers):
-            raise ValueError(f"{len(self.targets)} targets, {len(self.units)} units and "
-                             f"{len(self.normalizers)} normalizers")
+            raise ValueError(
+                f"{len(self.targets)} targets, {len(self.units)} units and "
+                f"{len(self.normalizers)} normalizers"
+            )
         if self.targets[0] != self.target or self.units[0] != self.unit:
-            raise ValueError(f"targets[0]={self.targets[0]!r} ({self.units[0]!r}) is not the "
-                             f"primary target {self.target!r} ({self.unit!r})")
+            raise ValueError(
+                f"targets[0]={self.targets[0]!r} ({self.units[0]!r}) is not the "
+                f"primary target {self.target!r} ({self.unit!r})"
+            )
         n_tasks = self.model.get("n_tasks")
         if n_tasks is not None and n_tasks != len(self.targets):
             raise ValueError(f"the model has {n_tasks} outputs but {len(self.targets)} targets")
@@ -250,9 +257,11 @@ def read_card(directory: str | Path) -> ModelCard:
         raise ModelLoadError(f"{path} does not fit this engine ({ENGINE_VERSION}): {exc}") from None
     for target, norm in zip(card.task_targets, card.task_normalizers):
         if not (np.isfinite(norm.mean) and np.isfinite(norm.std) and norm.std > 0):
-            raise ModelLoadError(f"{path}: the normaliser of {target!r} (mean={norm.mean}, "
-                                 f"std={norm.std}) is not finite with a positive std; the model "
-                                 "would predict nonsense, so it is not loaded")
+            raise ModelLoadError(
+                f"{path}: the normaliser of {target!r} (mean={norm.mean}, "
+                f"std={norm.std}) is not finite with a positive std; the model "
+                "would predict nonsense, so it is not loaded"
+            )
     return card
 
 

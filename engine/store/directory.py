@@ -4,6 +4,9 @@ directory (:func:`save_model`) and loading one (:func:`load_directory`).
 The files of a directory and the card schema are described in :mod:`engine.store.card`; model
 *names* (shipped, user and ``cgcnn-original/…`` models) are resolved one layer up, by
 :func:`engine.catalog.names.load_model`.
+
+Size: about 480 lines: :class:`EnsembleModel` overrides half of :class:`LoadedModel` (running,
+device placement, inputs), and the two read best next to each other.
 """
 
 from __future__ import annotations
@@ -113,8 +116,10 @@ class LoadedModel:
         """
         if self.pinned is not None:
             if device != "auto" and resolve_device(device) != self.pinned:
-                raise ValueError(f"model {self.name!r} is pinned to {self.pinned}; "
-                                 f"device={device!r} would move a shared module")
+                raise ValueError(
+                    f"model {self.name!r} is pinned to {self.pinned}; "
+                    f"device={device!r} would move a shared module"
+                )
             yield self.pinned
             return
         dev = resolve_device(device)
@@ -136,8 +141,9 @@ class LoadedModel:
 
     # -- batched evaluation -----------------------------------------------------------------
 
-    def run(self, inputs, outputs=("prediction",), *, batch_size: int = 64,
-            device: str = "auto") -> dict[str, np.ndarray]:
+    def run(
+        self, inputs, outputs=("prediction",), *, batch_size: int = 64, device: str = "auto"
+    ) -> dict[str, np.ndarray]:
         """Evaluate prepared inputs in batches, without gradients.
 
         Args:
@@ -150,14 +156,20 @@ class LoadedModel:
         Returns:
             One array per requested output.
         """
-        empty = {"prediction": (0,), "tasks": (0, len(self.targets)), "pooled": (0, 0),
-                 "weights": (0, 2)}
+        empty = {
+            "prediction": (0,),
+            "tasks": (0, len(self.targets)),
+            "pooled": (0, 0),
+            "weights": (0, 2),
+        }
         unknown = [k for k in outputs if k not in empty]
         if unknown:
             raise ValueError(f"Invalid outputs={unknown}, valid options are {list(empty)}")
         if "weights" in outputs and not self.has_fusion_weights:
-            raise ValueError(f"model {self.name!r} ({self.family}) has no fusion weights; "
-                             "only attention-fusion models do")
+            raise ValueError(
+                f"model {self.name!r} ({self.family}) has no fusion weights; "
+                "only attention-fusion models do"
+            )
         module = self.module
         collected: dict[str, list[torch.Tensor]] = {k: [] for k in outputs}
         with self.placed(device) as dev, torch.no_grad():
@@ -167,17 +179,17 @@ class LoadedModel:
                     z = module(batch).cpu().double()
                     values = self._decode(z)
                     if "prediction" in collected:
-                        collected["prediction"].append(values[:, 0] if z.ndim == 2
-                                                       else values)
+                        collected["prediction"].append(values[:, 0] if z.ndim == 2 else values)
                     if "tasks" in collected:
-                        collected["tasks"].append(values if z.ndim == 2
-                                                  else values.unsqueeze(1))
+                        collected["tasks"].append(values if z.ndim == 2 else values.unsqueeze(1))
                 if "pooled" in collected:
                     collected["pooled"].append(module.pooled(batch).cpu())
                 if "weights" in collected:
                     collected["weights"].append(module.fusion_weights(batch).cpu())
-        return {key: torch.cat(parts).numpy() if parts else np.zeros(empty[key])
-                for key, parts in collected.items()}
+        return {
+            key: torch.cat(parts).numpy() if parts else np.zeros(empty[key])
+            for key, parts in collected.items()
+        }
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
         """Standardised outputs → target units: (B,) with the normaliser, (B, K) per task."""
@@ -185,14 +197,17 @@ class LoadedModel:
             return self.card.normalizer.decode(z)
         norms = self.card.task_normalizers
         if z.shape[1] != len(norms):
-            raise ValueError(f"model {self.name!r} gives {z.shape[1]} outputs but its card "
-                             f"lists {len(norms)} targets")
+            raise ValueError(
+                f"model {self.name!r} gives {z.shape[1]} outputs but its card "
+                f"lists {len(norms)} targets"
+            )
         mean = torch.tensor([n.mean for n in norms], dtype=z.dtype, device=z.device)
         std = torch.tensor([n.std for n in norms], dtype=z.dtype, device=z.device)
         return z * std + mean
 
-    def predict_tasks_graphs(self, graphs, *, batch_size: int = 64,
-                             device: str = "auto") -> np.ndarray:
+    def predict_tasks_graphs(
+        self, graphs, *, batch_size: int = 64, device: str = "auto"
+    ) -> np.ndarray:
         """Predictions of every target (:attr:`targets`) in its unit, shape (B, K)."""
         return self.run(graphs, ("tasks",), batch_size=batch_size, device=device)["tasks"]
 
@@ -203,22 +218,21 @@ class LoadedModel:
         (For ``cgcnn`` a bare :class:`GraphBuilder` graph is a complete input; other families
         need :meth:`prepare` and raise :class:`engine.models.MissingInputError` without it.)
         """
-        return self.run(graphs, ("prediction",), batch_size=batch_size,
-                        device=device)["prediction"]
+        return self.run(graphs, ("prediction",), batch_size=batch_size, device=device)["prediction"]
 
     def embed_graphs(self, graphs, *, batch_size: int = 64, device: str = "auto") -> np.ndarray:
         """Pooled vectors (B, D) for inputs from :meth:`prepare`; see :attr:`pooled_description`."""
         return self.run(graphs, ("pooled",), batch_size=batch_size, device=device)["pooled"]
 
-    def fusion_weights_graphs(self, graphs, *, batch_size: int = 64,
-                              device: str = "auto") -> np.ndarray:
+    def fusion_weights_graphs(
+        self, graphs, *, batch_size: int = 64, device: str = "auto"
+    ) -> np.ndarray:
         """Per-material (w_comp, w_graph) of an attention-fusion model, shape (B, 2)."""
         return self.run(graphs, ("weights",), batch_size=batch_size, device=device)["weights"]
 
     def predict_structures(self, structures, *, batch_size: int = 64, device: str = "auto"):
         """Predictions in the target's unit for pymatgen structures, shape (B,)."""
-        return self.predict_graphs(self.prepare(structures), batch_size=batch_size,
-                                   device=device)
+        return self.predict_graphs(self.prepare(structures), batch_size=batch_size, device=device)
 
     def embed_structures(self, structures, *, batch_size: int = 64, device: str = "auto"):
         """Pooled vectors (B, D) for pymatgen structures."""
@@ -258,15 +272,19 @@ class EnsembleModel(LoadedModel):
         self.pinned = self.members[0].pinned
         return self
 
-    def run(self, inputs, outputs=("prediction",), *, batch_size: int = 64,
-            device: str = "auto") -> dict[str, np.ndarray]:
+    def run(
+        self, inputs, outputs=("prediction",), *, batch_size: int = 64, device: str = "auto"
+    ) -> dict[str, np.ndarray]:
         """Like :meth:`LoadedModel.run`, plus ``members`` (M, B, K): each member's predictions
         of every target in its unit. ``prediction``/``tasks`` are their mean over members."""
-        unknown = [k for k in outputs if k not in
-                   ("prediction", "tasks", "pooled", "weights", "members")]
+        unknown = [
+            k for k in outputs if k not in ("prediction", "tasks", "pooled", "weights", "members")
+        ]
         if unknown:
-            raise ValueError(f"Invalid outputs={unknown}, valid options are prediction, tasks, "
-                             "pooled, weights, members")
+            raise ValueError(
+                f"Invalid outputs={unknown}, valid options are prediction, tasks, "
+                "pooled, weights, members"
+            )
         inputs = list(inputs)
         kw = {"batch_size": batch_size, "device": device}
         out: dict[str, np.ndarray] = {}
@@ -277,14 +295,14 @@ class EnsembleModel(LoadedModel):
         if "pooled" in outputs:
             out["pooled"] = self.members[0].run(inputs, ("pooled",), **kw)["pooled"]
         if "weights" in outputs:
-            out["weights"] = np.mean([m.run(inputs, ("weights",), **kw)["weights"]
-                                      for m in self.members], axis=0)
+            out["weights"] = np.mean(
+                [m.run(inputs, ("weights",), **kw)["weights"] for m in self.members], axis=0
+            )
         return {key: out[key] for key in outputs}
 
     def forward_batch(self, batch: Batch) -> torch.Tensor:
         """The member mean for one batch, (B,) or (B, K)."""
         return torch.stack([m.forward_batch(batch) for m in self.members]).mean(0)
-
 
 
 def save_model(
@@ -314,8 +332,7 @@ def save_model(
     if history is not None:
         atomic_write(directory / HISTORY_FILE, lambda tmp: history.to_csv(tmp, index=False))
     if predictions is not None:
-        atomic_write(directory / PREDICTIONS_FILE,
-                     lambda tmp: predictions.to_csv(tmp, index=False))
+        atomic_write(directory / PREDICTIONS_FILE, lambda tmp: predictions.to_csv(tmp, index=False))
     write_card(directory, card)
     return directory
 
@@ -332,12 +349,15 @@ def _load_weights(path: Path, module: nn.Module) -> None:
     except FileNotFoundError:
         raise ModelLoadError(f"{path.parent} has no {path.name}") from None
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError) as exc:
-        raise ModelLoadError(f"{path} is not a plain weights file (it holds other Python objects "
-                             f"or is damaged: {type(exc).__name__}); it was not loaded. Do not "
-                             "load files from an untrusted source") from None
+        raise ModelLoadError(
+            f"{path} is not a plain weights file (it holds other Python objects "
+            f"or is damaged: {type(exc).__name__}); it was not loaded. Do not "
+            "load files from an untrusted source"
+        ) from None
     except (RuntimeError, ValueError) as exc:
-        raise ModelLoadError(f"{path} could not be read as a weights file: "
-                             f"{' '.join(str(exc).split())[:300]}") from None
+        raise ModelLoadError(
+            f"{path} could not be read as a weights file: {' '.join(str(exc).split())[:300]}"
+        ) from None
     if not isinstance(state, dict):
         raise ModelLoadError(f"{path} holds a {type(state).__name__}, not a state dict")
     try:
@@ -346,12 +366,16 @@ def _load_weights(path: Path, module: nn.Module) -> None:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         detail = "; ".join(lines[1:4] if len(lines) > 1 else lines)[:400]
         raise ModelLoadError(f"{path} does not match model.json: {detail}") from None
-    bad = [name for name, t in state.items()
-           if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()]
+    bad = [
+        name
+        for name, t in state.items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()
+    ]
     if bad:
-        raise ModelLoadError(f"{path}: the weights hold NaN or infinite values (in "
-                             f"{', '.join(bad[:3])}); the model is not loaded")
-
+        raise ModelLoadError(
+            f"{path}: the weights hold NaN or infinite values (in "
+            f"{', '.join(bad[:3])}); the model is not loaded"
+        )
 
 
 def load_directory(path: str | Path) -> LoadedModel:
@@ -374,8 +398,9 @@ def load_directory(path: str | Path) -> LoadedModel:
     except ValueError as exc:  # UntrustedFileError and malformed files
         raise ModelLoadError(str(exc)) from None
     _check_fitted(card, module, directory)
-    return LoadedModel(card=card, module=module, path=directory,
-                       uncertainty=_load_uncertainty(card, directory))
+    return LoadedModel(
+        card=card, module=module, path=directory, uncertainty=_load_uncertainty(card, directory)
+    )
 
 
 def _load_uncertainty(card: ModelCard, directory: Path) -> Uncertainty | None:
@@ -395,18 +420,29 @@ def _load_ensemble(card: ModelCard, directory: Path) -> EnsembleModel:
         member = load_directory(member_dir)
         if member.n_members > 1:
             raise ModelLoadError(f"{directory}: member {rel!r} is itself an ensemble")
-        mismatch = [what for what, ours, theirs in (
-            ("model config", card.model, member.card.model),
-            ("graph config", card.graph, member.card.graph),
-            ("targets", card.task_targets, member.card.task_targets),
-            ("units", card.task_units, member.card.task_units),
-        ) if ours != theirs]
+        mismatch = [
+            what
+            for what, ours, theirs in (
+                ("model config", card.model, member.card.model),
+                ("graph config", card.graph, member.card.graph),
+                ("targets", card.task_targets, member.card.task_targets),
+                ("units", card.task_units, member.card.task_units),
+            )
+            if ours != theirs
+        ]
         if mismatch:
-            raise ModelLoadError(f"{directory}: member {rel!r} differs from the ensemble in its "
-                                 f"{', '.join(mismatch)}")
+            raise ModelLoadError(
+                f"{directory}: member {rel!r} differs from the ensemble in its "
+                f"{', '.join(mismatch)}"
+            )
         members.append(member)
-    return EnsembleModel(card=card, module=members[0].module, path=directory,
-                         uncertainty=_load_uncertainty(card, directory), members=members)
+    return EnsembleModel(
+        card=card,
+        module=members[0].module,
+        path=directory,
+        uncertainty=_load_uncertainty(card, directory),
+        members=members,
+    )
 
 
 def _check_fitted(card: ModelCard, module: nn.Module, directory: Path) -> None:
@@ -416,20 +452,27 @@ def _check_fitted(card: ModelCard, module: nn.Module, directory: Path) -> None:
     log_vars = getattr(module, "log_vars", None)
     if isinstance(recorded_log_vars, dict) and log_vars is not None:
         held = dict(zip(card.task_targets, log_vars.detach().tolist()))
-        if any(abs(float(v) - held.get(t, float("nan"))) > 1e-5
-               or not np.isfinite(held.get(t, float("nan")))
-               for t, v in recorded_log_vars.items()):
-            raise ModelLoadError(f"{directory}: model.json records log_vars={recorded_log_vars} "
-                                 f"but {WEIGHTS_FILE} holds {held}")
+        if any(
+            abs(float(v) - held.get(t, float("nan"))) > 1e-5
+            or not np.isfinite(held.get(t, float("nan")))
+            for t, v in recorded_log_vars.items()
+        ):
+            raise ModelLoadError(
+                f"{directory}: model.json records log_vars={recorded_log_vars} "
+                f"but {WEIGHTS_FILE} holds {held}"
+            )
     alpha = getattr(module, "alpha", None)
     if alpha is None:
         return
     value = float(alpha)
     if not np.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise ModelLoadError(f"{directory / WEIGHTS_FILE}: late-fusion alpha={value} is not a "
-                             "fitted weight in [0, 1]")
+        raise ModelLoadError(
+            f"{directory / WEIGHTS_FILE}: late-fusion alpha={value} is not a "
+            "fitted weight in [0, 1]"
+        )
     recorded = card.fitted.get("alpha")
     if recorded is not None and abs(float(recorded) - value) > 1e-6:  # float32 buffer
-        raise ModelLoadError(f"{directory}: model.json records alpha={recorded} but "
-                             f"{WEIGHTS_FILE} holds alpha={value}")
-
+        raise ModelLoadError(
+            f"{directory}: model.json records alpha={recorded} but "
+            f"{WEIGHTS_FILE} holds alpha={value}"
+        )

@@ -80,7 +80,10 @@ class BestCheckpoint(Callback):
 
     def load_state_dict(self, state):
         self.best_value, self.best_epoch, self.state = (
-            state["best_value"], state["best_epoch"], state["state"])
+            state["best_value"],
+            state["best_epoch"],
+            state["state"],
+        )
 
     def on_train_end(self, trainer):
         if self.state is not None:
@@ -117,8 +120,9 @@ class ProgressBar(Callback):
     def on_train_start(self, trainer):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=trainer.config.epochs, initial=trainer.epochs_done, desc="training",
-                        unit="epoch")
+        self.bar = tqdm(
+            total=trainer.config.epochs, initial=trainer.epochs_done, desc="training", unit="epoch"
+        )
 
     def on_epoch_end(self, trainer, record):
         self.bar.update(1)

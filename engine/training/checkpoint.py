@@ -92,15 +92,21 @@ def graphs_digest(graphs: Sequence[Data]) -> str:
     return h.hexdigest()
 
 
-def fingerprint(config: TrainConfig, model: nn.Module, train_graphs: Sequence[Data],
-                val_graphs: Sequence[Data], key: str = "") -> dict[str, str]:
+def fingerprint(
+    config: TrainConfig,
+    model: nn.Module,
+    train_graphs: Sequence[Data],
+    val_graphs: Sequence[Data],
+    key: str = "",
+) -> dict[str, str]:
     """Digests of what a resumed run must share with the one that wrote the checkpoint:
     ``config``, ``model`` (class, parameter and buffer names and shapes), ``data`` (training and
     validation inputs) and the caller's ``key``."""
     shapes = [(name, list(t.shape)) for name, t in model.state_dict().items()]
     return {
-        "config": run_key(config.model_dump(mode="json", exclude=_UNFINGERPRINTED,
-                                            exclude_defaults=True)),
+        "config": run_key(
+            config.model_dump(mode="json", exclude=_UNFINGERPRINTED, exclude_defaults=True)
+        ),
         "model": run_key(type(model).__qualname__, shapes),
         "data": run_key(graphs_digest(train_graphs), graphs_digest(val_graphs)),
         "key": run_key(key),
@@ -159,5 +165,6 @@ def load_checkpoint(path: Path, expected: dict[str, str]) -> dict:
         raise CheckpointMismatch(
             f"checkpoint {path} was written by a run with a different {', '.join(differ)}; "
             "resume with the same settings and data, or give another checkpoint path (or "
-            "resume=False) to start afresh")
+            "resume=False) to start afresh"
+        )
     return payload

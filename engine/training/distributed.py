@@ -103,8 +103,10 @@ class ShardLoader:
     def __init__(self, graphs: Sequence[Data], batch_size: int, *, seed: int):
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         if batch_size < self.world:
-            raise ValueError(f"batch size {batch_size} is smaller than the {self.world} "
-                             "processes; each needs at least one graph of every batch")
+            raise ValueError(
+                f"batch size {batch_size} is smaller than the {self.world} "
+                "processes; each needs at least one graph of every batch"
+            )
         self.graphs, self.batch_size = list(graphs), batch_size
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -113,7 +115,7 @@ class ShardLoader:
         order = torch.randperm(len(self.graphs), generator=self.generator).tolist()
         for start in range(0, len(order), self.batch_size):
             graphs = [self.graphs[i] for i in order[start : start + self.batch_size]]
-            shards = [graphs[r::self.world] for r in range(self.world)]
+            shards = [graphs[r :: self.world] for r in range(self.world)]
             if min(sum(g.num_nodes for g in shard) for shard in shards) < 2:
                 continue
             batch = Batch.from_data_list(shards[self.rank])
@@ -121,15 +123,20 @@ class ShardLoader:
             yield batch
 
 
-def gather_epoch(total: float, count: int, ys: list[torch.Tensor],
-                 preds: list[torch.Tensor]) -> tuple[float, int, list, list]:
+def gather_epoch(
+    total: float, count: int, ys: list[torch.Tensor], preds: list[torch.Tensor]
+) -> tuple[float, int, list, list]:
     """An epoch's training bookkeeping summed and concatenated over all ranks (rank order), on
     every rank: ``total`` (sum of the recorded loss × graphs), ``count`` (graphs), and the
     targets and predictions seen (CPU tensors, first dimension = graphs)."""
     parts: list = [None] * dist.get_world_size()
     dist.all_gather_object(parts, (total, count, ys, preds))
-    return (sum(p[0] for p in parts), sum(p[1] for p in parts),
-            [t for p in parts for t in p[2]], [t for p in parts for t in p[3]])
+    return (
+        sum(p[0] for p in parts),
+        sum(p[1] for p in parts),
+        [t for p in parts for t in p[2]],
+        [t for p in parts for t in p[3]],
+    )
 
 
 def sync_buffers(model: nn.Module) -> None:

@@ -43,8 +43,10 @@ def training_rows(dataset, card):
     """
     info = card.dataset
     if info is None or info.split is None:
-        raise ValueError(f"model {card.name!r} records no training dataset and split, so σ and "
-                         "the domain cannot be fitted for it")
+        raise ValueError(
+            f"model {card.name!r} records no training dataset and split, so σ and "
+            "the domain cannot be fitted for it"
+        )
     if info.query:
         dataset = dataset.query(info.query)
     targets = card.task_targets
@@ -56,14 +58,17 @@ def training_rows(dataset, card):
         dataset = dataset.dropna(targets[0])
         values = dataset.targets(targets[0])[:, None]
     if info.content_hash and dataset.content_hash() != info.content_hash:
-        raise ValueError(f"the dataset {dataset.source or dataset.name!r} is not the one model "
-                         f"{card.name!r} was trained on (its content hash differs)")
+        raise ValueError(
+            f"the dataset {dataset.source or dataset.name!r} is not the one model "
+            f"{card.name!r} was trained on (its content hash differs)"
+        )
     parts = split_dataset(dataset, info.split)
     recorded = {"train": info.n_train, "val": info.n_val, "test": info.n_test}
     for part, n in recorded.items():
         if n is not None and n != len(parts[part]):
-            raise ValueError(f"the recorded split has {n} {part} rows, the rebuilt one "
-                             f"{len(parts[part])}")
+            raise ValueError(
+                f"the recorded split has {n} {part} rows, the rebuilt one {len(parts[part])}"
+            )
     return dataset, values, parts
 
 
@@ -79,13 +84,21 @@ def _ensemble_predictions(model, dataset, inputs, values, parts, fitted: Fitted,
         if pred is None:  # train: not needed for the fit
             pred = model.run([inputs[i] for i in idx], ("tasks",), device=device)["tasks"]
         y = values[idx]
-        metrics[part] = metrics_by_task(targets, y, pred) if multi else \
-            regression_metrics(y[:, 0], pred[:, 0])
+        metrics[part] = (
+            metrics_by_task(targets, y, pred) if multi else regression_metrics(y[:, 0], pred[:, 0])
+        )
         if part == "train":
             continue
-        frame = pd.DataFrame({"split": part, "id": [dataset.items[i].id for i in idx],
-                              "formula": formulas[idx], "target": y[:, 0],
-                              "prediction": pred[:, 0], "error": pred[:, 0] - y[:, 0]})
+        frame = pd.DataFrame(
+            {
+                "split": part,
+                "id": [dataset.items[i].id for i in idx],
+                "formula": formulas[idx],
+                "target": y[:, 0],
+                "prediction": pred[:, 0],
+                "error": pred[:, 0] - y[:, 0],
+            }
+        )
         if multi:
             add_task_columns(frame, targets, y, pred)
         frames.append(family_columns(model, frame, [inputs[i] for i in idx], device))
@@ -116,20 +129,30 @@ def calibrate_model(model, dataset=None, *, device: str = "auto", write: bool = 
         source = card.dataset.source if card.dataset else ""
         path = resolve_source(source)
         if path is None:
-            raise ValueError(f"the training data of model {card.name!r} ({source or 'unknown'}) "
-                             "is not on this machine; pass it with --data")
+            raise ValueError(
+                f"the training data of model {card.name!r} ({source or 'unknown'}) "
+                "is not on this machine; pass it with --data"
+            )
         dataset = load_dataset(path)
     dataset, values, parts = training_rows(dataset, card)
-    inputs = model.prepare([it.structure for it in dataset.items],
-                           ids=[it.id for it in dataset.items])
-    fitted = fit_uncertainty(model, inputs, parts, ids=[it.id for it in dataset.items],
-                             formulas=dataset.table["formula"].astype(str).tolist(),
-                             values=values, device=device)
+    inputs = model.prepare(
+        [it.structure for it in dataset.items], ids=[it.id for it in dataset.items]
+    )
+    fitted = fit_uncertainty(
+        model,
+        inputs,
+        parts,
+        ids=[it.id for it in dataset.items],
+        formulas=dataset.table["formula"].astype(str).tolist(),
+        values=values,
+        device=device,
+    )
     update: dict[str, Any] = {"uncertainty": fitted.card}
     predictions = None
     if model.n_members > 1:
         update["metrics"], predictions = _ensemble_predictions(
-            model, dataset, inputs, values, parts, fitted, device)
+            model, dataset, inputs, values, parts, fitted, device
+        )
     elif model.path is not None and (model.path / PREDICTIONS_FILE).is_file():
         predictions = pd.read_csv(model.path / PREDICTIONS_FILE, float_precision="round_trip")
     model.card = card.model_copy(update=update)
@@ -148,8 +171,17 @@ def calibrate_model(model, dataset=None, *, device: str = "auto", write: bool = 
 # Ensembles
 
 
-def train_ensemble(dataset, target, *, k: int, out: str | Path, name: str | None = None,
-                   training=None, progress: bool = False, **train_kwargs):
+def train_ensemble(
+    dataset,
+    target,
+    *,
+    k: int,
+    out: str | Path,
+    name: str | None = None,
+    training=None,
+    progress: bool = False,
+    **train_kwargs,
+):
     """Train ``k`` models that differ only in their training seed (seed, seed + 1, …) and save
     them as one ensemble directory: ``out/model.json`` (with ``ensemble``) and the members in
     ``out/members/<i>`` (each a normal model directory). The ensemble predicts the member mean,
@@ -173,27 +205,44 @@ def train_ensemble(dataset, target, *, k: int, out: str | Path, name: str | None
     name = name or out.name
     train_cfg = training or TrainConfig()
     seeds = [train_cfg.seed + i for i in range(k)]
-    results = [train(dataset, target, training=train_cfg.model_copy(update={"seed": seed}),
-                     out=out / "members" / str(i), name=f"{name}/member-{i}",
-                     progress=progress, **train_kwargs)
-               for i, seed in enumerate(seeds)]
+    results = [
+        train(
+            dataset,
+            target,
+            training=train_cfg.model_copy(update={"seed": seed}),
+            out=out / "members" / str(i),
+            name=f"{name}/member-{i}",
+            progress=progress,
+            **train_kwargs,
+        )
+        for i, seed in enumerate(seeds)
+    ]
     first = results[0].model.card
-    card = first.model_copy(update={
-        "name": name, "source": "user", "created": "", "metrics": {}, "uncertainty": None,
-        "description": f"Ensemble of {k} {first.model.get('name', 'cgcnn')} models "
-                       f"(training seeds {seeds[0]}–{seeds[-1]}): the member mean, with σ from "
-                       "the calibrated member spread.",
-        "ensemble": EnsembleInfo(members=[f"members/{i}" for i in range(k)], seeds=seeds),
-    })
+    card = first.model_copy(
+        update={
+            "name": name,
+            "source": "user",
+            "created": "",
+            "metrics": {},
+            "uncertainty": None,
+            "description": f"Ensemble of {k} {first.model.get('name', 'cgcnn')} models "
+            f"(training seeds {seeds[0]}–{seeds[-1]}): the member mean, with σ from "
+            "the calibrated member spread.",
+            "ensemble": EnsembleInfo(members=[f"members/{i}" for i in range(k)], seeds=seeds),
+        }
+    )
     write_card(out, card)
     model = calibrate_model(load_model(out), dataset, device=train_cfg.device)
     return TrainResult(
         model=model,
-        history=pd.concat([r.history.assign(member=i) for i, r in enumerate(results)],
-                          ignore_index=True),
+        history=pd.concat(
+            [r.history.assign(member=i) for i, r in enumerate(results)], ignore_index=True
+        ),
         predictions=pd.read_csv(out / PREDICTIONS_FILE),
         metrics=model.card.metrics,
         path=out,
-        stop_reason="; ".join(f"member {i}: {r.stop_reason}" for i, r in enumerate(results)
-                              if r.stop_reason) or None,
+        stop_reason="; ".join(
+            f"member {i}: {r.stop_reason}" for i, r in enumerate(results) if r.stop_reason
+        )
+        or None,
     )

@@ -67,8 +67,11 @@ class Trainer:
         self.decode = decode or (lambda z: z * self.target_std)
         self.callbacks = list(callbacks)
         self.distributed = distributed.active()  # data-parallel over the initialised group
-        self.device = (distributed.rank_device(config.device) if self.distributed
-                       else resolve_device(config.device))
+        self.device = (
+            distributed.rank_device(config.device)
+            if self.distributed
+            else resolve_device(config.device)
+        )
         self.stop_reason: str | None = None
         if checkpoint is not None and self.distributed:
             raise ValueError("checkpointing is for one-process training, not a process group")
@@ -83,8 +86,9 @@ class Trainer:
         key = (id(graphs), shuffle)
         if key not in self._loaders:
             generator = torch.Generator().manual_seed(self.config.seed)
-            loader = GraphLoader(graphs, self.config.batch_size, shuffle=shuffle,
-                                 generator=generator)
+            loader = GraphLoader(
+                graphs, self.config.batch_size, shuffle=shuffle, generator=generator
+            )
             self._loaders[key] = (graphs, loader)  # the list is kept so its id stays unique
         return self._loaders[key][1]
 
@@ -92,8 +96,9 @@ class Trainer:
         """Restore the checkpoint's state if there is one to resume; True when it says the run
         is already done. Sets :attr:`epochs_done` and records the fingerprint to save."""
         c = self.checkpoint
-        self._fingerprint = ckpt.fingerprint(self.config, self.model, train_graphs, val_graphs,
-                                             c.key)
+        self._fingerprint = ckpt.fingerprint(
+            self.config, self.model, train_graphs, val_graphs, c.key
+        )
         if not (c.resume and Path(c.path).is_file()):
             return False
         state = ckpt.load_checkpoint(Path(c.path), self._fingerprint)
@@ -112,18 +117,23 @@ class Trainer:
 
     def _save(self, epoch: int, optimizer, scheduler, generator, done: bool) -> None:
         """Write the checkpoint of a completed epoch (see :mod:`engine.training.checkpoint`)."""
-        ckpt.save_checkpoint(Path(self.checkpoint.path), {
-            "model": self.model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "epoch": epoch,
-            "done": done,
-            "stop_reason": self.stop_reason,
-            "callbacks": {key: cb.state_dict() for key, cb in
-                          zip(ckpt.callback_keys(self.callbacks), self.callbacks)},
-            "rng": ckpt.rng_state(generator),
-            "fingerprint": self._fingerprint,
-        })
+        ckpt.save_checkpoint(
+            Path(self.checkpoint.path),
+            {
+                "model": self.model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "epoch": epoch,
+                "done": done,
+                "stop_reason": self.stop_reason,
+                "callbacks": {
+                    key: cb.state_dict()
+                    for key, cb in zip(ckpt.callback_keys(self.callbacks), self.callbacks)
+                },
+                "rng": ckpt.rng_state(generator),
+                "fingerprint": self._fingerprint,
+            },
+        )
 
     def _to_device(self, batch):
         return batch if self.device.type == "cpu" else batch.to(self.device)
@@ -154,14 +164,19 @@ class Trainer:
         """The standardised targets of a training batch, as the epoch metrics compare them."""
         return batch.y
 
-    def epoch_metrics(self, y_fit: np.ndarray, p_fit: np.ndarray, y_val: np.ndarray,
-                      p_val: np.ndarray) -> dict[str, float]:
+    def epoch_metrics(
+        self, y_fit: np.ndarray, p_fit: np.ndarray, y_val: np.ndarray, p_val: np.ndarray
+    ) -> dict[str, float]:
         """``train_mae``, ``val_mae``, ``train_r``, ``val_r`` (target unit) of an epoch, from the
         standardised values seen in training and those of :meth:`evaluate`."""
         fit = regression_metrics(self.decode(y_fit), self.decode(p_fit))
         val = regression_metrics(self.decode(y_val), self.decode(p_val))
-        return {"train_mae": fit["mae"], "val_mae": val["mae"], "train_r": fit["r"],
-                "val_r": val["r"]}
+        return {
+            "train_mae": fit["mae"],
+            "val_mae": val["mae"],
+            "train_r": fit["r"],
+            "val_r": val["r"],
+        }
 
     def evaluate(self, graphs: list[Data]) -> tuple[float, np.ndarray, np.ndarray]:
         """Mean standardised MSE, and true/predicted values on the standardised scale."""
@@ -190,8 +205,9 @@ class Trainer:
         optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         scheduler = self._scheduler(optimizer)
         last = c.epochs
-        if self.checkpoint is not None and self._resume(optimizer, scheduler, loader.generator,
-                                                        train_graphs, val_graphs):
+        if self.checkpoint is not None and self._resume(
+            optimizer, scheduler, loader.generator, train_graphs, val_graphs
+        ):
             last = self.epochs_done  # the checkpointed run had finished: nothing left to train
         for cb in self.callbacks:
             cb.on_train_start(self)
@@ -224,7 +240,8 @@ class Trainer:
                         break  # the epoch ends here: validated and recorded as usual
                 if self.distributed:
                     total, count, seen_y, seen_pred = distributed.gather_epoch(
-                        total, count, seen_y, seen_pred)
+                        total, count, seen_y, seen_pred
+                    )
                     distributed.sync_buffers(self.model)
                 val_loss, y_val, p_val = self.evaluate(val_graphs)
                 lr = optimizer.param_groups[0]["lr"]
@@ -239,8 +256,9 @@ class Trainer:
                     "epoch": epoch,
                     "train_loss": total / max(count, 1),
                     "val_loss": val_loss,
-                    **self.epoch_metrics(torch.cat(seen_y).numpy(), torch.cat(seen_pred).numpy(),
-                                         y_val, p_val),
+                    **self.epoch_metrics(
+                        torch.cat(seen_y).numpy(), torch.cat(seen_pred).numpy(), y_val, p_val
+                    ),
                     "lr": lr,
                     "seconds": time.perf_counter() - start,
                 }

@@ -63,8 +63,9 @@ def task_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     return regression_metrics(y_true[keep], np.asarray(y_pred, dtype=np.float64)[keep])
 
 
-def metrics_by_task(targets: Sequence[str], y_true: np.ndarray,
-                    y_pred: np.ndarray) -> dict[str, float]:
+def metrics_by_task(
+    targets: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray
+) -> dict[str, float]:
     """The card's metrics of one split: the primary target's ``n``/``mae``/``rmse``/``r``/``r2``
     and ``<target>/<metric>`` for every target. ``y_true`` (N, K) has NaN where missing."""
     out: dict[str, float] = {}
@@ -79,13 +80,15 @@ def metrics_by_task(targets: Sequence[str], y_true: np.ndarray,
 def per_task_metrics(metrics: dict, target: str) -> dict[str, float]:
     """The ``n``/``mae``/``rmse``/``r``/``r2`` of one target out of a split's metrics (written by
     :func:`metrics_by_task`); a single-target card's top-level metrics when the keys are absent."""
-    prefixed = {key: metrics[f"{target}/{key}"] for key in METRIC_KEYS
-                if f"{target}/{key}" in metrics}
+    prefixed = {
+        key: metrics[f"{target}/{key}"] for key in METRIC_KEYS if f"{target}/{key}" in metrics
+    }
     return prefixed or {key: metrics[key] for key in METRIC_KEYS if key in metrics}
 
 
-def add_task_columns(frame: pd.DataFrame, targets: Sequence[str], y_true: np.ndarray,
-                     y_pred: np.ndarray) -> pd.DataFrame:
+def add_task_columns(
+    frame: pd.DataFrame, targets: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray
+) -> pd.DataFrame:
     """Add ``target_<t>``, ``prediction_<t>``, ``error_<t>`` for every target (in place)."""
     for k, target in enumerate(targets):
         frame[f"target_{target}"] = y_true[:, k]
@@ -101,10 +104,19 @@ class MultitaskTrainer(Trainer):
     Each input carries ``y`` and ``y_mask`` (1, K) (see :func:`attach_task_labels`).
     """
 
-    def __init__(self, model, config: TrainConfig, *, targets: Sequence[str],
-                 stds: Sequence[float], callbacks=(), checkpoint=None):
-        super().__init__(model, config, target_std=float(stds[0]), callbacks=callbacks,
-                         checkpoint=checkpoint)
+    def __init__(
+        self,
+        model,
+        config: TrainConfig,
+        *,
+        targets: Sequence[str],
+        stds: Sequence[float],
+        callbacks=(),
+        checkpoint=None,
+    ):
+        super().__init__(
+            model, config, target_std=float(stds[0]), callbacks=callbacks, checkpoint=checkpoint
+        )
         self.targets = list(targets)
         self.stds = np.asarray(stds, dtype=np.float64)
 
@@ -143,8 +155,12 @@ class MultitaskTrainer(Trainer):
             fit = task_metrics(y_fit[:, k] * std, p_fit[:, k] * std)
             val = task_metrics(y_val[:, k] * std, p_val[:, k] * std)
             if k == 0:
-                record = {"train_mae": fit["mae"], "val_mae": val["mae"], "train_r": fit["r"],
-                          "val_r": val["r"]}
+                record = {
+                    "train_mae": fit["mae"],
+                    "val_mae": val["mae"],
+                    "train_r": fit["r"],
+                    "val_r": val["r"],
+                }
             per_task[f"train_mae_{target}"] = fit["mae"]
             per_task[f"val_mae_{target}"] = val["mae"]
         if self.model.config.weighting == "learned":

@@ -23,7 +23,7 @@ and the fitted σ and applicability domain (``domain.npz``, the card's ``uncerta
 :mod:`engine.uq.uncertainty`). A multi-target run adds per-task columns and metrics
 (:mod:`engine.training.multitask`).
 
-Size: about 480 lines: the four training kinds share one data preparation and one
+Size: about 560 lines (formatted): the four training kinds share one data preparation and one
 model-directory write, which read best side by side.
 """
 
@@ -152,10 +152,14 @@ def train(
     if len(parts["val"]) == 0:
         raise ValueError("the validation split is empty; the dataset is too small to train on")
     if multi and train_cfg.target_transform != "none":
-        raise ValueError("target transform 'log' is for single-target families; the multitask "
-                         "family standardises each target without a transform")
-    normalizers = [_fit_normalizer(values[parts["train"], k], t, train_cfg.target_transform)
-                   for k, t in enumerate(targets)]
+        raise ValueError(
+            "target transform 'log' is for single-target families; the multitask "
+            "family standardises each target without a transform"
+        )
+    normalizers = [
+        _fit_normalizer(values[parts["train"], k], t, train_cfg.target_transform)
+        for k, t in enumerate(targets)
+    ]
     normalizer = normalizers[0]
 
     ids = [item.id for item in dataset.items]
@@ -166,8 +170,11 @@ def train(
     transfer = {}  # transfer learning (TrainConfig.init_from / freeze), recorded in the card
     if train_cfg.init_from:
         done = transfer_weights(module, train_cfg.init_from, graph_cfg)
-        transfer = {"init_from": done["init_from"], "transferred": len(done["transferred"]),
-                    "not_transferred": done["skipped"]}
+        transfer = {
+            "init_from": done["init_from"],
+            "transferred": len(done["transferred"]),
+            "not_transferred": done["skipped"],
+        }
     if train_cfg.freeze:
         transfer["frozen"] = len(freeze_parameters(module, train_cfg.freeze))
     inputs = build_inputs(module, GraphBuilder(graph_cfg), structures, ids=ids)
@@ -181,11 +188,23 @@ def train(
     module.fit_statistics(train_inputs)
 
     fit = _FITTERS[module.training_kind]
-    saving = None if checkpoint is None else Checkpointing(Path(checkpoint), resume, run_key(
-        model_cfg, graph_cfg, split_cfg, query, targets, dataset.content_hash()))
+    saving = (
+        None
+        if checkpoint is None
+        else Checkpointing(
+            Path(checkpoint),
+            resume,
+            run_key(model_cfg, graph_cfg, split_cfg, query, targets, dataset.content_hash()),
+        )
+    )
     history_frame, stop_reason, fitted = fit(
-        module, train_inputs, val_inputs, train_cfg=train_cfg, normalizer=normalizer,
-        callbacks=callbacks, progress=progress,
+        module,
+        train_inputs,
+        val_inputs,
+        train_cfg=train_cfg,
+        normalizer=normalizer,
+        callbacks=callbacks,
+        progress=progress,
         **({"normalizers": normalizers, "targets": targets} if multi else {}),
         checkpoint=saving,
     )
@@ -230,27 +249,37 @@ def train(
             pred = loaded.predict_graphs(part_inputs, device=train_cfg.device)
             metrics[part] = regression_metrics(y[idx], pred)
         if part != "train":
-            frame = pd.DataFrame({
-                "split": part,
-                "id": [ids[i] for i in idx],
-                "formula": dataset.table["formula"].to_numpy()[idx],
-                "target": y[idx],
-                "prediction": pred,
-                "error": pred - y[idx],
-            })
+            frame = pd.DataFrame(
+                {
+                    "split": part,
+                    "id": [ids[i] for i in idx],
+                    "formula": dataset.table["formula"].to_numpy()[idx],
+                    "target": y[idx],
+                    "prediction": pred,
+                    "error": pred - y[idx],
+                }
+            )
             if multi:
                 add_task_columns(frame, targets, values[idx], pred_all)
             frames.append(family_columns(loaded, frame, part_inputs, train_cfg.device))
     # σ and applicability domain (engine.uq.uncertainty): training vectors, validation residuals
-    unc = fit_uncertainty(loaded, inputs, parts, ids=ids, values=values, device=train_cfg.device,
-                          formulas=dataset.table["formula"].astype(str).tolist())
+    unc = fit_uncertainty(
+        loaded,
+        inputs,
+        parts,
+        ids=ids,
+        values=values,
+        device=train_cfg.device,
+        formulas=dataset.table["formula"].astype(str).tolist(),
+    )
     card = card.model_copy(update={"metrics": metrics, "uncertainty": unc.card})
     loaded.card, loaded.uncertainty = card, unc.uncertainty
     predictions = unc.annotate(pd.concat(frames, ignore_index=True))
     path = None
     if out is not None and main_rank:
-        path = save_model(out, card, module, history=history_frame, predictions=predictions,
-                          domain=unc.domain)
+        path = save_model(
+            out, card, module, history=history_frame, predictions=predictions, domain=unc.domain
+        )
         loaded.path = path
     return TrainResult(
         model=loaded,
@@ -281,7 +310,8 @@ def resolve_targets(family: str, target, unit) -> tuple[list[str], list[str], bo
         raise ValueError(
             f"model family {family!r} predicts a single target but {len(targets)} were given "
             f"({', '.join(targets)}); give one target, or use a multi-target family "
-            f"({', '.join(several)})")
+            f"({', '.join(several)})"
+        )
     if unit is None:
         units = [unit_of(t) for t in targets]
     else:
@@ -316,24 +346,47 @@ def _callbacks(train_cfg: TrainConfig, callbacks, progress: bool) -> tuple[Histo
     return history, cbs
 
 
-def _fit_gradient(module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks,
-                  progress, checkpoint=None):
+def _fit_gradient(
+    module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks, progress, checkpoint=None
+):
     """Gradient training with the Trainer; the best epoch's weights are restored."""
     history, cbs = _callbacks(train_cfg, callbacks, progress)
-    trainer = Trainer(module, train_cfg, target_std=normalizer.std, callbacks=cbs,
-                      decode=_decoder(normalizer), checkpoint=checkpoint)
+    trainer = Trainer(
+        module,
+        train_cfg,
+        target_std=normalizer.std,
+        callbacks=cbs,
+        decode=_decoder(normalizer),
+        checkpoint=checkpoint,
+    )
     trainer.fit(train_inputs, val_inputs)
     return history.frame(), trainer.stop_reason, {}
 
 
-def _fit_multitask(module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks,
-                   progress, normalizers, targets, checkpoint=None):
+def _fit_multitask(
+    module,
+    train_inputs,
+    val_inputs,
+    *,
+    train_cfg,
+    normalizer,
+    callbacks,
+    progress,
+    normalizers,
+    targets,
+    checkpoint=None,
+):
     """The Trainer on the masked, weighted task losses; the best epoch (lowest mean validation
     task MSE) is restored. The card records the final weighting (log-variances, weights)."""
     history, cbs = _callbacks(train_cfg, callbacks, progress)
-    trainer = MultitaskTrainer(module, train_cfg, targets=targets,
-                               stds=[n.std for n in normalizers], callbacks=cbs,
-                               checkpoint=checkpoint)
+    trainer = MultitaskTrainer(
+        module,
+        train_cfg,
+        targets=targets,
+        stds=[n.std for n in normalizers],
+        callbacks=cbs,
+        checkpoint=checkpoint,
+    )
     trainer.fit(train_inputs, val_inputs)
     return history.frame(), trainer.stop_reason, fitted_weights(module, targets)
 
@@ -368,8 +421,10 @@ def _standardised(module, inputs: list[Data], *, device: str, batch_size: int = 
 
 
 def _record(epoch: int, y_train, p_train, y_val, p_val, decode, seconds: float) -> dict:
-    fit, val = regression_metrics(decode(y_train), decode(p_train)), regression_metrics(
-        decode(y_val), decode(p_val))
+    fit, val = (
+        regression_metrics(decode(y_train), decode(p_train)),
+        regression_metrics(decode(y_val), decode(p_val)),
+    )
     return {
         "epoch": epoch,
         "train_loss": float(np.mean((p_train - y_train) ** 2)),
@@ -383,8 +438,9 @@ def _record(epoch: int, y_train, p_train, y_val, p_val, decode, seconds: float) 
     }
 
 
-def _fit_forest(module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks,
-                progress, checkpoint=None):
+def _fit_forest(
+    module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks, progress, checkpoint=None
+):
     """One scikit-learn fit of the forest, reported to the callbacks as epoch 1 of 1.
 
     The ``train_*`` metrics are those of the forest on its own training rows (optimistic, as
@@ -401,8 +457,9 @@ def _fit_forest(module, train_inputs, val_inputs, *, train_cfg, normalizer, call
     try:
         start = time.perf_counter()
         y_train = _targets(train_inputs)
-        module.fit_forest(train_inputs, y_train, seed=train_cfg.seed,
-                          n_jobs=train_cfg.num_threads or -1)
+        module.fit_forest(
+            train_inputs, y_train, seed=train_cfg.seed, n_jobs=train_cfg.num_threads or -1
+        )
         seconds = time.perf_counter() - start
         module.eval()
         p_train = _standardised(module, train_inputs, device="cpu")
@@ -417,25 +474,37 @@ def _fit_forest(module, train_inputs, val_inputs, *, train_cfg, normalizer, call
     return history.frame(), step.stop_reason, {}
 
 
-def alpha_search(rf: np.ndarray, cgcnn: np.ndarray, y: np.ndarray,
-                 grid: Sequence[float]) -> tuple[float, list[float]]:
+def alpha_search(
+    rf: np.ndarray, cgcnn: np.ndarray, y: np.ndarray, grid: Sequence[float]
+) -> tuple[float, list[float]]:
     """The α of ``grid`` with the lowest MAE of α·rf + (1 − α)·cgcnn against ``y`` (the first
     such α on ties), and the MAE of every α."""
     maes = [float(np.mean(np.abs(a * rf + (1 - a) * cgcnn - y))) for a in grid]
     return float(grid[int(np.argmin(maes))]), maes
 
 
-def _fit_late(module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks, progress,
-              checkpoint=None):
+def _fit_late(
+    module, train_inputs, val_inputs, *, train_cfg, normalizer, callbacks, progress, checkpoint=None
+):
     """CGCNN (Trainer), then the forest on the same training rows, then α on validation.
 
     A cancelled run still fits the forest and α (seconds), so what is saved is complete."""
     history, stop_reason, _ = _fit_gradient(
-        module.cgcnn, train_inputs, val_inputs, train_cfg=train_cfg, normalizer=normalizer,
-        callbacks=callbacks, progress=progress, checkpoint=checkpoint,
+        module.cgcnn,
+        train_inputs,
+        val_inputs,
+        train_cfg=train_cfg,
+        normalizer=normalizer,
+        callbacks=callbacks,
+        progress=progress,
+        checkpoint=checkpoint,
     )
-    module.rf.fit_forest(train_inputs, _targets(train_inputs), seed=train_cfg.seed,
-                         n_jobs=train_cfg.num_threads or -1)
+    module.rf.fit_forest(
+        train_inputs,
+        _targets(train_inputs),
+        seed=train_cfg.seed,
+        n_jobs=train_cfg.num_threads or -1,
+    )
     module.eval()
     y_val = _targets(val_inputs)
     rf_val = _standardised(module.rf, val_inputs, device=train_cfg.device)
@@ -445,24 +514,35 @@ def _fit_late(module, train_inputs, val_inputs, *, train_cfg, normalizer, callba
     module.alpha.fill_(alpha)
     decode = _decoder(normalizer)
     # the blend is on the standardised scale; its MAEs are reported in the target's unit
-    maes = [float(np.mean(np.abs(decode(a * rf_val + (1 - a) * cgcnn_val) - decode(y_val))))
-            for a in grid]
-    return history, stop_reason, {
-        "alpha": alpha,
-        "alpha_grid": list(grid),
-        "val_mae_by_alpha": maes,
-        "val_mae_cgcnn": maes[0],
-        "val_mae_rf": maes[-1],
-        "selected_on": "val",
-    }
+    maes = [
+        float(np.mean(np.abs(decode(a * rf_val + (1 - a) * cgcnn_val) - decode(y_val))))
+        for a in grid
+    ]
+    return (
+        history,
+        stop_reason,
+        {
+            "alpha": alpha,
+            "alpha_grid": list(grid),
+            "val_mae_by_alpha": maes,
+            "val_mae_cgcnn": maes[0],
+            "val_mae_rf": maes[-1],
+            "selected_on": "val",
+        },
+    )
 
 
-_FITTERS = {"gradient": _fit_gradient, "forest": _fit_forest, "late-fusion": _fit_late,
-            "multitask": _fit_multitask}
+_FITTERS = {
+    "gradient": _fit_gradient,
+    "forest": _fit_forest,
+    "late-fusion": _fit_late,
+    "multitask": _fit_multitask,
+}
 
 
-def family_columns(model: LoadedModel, frame: pd.DataFrame, inputs: list[Data],
-                    device: str) -> pd.DataFrame:
+def family_columns(
+    model: LoadedModel, frame: pd.DataFrame, inputs: list[Data], device: str
+) -> pd.DataFrame:
     """Per-family extra columns of ``predictions.csv``, added to ``frame`` (one row per input)
     and returned: attention fusion's weights (:data:`~engine.inference.prediction.WEIGHT_COLUMNS`
     and their aliases ``w_comp``/``w_graph``), late fusion's ``prediction_rf`` and
@@ -480,4 +560,3 @@ def family_columns(model: LoadedModel, frame: pd.DataFrame, inputs: list[Data],
         frame["prediction_rf"] = decode(_standardised(module.rf, inputs, device=device))
         frame["prediction_cgcnn"] = decode(_standardised(module.cgcnn, inputs, device=device))
     return frame
-

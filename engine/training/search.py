@@ -110,8 +110,10 @@ def hyperparameter_search(
     grid = dict(CGCNN_GRID if grid is None else grid)
     unknown = [k for k in grid if k not in TRAINING_KEYS and k not in config_class.model_fields]
     if unknown:
-        raise ValueError(f"{', '.join(unknown)}: not a setting of {model.name} nor of training "
-                         f"({', '.join(TRAINING_KEYS)})")
+        raise ValueError(
+            f"{', '.join(unknown)}: not a setting of {model.name} nor of training "
+            f"({', '.join(TRAINING_KEYS)})"
+        )
     settings = search_settings(grid, n_trials, seed)
     base = (training or TrainConfig()).model_copy(update={"epochs": epochs, "seed": seed})
     rows, best_result, best_mae = [], None, float("inf")
@@ -122,21 +124,36 @@ def hyperparameter_search(
         start = time.perf_counter()
         try:
             result = train(
-                dataset, target, model=config_class(**{**model.model_dump(), **model_params}),
+                dataset,
+                target,
+                model=config_class(**{**model.model_dump(), **model_params}),
                 graph=graph,
-                training=TrainConfig(**{**base.model_dump(), **train_params}), split=split,
-                query=query, callbacks=callbacks,
+                training=TrainConfig(**{**base.model_dump(), **train_params}),
+                split=split,
+                query=query,
+                callbacks=callbacks,
             )
         except (ValueError, RuntimeError) as exc:  # one bad setting must not end the search
-            row.update(val_mae=float("nan"), val_r=float("nan"), best_epoch=None,
-                       status=f"{type(exc).__name__}: {exc}")
+            row.update(
+                val_mae=float("nan"),
+                val_r=float("nan"),
+                best_epoch=None,
+                status=f"{type(exc).__name__}: {exc}",
+            )
         else:
             val = result.metrics.get("val", {})
             history = result.history
-            best_epoch = (int(history.loc[history["val_loss"].idxmin(), "epoch"])
-                          if "val_loss" in history and history["val_loss"].notna().any() else None)
-            row.update(val_mae=val.get("mae", float("nan")), val_r=val.get("r", float("nan")),
-                       best_epoch=best_epoch, status="ok")
+            best_epoch = (
+                int(history.loc[history["val_loss"].idxmin(), "epoch"])
+                if "val_loss" in history and history["val_loss"].notna().any()
+                else None
+            )
+            row.update(
+                val_mae=val.get("mae", float("nan")),
+                val_r=val.get("r", float("nan")),
+                best_epoch=best_epoch,
+                status="ok",
+            )
             if val.get("mae", float("inf")) < best_mae:
                 best_mae, best_result = val["mae"], result
         row["seconds"] = round(time.perf_counter() - start, 1)
@@ -151,8 +168,13 @@ def hyperparameter_search(
         chosen = best_result.model
         chosen.card = chosen.card.model_copy(update={"name": name or Path(out).name})
         best_result.path = chosen.path = save_model(
-            out, chosen.card, chosen.module, history=best_result.history,
+            out,
+            chosen.card,
+            chosen.module,
+            history=best_result.history,
             predictions=best_result.predictions,
-            domain=chosen.uncertainty.domain if chosen.uncertainty else None)
-    return SearchResult(table=table, best=best, best_result=best_result,
-                        n_settings=len(ParameterGrid(grid)))
+            domain=chosen.uncertainty.domain if chosen.uncertainty else None,
+        )
+    return SearchResult(
+        table=table, best=best, best_result=best_result, n_settings=len(ParameterGrid(grid))
+    )

@@ -40,8 +40,10 @@ def transfer_weights(module: nn.Module, source: str | Path, graph: GraphConfig) 
     source = Path(source)
     card = read_card(source)
     if card.graph != graph:
-        raise ValueError(f"init_from {source}: its graph settings ({card.graph}) differ from "
-                         f"this run's ({graph}); its convolution weights would not fit")
+        raise ValueError(
+            f"init_from {source}: its graph settings ({card.graph}) differ from "
+            f"this run's ({graph}); its convolution weights would not fit"
+        )
     loaded = load_model(source).module  # checked: finite, matches its own card
     theirs = loaded.state_dict()
     mine = module.state_dict()

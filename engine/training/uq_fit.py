@@ -14,11 +14,18 @@ from engine.uq.sigma import binned_sigma, fit_scale, split_calibration
 from engine.uq.uncertainty import Fitted, Uncertainty, UncertaintyCard, uncertainty_columns
 
 
-def fit_uncertainty(model, inputs: Sequence, parts: dict[str, np.ndarray], *,
-                    ids: Sequence[str], formulas: Sequence[str], values: np.ndarray,
-                    k: int = DEFAULT_K,
-                    quantiles: tuple[float, float] = (BORDERLINE_QUANTILE, OUT_OF_DOMAIN_QUANTILE),
-                    device: str = "auto") -> Fitted:
+def fit_uncertainty(
+    model,
+    inputs: Sequence,
+    parts: dict[str, np.ndarray],
+    *,
+    ids: Sequence[str],
+    formulas: Sequence[str],
+    values: np.ndarray,
+    k: int = DEFAULT_K,
+    quantiles: tuple[float, float] = (BORDERLINE_QUANTILE, OUT_OF_DOMAIN_QUANTILE),
+    device: str = "auto",
+) -> Fitted:
     """Fit the domain (training vectors), the thresholds and σ (validation), and report the
     calibration on validation and test.
 
@@ -37,14 +44,20 @@ def fit_uncertainty(model, inputs: Sequence, parts: dict[str, np.ndarray], *,
     if len(parts["train"]) == 0 or len(parts["val"]) == 0:
         raise ValueError("fitting σ and the domain needs training and validation crystals")
     wanted = ("tasks", "pooled", "members") if ensemble else ("tasks", "pooled")
-    outs = {part: model.run([inputs[i] for i in idx], ("pooled",) if part == "train" else wanted,
-                            device=device)
-            for part, idx in parts.items() if len(idx)}
+    outs = {
+        part: model.run(
+            [inputs[i] for i in idx], ("pooled",) if part == "train" else wanted, device=device
+        )
+        for part, idx in parts.items()
+        if len(idx)
+    }
     train = parts["train"]
-    domain = Domain.build(outs["train"]["pooled"], ids[train], formulas[train], values[train],
-                          model.targets, k=k)
-    distance = {part: domain.distance(out["pooled"]) for part, out in outs.items()
-                if part != "train"}
+    domain = Domain.build(
+        outs["train"]["pooled"], ids[train], formulas[train], values[train], model.targets, k=k
+    )
+    distance = {
+        part: domain.distance(out["pooled"]) for part, out in outs.items() if part != "train"
+    }
     borderline, out_of_domain = (float(q) for q in np.quantile(distance["val"], quantiles))
     errors = {part: outs[part]["tasks"] - values[parts[part]] for part in distance}
     n_tasks = values.shape[1]
@@ -57,10 +70,16 @@ def fit_uncertainty(model, inputs: Sequence, parts: dict[str, np.ndarray], *,
             bins["bin_count"].append(counts.tolist())
     card = UncertaintyCard(
         sigma_source="ensemble spread" if ensemble else "validation residuals by domain distance",
-        vectors=model.pooled_description, k=domain.k, n_train=len(train),
-        dim=int(domain.vectors.shape[1]), borderline=borderline, out_of_domain=out_of_domain,
-        borderline_quantile=quantiles[0], out_of_domain_quantile=quantiles[1],
-        scale=[1.0] * n_tasks, **bins,
+        vectors=model.pooled_description,
+        k=domain.k,
+        n_train=len(train),
+        dim=int(domain.vectors.shape[1]),
+        borderline=borderline,
+        out_of_domain=out_of_domain,
+        borderline_quantile=quantiles[0],
+        out_of_domain_quantile=quantiles[1],
+        scale=[1.0] * n_tasks,
+        **bins,
     )
     unc = Uncertainty(card=card, domain=domain)
     raw_val = unc.estimate(outs["val"]["pooled"], outs["val"].get("members")).raw
@@ -69,17 +88,20 @@ def fit_uncertainty(model, inputs: Sequence, parts: dict[str, np.ndarray], *,
     for part in distance:
         est = unc.estimate(outs[part]["pooled"], outs[part].get("members"))
         for t, target in enumerate(model.targets):
-            result = split_calibration(errors[part][:, t], est.std[:, t], est.raw[:, t],
-                                       est.domain)
+            result = split_calibration(errors[part][:, t], est.std[:, t], est.raw[:, t], est.domain)
             if result is None:
                 continue
             if t == 0:
                 report[part] = result
             if n_tasks > 1:
                 report[f"{part}/{target}"] = result
-        columns[part] = pd.DataFrame({"id": ids[parts[part]],
-                                      **uncertainty_columns(est, model.targets)})
+        columns[part] = pd.DataFrame(
+            {"id": ids[parts[part]], **uncertainty_columns(est, model.targets)}
+        )
     card.calibration = report
-    return Fitted(card=card, domain=domain,
-                  predictions={p: outs[p]["tasks"] for p in distance},
-                  columns=columns)
+    return Fitted(
+        card=card,
+        domain=domain,
+        predictions={p: outs[p]["tasks"] for p in distance},
+        columns=columns,
+    )

@@ -29,7 +29,11 @@ import numpy as np
 
 DOMAIN_FILE = "domain.npz"
 IN_DOMAIN, BORDERLINE, OUT_OF_DOMAIN, UNKNOWN = (
-    "in-domain", "borderline", "out-of-domain", "unknown")
+    "in-domain",
+    "borderline",
+    "out-of-domain",
+    "unknown",
+)
 #: The flags in order of distance; ``unknown`` when a model has no fitted domain.
 DOMAIN_FLAGS = (IN_DOMAIN, BORDERLINE, OUT_OF_DOMAIN)
 #: Nearest training crystals averaged in the domain distance.
@@ -62,44 +66,76 @@ class Domain:
     _index: Any = field(default=None, init=False, repr=False)
 
     @classmethod
-    def build(cls, vectors: np.ndarray, ids: Sequence[str], formulas: Sequence[str],
-              labels: np.ndarray, targets: Sequence[str], *, k: int = DEFAULT_K) -> Domain:
+    def build(
+        cls,
+        vectors: np.ndarray,
+        ids: Sequence[str],
+        formulas: Sequence[str],
+        labels: np.ndarray,
+        targets: Sequence[str],
+        *,
+        k: int = DEFAULT_K,
+    ) -> Domain:
         """A domain from training vectors (N, D) and labels (N, K); ``k`` is capped at N."""
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) == 0:
             raise ValueError(f"need training vectors of shape (N, D), got {vectors.shape}")
         std = vectors.astype(np.float64).std(0)
         std = np.where(std > 1e-8, std, 1.0)
-        return cls(vectors=vectors, mean=vectors.astype(np.float64).mean(0).astype(np.float32),
-                   std=std.astype(np.float32), ids=np.asarray(ids, dtype=str),
-                   formulas=np.asarray(formulas, dtype=str),
-                   labels=np.asarray(labels, dtype=np.float64).reshape(len(vectors), -1),
-                   targets=list(targets), k=min(k, len(vectors)))
+        return cls(
+            vectors=vectors,
+            mean=vectors.astype(np.float64).mean(0).astype(np.float32),
+            std=std.astype(np.float32),
+            ids=np.asarray(ids, dtype=str),
+            formulas=np.asarray(formulas, dtype=str),
+            labels=np.asarray(labels, dtype=np.float64).reshape(len(vectors), -1),
+            targets=list(targets),
+            k=min(k, len(vectors)),
+        )
 
     def save(self, path: str | Path) -> None:
         """Write ``domain.npz`` (compressed; plain arrays only)."""
-        np.savez_compressed(path, vectors=self.vectors, mean=self.mean, std=self.std,
-                            ids=self.ids, formulas=self.formulas, labels=self.labels,
-                            targets=np.asarray(self.targets, dtype=str))
+        np.savez_compressed(
+            path,
+            vectors=self.vectors,
+            mean=self.mean,
+            std=self.std,
+            ids=self.ids,
+            formulas=self.formulas,
+            labels=self.labels,
+            targets=np.asarray(self.targets, dtype=str),
+        )
 
     @classmethod
     def load(cls, path: str | Path, *, k: int) -> Domain:
         """Read ``domain.npz`` without unpickling; ValueError when arrays are missing or their
         shapes disagree."""
         with np.load(path, allow_pickle=False) as raw:
-            missing = {"vectors", "mean", "std", "ids", "formulas", "labels",
-                       "targets"} - set(raw.files)
+            missing = {"vectors", "mean", "std", "ids", "formulas", "labels", "targets"} - set(
+                raw.files
+            )
             if missing:
                 raise ValueError(f"{path} lacks {', '.join(sorted(missing))}")
             arrays = {name: raw[name] for name in raw.files}
         n, d = arrays["vectors"].shape
-        if (arrays["mean"].shape != (d,) or arrays["std"].shape != (d,)
-                or len(arrays["ids"]) != n or len(arrays["formulas"]) != n
-                or arrays["labels"].shape != (n, len(arrays["targets"]))):
+        if (
+            arrays["mean"].shape != (d,)
+            or arrays["std"].shape != (d,)
+            or len(arrays["ids"]) != n
+            or len(arrays["formulas"]) != n
+            or arrays["labels"].shape != (n, len(arrays["targets"]))
+        ):
             raise ValueError(f"{path}: array shapes disagree")
-        return cls(vectors=arrays["vectors"], mean=arrays["mean"], std=arrays["std"],
-                   ids=arrays["ids"], formulas=arrays["formulas"], labels=arrays["labels"],
-                   targets=[str(t) for t in arrays["targets"]], k=min(k, n))
+        return cls(
+            vectors=arrays["vectors"],
+            mean=arrays["mean"],
+            std=arrays["std"],
+            ids=arrays["ids"],
+            formulas=arrays["formulas"],
+            labels=arrays["labels"],
+            targets=[str(t) for t in arrays["targets"]],
+            k=min(k, n),
+        )
 
     def _standardise(self, vectors: np.ndarray) -> np.ndarray:
         return (np.asarray(vectors, dtype=np.float64) - self.mean) / self.std
@@ -118,14 +154,18 @@ class Domain:
         # then measure the k chosen exactly and sort them
         query = self._standardise(vectors)
         norms = np.einsum("ij,ij->i", reference, reference)
-        index = np.concatenate([
-            np.argpartition(norms - 2 * chunk @ reference.T, k - 1, axis=1)[:, :k]
-            for chunk in np.array_split(query, max(1, len(query) // 1024))
-        ])
+        index = np.concatenate(
+            [
+                np.argpartition(norms - 2 * chunk @ reference.T, k - 1, axis=1)[:, :k]
+                for chunk in np.array_split(query, max(1, len(query) // 1024))
+            ]
+        )
         distance = np.linalg.norm(query[:, None, :] - reference[index], axis=2)
         order = np.argsort(distance, axis=1, kind="stable")
-        return (np.take_along_axis(distance, order, axis=1),
-                np.take_along_axis(index, order, axis=1))
+        return (
+            np.take_along_axis(distance, order, axis=1),
+            np.take_along_axis(index, order, axis=1),
+        )
 
     def distance(self, vectors: np.ndarray) -> np.ndarray:
         """Domain distance (B,): mean distance to the :attr:`k` nearest training crystals."""

@@ -16,8 +16,13 @@ def regression_metrics(y_true, y_pred) -> dict[str, float]:
         raise ValueError(f"shape mismatch: y_true {y_true.shape} vs y_pred {y_pred.shape}")
     n = len(y_true)
     if n == 0:
-        return {"n": 0, "mae": float("nan"), "rmse": float("nan"), "r": float("nan"),
-                "r2": float("nan")}
+        return {
+            "n": 0,
+            "mae": float("nan"),
+            "rmse": float("nan"),
+            "r": float("nan"),
+            "r2": float("nan"),
+        }
     err = y_pred - y_true
     ss_tot = float(np.sum((y_true - y_true.mean()) ** 2))
     defined = n > 1 and ss_tot > 0 and float(np.std(y_pred)) > 0

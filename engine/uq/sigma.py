@@ -67,6 +67,7 @@ class SplitCalibration(BaseModel):
     mae_by_domain: dict[str, float]
     n_by_domain: dict[str, int]
 
+
 def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted least-squares non-decreasing fit of values (n,) in their order, weights (n,) > 0:
     a run of pooled entries takes their weighted mean (scikit-learn's ``IsotonicRegression``)."""
@@ -74,8 +75,10 @@ def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
     values = np.asarray(values, dtype=np.float64)
     return IsotonicRegression(increasing=True).fit_transform(
-        np.arange(len(values), dtype=np.float64), values,
-        sample_weight=np.asarray(weights, dtype=np.float64))
+        np.arange(len(values), dtype=np.float64),
+        values,
+        sample_weight=np.asarray(weights, dtype=np.float64),
+    )
 
 
 def binned_sigma(distance: np.ndarray, errors: np.ndarray, n_bins: int | None = None):
@@ -132,8 +135,7 @@ def _z(errors, sigma) -> np.ndarray:
     return np.abs(errors[ok]) / sigma[ok]
 
 
-def coverage(errors: np.ndarray, sigma: np.ndarray,
-             levels: Sequence[float] = LEVELS) -> np.ndarray:
+def coverage(errors: np.ndarray, sigma: np.ndarray, levels: Sequence[float] = LEVELS) -> np.ndarray:
     """Observed coverage (L,): the share of |error| within the central Gaussian interval
     ±z_p·σ of each level p (pairs with a non-finite error or σ ≤ 0 are ignored; NaN if none)."""
     z = np.sort(_z(errors, sigma))
@@ -161,9 +163,13 @@ def fit_scale(errors: np.ndarray, sigma: np.ndarray, levels: Sequence[float] = L
     return float(grid[best[len(best) // 2]])
 
 
-def split_calibration(errors: np.ndarray, sigma: np.ndarray, raw_sigma: np.ndarray,
-                      flags: np.ndarray,
-                      levels: Sequence[float] = LEVELS) -> SplitCalibration | None:
+def split_calibration(
+    errors: np.ndarray,
+    sigma: np.ndarray,
+    raw_sigma: np.ndarray,
+    flags: np.ndarray,
+    levels: Sequence[float] = LEVELS,
+) -> SplitCalibration | None:
     """Calibration numbers of one split (one target) for σ and raw σ (each (n,)), over the
     pairs with a finite error and σ > 0; None when there is none."""
     errors, sigma = np.asarray(errors, float), np.asarray(sigma, float)
@@ -175,16 +181,22 @@ def split_calibration(errors: np.ndarray, sigma: np.ndarray, raw_sigma: np.ndarr
     observed, raw = coverage(errors, sigma, levels), coverage(errors, raw_sigma, levels)
     return SplitCalibration(
         n=int(len(errors)),
-        within_1sigma=within(errors, sigma, 1), within_2sigma=within(errors, sigma, 2),
+        within_1sigma=within(errors, sigma, 1),
+        within_2sigma=within(errors, sigma, 2),
         within_1sigma_unscaled=within(errors, raw_sigma, 1),
         within_2sigma_unscaled=within(errors, raw_sigma, 2),
         miscalibration_area=float(np.mean(np.abs(observed - levels))),
         miscalibration_area_unscaled=float(np.mean(np.abs(raw - levels))),
         rms_z=float(np.sqrt(np.mean((errors / sigma) ** 2))),
         mean_sigma=float(np.mean(sigma)),
-        levels=list(levels), observed=observed.tolist(), observed_unscaled=raw.tolist(),
-        mae_by_domain={f: float(np.mean(np.abs(errors[flags == f])))
-                       for f in DOMAIN_FLAGS if (flags == f).any()},
+        levels=list(levels),
+        observed=observed.tolist(),
+        observed_unscaled=raw.tolist(),
+        mae_by_domain={
+            f: float(np.mean(np.abs(errors[flags == f])))
+            for f in DOMAIN_FLAGS
+            if (flags == f).any()
+        },
         n_by_domain={f: int((flags == f).sum()) for f in DOMAIN_FLAGS if (flags == f).any()},
     )
 

@@ -48,7 +48,6 @@ def std_column(target: str) -> str:
     return f"{STD_COLUMN}_{target}"
 
 
-
 class UncertaintyCard(BaseModel):
     """``model.json`` → ``uncertainty``: how σ and the domain flag were fitted."""
 
@@ -110,10 +109,15 @@ class Uncertainty:
                 raise ValueError("an ensemble's σ needs the members' predictions")
             raw = np.asarray(members, dtype=np.float64).std(axis=0, ddof=1)
         else:
-            raw = np.column_stack([sigma_at(distance, c, s) for c, s in
-                                   zip(card.bin_distance, card.bin_sigma)])
-        return Estimate(std=raw * np.asarray(card.scale), raw=raw, distance=distance,
-                        domain=domain_flags(distance, card.borderline, card.out_of_domain))
+            raw = np.column_stack(
+                [sigma_at(distance, c, s) for c, s in zip(card.bin_distance, card.bin_sigma)]
+            )
+        return Estimate(
+            std=raw * np.asarray(card.scale),
+            raw=raw,
+            distance=distance,
+            domain=domain_flags(distance, card.borderline, card.out_of_domain),
+        )
 
 
 def load_uncertainty(directory: Path, card: UncertaintyCard | None) -> Uncertainty | None:
@@ -127,19 +131,25 @@ def load_uncertainty(directory: Path, card: UncertaintyCard | None) -> Uncertain
         return None
     path = Path(directory) / card.file
     if not path.is_file():
-        raise FileNotFoundError(f"model.json records an applicability domain but {card.file} "
-                                "is missing; run `python -m engine calibrate` on the model")
+        raise FileNotFoundError(
+            f"model.json records an applicability domain but {card.file} "
+            "is missing; run `python -m engine calibrate` on the model"
+        )
     domain = Domain.load(path, k=card.k)
     if len(domain.vectors) != card.n_train or domain.vectors.shape[1] != card.dim:
-        raise ValueError(f"{path} holds {domain.vectors.shape} vectors but model.json records "
-                         f"({card.n_train}, {card.dim})")
+        raise ValueError(
+            f"{path} holds {domain.vectors.shape} vectors but model.json records "
+            f"({card.n_train}, {card.dim})"
+        )
     return Uncertainty(card=card, domain=domain)
 
 
 def no_uncertainty_note(name: str) -> str:
-    return (f"model {name!r} has no fitted σ or applicability domain (saved before they "
-            f"existed, or not trained here): prediction_std and domain_distance are empty and "
-            f"domain is 'unknown'. Fit them with `python -m engine calibrate {name}`.")
+    return (
+        f"model {name!r} has no fitted σ or applicability domain (saved before they "
+        f"existed, or not trained here): prediction_std and domain_distance are empty and "
+        f"domain is 'unknown'. Fit them with `python -m engine calibrate {name}`."
+    )
 
 
 def uncertainty_outputs(model) -> tuple[str, ...]:
@@ -155,9 +165,13 @@ def estimate(model, out: dict[str, np.ndarray], n: int) -> Estimate:
     unc = getattr(model, "uncertainty", None)
     if unc is None:
         k = len(model.targets)
-        return Estimate(std=np.full((n, k), np.nan), raw=np.full((n, k), np.nan),
-                        distance=np.full(n, np.nan), domain=np.full(n, UNKNOWN, dtype=object),
-                        note=no_uncertainty_note(model.name))
+        return Estimate(
+            std=np.full((n, k), np.nan),
+            raw=np.full((n, k), np.nan),
+            distance=np.full(n, np.nan),
+            domain=np.full(n, UNKNOWN, dtype=object),
+            note=no_uncertainty_note(model.name),
+        )
     return unc.estimate(out["pooled"], out.get("members"))
 
 

@@ -31,8 +31,14 @@ def app():
     return at
 
 
-def _train_tiny(data_dir: Path, model, name: str, epochs: int,
-                target="agl_thermal_expansion_300K", dataset="perovskites.jsonl") -> Path:
+def _train_tiny(
+    data_dir: Path,
+    model,
+    name: str,
+    epochs: int,
+    target="agl_thermal_expansion_300K",
+    dataset="perovskites.jsonl",
+) -> Path:
     """Train ``model`` on a toy dataset and save it as the user model ``name``."""
     from engine import load_dataset
     from engine.core.config import SplitConfig, TrainConfig, user_model_dir
@@ -66,8 +72,9 @@ def tiny_fusion(data_dir):
     """An attention-fusion model trained for 2 epochs on the toy dataset (``tiny-attention``)."""
     from engine.core.config import AttentionFusionConfig
 
-    return _train_tiny(data_dir, AttentionFusionConfig(atom_fea_len=8, n_conv=1, h_fea_len=8),
-                       "tiny-attention", 2)
+    return _train_tiny(
+        data_dir, AttentionFusionConfig(atom_fea_len=8, n_conv=1, h_fea_len=8), "tiny-attention", 2
+    )
 
 
 @pytest.fixture
@@ -77,6 +84,11 @@ def tiny_multitask(data_dir):
     from engine.core.config import MultitaskConfig
 
     write_dataset(data_dir / "toy" / "two-targets.jsonl", second_target=True)
-    return _train_tiny(data_dir, MultitaskConfig(atom_fea_len=8, n_conv=1, h_fea_len=8),
-                       "tiny-multi", 2, target=["agl_thermal_expansion_300K", "lattice_a"],
-                       dataset="two-targets.jsonl")
+    return _train_tiny(
+        data_dir,
+        MultitaskConfig(atom_fea_len=8, n_conv=1, h_fea_len=8),
+        "tiny-multi",
+        2,
+        target=["agl_thermal_expansion_300K", "lattice_a"],
+        dataset="two-targets.jsonl",
+    )

@@ -42,7 +42,14 @@ def test_home_lists_models_and_teaching_notes(app):
 
 def test_every_page_renders_without_data(app):
     for page in (
-        "data", "structure", "train", "results", "embeddings", "fusion", "predict", "screen"
+        "data",
+        "structure",
+        "train",
+        "results",
+        "embeddings",
+        "fusion",
+        "predict",
+        "screen",
     ):
         goto(app, page)
 
@@ -409,8 +416,9 @@ def test_screen_page_ranks_filters_exports_reloads_and_maps(app):
     used = table["Linear CTE used (10⁻⁶ K⁻¹)"]
     assert np.allclose(table[delta], used - 10.5)
     assert table[delta].abs().is_monotonic_increasing
-    assert any(m.label.startswith("Electrolyte YSZ") and m.value == "10.50 ± 0.00"
-               for m in app.metric)
+    assert any(
+        m.label.startswith("Electrolyte YSZ") and m.value == "10.50 ± 0.00" for m in app.metric
+    )
 
     # uploaded candidates: the bad file is listed with its reason, the good one screened
     app.radio(key="screen_source").set_value("upload").run()

@@ -22,8 +22,10 @@ LITERAL = re.compile(
 )
 #: A key made by an f-string.
 FORMATTED = re.compile(r"""session_state(?:\[|\.(?:get|pop|setdefault)\()\s*f(["'])([^"']+)\1""")
-ATTRIBUTE = re.compile(r"session_state\.(?!get\b|pop\b|setdefault\b|keys\b|items\b|values\b)"
-                       r"(\w+)")
+ATTRIBUTE = re.compile(
+    r"session_state\.(?!get\b|pop\b|setdefault\b|keys\b|items\b|values\b)"
+    r"(\w+)"
+)
 MEMBERSHIP = re.compile(r"""(["'])([^"']+)\1\s+(?:not\s+)?in\s+st\.session_state""")
 
 
@@ -56,15 +58,18 @@ def test_every_session_key_used_in_the_dashboard_is_in_defaults():
             for section in _section_keys(text):  # f"{key}_x" of a component called with key=
                 used.setdefault(section + m.group(2).removeprefix("{key}"), path.name)
     assert len(used) > 15, "the scan found too few keys: the patterns no longer match the code"
-    missing = {k: where for k, where in used.items()
-               if k not in state.DEFAULTS and not k.startswith(state.PER_PICKER_PREFIX)}
+    missing = {
+        k: where
+        for k, where in used.items()
+        if k not in state.DEFAULTS and not k.startswith(state.PER_PICKER_PREFIX)
+    }
     assert not missing, f"session keys used but not in state.DEFAULTS: {missing}"
 
 
 def test_defaults_have_one_key_and_its_own_comment_per_line():
     text = (DASHBOARD / "state.py").read_text()
-    block = text[text.index("DEFAULTS: dict[str, Any] = {"):]
-    block = block[block.index("\n") + 1: block.index("\n}")]
+    block = text[text.index("DEFAULTS: dict[str, Any] = {") :]
+    block = block[block.index("\n") + 1 : block.index("\n}")]
     lines = block.splitlines()
     assert len(lines) == len(state.DEFAULTS)
     for line, key in zip(lines, state.DEFAULTS):
@@ -126,7 +131,6 @@ def test_pooled_vectors_round_trip_on_disk(tmp_path):
     assert caches.cache_dir().is_relative_to(Path(os.environ["CRYSTAL_SCREEN_HOME"]))
 
 
-
 def test_a_shared_model_is_pinned_once_and_never_moved_by_a_request(monkeypatch):
     from engine.core.config import shipped_model_dir
     from engine.core.device import resolve_device
@@ -154,9 +158,17 @@ def test_default_model_skips_physics_input_families():
     from dashboard.state import FLAGSHIP_TARGET, default_model
 
     def entry(name, family, mae):
-        return {"name": name, "family": family, "source": "shipped", "target": FLAGSHIP_TARGET,
-                "metrics": {"val": {"mae": mae}}}
+        return {
+            "name": name,
+            "family": family,
+            "source": "shipped",
+            "target": FLAGSHIP_TARGET,
+            "metrics": {"val": {"mae": mae}},
+        }
 
-    available = [entry("a", "alignn", 3.9e-6), entry("p", "cgcnn-physics", 3.5e-6),
-                 entry("c", "cgcnn", 3.7e-6)]
+    available = [
+        entry("a", "alignn", 3.9e-6),
+        entry("p", "cgcnn-physics", 3.5e-6),
+        entry("c", "cgcnn", 3.7e-6),
+    ]
     assert default_model(available)["name"] == "c"

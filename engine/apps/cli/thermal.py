@@ -65,17 +65,27 @@ def curves_frame(results):
 def add_parser(sub) -> None:
     """Add ``thermal`` to the subparsers ``sub``."""
     p = sub.add_parser(
-        "thermal", help="physics estimate of thermal expansion: universal potential (CHGNet) "
+        "thermal",
+        help="physics estimate of thermal expansion: universal potential (CHGNet) "
         "E(V) + quasi-harmonic Debye model",
         description="One row per structure (α_V at 300 K in 1/K, θ_D in K, B0 in GPa, B′, γ, "
-        "status, reason); with --output the α_V(T) curves go to <stem>_curves.csv.")
+        "status, reason); with --output the α_V(T) curves go to <stem>_curves.csv.",
+    )
     p.add_argument("--input", required=True, help="file, folder, zip or JSON-lines dataset")
-    p.add_argument("--relax", action=argparse.BooleanOptionalAction, default=False,
-                   help="relax positions and cell with the potential first (default: no)")
-    p.add_argument("--relax-ions", action=argparse.BooleanOptionalAction, default=False,
-                   help="relax the atomic positions at fixed cell at each sampled volume (FIRE, "
-                   "fmax 0.05 eV/Å, at most 100 steps each; about 10-100x slower; default: no, "
-                   "see docs/physics.md)")
+    p.add_argument(
+        "--relax",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="relax positions and cell with the potential first (default: no)",
+    )
+    p.add_argument(
+        "--relax-ions",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="relax the atomic positions at fixed cell at each sampled volume (FIRE, "
+        "fmax 0.05 eV/Å, at most 100 steps each; about 10-100x slower; default: no, "
+        "see docs/physics.md)",
+    )
     p.add_argument("--tmin", type=float, default=100.0, help="lowest temperature in K")
     p.add_argument("--tmax", type=float, default=1300.0, help="highest temperature in K")
     p.add_argument("--tstep", type=float, default=10.0, help="temperature step in K")

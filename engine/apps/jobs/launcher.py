@@ -36,8 +36,7 @@ class WorkerProcess(NamedTuple):
     created: float | None
 
 
-def launch(module: str, directory: Path, log: Path, *, python: str | None = None
-           ) -> WorkerProcess:
+def launch(module: str, directory: Path, log: Path, *, python: str | None = None) -> WorkerProcess:
     """Start ``python -m module directory`` detached, its output appended to ``log``.
 
     Args:

@@ -77,8 +77,9 @@ def start_thermal_job(
         },
     )
     _status(directory, id=job_id, status="running", done=0, total=len(items), error=None)
-    worker = launcher.launch("engine.apps.jobs.physics", directory, directory / LOG_FILE,
-                             python=python)
+    worker = launcher.launch(
+        "engine.apps.jobs.physics", directory, directory / LOG_FILE, python=python
+    )
     _status(directory, pid=worker.pid, pid_created=worker.created)
     return job_id
 
@@ -102,8 +103,11 @@ def thermal_job(job_id: str) -> tuple[dict, list[ThermalResult]]:
             except (ValueError, TypeError, KeyError):
                 break  # a line being written
     pid = status.get("pid")
-    if status.get("status") == "running" and pid and not launcher.alive(
-            pid, status.get("pid_created")):
+    if (
+        status.get("status") == "running"
+        and pid
+        and not launcher.alive(pid, status.get("pid_created"))
+    ):
         status = json.loads((directory / STATUS_FILE).read_text())  # it may have just finished
         if status.get("status") == "running":
             status = _status(

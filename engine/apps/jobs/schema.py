@@ -182,8 +182,11 @@ class JobProgress(BaseModel):
 
 def write_json(path: Path, data: BaseModel | dict) -> None:
     """Write a model or a plain dict as JSON, atomically."""
-    text = data.model_dump_json(indent=2) if isinstance(data, BaseModel) else json.dumps(
-        data, indent=2, default=str)
+    text = (
+        data.model_dump_json(indent=2)
+        if isinstance(data, BaseModel)
+        else json.dumps(data, indent=2, default=str)
+    )
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 

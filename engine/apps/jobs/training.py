@@ -148,16 +148,32 @@ def start_training_job(
         raise ValueError(f"a running job is already training a model named {name!r}")
 
     request = JobRequest(
-        dataset_path=str(dataset_path), targets=targets, query=query or None, limit=limit,
-        name=name, out=str(out), model=model.model_dump(), graph=graph or GraphConfig(),
-        training=training or TrainConfig(), split=split or SplitConfig(),
+        dataset_path=str(dataset_path),
+        targets=targets,
+        query=query or None,
+        limit=limit,
+        name=name,
+        out=str(out),
+        model=model.model_dump(),
+        graph=graph or GraphConfig(),
+        training=training or TrainConfig(),
+        split=split or SplitConfig(),
         search=SearchRequest.model_validate(search) if search is not None else None,
     )
     directory = job_dir(job_id)
     directory.mkdir(parents=True, exist_ok=False)
     write_json(directory / REQUEST_FILE, request)
-    update_status(directory, id=job_id, state=JobState.QUEUED, name=name, target=targets[0],
-                  targets=targets, dataset=str(dataset_path), family=model.name, created=now())
+    update_status(
+        directory,
+        id=job_id,
+        state=JobState.QUEUED,
+        name=name,
+        target=targets[0],
+        targets=targets,
+        dataset=str(dataset_path),
+        family=model.name,
+        created=now(),
+    )
     worker = launcher.launch(_WORKER, directory, directory / LOG_FILE, python=python)
     update_status(directory, pid=worker.pid, pid_created=worker.created)
     return job_id
@@ -216,8 +232,9 @@ def _with_progress(directory: Path, status: JobStatus) -> JobStatus:
             epochs = read_request(directory).training.epochs
         except ValueError:
             epochs = None
-    return status.model_copy(update={"epoch": progress.epoch, "epochs": epochs,
-                                     "unit": progress.unit})
+    return status.model_copy(
+        update={"epoch": progress.epoch, "epochs": epochs, "unit": progress.unit}
+    )
 
 
 def job_status(job_id: str) -> JobStatus:
@@ -237,18 +254,25 @@ def job_status(job_id: str) -> JobStatus:
             return _failed(job_id, f"no job with id {job_id!r}")
         return _failed(job_id, f"the job's {STATUS_FILE} is missing or unreadable")
     if status.state.active and not launcher.alive(status.pid, status.pid_created):
-        launching = (status.pid is None and status.created is not None
-                     and (now() - status.created).total_seconds() < _LAUNCH_GRACE_S)
+        launching = (
+            status.pid is None
+            and status.created is not None
+            and (now() - status.created).total_seconds() < _LAUNCH_GRACE_S
+        )
         fresh = read_status(directory)  # the process may have just finished
         if not launching and fresh is not None and fresh.state.active:
             if (directory / CANCEL_FILE).exists():
-                fields = {"state": JobState.CANCELLED,
-                          "stop_reason": "cancelled by user (the process had stopped)"}
+                fields = {
+                    "state": JobState.CANCELLED,
+                    "stop_reason": "cancelled by user (the process had stopped)",
+                }
             else:
                 tail = read_log(job_id)
-                fields = {"state": JobState.FAILED,
-                          "error": "the job's process ended without reporting a result"
-                          + (f"; end of its log:\n{tail}" if tail else " (its log is empty)")}
+                fields = {
+                    "state": JobState.FAILED,
+                    "error": "the job's process ended without reporting a result"
+                    + (f"; end of its log:\n{tail}" if tail else " (its log is empty)"),
+                }
             try:
                 fresh = update_status(directory, ended=now(), **fields)
             except OSError:
@@ -268,8 +292,7 @@ def list_jobs() -> list[JobStatus]:
     return [job_status(i) for i in ids]
 
 
-def cancel_job(job_id: str, *, force: bool = False, grace_s: float = CANCEL_GRACE_S
-               ) -> JobStatus:
+def cancel_job(job_id: str, *, force: bool = False, grace_s: float = CANCEL_GRACE_S) -> JobStatus:
     """Stop a job and wait until its process is gone.
 
     Writes the ``cancel`` file and sends SIGTERM: training ends at the next batch, the best
@@ -288,8 +311,11 @@ def cancel_job(job_id: str, *, force: bool = False, grace_s: float = CANCEL_GRAC
     killed = launcher.terminate(status.pid, status.pid_created, 0.0 if force else grace_s)
     fresh = read_status(directory)
     if killed and fresh is not None and fresh.state.active:
-        reason = ("stopped at once by user (nothing saved)" if force else
-                  f"cancelled by user; killed after {grace_s:g} s (nothing saved)")
+        reason = (
+            "stopped at once by user (nothing saved)"
+            if force
+            else f"cancelled by user; killed after {grace_s:g} s (nothing saved)"
+        )
         update_status(directory, state=JobState.CANCELLED, ended=now(), stop_reason=reason)
     return job_status(job_id)
 

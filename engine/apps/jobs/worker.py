@@ -62,16 +62,24 @@ def _run_search(directory: Path, dataset, request: JobRequest, configs: dict):
         rows.append(row)
         frame = pd.DataFrame(rows)
         atomic_write(directory / SEARCH_FILE, lambda tmp: frame.to_csv(tmp, index=False))
-        write_json(directory / PROGRESS_FILE, {"epoch": done, "epochs": total, "history": [],
-                                               "stop_reason": None, "unit": "trial"})
+        write_json(
+            directory / PROGRESS_FILE,
+            {"epoch": done, "epochs": total, "history": [], "stop_reason": None, "unit": "trial"},
+        )
         print(f"[{now()}] trial {done}/{total}: val MAE {row['val_mae']:.4g}", flush=True)
         return (directory / CANCEL_FILE).exists()
 
     training = configs["training"]
     result = hyperparameter_search(
-        dataset, request.targets[0], grid=request.search.grid, n_trials=request.search.n_trials,
-        epochs=training.epochs, seed=training.seed, on_trial=on_trial,
-        callbacks=[CancelFile(directory)], **configs,
+        dataset,
+        request.targets[0],
+        grid=request.search.grid,
+        n_trials=request.search.n_trials,
+        epochs=training.epochs,
+        seed=training.seed,
+        on_trial=on_trial,
+        callbacks=[CancelFile(directory)],
+        **configs,
     )
     atomic_write(directory / SEARCH_FILE, lambda tmp: result.table.to_csv(tmp, index=False))
     best = ", ".join(f"{k}={v}" for k, v in result.best.items())
@@ -92,8 +100,9 @@ def _train(directory: Path, request: JobRequest):
     print(f"[{now()}] loading {request.dataset_path}", flush=True)
     dataset = load_dataset(request.dataset_path, limit=request.limit)
     if dataset.errors:
-        print(f"{len(dataset.errors)} entries could not be used, e.g. {dataset.errors[0]}",
-              flush=True)
+        print(
+            f"{len(dataset.errors)} entries could not be used, e.g. {dataset.errors[0]}", flush=True
+        )
     if request.query:
         dataset = dataset.query(request.query)
     targets = request.targets
@@ -105,8 +114,11 @@ def _train(directory: Path, request: JobRequest):
             )
     if (directory / CANCEL_FILE).exists():
         return None
-    print(f"[{now()}] training on {len(dataset)} structures, "
-          f"target{'s' if len(targets) > 1 else ''} {', '.join(targets)}", flush=True)
+    print(
+        f"[{now()}] training on {len(dataset)} structures, "
+        f"target{'s' if len(targets) > 1 else ''} {', '.join(targets)}",
+        flush=True,
+    )
     training: TrainConfig = request.training
     if not training.num_threads:  # leave a core to the dashboard next to the job
         training = training.model_copy(update={"num_threads": max(1, (os.cpu_count() or 2) - 1)})
@@ -120,8 +132,12 @@ def _train(directory: Path, request: JobRequest):
     }
     if request.search is not None:
         return _run_search(directory, dataset, request, configs)
-    return train(dataset, targets if len(targets) > 1 else targets[0],
-                 callbacks=[ProgressFile(directory)], **configs)
+    return train(
+        dataset,
+        targets if len(targets) > 1 else targets[0],
+        callbacks=[ProgressFile(directory)],
+        **configs,
+    )
 
 
 def run_job(directory: str | os.PathLike) -> int:
@@ -133,13 +149,18 @@ def run_job(directory: str | os.PathLike) -> int:
     """
     directory = Path(directory)
     me = psutil.Process()
-    update_status(directory, state=JobState.RUNNING, pid=me.pid, pid_created=me.create_time(),
-                  started=now())
+    update_status(
+        directory, state=JobState.RUNNING, pid=me.pid, pid_created=me.create_time(), started=now()
+    )
     try:
         result = _train(directory, read_request(directory))
         if result is None:
-            update_status(directory, state=JobState.CANCELLED, ended=now(),
-                          stop_reason="cancelled by user before training started")
+            update_status(
+                directory,
+                state=JobState.CANCELLED,
+                ended=now(),
+                stop_reason="cancelled by user before training started",
+            )
             print(f"[{now()}] cancelled before training", flush=True)
             return 0
         cancelled = (directory / CANCEL_FILE).exists()
@@ -151,14 +172,16 @@ def run_job(directory: str | os.PathLike) -> int:
             model_path=str(result.path) if result.path else None,
             metrics=_json_safe(result.metrics),
         )
-        print(f"[{now()}] {'cancelled' if cancelled else 'finished'}: saved {result.path}",
-              flush=True)
+        print(
+            f"[{now()}] {'cancelled' if cancelled else 'finished'}: saved {result.path}", flush=True
+        )
         return 0
     except BaseException as exc:  # noqa: BLE001 - every failure must end up in status.json
         traceback.print_exc()
         message = " ".join(str(exc).split()) or type(exc).__name__
-        update_status(directory, state=JobState.FAILED, ended=now(),
-                      error=f"{type(exc).__name__}: {message}")
+        update_status(
+            directory, state=JobState.FAILED, ended=now(), error=f"{type(exc).__name__}: {message}"
+        )
         return 1
 
 

@@ -49,8 +49,11 @@ def _in_memory(source) -> StructureBatch | None:
         return StructureBatch(items=list(source.items), errors=list(source.errors))
     if isinstance(source, NamedStructure):
         return StructureBatch(items=[source])
-    if (isinstance(source, (list, tuple)) and source
-            and all(isinstance(s, NamedStructure) for s in source)):
+    if (
+        isinstance(source, (list, tuple))
+        and source
+        and all(isinstance(s, NamedStructure) for s in source)
+    ):
         return StructureBatch(items=list(source))
     return None
 
@@ -60,17 +63,23 @@ def _batches(source, chunk_size: int, limits: ReadLimits) -> Iterator[StructureB
     held = _in_memory(source)
     if held is not None:
         yield held
-    elif (isinstance(source, list) and source
-          and any(_in_memory(part) is not None for part in source)):
+    elif (
+        isinstance(source, list) and source and any(_in_memory(part) is not None for part in source)
+    ):
         for part in source:
             yield from _batches(part, chunk_size, limits)
     else:
         yield from iter_batches(source, chunk_size=chunk_size, limits=limits)
 
 
-def iter_candidates(source, *, chunk_size: int = DEFAULT_CHUNK_SIZE, max_atoms: int | None = None,
-                    min_distance: float | None = None, limits: ReadLimits | None = None
-                    ) -> Iterator[StructureBatch]:
+def iter_candidates(
+    source,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    max_atoms: int | None = None,
+    min_distance: float | None = None,
+    limits: ReadLimits | None = None,
+) -> Iterator[StructureBatch]:
     """The candidates of ``source`` in chunks of at most ``chunk_size`` structures.
 
     Args:
@@ -94,8 +103,9 @@ def iter_candidates(source, *, chunk_size: int = DEFAULT_CHUNK_SIZE, max_atoms: 
     for unit in _batches(source, chunk_size, limits):
         buffer.extend(unit)
         while len(buffer.items) >= chunk_size:
-            yield StructureBatch(items=buffer.items[:chunk_size], errors=buffer.errors,
-                                 skipped=buffer.skipped)
+            yield StructureBatch(
+                items=buffer.items[:chunk_size], errors=buffer.errors, skipped=buffer.skipped
+            )
             buffer = StructureBatch(items=buffer.items[chunk_size:])
     if buffer.items or buffer.errors or buffer.skipped:
         yield buffer
@@ -136,8 +146,10 @@ def open_candidates(spec: str):
 
         families = [f for f in spec.partition(":")[2].split(",") if f] or None
         return library_batch(build_library(families))
-    raise ValueError(f"{spec!r} is neither a file or folder, 'examples', 'library', 'sofc', an "
-                     "SOFC material name (e.g. LSCF) nor 'FORMULA as perovskite|fluorite'")
+    raise ValueError(
+        f"{spec!r} is neither a file or folder, 'examples', 'library', 'sofc', an "
+        "SOFC material name (e.g. LSCF) nor 'FORMULA as perovskite|fluorite'"
+    )
 
 
 @lru_cache(maxsize=1)

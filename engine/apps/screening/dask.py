@@ -339,7 +339,6 @@ def _connected(cluster, memory_limit: str):
         yield cluster
 
 
-
 def screen_dask(
     cluster,
     sources,
@@ -368,8 +367,13 @@ def screen_dask(
     picked, notes = property_models(filters, eform_model, gap_model)
     if not isinstance(electrolyte, Reference):
         electrolyte = resolve_electrolyte(
-            electrolyte, model, measured=measured, batch_size=batch_size, device="cpu",
-            limits=limits, disorder=disorder,
+            electrolyte,
+            model,
+            measured=measured,
+            batch_size=batch_size,
+            device="cpu",
+            limits=limits,
+            disorder=disorder,
         )
     with _connected(cluster, memory_limit) as client:
         run = screen_predictions_dask(

@@ -88,23 +88,37 @@ def _find_structure(text: str, dataset) -> tuple[NamedStructure | None, str]:
 
     named = resolve_structure(text)
     if named is not None:
-        return named, f"{named.id} ({named.structure.composition.reduced_formula}, " \
-            f"{named.source})"
+        return named, f"{named.id} ({named.structure.composition.reduced_formula}, {named.source})"
     key = material_key(text)
-    pools = [("the dataset", lambda: dataset.items if dataset is not None else []),
-             ("the SOFC examples", example_items), ("the candidate library", library_items)]
+    pools = [
+        ("the dataset", lambda: dataset.items if dataset is not None else []),
+        ("the SOFC examples", example_items),
+        ("the candidate library", library_items),
+    ]
     for where, items in pools:
-        hits = [it for it in items()
-                if it.id == text or it.structure.composition.reduced_formula == key]
+        hits = [
+            it for it in items() if it.id == text or it.structure.composition.reduced_formula == key
+        ]
         if hits:
-            note = (f"{len(hits)} structures of {key} in {where}; used {hits[0].id}"
-                    if len(hits) > 1 else f"{hits[0].id} from {where}")
+            note = (
+                f"{len(hits)} structures of {key} in {where}; used {hits[0].id}"
+                if len(hits) > 1
+                else f"{hits[0].id} from {where}"
+            )
             return hits[0], note
     return None, ""
 
 
-def _predicted_reference(model, item: NamedStructure, name: str, note: str, *, batch_size: int,
-                         device: str, disorder=None) -> Reference:
+def _predicted_reference(
+    model,
+    item: NamedStructure,
+    name: str,
+    note: str,
+    *,
+    batch_size: int,
+    device: str,
+    disorder=None,
+) -> Reference:
     """``item`` as a predicted reference: linear CTE α_V/3 and σ_V/3 (1/K) of ``model``."""
     from engine.inference.disorder import predict_structures
 
@@ -115,14 +129,29 @@ def _predicted_reference(model, item: NamedStructure, name: str, note: str, *, b
     row = pred.table.iloc[0]
     vol = float(row[property_column(model, "cte")])
     std = float(column_or(pred.table, "prediction_std", np.nan)[0])
-    return Reference(name=name, cte_lin=vol / 3, cte_lin_std=std / 3, source="predicted",
-                     formula=str(row["formula"]), cte_vol_pred=vol,
-                     domain=str(column_or(pred.table, "domain", "unknown")[0]), note=note)
+    return Reference(
+        name=name,
+        cte_lin=vol / 3,
+        cte_lin_std=std / 3,
+        source="predicted",
+        formula=str(row["formula"]),
+        cte_vol_pred=vol,
+        domain=str(column_or(pred.table, "domain", "unknown")[0]),
+        note=note,
+    )
 
 
-def resolve_electrolyte(spec, model, *, measured=None, dataset: LabelledDataset | None = None,
-                        batch_size: int = 64, device: str = "auto", disorder=None,
-                        limits: ReadLimits | None = None) -> Reference:
+def resolve_electrolyte(
+    spec,
+    model,
+    *,
+    measured=None,
+    dataset: LabelledDataset | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    disorder=None,
+    limits: ReadLimits | None = None,
+) -> Reference:
     """The electrolyte (or any reference material) to match, as a :class:`Reference`.
 
     Args:
@@ -146,8 +175,12 @@ def resolve_electrolyte(spec, model, *, measured=None, dataset: LabelledDataset 
     typed = None if isinstance(spec, NamedStructure) else _typed_value(spec)
     if typed is not None:
         name, value = typed
-        return Reference(name=name, cte_lin=check_cte(value, f"electrolyte {name!r}"),
-                         cte_lin_std=0.0, source="measured")
+        return Reference(
+            name=name,
+            cte_lin=check_cte(value, f"electrolyte {name!r}"),
+            cte_lin_std=0.0,
+            source="measured",
+        )
     model = loaded_model(model)
     if isinstance(spec, NamedStructure):
         item, name, note = spec, spec.id, ""
@@ -155,38 +188,53 @@ def resolve_electrolyte(spec, model, *, measured=None, dataset: LabelledDataset 
         batch = read_structures(str(spec), limits=limits)
         if len(batch.items) != 1:
             why = f": {batch.errors[0]}" if batch.errors else ""
-            raise ValueError(f"electrolyte file {display_name(spec)} holds {len(batch.items)} "
-                             f"usable structures, not one{why}")
+            raise ValueError(
+                f"electrolyte file {display_name(spec)} holds {len(batch.items)} "
+                f"usable structures, not one{why}"
+            )
         item, name, note = batch.items[0], batch.items[0].id, f"from {display_name(spec)}"
     else:
         name = str(spec).strip()
         if len(name) > _MAX_NAME:
-            raise ValueError(f"electrolyte {_short(name)!r} ({len(name)} characters) is neither a "
-                             "file, a formula or id, nor a measured CTE")
+            raise ValueError(
+                f"electrolyte {_short(name)!r} ({len(name)} characters) is neither a "
+                "file, a formula or id, nor a measured CTE"
+            )
         item, note = _find_structure(name, dataset)
-    value, std = measured_lookup(measured, [name], [item.structure.composition.reduced_formula
-                                                    if item is not None else name])
+    value, std = measured_lookup(
+        measured, [name], [item.structure.composition.reduced_formula if item is not None else name]
+    )
     if not np.isfinite(value[0]) and item is not None and item.id != name:  # "GDC" → "10GDC"
         value, std = measured_lookup(measured, [item.id], [""])
     ref = None
     if item is not None:
-        ref = _predicted_reference(model, item, name, note, batch_size=batch_size, device=device,
-                                   disorder=disorder)
+        ref = _predicted_reference(
+            model, item, name, note, batch_size=batch_size, device=device, disorder=disorder
+        )
     if np.isfinite(value[0]):
-        base = ref or Reference(name=name, cte_lin=math.nan, cte_lin_std=math.nan,
-                                source="measured", formula=material_key(name))
-        return replace(base, cte_lin=float(value[0]), cte_lin_std=float(std[0]),
-                       source="measured")
+        base = ref or Reference(
+            name=name,
+            cte_lin=math.nan,
+            cte_lin_std=math.nan,
+            source="measured",
+            formula=material_key(name),
+        )
+        return replace(base, cte_lin=float(value[0]), cte_lin_std=float(std[0]), source="measured")
     if ref is None:
         material, eq, _ = name.partition("=")
         example = f"{material.strip() or 'YSZ'}=10.5e-6"
-        what = (f"{name!r} is not NAME=NUMBER: {name.partition('=')[2].strip()!r} is not a number"
-                if eq else f"{name!r}: no measured value and no structure with that formula or "
-                "id in " + ("the dataset, " if dataset is not None else "") + "the SOFC "
-                "examples or the candidate library, and not an SOFC material name or 'FORMULA as "
-                "PROTOTYPE'")
-        raise ValueError(f"electrolyte {what}; give a structure file, a measured linear CTE in "
-                         f"1/K (e.g. {example}), or add it to the measured table")
+        what = (
+            f"{name!r} is not NAME=NUMBER: {name.partition('=')[2].strip()!r} is not a number"
+            if eq
+            else f"{name!r}: no measured value and no structure with that formula or "
+            "id in " + ("the dataset, " if dataset is not None else "") + "the SOFC "
+            "examples or the candidate library, and not an SOFC material name or 'FORMULA as "
+            "PROTOTYPE'"
+        )
+        raise ValueError(
+            f"electrolyte {what}; give a structure file, a measured linear CTE in "
+            f"1/K (e.g. {example}), or add it to the measured table"
+        )
     return ref
 
 
@@ -198,8 +246,15 @@ def _short(text: str, limit: int = 60) -> str:
 def candidate_references(table: pd.DataFrame, top: int = 10) -> list[Reference]:
     """The ``top`` ranked rows of a ranked table as references (named by id, CTE used)."""
     ranked = table[table["passes"]].sort_values("rank").head(top)
-    return [Reference(name=str(r.id), cte_lin=float(r.cte_lin_used_per_K),
-                      cte_lin_std=float(r.cte_lin_used_std_per_K), source=str(r.cte_source),
-                      formula=str(r.formula), cte_vol_pred=float(r.cte_vol_pred_per_K),
-                      domain=str(r.domain))
-            for r in ranked.itertuples(index=False)]
+    return [
+        Reference(
+            name=str(r.id),
+            cte_lin=float(r.cte_lin_used_per_K),
+            cte_lin_std=float(r.cte_lin_used_std_per_K),
+            source=str(r.cte_source),
+            formula=str(r.formula),
+            cte_vol_pred=float(r.cte_vol_pred_per_K),
+            domain=str(r.domain),
+        )
+        for r in ranked.itertuples(index=False)
+    ]

@@ -47,9 +47,12 @@ def find_property_model(prop: str) -> str | None:
     from engine.core.config import PHYSICS_INPUT_FAMILIES
 
     targets = PROPERTY_TARGETS[prop]
-    found = [m for m in list_models()
-             if any(t in (m.get("targets") or [m["target"]]) for t in targets)
-             and m.get("family") not in PHYSICS_INPUT_FAMILIES]
+    found = [
+        m
+        for m in list_models()
+        if any(t in (m.get("targets") or [m["target"]]) for t in targets)
+        and m.get("family") not in PHYSICS_INPUT_FAMILIES
+    ]
     rank = {s: k for k, s in enumerate(SOURCE_PREFERENCE)}
     found.sort(key=lambda m: (rank.get(m["source"], len(rank)), _val_mae(m)))
     return (found[0]["path"] or found[0]["name"]) if found else None
@@ -76,9 +79,10 @@ def property_column(model, prop: str) -> str:
         found = [model.targets[0]]
     if not found:
         raise ValueError(
-            f"model {model.name!r} predicts " + ", ".join(f"{t} ({u or 'no unit'})"
-                                                        for t, u in units.items())
-            + f"; screening needs {' or '.join(PROPERTY_TARGETS[prop])} in {wanted}")
+            f"model {model.name!r} predicts "
+            + ", ".join(f"{t} ({u or 'no unit'})" for t, u in units.items())
+            + f"; screening needs {' or '.join(PROPERTY_TARGETS[prop])} in {wanted}"
+        )
     return "prediction" if found[0] == model.targets[0] else task_column(found[0])
 
 
@@ -94,8 +98,9 @@ def property_models(filters: Filters | None, eform_model, gap_model) -> tuple[di
     ):
         picked[prop] = given if given is not None or not needed else find_property_model(prop)
         if needed and picked[prop] is None:
-            notes.append(f"{label} filter disabled: no model predicts "
-                         f"{' or '.join(PROPERTY_TARGETS[prop])}")
+            notes.append(
+                f"{label} filter disabled: no model predicts {' or '.join(PROPERTY_TARGETS[prop])}"
+            )
     return picked, notes
 
 
@@ -154,7 +159,8 @@ class Filters:
         missing = [e for e in self.include if e not in present]
         banned = [e for e in self.exclude if e in present]
         parts = ([f"lacks {', '.join(missing)}"] if missing else []) + (
-            [f"contains excluded {', '.join(banned)}"] if banned else [])
+            [f"contains excluded {', '.join(banned)}"] if banned else []
+        )
         return "; ".join(parts)
 
 

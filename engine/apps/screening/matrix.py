@@ -25,16 +25,19 @@ class MismatchMatrix:
         """One row per pair: ``candidate``, ``electrolyte``, ``mismatch_per_K``,
         ``mismatch_std_per_K``."""
         rows, cols = list(self.delta.index), list(self.delta.columns)
-        return pd.DataFrame({
-            "candidate": np.repeat(np.array(rows, dtype=object), len(cols)),
-            "electrolyte": np.tile(np.array(cols, dtype=object), len(rows)),
-            "mismatch_per_K": self.delta.to_numpy(dtype=float).ravel(),
-            "mismatch_std_per_K": self.sigma.to_numpy(dtype=float).ravel(),
-        })
+        return pd.DataFrame(
+            {
+                "candidate": np.repeat(np.array(rows, dtype=object), len(cols)),
+                "electrolyte": np.tile(np.array(cols, dtype=object), len(rows)),
+                "mismatch_per_K": self.delta.to_numpy(dtype=float).ravel(),
+                "mismatch_std_per_K": self.sigma.to_numpy(dtype=float).ravel(),
+            }
+        )
 
 
-def mismatch_matrix(candidates: Sequence[Reference],
-                    electrolytes: Sequence[Reference]) -> MismatchMatrix:
+def mismatch_matrix(
+    candidates: Sequence[Reference], electrolytes: Sequence[Reference]
+) -> MismatchMatrix:
     """The mismatch of every candidate with every electrolyte (:class:`MismatchMatrix`)."""
     rows = pd.Index([c.name for c in candidates], name="candidate")
     cols = pd.Index([e.name for e in electrolytes], name="electrolyte")
@@ -42,6 +45,7 @@ def mismatch_matrix(candidates: Sequence[Reference],
     sa = np.array([c.cte_lin_std for c in candidates], dtype=float).reshape(-1, 1)
     b = np.array([e.cte_lin for e in electrolytes], dtype=float).reshape(1, -1)
     sb = np.array([e.cte_lin_std for e in electrolytes], dtype=float).reshape(1, -1)
-    return MismatchMatrix(delta=pd.DataFrame(a - b, index=rows, columns=cols),
-                          sigma=pd.DataFrame(np.sqrt(sa**2 + sb**2), index=rows, columns=cols))
-
+    return MismatchMatrix(
+        delta=pd.DataFrame(a - b, index=rows, columns=cols),
+        sigma=pd.DataFrame(np.sqrt(sa**2 + sb**2), index=rows, columns=cols),
+    )

@@ -49,8 +49,10 @@ def check_cte(value: float, what: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{what}: {value} is not a number")
     if abs(value) > MAX_PLAUSIBLE_CTE:
-        raise ValueError(f"{what}: {value:g} 1/K is not a plausible linear CTE; values are in "
-                         f"1/K (e.g. 10.5e-6, not 10.5)")
+        raise ValueError(
+            f"{what}: {value:g} 1/K is not a plausible linear CTE; values are in "
+            f"1/K (e.g. 10.5e-6, not 10.5)"
+        )
     return value
 
 
@@ -67,20 +69,28 @@ def measured_table(data) -> pd.DataFrame:
             implausible value (|α| above 1e-3 1/K: a unit mistake), σ < 0, or a material twice.
     """
     if data is None:
-        return pd.DataFrame({c: pd.Series(dtype=object if c == "material" else float)
-                             for c in MEASURED_COLUMNS})
+        return pd.DataFrame(
+            {c: pd.Series(dtype=object if c == "material" else float) for c in MEASURED_COLUMNS}
+        )
     if isinstance(data, (str, os.PathLike)):
         frame = pd.read_csv(data)
     elif isinstance(data, dict):
-        frame = pd.DataFrame([{"material": k, "cte_lin_per_K": v[0], "cte_lin_std_per_K": v[1]}
-                              if isinstance(v, (tuple, list)) else
-                              {"material": k, "cte_lin_per_K": v} for k, v in data.items()])
+        frame = pd.DataFrame(
+            [
+                {"material": k, "cte_lin_per_K": v[0], "cte_lin_std_per_K": v[1]}
+                if isinstance(v, (tuple, list))
+                else {"material": k, "cte_lin_per_K": v}
+                for k, v in data.items()
+            ]
+        )
     else:
         frame = pd.DataFrame(data)
     missing = [c for c in MEASURED_COLUMNS[:2] if c not in frame.columns]
     if missing:
-        raise ValueError(f"the measured-CTE table needs the columns {', '.join(MEASURED_COLUMNS)}"
-                         f" (linear CTE and σ in 1/K); missing: {', '.join(missing)}")
+        raise ValueError(
+            f"the measured-CTE table needs the columns {', '.join(MEASURED_COLUMNS)}"
+            f" (linear CTE and σ in 1/K); missing: {', '.join(missing)}"
+        )
     if "cte_lin_std_per_K" not in frame.columns:
         frame["cte_lin_std_per_K"] = 0.0
     material = frame["material"].astype(object).where(frame["material"].notna(), "")
@@ -96,8 +106,13 @@ def measured_table(data) -> pd.DataFrame:
             raise ValueError(f"measured CTE of {m!r} is missing or not a number")
         if s < 0:
             raise ValueError(f"measured σ of {m!r} is negative ({s:g} 1/K)")
-        rows.append({"material": m, "cte_lin_per_K": check_cte(v, f"measured CTE of {m!r}"),
-                     "cte_lin_std_per_K": float(s)})
+        rows.append(
+            {
+                "material": m,
+                "cte_lin_per_K": check_cte(v, f"measured CTE of {m!r}"),
+                "cte_lin_std_per_K": float(s),
+            }
+        )
     out = pd.DataFrame(rows, columns=list(MEASURED_COLUMNS))
     keys = out["material"].map(material_key)
     twice = sorted(set(keys[keys.duplicated()]))

@@ -75,7 +75,6 @@ class ParquetStream:
         shutil.rmtree(self.parts, ignore_errors=True)
 
 
-
 def parquet_path(output) -> Path:
     """``output`` as a path; ValueError unless it names a ``.parquet`` file."""
     if output is None or not str(output).endswith(".parquet"):

@@ -46,8 +46,17 @@ PREDICTION_COLUMNS = (
     "model",
 )
 #: Text columns of prediction and ranked tables (object dtype, "" for none).
-STRING_COLUMNS = ("id", "formula", "source", "elements", "domain", "model", "cte_source",
-                  "electrolyte", "filter_reason")
+STRING_COLUMNS = (
+    "id",
+    "formula",
+    "source",
+    "elements",
+    "domain",
+    "model",
+    "cte_source",
+    "electrolyte",
+    "filter_reason",
+)
 
 
 @dataclass
@@ -89,9 +98,18 @@ def _elements(structure) -> str:
     return " ".join(sorted(el.symbol for el in structure.composition.elements))
 
 
-def _chunk_rows(chunk: StructureBatch, models: dict, filters: Filters | None,
-                errors: list[ReadError], notes: list[str], missing: dict[str, int], *,
-                batch_size: int, device: str, disorder=None) -> pd.DataFrame:
+def _chunk_rows(
+    chunk: StructureBatch,
+    models: dict,
+    filters: Filters | None,
+    errors: list[ReadError],
+    notes: list[str],
+    missing: dict[str, int],
+    *,
+    batch_size: int,
+    device: str,
+    disorder=None,
+) -> pd.DataFrame:
     """Prediction rows of one chunk, in reading order."""
     from engine.inference.disorder import predict_structures
     from engine.inference.prediction import predict
@@ -99,18 +117,27 @@ def _chunk_rows(chunk: StructureBatch, models: dict, filters: Filters | None,
     items = chunk.items
     elements = [_elements(it.structure) for it in items]
     excluded = [bool(filters.element_reason(e)) if filters else False for e in elements]
-    todo = [NamedStructure(id=str(k), structure=it.structure, source=it.source)
-            for k, it in enumerate(items) if not excluded[k]]
+    todo = [
+        NamedStructure(id=str(k), structure=it.structure, source=it.source)
+        for k, it in enumerate(items)
+        if not excluded[k]
+    ]
     n = len(items)
-    values = {c: np.full(n, np.nan) for c in ("cte_vol_pred_per_K", "cte_vol_std_per_K",
-                                               "domain_distance", "e_form_eV_per_atom",
-                                               "band_gap_eV")}
+    values = {
+        c: np.full(n, np.nan)
+        for c in (
+            "cte_vol_pred_per_K",
+            "cte_vol_std_per_K",
+            "domain_distance",
+            "e_form_eV_per_atom",
+            "band_gap_eV",
+        )
+    }
     domain = np.full(n, "", dtype=object)
     keep = np.array(excluded, dtype=bool)  # element-filtered rows stay, unpredicted
     if todo:
         cte_model = models["cte"]
-        pred = predict_structures(cte_model, todo, disorder, batch_size=batch_size,
-                                  device=device)
+        pred = predict_structures(cte_model, todo, disorder, batch_size=batch_size, device=device)
         errors.extend(pred.errors)
         for note in pred.notes:
             add_note(notes, note)
@@ -129,15 +156,17 @@ def _chunk_rows(chunk: StructureBatch, models: dict, filters: Filters | None,
             got = extra.table["id"].astype(int).to_numpy()
             values[column][got] = extra.table[property_column(models[prop], prop)]
             missing[prop] += len(done) - len(got)
-    rows = pd.DataFrame({
-        "id": [it.id for it in items],
-        "formula": [it.structure.composition.reduced_formula for it in items],
-        "source": [it.source for it in items],
-        "elements": elements,
-        "n_sites": [len(it.structure) for it in items],
-        **values,
-        "domain": domain,
-    })
+    rows = pd.DataFrame(
+        {
+            "id": [it.id for it in items],
+            "formula": [it.structure.composition.reduced_formula for it in items],
+            "source": [it.source for it in items],
+            "elements": elements,
+            "n_sites": [len(it.structure) for it in items],
+            **values,
+            "domain": domain,
+        }
+    )
     return rows[keep]
 
 
@@ -163,11 +192,20 @@ def typed_table(table: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def predict_candidates(candidates, model, *, eform_model=None, gap_model=None,
-                       filters: Filters | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                       progress: Progress | None = None, batch_size: int = 64,
-                       device: str = "auto", disorder=None,
-                       limits: ReadLimits | None = None) -> CandidatePredictions:
+def predict_candidates(
+    candidates,
+    model,
+    *,
+    eform_model=None,
+    gap_model=None,
+    filters: Filters | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: Progress | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    disorder=None,
+    limits: ReadLimits | None = None,
+) -> CandidatePredictions:
     """Stream ``candidates`` (anything :func:`iter_candidates` reads) through the models.
 
     Candidates failing the element filters of ``filters`` are not predicted (their rows keep
@@ -200,18 +238,36 @@ def predict_candidates(candidates, model, *, eform_model=None, gap_model=None,
         errors.extend(chunk.errors)
         n_read += len(chunk.items) + len(chunk.errors)
         if chunk.items:
-            frames.append(_chunk_rows(chunk, models, filters, errors, notes, missing,
-                                      batch_size=batch_size, device=device, disorder=disorder))
+            frames.append(
+                _chunk_rows(
+                    chunk,
+                    models,
+                    filters,
+                    errors,
+                    notes,
+                    missing,
+                    batch_size=batch_size,
+                    device=device,
+                    disorder=disorder,
+                )
+            )
         if progress is not None:
             progress(n_read, total)
     for prop, label in (("e_form", "formation-energy"), ("band_gap", "band-gap")):
         if models[prop] is not None:
             add_note(notes, f"{label} predictions by {models[prop].name!r}")
         if missing[prop]:
-            add_note(notes, f"{missing[prop]} candidates have no {label} prediction (model "
-                            f"{models[prop].name!r} could not use them)")
+            add_note(
+                notes,
+                f"{missing[prop]} candidates have no {label} prediction (model "
+                f"{models[prop].name!r} could not use them)",
+            )
     table = pd.concat(frames, ignore_index=True) if frames else empty_predictions()
     table["model"] = models["cte"].name
-    return CandidatePredictions(table=typed_table(table[list(PREDICTION_COLUMNS)]),
-                                errors=errors, notes=notes, n_read=n_read,
-                                model_name=models["cte"].name)
+    return CandidatePredictions(
+        table=typed_table(table[list(PREDICTION_COLUMNS)]),
+        errors=errors,
+        notes=notes,
+        n_read=n_read,
+        model_name=models["cte"].name,
+    )

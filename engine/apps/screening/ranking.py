@@ -77,8 +77,9 @@ RANK_COLUMNS = (
 OUTPUT_COLUMNS = ("rank", *PREDICTION_COLUMNS[:9], *RANK_COLUMNS[:-1], *PREDICTION_COLUMNS[9:])
 
 
-def rank_candidates(table: pd.DataFrame, electrolyte: Reference, *, measured=None,
-                    filters: Filters | None = None) -> tuple[pd.DataFrame, list[str]]:
+def rank_candidates(
+    table: pd.DataFrame, electrolyte: Reference, *, measured=None, filters: Filters | None = None
+) -> tuple[pd.DataFrame, list[str]]:
     """Rank candidates by |Δα| to ``electrolyte`` (cheap; run again for another electrolyte).
 
     Args:
@@ -118,7 +119,8 @@ def rank_candidates(table: pd.DataFrame, electrolyte: Reference, *, measured=Non
     no_value = ~np.isfinite(delta) & (reasons == "").to_numpy()
     reasons[no_value] = "no CTE value"
     itself = (t["id"] == electrolyte.name) | (
-        (t["formula"] == electrolyte.formula) & (electrolyte.formula != ""))
+        (t["formula"] == electrolyte.formula) & (electrolyte.formula != "")
+    )
     reasons[itself.to_numpy()] = REFERENCE_REASON
     t["filter_reason"] = reasons
     t["passes"] = (reasons == "").to_numpy()
@@ -166,25 +168,43 @@ def read_screen_csv(path_or_buffer) -> pd.DataFrame:
     Raises:
         ValueError: the file lacks :data:`PREDICTION_COLUMNS`.
     """
-    table = pd.read_csv(path_or_buffer, keep_default_na=False, na_values=[""],
-                        dtype={c: str for c in STRING_COLUMNS}, float_precision="round_trip")
+    table = pd.read_csv(
+        path_or_buffer,
+        keep_default_na=False,
+        na_values=[""],
+        dtype={c: str for c in STRING_COLUMNS},
+        float_precision="round_trip",
+    )
     missing = [c for c in PREDICTION_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"not a screening table: missing columns {', '.join(missing)}")
     if "passes" in table.columns:
-        table["passes"] = table["passes"].map({True: True, False: False, "True": True,
-                                               "False": False})
+        table["passes"] = table["passes"].map(
+            {True: True, False: False, "True": True, "False": False}
+        )
     for column in STRING_COLUMNS:
         if column in table.columns:
             table[column] = table[column].map(unescape_cell)
     return typed_table(table)
 
 
-def screen(candidates, electrolyte, model, *, measured=None, filters: Filters | None = None,
-           eform_model=None, gap_model=None, dataset: LabelledDataset | None = None,
-           chunk_size: int = DEFAULT_CHUNK_SIZE, progress: Progress | None = None,
-           batch_size: int = 64, device: str = "auto", disorder=None,
-           limits: ReadLimits | None = None) -> ScreenResult:
+def screen(
+    candidates,
+    electrolyte,
+    model,
+    *,
+    measured=None,
+    filters: Filters | None = None,
+    eform_model=None,
+    gap_model=None,
+    dataset: LabelledDataset | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: Progress | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    disorder=None,
+    limits: ReadLimits | None = None,
+) -> ScreenResult:
     """Predict, filter and rank ``candidates`` by their linear-CTE mismatch to ``electrolyte``.
 
     Args:
@@ -208,16 +228,39 @@ def screen(candidates, electrolyte, model, *, measured=None, filters: Filters | 
     measured = measured_table(measured)
     picked, notes = property_models(filters, eform_model, gap_model)
     if not isinstance(electrolyte, Reference):
-        electrolyte = resolve_electrolyte(electrolyte, model, measured=measured, dataset=dataset,
-                                          batch_size=batch_size, device=device,
-                                          disorder=disorder, limits=limits)
-    pred = predict_candidates(candidates, model, eform_model=picked["e_form"],
-                              gap_model=picked["band_gap"], filters=filters,
-                              chunk_size=chunk_size, progress=progress, batch_size=batch_size,
-                              device=device, disorder=disorder, limits=limits)
-    table, filter_notes = rank_candidates(pred.table, electrolyte, measured=measured,
-                                          filters=filters)
+        electrolyte = resolve_electrolyte(
+            electrolyte,
+            model,
+            measured=measured,
+            dataset=dataset,
+            batch_size=batch_size,
+            device=device,
+            disorder=disorder,
+            limits=limits,
+        )
+    pred = predict_candidates(
+        candidates,
+        model,
+        eform_model=picked["e_form"],
+        gap_model=picked["band_gap"],
+        filters=filters,
+        chunk_size=chunk_size,
+        progress=progress,
+        batch_size=batch_size,
+        device=device,
+        disorder=disorder,
+        limits=limits,
+    )
+    table, filter_notes = rank_candidates(
+        pred.table, electrolyte, measured=measured, filters=filters
+    )
     for note in [*pred.notes, *filter_notes]:
         add_note(notes, note)
-    return ScreenResult(table=table, electrolyte=electrolyte, errors=pred.errors, notes=notes,
-                        model_name=pred.model_name, n_read=pred.n_read)
+    return ScreenResult(
+        table=table,
+        electrolyte=electrolyte,
+        errors=pred.errors,
+        notes=notes,
+        model_name=pred.model_name,
+        n_read=pred.n_read,
+    )
