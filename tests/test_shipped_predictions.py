@@ -16,13 +16,18 @@ import pandas as pd
 import pytest
 
 from engine.catalog.names import load_model
-from engine.core.config import shipped_model_dir
+from engine.core.config import PHYSICS_INPUT_FAMILIES, PROJECT_ROOT, shipped_model_dir
 from engine.inference.prediction import predict
 from engine.io import DEFAULT_LIMITS
 from engine.io.datasets import resolve_source
 from engine.io.entries import NamedStructure
 from engine.io.formats import parse_jsonl_line, record_id
+from engine.models.physics_inputs import PHYSICS_INPUTS, PHYSICS_PROPERTY
 from engine.store.directory import read_card
+
+#: The physics inputs the shipped physics-input models were trained and evaluated with (the
+#: physics route on every aflow row, ``benchmarks/physics_validation.py``), by ``auid``.
+PHYSICS_CSV = PROJECT_ROOT / "docs" / "results" / "physics_aflow.csv"
 
 SHIPPED = sorted(p.name for p in shipped_model_dir().iterdir() if (p / "model.json").is_file())
 #: Known drifts, each with its cause; strict, so a fix turns the mark into a failure to remove.
@@ -37,6 +42,17 @@ SAMPLE = 12
 #: Tolerance relative to the spread (standard deviation) of the stored predictions: float32
 #: networks evaluated in other batches differ by far less than this.
 RTOL_SPREAD = 1e-4
+
+
+def _attach_physics(items: dict[str, NamedStructure]) -> None:
+    """Put the precomputed physics inputs (``ok`` rows of :data:`PHYSICS_CSV`) on the items, as
+    ``benchmarks/ablation.py`` did when it wrote the model's ``predictions.csv``."""
+    table = pd.read_csv(PHYSICS_CSV)
+    table = table[table["status"] == "ok"].set_index("auid")
+    for ident, item in items.items():
+        if ident in table.index:
+            row = table.loc[ident]
+            item.structure.properties[PHYSICS_PROPERTY] = {k: float(row[k]) for k in PHYSICS_INPUTS}
 
 
 def _structures(path, wanted: set[str]) -> dict[str, NamedStructure]:
@@ -80,6 +96,8 @@ def test_shipped_model_reproduces_its_predictions(name, shared_data):
     rows = rows.drop_duplicates("id")
     items = _structures(path, set(rows["id"]))
     assert set(items) == set(rows["id"]), f"ids missing from {path}"
+    if card.model.get("name") in PHYSICS_INPUT_FAMILIES:
+        _attach_physics(items)
 
     table = predict(load_model(directory), [items[i] for i in rows["id"]]).table
     assert list(table["id"]) == list(rows["id"])
