@@ -602,7 +602,7 @@ def test_cli_screen_end_to_end(tmp_path, capsys):
 
 
 def test_the_automatic_cte_model_needs_only_the_structure_and_has_the_lowest_val_mae():
-    """``--cte-model auto``: a physics-input family (CHGNet inputs, ~0.5 s per structure) is never
+    """``--model auto``: a physics-input family (CHGNet inputs, ~0.5 s per structure) is never
     the automatic choice, even with the lowest validation MAE; among the others, the lowest."""
     from engine.apps.screening.filters import PROPERTY_TARGETS, find_property_model
     from engine.catalog.names import list_models

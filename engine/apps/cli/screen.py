@@ -31,7 +31,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--model",
         default="auto",
-        help="volumetric-CTE model (default auto: the shipped thermal-expansion model)",
+        help="volumetric-CTE model (default auto: of the models that need only the structure, "
+        "the shipped one with the lowest validation MAE)",
     )
     p.add_argument(
         "--candidates",
