@@ -37,22 +37,9 @@ from engine.apps.screening.ranking import (
 from engine.inference.prediction import predict
 from engine.io import read_structures
 from engine.materials.examples import EXAMPLES_DIR
+from tests.dashboard.helpers import PEROVSKITES
 
 CTE = "agl_thermal_expansion_300K"
-PEROVSKITES = [
-    ("Sr", "Ti"),
-    ("Ba", "Zr"),
-    ("La", "Co"),
-    ("La", "Fe"),
-    ("Ca", "Ti"),
-    ("Sr", "Fe"),
-    ("Ba", "Ti"),
-    ("La", "Mn"),
-    ("La", "Ni"),
-    ("Sr", "Co"),
-    ("Ba", "Ce"),
-    ("La", "Ga"),
-]
 FRAC = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
 
 
