@@ -19,9 +19,14 @@ log-variance weighting: α plus AGL's own labels of the same rows as auxiliary t
 ``transfer-frozen`` (a CGCNN pretrained on ``mp_elastic`` log10 K_VRH, see :func:`pretrain`,
 then trained on α: every weight fine-tuned at lr 1e-3, or the graph trunk frozen and the head
 trained at lr 3e-3), ``log-huber`` (the combination without the physics inputs: a model
-that needs nothing but the structure), and ``combined``: every single lever of the first five whose mean
-validation MAE beats the baseline's (of l1/huber the better one), chosen from the finished runs
-on validation only.
+that needs nothing but the structure), ``alignn-log-huber`` (the same with the ALIGNN family of
+the shipped ``cte-alignn-aflow``), and ``combined``: every single lever of the first five whose
+mean validation MAE beats the baseline's (of l1/huber the better one), chosen from the finished
+runs on validation only (where the runs are not at hand, as on a device machine, the choice
+recorded in ``docs/results/ablation.json`` is used).
+
+``--device cuda`` trains on a GPU (the batch of seeds in ``benchmarks/gpu_batch.py``); GPU and
+CPU runs of one seed differ in rounding, not in settings.
 
 Each run writes its model directory to ``RUNS/LEVER-sSEED`` (default ``/tmp/accuracy/ablation``;
 outside the repository, since ``predictions.csv`` holds labels); the transfer levers first
@@ -53,7 +58,7 @@ CTE = "agl_thermal_expansion_300K"
 QUERY = "validated_against_mp != False"
 SINGLE = ("baseline", "log", "huber", "l1", "physics")
 #: Levers measured after the combination was chosen (not part of it).
-LATER = ("aux", "transfer", "transfer-frozen", "log-huber")
+LATER = ("aux", "transfer", "transfer-frozen", "log-huber", "alignn-log-huber")
 LEVERS = (*SINGLE, "combined", *LATER)
 #: Auxiliary labels of the ``aux`` lever (new column: how it is made from the AFLOW columns).
 #: Heat capacities are per atom (k_B/atom); values above 3.5 k_B/atom (beyond the Dulong–Petit
@@ -79,8 +84,13 @@ def lever_settings(lever: str, runs: Path) -> dict:
     if lever == "combined":
         return combined_settings(runs)
     return {
-        "transform": "log" if lever in ("log", "log-huber") else "none",
-        "loss": "huber" if lever == "log-huber" else lever if lever in ("huber", "l1") else "mse",
+        "transform": "log" if lever in ("log", "log-huber", "alignn-log-huber") else "none",
+        "loss": "huber"
+        if lever in ("log-huber", "alignn-log-huber")
+        else lever
+        if lever in ("huber", "l1")
+        else "mse",
+        "alignn": lever == "alignn-log-huber",
         "physics": lever == "physics",
         "aux": lever == "aux",
         "transfer": {"transfer": "fine-tuned", "transfer-frozen": "frozen trunk"}.get(lever),
@@ -91,10 +101,14 @@ def lever_settings(lever: str, runs: Path) -> dict:
 def combined_settings(runs: Path) -> dict:
     """Each single lever whose mean validation MAE beats the baseline's (validation only; of
     the robust losses, the better one among those run). Once a ``combined`` run exists, later
-    seeds reuse its settings."""
+    seeds reuse its settings; without any runs, the choice recorded in ``ablation.json``."""
     done = collect(runs).get("combined")
     if done:
         return {k: done[0][k] for k in ("transform", "loss", "physics", "chosen_from")}
+    recorded = RESULTS / "ablation.json"
+    if not any(runs.glob("*-s*/ablation.json")) and recorded.is_file():
+        run0 = json.loads(recorded.read_text())["levers"]["combined"]["runs"][0]
+        return {k: run0[k] for k in ("transform", "loss", "physics", "chosen_from")}
     val = {
         lever: np.mean([r["val"]["mae"] for r in rs])
         for lever, rs in collect(runs).items()
@@ -201,12 +215,14 @@ def run(
     runs: Path,
     choose_from: Path,
     pretrain_epochs: int = PRETRAIN_EPOCHS,
+    device: str = "cpu",
 ) -> None:
     """Train one lever with one training seed and save its model directory under ``runs``
     (``combined``: the levers chosen from the runs in ``choose_from``)."""
     import torch
 
     from engine.core.config import (
+        ALIGNNConfig,
         CGCNNConfig,
         CGCNNPhysicsConfig,
         MultitaskConfig,
@@ -233,6 +249,8 @@ def run(
         model = MultitaskConfig()
     elif settings["physics"]:
         model = CGCNNPhysicsConfig()
+    elif settings.get("alignn"):
+        model = ALIGNNConfig()
     else:
         model = CGCNNConfig()
     result = train(
@@ -249,7 +267,7 @@ def run(
             seed=seed,
             early_stopping_patience=None,
             num_threads=threads,
-            device="cpu",
+            device=device,
             target_transform=settings["transform"],
             loss=settings["loss"],
             init_from=str(init_from) if init_from else None,
@@ -267,6 +285,7 @@ def run(
                 "seed": seed,
                 "epochs": epochs,
                 "threads": threads,
+                "device": device,
                 **settings,
                 "n_train": result.model.card.dataset.n_train,
                 "structures_with_physics": with_physics,
@@ -279,6 +298,7 @@ def run(
                 "command": f"python benchmarks/ablation.py run {lever} --seed {seed} --epochs {epochs} "
                 f"--threads {threads}"
                 + (f" --runs {runs}" if runs != DEFAULT_RUNS else "")
+                + (f" --device {device}" if device != "cpu" else "")
                 + (f" --choose-from {choose_from}" if choose_from != runs else "")
                 + (
                     f" --pretrain-epochs {pretrain_epochs}"
@@ -343,6 +363,7 @@ def settings_of(record: dict) -> dict:
         "aux": record.get("aux", False),
         "transfer": record.get("transfer"),
         "lr": record.get("lr", 3e-3),
+        "alignn": record.get("alignn", False),
     }
 
 
@@ -401,6 +422,12 @@ def graph_alone(records: list[dict], folder: Path) -> dict:
     return out
 
 
+def run_label(record: dict) -> str:
+    """``E epochs`` and, for runs not on the CPU, the device: the rows of a longer folder."""
+    device = record.get("device", "cpu")
+    return f"{record['epochs']} epochs" + (f", {device}" if device != "cpu" else "")
+
+
 def report(runs: Path, longer: list[Path]) -> None:
     """Write ``docs/results/ablation.json`` and the section of ``docs/accuracy.md``; runs in
     the ``longer`` folders (more epochs) get rows of their own, ``LEVER (E epochs)``."""
@@ -408,7 +435,7 @@ def report(runs: Path, longer: list[Path]) -> None:
     order = list(LEVERS)
     for folder in longer:
         for lever, rs in collect(folder).items():
-            key = f"{lever} ({rs[0]['epochs']} epochs)"
+            key = f"{lever} ({run_label(rs[0])})"
             by_lever[key] = rs
             order.append(key)
     default = json.loads((ROOT / "assets" / "models" / DEFAULT_MODEL / "model.json").read_text())
@@ -434,7 +461,7 @@ def report(runs: Path, longer: list[Path]) -> None:
             if (rs := by_lever.get(lever))
         },
         "ensembles": {
-            f"{lever} ({rs[0]['epochs']} epochs), ensemble of {len(rs)}": {
+            f"{lever} ({run_label(rs[0])}), ensemble of {len(rs)}": {
                 **ensemble(rs, folder),
                 "settings": settings_of(rs[0]),
                 **({"graph_alone": graph_alone(rs, folder)} if rs[0]["physics"] else {}),
@@ -464,6 +491,8 @@ def other(settings: dict) -> str:
         parts.append("AGL aux labels")
     if settings.get("transfer"):
         parts.append(f"mp_elastic K pretrain, {settings['transfer']}")
+    if settings.get("alignn"):
+        parts.append("ALIGNN")
     if settings.get("lr", 3e-3) != 3e-3:
         parts.append(f"lr {settings['lr']:g}")
     return ", ".join(parts)
@@ -673,6 +702,7 @@ def main() -> None:
         default=PRETRAIN_EPOCHS,
         help="transfer levers: epochs of the mp_elastic pretraining",
     )
+    p.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     p = sub.add_parser("report", help="collect the runs into ablation.json and accuracy.md")
     p.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
     p.add_argument(
@@ -697,6 +727,7 @@ def main() -> None:
             args.runs,
             args.choose_from or args.runs,
             args.pretrain_epochs,
+            args.device,
         )
     elif args.command == "ship":
         ship(args.runs, args.lever, args.name)
