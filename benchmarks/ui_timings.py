@@ -93,7 +93,7 @@ def run(dataset: str, n_embed: int) -> dict:
             button = page.get_by_role("button", name="Predict 1 structure(s)")
             button.wait_for(timeout=60_000)
             button.click()
-            page.get_by_text("predictions of").first.wait_for(timeout=120_000)
+            page.get_by_text(re.compile(r"\d+ predictions? of")).first.wait_for(timeout=120_000)
 
         _timed(results, "upload one CIF on Predict → prediction table", predict)
 
@@ -124,7 +124,8 @@ def run(dataset: str, n_embed: int) -> dict:
 
         def first_epoch():
             page.get_by_role("button", name="Start training").click()
-            page.get_by_text("epoch 1 of").first.wait_for(timeout=600_000)
+            # the first poll may already show a later epoch (about 1 s each on the demo set)
+            page.get_by_text(re.compile(r"epoch [1-9]\d* of")).first.wait_for(timeout=600_000)
 
         _timed(results, "Train: Start → first epoch shown", first_epoch)
 

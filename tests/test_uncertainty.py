@@ -415,6 +415,50 @@ def test_ensemble_members_must_match(ensemble, tmp_path):
         load_model(broken)
 
 
+def _ensemble_of(out, member_dirs):
+    """An ensemble directory made of copies of ``member_dirs`` (member 0 first), as
+    ``benchmarks/ablation.py ship`` makes one; no σ fitted."""
+    from engine.store.card import EnsembleInfo
+    from engine.store.directory import read_card, write_card
+
+    for i, member in enumerate(member_dirs):
+        shutil.copytree(member, out / "members" / str(i))
+    first = read_card(out / "members" / "0")
+    members = [f"members/{i}" for i in range(len(member_dirs))]
+    update = {"name": out.name, "metrics": {}, "uncertainty": None}
+    write_card(out, first.model_copy(update={**update, "ensemble": EnsembleInfo(members=members)}))
+    return out
+
+
+def test_mixed_ensemble_of_alignn_and_cgcnn_is_the_member_mean(toy, ensemble, tmp_path):
+    from engine.core.config import ALIGNNConfig
+    from engine.training import train
+
+    alignn = tmp_path / "alignn"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train(
+            toy,
+            CTE,
+            model=ALIGNNConfig(atom_fea_len=8, n_alignn=1, n_gcn=1, h_fea_len=8),
+            training=TrainConfig(epochs=2, batch_size=8),
+            split=TINY["split"],
+            out=alignn,
+        )
+    cgcnn = [ensemble / "members" / str(i) for i in range(2)]
+    mixed = load_model(_ensemble_of(tmp_path / "mixed", [alignn, *cgcnn]))
+    assert isinstance(mixed, EnsembleModel) and mixed.families == ["alignn", "cgcnn", "cgcnn"]
+    items = _items(("Sr", "Ti", 3.9), ("La", "Co", 4.1), ("Cs", "Pb", 7.5))
+    each = [predict(load_model(m), items).table["prediction"].to_numpy() for m in [alignn, *cgcnn]]
+    assert predict(mixed, items).table["prediction"].to_numpy() == pytest.approx(
+        np.mean(each, axis=0), rel=1e-6
+    )
+    assert not mixed.has_fusion_weights
+    # the line graph ALIGNN needs is not in a CGCNN member's inputs: ALIGNN cannot follow one
+    with pytest.raises(ModelLoadError, match="member 'members/1' differs .* model config"):
+        load_model(_ensemble_of(tmp_path / "wrong-order", [cgcnn[0], alignn]))
+
+
 def test_old_model_without_domain_predicts_and_can_be_calibrated(tiny, toy, tmp_path):
     old = _without_uncertainty(tiny, tmp_path / "old")
     model = load_model(old)

@@ -5,7 +5,7 @@ The files of a directory and the card schema are described in :mod:`engine.store
 *names* (shipped, user and ``cgcnn-original/…`` models) are resolved one layer up, by
 :func:`engine.catalog.names.load_model`.
 
-Size: about 480 lines: :class:`EnsembleModel` overrides half of :class:`LoadedModel` (running,
+Size: about 500 lines: :class:`EnsembleModel` overrides half of :class:`LoadedModel` (running,
 device placement, inputs), and the two read best next to each other.
 """
 
@@ -27,6 +27,7 @@ from engine.graphs.batching import GraphLoader
 from engine.graphs.builder import GraphBuilder
 from engine.io.output import atomic_write
 from engine.models import build_inputs, build_model, prepare_input
+from engine.models.base import FamilyModule
 from engine.store.card import (
     HISTORY_FILE,
     MODEL_FILE,
@@ -246,10 +247,13 @@ class LoadedModel:
 
 @dataclass
 class EnsembleModel(LoadedModel):
-    """An ensemble of loaded models with the same family, model and graph configs and targets
-    (e.g. different training seeds), used like a :class:`LoadedModel`.
+    """An ensemble of loaded models with the same graph config and targets, used like a
+    :class:`LoadedModel`: members of one family and model config (training seeds), or of
+    several families where every member after member 0 that differs reads nothing but the
+    graph (a *mixed* ensemble, e.g. ALIGNN members first, then CGCNN ones).
 
-    Inputs are prepared once (by member 0) and given to every member. ``prediction`` and
+    Inputs are prepared once (by member 0, whose inputs are the graph plus its extras) and given
+    to every member. ``prediction`` and
     ``tasks`` are the member mean; ``members`` gives every member's predictions (M, B, K);
     ``pooled`` is member 0's vector (the domain's space); ``weights`` the member mean. ``module``
     is member 0's network (for per-network analyses).
@@ -264,6 +268,15 @@ class EnsembleModel(LoadedModel):
     @property
     def pooled_description(self) -> str:
         return f"{self.members[0].pooled_description} (member 0 of the ensemble)"
+
+    @property
+    def families(self) -> list[str]:
+        """The members' families, in member order (one name repeated for a plain ensemble)."""
+        return [member.family for member in self.members]
+
+    @property
+    def has_fusion_weights(self) -> bool:
+        return all(member.has_fusion_weights for member in self.members)
 
     def pin(self, device: str = "auto") -> EnsembleModel:
         """Pin every member (and so :attr:`module`, member 0's) to ``device``; returns self."""
@@ -420,16 +433,16 @@ def _load_ensemble(card: ModelCard, directory: Path) -> EnsembleModel:
         member = load_directory(member_dir)
         if member.n_members > 1:
             raise ModelLoadError(f"{directory}: member {rel!r} is itself an ensemble")
-        mismatch = [
-            what
-            for what, ours, theirs in (
-                ("model config", card.model, member.card.model),
-                ("graph config", card.graph, member.card.graph),
-                ("targets", card.task_targets, member.card.task_targets),
-                ("units", card.task_units, member.card.task_units),
-            )
-            if ours != theirs
+        checks = [
+            ("graph config", card.graph, member.card.graph),
+            ("targets", card.task_targets, member.card.task_targets),
+            ("units", card.task_units, member.card.task_units),
         ]
+        # member 0 prepares the inputs: a later member may be of another family (or config)
+        # when the graph alone is its input and member 0's inputs carry a graph
+        if not (members and members[0].module.needs_graph and _reads_only_the_graph(member.module)):
+            checks.insert(0, ("model config", card.model, member.card.model))
+        mismatch = [what for what, ours, theirs in checks if ours != theirs]
         if mismatch:
             raise ModelLoadError(
                 f"{directory}: member {rel!r} differs from the ensemble in its "
@@ -443,6 +456,12 @@ def _load_ensemble(card: ModelCard, directory: Path) -> EnsembleModel:
         uncertainty=_load_uncertainty(card, directory),
         members=members,
     )
+
+
+def _reads_only_the_graph(module: nn.Module) -> bool:
+    """Whether a family's input is the bare graph (its ``prepare`` attaches nothing), so that it
+    can read inputs prepared by another graph family with the same graph config."""
+    return module.needs_graph and type(module).prepare is FamilyModule.prepare
 
 
 def _check_fitted(card: ModelCard, module: nn.Module, directory: Path) -> None:
