@@ -148,9 +148,11 @@ class Trainer:
             return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=c.epochs)
         return None
 
-    def batch_loss(self, pred: torch.Tensor, batch) -> tuple[torch.Tensor, float]:
+    def batch_loss(self, pred: torch.Tensor, batch) -> tuple[torch.Tensor, torch.Tensor | float]:
         """The objective minimised on one training batch, and the value recorded for it as
-        ``train_loss`` (here both are ``config.loss`` on the standardised target)."""
+        ``train_loss`` (here both are ``config.loss`` on the standardised target). The recorded
+        value stays a 0-d tensor on the device: the epoch reads it once, at its end, so a GPU
+        never waits for the host between batches."""
         c = self.config
         if c.loss == "l1":
             loss = F.l1_loss(pred, batch.y)
@@ -158,7 +160,7 @@ class Trainer:
             loss = F.huber_loss(pred, batch.y, delta=c.huber_delta)
         else:
             loss = F.mse_loss(pred, batch.y)
-        return loss, float(loss.detach())
+        return loss, loss.detach()
 
     def batch_targets(self, batch) -> torch.Tensor:
         """The standardised targets of a training batch, as the epoch metrics compare them."""
@@ -229,15 +231,19 @@ class Trainer:
                         loss = loss * batch.loss_weight
                     loss.backward()
                     optimizer.step()
-                    total += recorded * batch.num_graphs
+                    total = total + recorded * batch.num_graphs  # on the device: no sync
                     count += batch.num_graphs
-                    seen_y.append(self.batch_targets(batch).detach().cpu())
-                    seen_pred.append(pred.detach().cpu())
+                    seen_y.append(self.batch_targets(batch).detach())
+                    seen_pred.append(pred.detach())
                     for cb in self.callbacks:
                         cb.on_batch_end(self)
                     if self.stop_reason and not self.distributed:
                         partial = True
                         break  # the epoch ends here: validated and recorded as usual
+                # the epoch's one device → host copy of its bookkeeping
+                total = float(total)
+                seen_y = [t.cpu() for t in seen_y]
+                seen_pred = [t.cpu() for t in seen_pred]
                 if self.distributed:
                     total, count, seen_y, seen_pred = distributed.gather_epoch(
                         total, count, seen_y, seen_pred
