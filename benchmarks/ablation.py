@@ -20,10 +20,12 @@ log-variance weighting: α plus AGL's own labels of the same rows as auxiliary t
 then trained on α: every weight fine-tuned at lr 1e-3, or the graph trunk frozen and the head
 trained at lr 3e-3), ``log-huber`` (the combination without the physics inputs: a model
 that needs nothing but the structure), ``alignn-log-huber`` (the same with the ALIGNN family of
-the shipped ``cte-alignn-aflow``), and ``combined``: every single lever of the first five whose
-mean validation MAE beats the baseline's (of l1/huber the better one), chosen from the finished
-runs on validation only (where the runs are not at hand, as on a device machine, the choice
-recorded in ``docs/results/ablation.json`` is used).
+the shipped ``cte-alignn-aflow``), ``debye`` (family ``cgcnn-debye``: heads for ln B, γ
+and ln θ_D, α = γ·C_V(θ_D, 300 K)/(B·V), trained on ln α with the Huber loss and on ln θ_D
+``agl_debye`` as a second target; see :mod:`engine.models.debye`), and ``combined``: every
+single lever of the first five whose mean validation MAE beats the baseline's (of l1/huber the
+better one), chosen from the finished runs on validation only (where the runs are not at hand,
+as on a device machine, the choice recorded in ``docs/results/ablation.json`` is used).
 
 ``--device cuda`` trains on a GPU (the batch of seeds in ``benchmarks/gpu_batch.py``); GPU and
 CPU runs of one seed differ in rounding, not in settings.
@@ -58,7 +60,7 @@ CTE = "agl_thermal_expansion_300K"
 QUERY = "validated_against_mp != False"
 SINGLE = ("baseline", "log", "huber", "l1", "physics")
 #: Levers measured after the combination was chosen (not part of it).
-LATER = ("aux", "transfer", "transfer-frozen", "log-huber", "alignn-log-huber")
+LATER = ("aux", "transfer", "transfer-frozen", "log-huber", "alignn-log-huber", "debye")
 LEVERS = (*SINGLE, "combined", *LATER)
 #: Auxiliary labels of the ``aux`` lever (new column: how it is made from the AFLOW columns).
 #: Heat capacities are per atom (k_B/atom); values above 3.5 k_B/atom (beyond the Dulong–Petit
@@ -84,15 +86,18 @@ def lever_settings(lever: str, runs: Path) -> dict:
     if lever == "combined":
         return combined_settings(runs)
     return {
-        "transform": "log" if lever in ("log", "log-huber", "alignn-log-huber") else "none",
+        "transform": "log"
+        if lever in ("log", "log-huber", "alignn-log-huber", "debye")
+        else "none",
         "loss": "huber"
-        if lever in ("log-huber", "alignn-log-huber")
+        if lever in ("log-huber", "alignn-log-huber", "debye")
         else lever
         if lever in ("huber", "l1")
         else "mse",
         "alignn": lever == "alignn-log-huber",
         "physics": lever == "physics",
         "aux": lever == "aux",
+        "debye": lever == "debye",
         "transfer": {"transfer": "fine-tuned", "transfer-frozen": "frozen trunk"}.get(lever),
         "lr": 1e-3 if lever == "transfer" else 3e-3,
     }
@@ -224,6 +229,7 @@ def run(
     from engine.core.config import (
         ALIGNNConfig,
         CGCNNConfig,
+        CGCNNDebyeConfig,
         CGCNNPhysicsConfig,
         MultitaskConfig,
         TrainConfig,
@@ -244,9 +250,14 @@ def run(
         # rows without α are dropped first, so the rows and the split are the other levers'
         dataset = dataset.dropna(CTE)
         target = [CTE, *AUX]
+    elif settings.get("debye"):
+        dataset = dataset.dropna(CTE)  # the other levers' rows and split; θ_D is never missing
+        target = [CTE, "agl_debye"]
     out = runs / f"{lever}-s{seed}"
     if settings.get("aux"):
         model = MultitaskConfig()
+    elif settings.get("debye"):
+        model = CGCNNDebyeConfig()
     elif settings["physics"]:
         model = CGCNNPhysicsConfig()
     elif settings.get("alignn"):
@@ -364,6 +375,7 @@ def settings_of(record: dict) -> dict:
         "transfer": record.get("transfer"),
         "lr": record.get("lr", 3e-3),
         "alignn": record.get("alignn", False),
+        "debye": record.get("debye", False),
     }
 
 
@@ -523,6 +535,8 @@ def other(settings: dict) -> str:
         parts.append("AGL aux labels")
     if settings.get("transfer"):
         parts.append(f"mp_elastic K pretrain, {settings['transfer']}")
+    if settings.get("debye"):
+        parts.append("Debye head (ln B, γ, ln θ_D), θ_D label")
     if settings.get("mixed"):
         parts.append("mixed ensemble")
     elif settings.get("alignn"):
