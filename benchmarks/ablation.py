@@ -24,10 +24,12 @@ fine-tuned on α at lr 1e-3; that model was trained on mp_eform without leaving 
 validation and test formulas, so its trunk has seen some of their structures, with formation
 energies, never with α), ``log-huber`` (the combination without the physics inputs: a model
 that needs nothing but the structure), ``alignn-log-huber`` (the same with the ALIGNN family of
-the shipped ``cte-alignn-aflow``), and ``combined``: every single lever of the first five whose
-mean validation MAE beats the baseline's (of l1/huber the better one), chosen from the finished
-runs on validation only (where the runs are not at hand, as on a device machine, the choice
-recorded in ``docs/results/ablation.json`` is used).
+the shipped ``cte-alignn-aflow``), ``debye`` (family ``cgcnn-debye``: heads for ln B, γ
+and ln θ_D, α = γ·C_V(θ_D, 300 K)/(B·V), trained on ln α with the Huber loss and on ln θ_D
+``agl_debye`` as a second target; see :mod:`engine.models.debye`), and ``combined``: every
+single lever of the first five whose mean validation MAE beats the baseline's (of l1/huber the
+better one), chosen from the finished runs on validation only (where the runs are not at hand,
+as on a device machine, the choice recorded in ``docs/results/ablation.json`` is used).
 
 ``--device cuda`` trains on a GPU (the batch of seeds in ``benchmarks/gpu_batch.py``); GPU and
 CPU runs of one seed differ in rounding, not in settings.
@@ -70,6 +72,7 @@ LATER = (
     "transfer-eform",
     "log-huber",
     "alignn-log-huber",
+    "debye",
 )
 LEVERS = (*SINGLE, "combined", *LATER)
 #: Auxiliary labels of the ``aux`` lever (new column: how it is made from the AFLOW columns).
@@ -96,15 +99,18 @@ def lever_settings(lever: str, runs: Path) -> dict:
     if lever == "combined":
         return combined_settings(runs)
     return {
-        "transform": "log" if lever in ("log", "log-huber", "alignn-log-huber") else "none",
+        "transform": "log"
+        if lever in ("log", "log-huber", "alignn-log-huber", "debye")
+        else "none",
         "loss": "huber"
-        if lever in ("log-huber", "alignn-log-huber")
+        if lever in ("log-huber", "alignn-log-huber", "debye")
         else lever
         if lever in ("huber", "l1")
         else "mse",
         "alignn": lever == "alignn-log-huber",
         "physics": lever == "physics",
         "aux": lever == "aux",
+        "debye": lever == "debye",
         "transfer": {
             "transfer": "fine-tuned",
             "transfer-frozen": "frozen trunk",
@@ -240,6 +246,7 @@ def run(
     from engine.core.config import (
         ALIGNNConfig,
         CGCNNConfig,
+        CGCNNDebyeConfig,
         CGCNNPhysicsConfig,
         MultitaskConfig,
         TrainConfig,
@@ -265,9 +272,14 @@ def run(
         # rows without α are dropped first, so the rows and the split are the other levers'
         dataset = dataset.dropna(CTE)
         target = [CTE, *AUX]
+    elif settings.get("debye"):
+        dataset = dataset.dropna(CTE)  # the other levers' rows and split; θ_D is never missing
+        target = [CTE, "agl_debye"]
     out = runs / f"{lever}-s{seed}"
     if settings.get("aux"):
         model = MultitaskConfig()
+    elif settings.get("debye"):
+        model = CGCNNDebyeConfig()
     elif settings["physics"]:
         model = CGCNNPhysicsConfig()
     elif settings.get("alignn"):
@@ -387,6 +399,7 @@ def settings_of(record: dict) -> dict:
         "transfer": record.get("transfer"),
         "lr": record.get("lr", 3e-3),
         "alignn": record.get("alignn", False),
+        "debye": record.get("debye", False),
     }
 
 
@@ -556,6 +569,8 @@ def other(settings: dict) -> str:
         parts.append("eform-cgcnn-mp weights, fine-tuned")
     elif settings.get("transfer"):
         parts.append(f"mp_elastic K pretrain, {settings['transfer']}")
+    if settings.get("debye"):
+        parts.append("Debye head (ln B, γ, ln θ_D), θ_D label")
     if settings.get("mixed"):
         parts.append("mixed ensemble")
     elif settings.get("alignn"):

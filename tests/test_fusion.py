@@ -105,6 +105,7 @@ def test_registry_and_config_union_list_the_same_families():
             "multitask",
             "alignn",
             "cgcnn-physics",
+            "cgcnn-debye",
         }
     )
     adapter = TypeAdapter(ModelConfig)

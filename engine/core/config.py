@@ -2,6 +2,9 @@
 
 Every config is a pydantic v2 model with ``extra="forbid"`` so that a typo in a saved
 ``model.json`` or a CLI override fails loudly instead of being silently ignored.
+
+Size: about 480 lines: one config class per model family, each documenting its fields, and the
+union of them all, which read best in one place.
 """
 
 from __future__ import annotations
@@ -287,8 +290,9 @@ class MultitaskConfig(StrictModel):
 
     Each target k is standardised with its own training mean μ_k and std σ_k (one normaliser per
     task in the model card). A row may lack some targets: a missing label is masked out of the
-    loss and the row still trains the other tasks. With L_k the mean squared error of task k on
-    its standardised scale, over the rows of the batch that have a label for it:
+    loss and the row still trains the other tasks. With L_k the loss of task k
+    (``TrainConfig.loss``, MSE by default) on its standardised scale, over the rows of the batch
+    that have a label for it:
 
     * ``learned`` (default): loss = Σ_k exp(−s_k)·L_k + s_k, one learned log-variance s_k per
       task (initialised at 0, saved in ``weights.pt`` as ``log_vars``). A task the trunk fits
@@ -393,6 +397,43 @@ class CGCNNPhysicsConfig(StrictModel):
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the output layer.")
 
 
+class CGCNNDebyeConfig(StrictModel):
+    """CGCNN with a Debye-shaped head for thermal expansion (issue 16, lever 2b).
+
+    The head predicts per crystal ln B (isothermal bulk modulus, GPa), γ > 0 (Grüneisen
+    parameter) and ln θ_D (Debye temperature, K); the heat capacity C_V per atom follows from
+    θ_D by the Debye function at ``temperature``, the volume per atom V from the structure, and
+    α = γ·C_V/(B·V), AGL's quasi-harmonic relation (:mod:`engine.models.debye`). Targets: α
+    first, then optionally θ_D (K = ``n_tasks`` ≤ 2; both are trained on their logarithm, so the
+    run's ``target_transform`` is always ``log``). The task losses (``TrainConfig.loss`` on each
+    standardised ln target, missing labels masked) are weighted as in :class:`MultitaskConfig`.
+
+    Attributes:
+        atom_fea_len, n_conv, gate, atom_features: the CGCNN trunk, as in :class:`CGCNNConfig`.
+        h_fea_len, n_h, dropout: each of the three dense heads (ln B, γ, ln θ_D), as CGCNN's.
+        temperature: T of the α label and of C_V(θ_D, T), in K.
+        weighting: ``inverse-scale`` (mean of the task losses) or ``learned`` log-variances.
+        n_tasks: 1 (α) or 2 (α, θ_D); set by ``train()`` from its list of targets.
+    """
+
+    name: Literal["cgcnn-debye"] = "cgcnn-debye"
+    atom_fea_len: int = Field(64, ge=1, description="Width of the trunk's atom vectors.")
+    n_conv: int = Field(3, ge=1, le=12, description="Gated graph convolutions.")
+    h_fea_len: int = Field(128, ge=1, description="Width of each head's dense layers.")
+    n_h: int = Field(1, ge=1, le=6, description="Dense layers per head.")
+    gate: bool = True
+    atom_features: Literal["cgcnn92", "embedding"] = "cgcnn92"
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before each head's output.")
+    temperature: float = Field(300.0, gt=0, description="Temperature of α and C_V (K).")
+    weighting: Literal["learned", "inverse-scale"] = Field(
+        "inverse-scale",
+        description="Task-loss weighting: the mean of the task losses, or learned log-variances.",
+    )
+    n_tasks: int = Field(
+        1, ge=1, le=2, description="Targets: α, or α and θ_D (set from the targets)."
+    )
+
+
 _MODEL_CONFIGS = (
     CGCNNConfig,
     EarlyFusionConfig,
@@ -402,6 +443,7 @@ _MODEL_CONFIGS = (
     MultitaskConfig,
     ALIGNNConfig,
     CGCNNPhysicsConfig,
+    CGCNNDebyeConfig,
 )
 
 #: Any model family's config, told apart by its ``name`` (a pydantic discriminated union).

@@ -15,6 +15,8 @@ alignn              :class:`~engine.models.alignn.ALIGNN`         ``ALIGNNConfig
                                                                  (line graph of bond angles)
 cgcnn-physics       :class:`~engine.models.physics_inputs.CGCNNPhysics`  ``CGCNNPhysicsConfig``
                                                                  (physics inputs ‖ pooled vector)
+cgcnn-debye         :class:`~engine.models.debye.CGCNNDebye`      ``CGCNNDebyeConfig``
+                                                                 (ln B, γ, ln θ_D → α = γC_V/BV)
 ==================  ===========================================  ==================================
 
 What a family declares is described in :mod:`engine.models.base`.
@@ -33,6 +35,7 @@ from engine.graphs.cache import build_many_cached
 from engine.models.alignn import ALIGNN
 from engine.models.base import FamilyModule, MissingInputError
 from engine.models.cgcnn import CGCNN
+from engine.models.debye import CGCNNDebye
 from engine.models.forest import RFMagpie
 from engine.models.fusion import AttentionFusion, EarlyFusion
 from engine.models.late import LateFusion
@@ -61,6 +64,7 @@ MODEL_REGISTRY: dict[str, type[FamilyModule]] = {
     "multitask": MultitaskCGCNN,
     "alignn": ALIGNN,
     "cgcnn-physics": CGCNNPhysics,
+    "cgcnn-debye": CGCNNDebye,
 }
 
 _CONFIG_ADAPTER: TypeAdapter = TypeAdapter(ModelConfig)

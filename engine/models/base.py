@@ -15,6 +15,10 @@ the class, so the training run, the model store and prediction treat all familie
                          (B, K)); single-target families refuse a list of several targets
 ``prepare(data, s)``     attaches extra per-structure inputs to the ``Data`` (e.g. ``data.comp``)
 ``fit_statistics(xs)``   input standardisation from the training inputs, kept as buffers
+``target_transform``     ``None``, or the transform a family's outputs need (``log``: the Debye
+                         head computes logarithms), which training then always uses
+``fit_target_scale(ns)`` the training normalisers of the targets (K), for a family that builds
+                         its standardised outputs from physical quantities; default: nothing
 ``forward(batch)``       standardised predictions (B,)
 ``pooled(batch)``        the vector used for embeddings (B, D); ``pooled_description`` says which
 ``save_extras(dir)``     non-torch parts (a forest) next to ``weights.pt``; ``load_extras(dir)``
@@ -49,6 +53,7 @@ class FamilyModule(nn.Module):
     needs_graph: ClassVar[bool] = True
     training_kind: ClassVar[Literal["gradient", "forest", "late-fusion", "multitask"]] = "gradient"
     multi_target: ClassVar[bool] = False
+    target_transform: ClassVar[Literal["log"] | None] = None
     pooled_description: ClassVar[str] = ""
     #: Files besides weights.pt that ``save_extras`` writes.
     extra_files: ClassVar[tuple[str, ...]] = ()
@@ -58,6 +63,10 @@ class FamilyModule(nn.Module):
 
     def fit_statistics(self, inputs: list[Data]) -> None:
         """Fit input standardisation on the training inputs. Default: nothing to fit."""
+
+    def fit_target_scale(self, normalizers: list) -> None:
+        """Take the training normalisers (one :class:`~engine.store.card.Normalizer` per
+        target). Default: nothing to take (the outputs are learned on the standardised scale)."""
 
     def pooled(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -9,8 +9,9 @@ task, (B, K); the K normalisers live in the model card (``normalizers``, in targ
 
 Labels come as ``data.y`` (1, K), standardised, with 0 where a label is missing, and
 ``data.y_mask`` (1, K), True where the label exists. Missing labels are masked out of the loss
-(:meth:`MultitaskCGCNN.task_losses`), so a row that lacks one target still trains the others, and
-whatever value is stored under a False mask never matters. The weighting of the task losses
+(:meth:`MaskedTaskLosses.task_losses`; ``TrainConfig.loss`` on each task), so a row that lacks
+one target still trains the others, and whatever value is stored under a False mask never
+matters. The weighting of the task losses
 (learned log-variances or fixed inverse-scale) is described in
 :class:`~engine.core.config.MultitaskConfig`.
 """
@@ -18,6 +19,7 @@ whatever value is stored under a False mask never matters. The weighting of the 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch_geometric.data import Batch
 
@@ -26,7 +28,68 @@ from engine.models.base import FamilyModule
 from engine.models.cgcnn import DenseHead, GraphEncoder
 
 
-class MultitaskCGCNN(FamilyModule):
+class MaskedTaskLosses:
+    """Masked, weighted task losses of a family with K outputs (a mixin for ``nn.Module``
+    subclasses with ``config.weighting``, a ``log_vars`` (K,) parameter and ``n_tasks``):
+    the multi-task family and the Debye head (:mod:`engine.models.debye`)."""
+
+    @staticmethod
+    def task_losses(
+        pred: torch.Tensor,
+        y: torch.Tensor,
+        mask: torch.Tensor,
+        *,
+        loss: str = "mse",
+        delta: float = 0.1,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-task masked loss L_k on the standardised scale, and which tasks had a label.
+
+        Args:
+            pred, y: (B, K) standardised predictions and labels (any finite value where masked).
+            mask: (B, K) bool, True where the label exists.
+            loss, delta: ``mse``, ``l1`` or ``huber`` (with ``delta``), as ``TrainConfig.loss``.
+
+        Returns:
+            ``(losses (K,), present (K,) bool)``; a task with no label in the batch has loss 0
+            and ``present`` False. Masked entries contribute neither value nor gradient.
+        """
+        mask = mask.to(torch.bool)
+        diff = torch.where(mask, pred - y, torch.zeros_like(pred))
+        if loss == "huber":
+            each = F.huber_loss(diff, torch.zeros_like(diff), reduction="none", delta=delta)
+        elif loss == "l1":
+            each = diff.abs()
+        else:
+            each = diff**2
+        count = mask.sum(0)
+        return each.sum(0) / count.clamp(min=1), count > 0
+
+    def objective(
+        self,
+        pred: torch.Tensor,
+        y: torch.Tensor,
+        mask: torch.Tensor,
+        *,
+        loss: str = "mse",
+        delta: float = 0.1,
+    ) -> torch.Tensor:
+        """The loss minimised on one batch (see :class:`~engine.core.config.MultitaskConfig`):
+        ``learned``: Σ_k exp(−s_k)·L_k + s_k; ``inverse-scale``: mean_k L_k; both over the tasks
+        with at least one label in the batch (L_k of :meth:`task_losses` with ``loss``)."""
+        losses, present = self.task_losses(pred, y, mask, loss=loss, delta=delta)
+        if self.config.weighting == "learned":
+            terms = torch.exp(-self.log_vars) * losses + self.log_vars
+            return torch.where(present, terms, torch.zeros_like(terms)).sum()
+        return losses.sum() / present.sum().clamp(min=1)
+
+    def task_weights(self) -> torch.Tensor:
+        """The current weight of each task's standardised loss in :meth:`objective`, (K,)."""
+        if self.config.weighting == "learned":
+            return torch.exp(-self.log_vars.detach())
+        return torch.full((self.n_tasks,), 1.0 / self.n_tasks)
+
+
+class MultitaskCGCNN(MaskedTaskLosses, FamilyModule):
     """Shared CGCNN trunk → pooled crystal vector → one dense head per task.
 
     Parameters: ``trunk.*`` (as :class:`GraphEncoder`), ``heads.<k>.*`` (as CGCNN's head), and
@@ -79,39 +142,3 @@ class MultitaskCGCNN(FamilyModule):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return self.heads_on(self.pooled(batch))
-
-    @staticmethod
-    def task_losses(
-        pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-task masked MSE L_k on the standardised scale, and which tasks had a label.
-
-        Args:
-            pred, y: (B, K) standardised predictions and labels (any finite value where masked).
-            mask: (B, K) bool, True where the label exists.
-
-        Returns:
-            ``(losses (K,), present (K,) bool)``; a task with no label in the batch has loss 0
-            and ``present`` False. Masked entries contribute neither value nor gradient.
-        """
-        mask = mask.to(torch.bool)
-        diff = torch.where(mask, pred - y, torch.zeros_like(pred))
-        count = mask.sum(0)
-        losses = (diff**2).sum(0) / count.clamp(min=1)
-        return losses, count > 0
-
-    def objective(self, pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The loss minimised on one batch (see :class:`~engine.core.config.MultitaskConfig`):
-        ``learned``: Σ_k exp(−s_k)·L_k + s_k; ``inverse-scale``: mean_k L_k; both over the tasks
-        with at least one label in the batch."""
-        losses, present = self.task_losses(pred, y, mask)
-        if self.config.weighting == "learned":
-            terms = torch.exp(-self.log_vars) * losses + self.log_vars
-            return torch.where(present, terms, torch.zeros_like(terms)).sum()
-        return losses.sum() / present.sum().clamp(min=1)
-
-    def task_weights(self) -> torch.Tensor:
-        """The current weight of each task's standardised MSE in :meth:`objective`, (K,)."""
-        if self.config.weighting == "learned":
-            return torch.exp(-self.log_vars.detach())
-        return torch.full((self.n_tasks,), 1.0 / self.n_tasks)

@@ -202,9 +202,7 @@ class LoadedModel:
                 f"model {self.name!r} gives {z.shape[1]} outputs but its card "
                 f"lists {len(norms)} targets"
             )
-        mean = torch.tensor([n.mean for n in norms], dtype=z.dtype, device=z.device)
-        std = torch.tensor([n.std for n in norms], dtype=z.dtype, device=z.device)
-        return z * std + mean
+        return torch.stack([norm.decode(z[:, k]) for k, norm in enumerate(norms)], dim=1)
 
     def predict_tasks_graphs(
         self, graphs, *, batch_size: int = 64, device: str = "auto"

@@ -45,12 +45,14 @@ def attach_task_labels(inputs: list[Data], values: np.ndarray, normalizers) -> N
 
     Args:
         values: raw labels (N, K), NaN where missing.
-        normalizers: one :class:`~engine.store.card.Normalizer` per column.
+        normalizers: one :class:`~engine.store.card.Normalizer` per column (its transform
+            applied, e.g. ln for the Debye head's targets).
     """
-    mean = np.array([n.mean for n in normalizers])
-    std = np.array([n.std for n in normalizers])
     present = np.isfinite(values)
-    z = np.where(present, (np.where(present, values, 0.0) - mean) / std, 0.0)
+    z = np.zeros(values.shape, dtype=np.float64)
+    for k, norm in enumerate(normalizers):
+        rows = present[:, k]
+        z[rows, k] = norm.encode(torch.as_tensor(values[rows, k], dtype=torch.float64)).numpy()
     for data, row, mask in zip(inputs, z, present):
         data.y = torch.tensor(row, dtype=torch.float32).unsqueeze(0)
         data.y_mask = torch.tensor(mask, dtype=torch.bool).unsqueeze(0)
@@ -99,7 +101,8 @@ def add_task_columns(
 
 class MultitaskTrainer(Trainer):
     """The :class:`Trainer` on a multi-task module: the weighted, masked objective of the module
-    (``objective(pred, y, y_mask)``), per-task metrics, and a weighting-free validation loss.
+    (``objective(pred, y, y_mask, loss=, delta=)``, ``TrainConfig.loss`` on each task), per-task
+    metrics in each target's unit, and a weighting-free validation loss (mean task MSE).
 
     Each input carries ``y`` and ``y_mask`` (1, K) (see :func:`attach_task_labels`).
     """
@@ -110,22 +113,33 @@ class MultitaskTrainer(Trainer):
         config: TrainConfig,
         *,
         targets: Sequence[str],
-        stds: Sequence[float],
+        normalizers: Sequence,
         callbacks=(),
         checkpoint=None,
     ):
         super().__init__(
-            model, config, target_std=float(stds[0]), callbacks=callbacks, checkpoint=checkpoint
+            model,
+            config,
+            target_std=float(normalizers[0].std),
+            callbacks=callbacks,
+            checkpoint=checkpoint,
         )
         self.targets = list(targets)
-        self.stds = np.asarray(stds, dtype=np.float64)
+        self.normalizers = list(normalizers)
+
+    def _decode(self, k: int, z: np.ndarray) -> np.ndarray:
+        """Standardised values of task k → its unit (NaN stays NaN)."""
+        return self.normalizers[k].decode(torch.as_tensor(z, dtype=torch.float64)).numpy()
 
     def _mean_task_mse(self, pred, y, mask) -> float:
         losses, present = self.model.task_losses(pred, y, mask)
         return float(losses[present].mean()) if bool(present.any()) else 0.0
 
     def batch_loss(self, pred, batch):
-        objective = self.model.objective(pred, batch.y, batch.y_mask)
+        c = self.config
+        objective = self.model.objective(
+            pred, batch.y, batch.y_mask, loss=c.loss, delta=c.huber_delta
+        )
         return objective, self._mean_task_mse(pred.detach(), batch.y, batch.y_mask)
 
     def batch_targets(self, batch) -> torch.Tensor:
@@ -151,9 +165,8 @@ class MultitaskTrainer(Trainer):
         record: dict[str, float] = {}
         per_task: dict[str, float] = {}
         for k, target in enumerate(self.targets):
-            std = self.stds[k]
-            fit = task_metrics(y_fit[:, k] * std, p_fit[:, k] * std)
-            val = task_metrics(y_val[:, k] * std, p_val[:, k] * std)
+            fit = task_metrics(self._decode(k, y_fit[:, k]), self._decode(k, p_fit[:, k]))
+            val = task_metrics(self._decode(k, y_val[:, k]), self._decode(k, p_val[:, k]))
             if k == 0:
                 record = {
                     "train_mae": fit["mae"],

@@ -10,8 +10,9 @@ training split), then dispatches on the family's ``training_kind``:
   ``history.csv`` has one row and a job's progress shows 1/1;
 * ``late-fusion``: the CGCNN half through the Trainer, then the forest half, then α on the
   validation split;
-* ``multitask``: the Trainer on the masked, weighted sum of K task losses
-  (:class:`~engine.training.multitask.MultitaskTrainer`); ``target`` is then a list.
+* ``multitask`` (multitask, cgcnn-debye): the Trainer on the masked, weighted sum of K task
+  losses (:class:`~engine.training.multitask.MultitaskTrainer`); ``target`` is then a list. A
+  family with a ``target_transform`` of its own (the Debye head: ``log``) always trains with it.
 
 A gradient family can start from another model's weights (``TrainConfig.init_from``, with
 ``TrainConfig.freeze`` to keep some fixed; :mod:`engine.training.transfer`); the card's
@@ -135,6 +136,9 @@ def train(
     targets, units, multi = resolve_targets(model_cfg.name, target, unit)
     if multi:  # one head per target
         model_cfg = type(model_cfg)(**{**model_cfg.model_dump(), "n_tasks": len(targets)})
+    forced = MODEL_REGISTRY[model_cfg.name].target_transform  # e.g. the Debye head's logs
+    if forced:
+        train_cfg = train_cfg.model_copy(update={"target_transform": forced})
     target, unit = targets[0], units[0]
 
     source_size = len(dataset.items)
@@ -151,7 +155,7 @@ def train(
     parts = split_dataset(dataset, split_cfg)
     if len(parts["val"]) == 0:
         raise ValueError("the validation split is empty; the dataset is too small to train on")
-    if multi and train_cfg.target_transform != "none":
+    if multi and train_cfg.target_transform != "none" and not forced:
         raise ValueError(
             "target transform 'log' is for single-target families; the multitask "
             "family standardises each target without a transform"
@@ -186,6 +190,7 @@ def train(
     train_inputs = [inputs[i] for i in parts["train"]]
     val_inputs = [inputs[i] for i in parts["val"]]
     module.fit_statistics(train_inputs)
+    module.fit_target_scale(normalizers)
 
     fit = _FITTERS[module.training_kind]
     saving = (
@@ -383,7 +388,7 @@ def _fit_multitask(
         module,
         train_cfg,
         targets=targets,
-        stds=[n.std for n in normalizers],
+        normalizers=normalizers,
         callbacks=cbs,
         checkpoint=checkpoint,
     )

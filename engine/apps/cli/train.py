@@ -42,6 +42,7 @@ FAMILY_HELP = {
     "alignn": "ALIGNN-style: atom graph + line graph of bond angles (--n-alignn, --n-gcn)",
     "multitask": "shared CGCNN trunk, one head per target (--target A B ...; --weighting)",
     "cgcnn-physics": "CGCNN with physics inputs (θ_D, B0, B′, γ, α_V) next to the pooled vector",
+    "cgcnn-debye": "CGCNN heads for ln B, γ, ln θ_D → α = γ·C_V(θ_D)/(B·V) (--target α [θ_D])",
 }
 
 
