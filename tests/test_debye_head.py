@@ -218,3 +218,21 @@ def test_invariant_to_atom_order_supercell_and_rotation(trained, crystals, name)
     base, *others = model.predict_tasks_graphs(inputs, device="cpu")
     for other in others:
         np.testing.assert_allclose(other, base, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [
+        ["agl_debye"],  # θ_D alone would be trained as if it were α
+        ["agl_debye", "agl_thermal_expansion_300K"],  # wrong order
+        ["agl_thermal_expansion_300K", "agl_debye", "agl_heat_capacity_Cv_300K"],  # too many
+    ],
+)
+def test_refuses_targets_that_are_not_alpha_then_theta(targets):
+    from engine.training.run import resolve_targets
+
+    with pytest.raises(ValueError, match="cgcnn-debye.*1/K, K"):
+        resolve_targets("cgcnn-debye", targets, None)
+    alpha_theta = ["agl_thermal_expansion_300K", "agl_debye"]
+    assert resolve_targets("cgcnn-debye", alpha_theta, None)[1] == ["1/K", "K"]
+    assert resolve_targets("cgcnn-debye", alpha_theta[:1], None)[1] == ["1/K"]

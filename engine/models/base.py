@@ -17,6 +17,7 @@ the class, so the training run, the model store and prediction treat all familie
 ``fit_statistics(xs)``   input standardisation from the training inputs, kept as buffers
 ``target_transform``     ``None``, or the transform a family's outputs need (``log``: the Debye
                          head computes logarithms), which training then always uses
+``target_units``         ``None``, or the units the outputs must have (the Debye head: 1/K, K)
 ``fit_target_scale(ns)`` the training normalisers of the targets (K), for a family that builds
                          its standardised outputs from physical quantities; default: nothing
 ``forward(batch)``       standardised predictions (B,)
@@ -54,6 +55,9 @@ class FamilyModule(nn.Module):
     training_kind: ClassVar[Literal["gradient", "forest", "late-fusion", "multitask"]] = "gradient"
     multi_target: ClassVar[bool] = False
     target_transform: ClassVar[Literal["log"] | None] = None
+    #: The units its outputs must be in, in order (the first given targets' units), or None for
+    #: any target (the Debye head computes α in 1/K and θ_D in K).
+    target_units: ClassVar[tuple[str, ...] | None] = None
     pooled_description: ClassVar[str] = ""
     #: Files besides weights.pt that ``save_extras`` writes.
     extra_files: ClassVar[tuple[str, ...]] = ()

@@ -121,6 +121,7 @@ class CGCNNDebye(MaskedTaskLosses, GraphEncoder):
     training_kind = "multitask"
     multi_target = True
     target_transform = "log"
+    target_units = ("1/K", "K")
     pooled_description = (
         "pooled crystal vector v_c of the CGCNN trunk: the mean of the atom vectors after the "
         "last convolution (atom_fea_len); the ln B, γ and ln θ_D heads read it"

@@ -302,7 +302,8 @@ def train(
 
 def resolve_targets(family: str, target, unit) -> tuple[list[str], list[str], bool]:
     """(targets, units, whether the family is multi-target); refuses several targets for a
-    single-target family, duplicates, and a unit list of the wrong length."""
+    single-target family, duplicates, a unit list of the wrong length, and units other than
+    those of a family with fixed outputs (``target_units``)."""
     targets = [target] if isinstance(target, str) else [str(t) for t in target]
     if not targets:
         raise ValueError("no target given")
@@ -323,6 +324,12 @@ def resolve_targets(family: str, target, unit) -> tuple[list[str], list[str], bo
         units = [unit] if isinstance(unit, str) else list(unit)
         if len(units) != len(targets):
             raise ValueError(f"{len(units)} units given for {len(targets)} targets")
+    wanted = getattr(cls, "target_units", None)
+    if wanted and (len(units) > len(wanted) or list(units) != list(wanted[: len(units)])):
+        raise ValueError(
+            f"model family {family!r} predicts targets in {', '.join(wanted)} (in that order, "
+            f"the first required); got {', '.join(f'{t} ({u})' for t, u in zip(targets, units))}"
+        )
     return targets, units, multi
 
 
