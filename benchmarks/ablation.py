@@ -23,7 +23,7 @@ control of ``transfer``), ``transfer-eform`` (every weight of the shipped ``efor
 fine-tuned on α at lr 1e-3; that model was trained on mp_eform without leaving out the aflow
 validation and test formulas, so its trunk has seen some of their structures, with formation
 energies, never with α), ``log-huber`` (the combination without the physics inputs: a model
-that needs nothing but the structure), ``alignn-log-huber`` (the same with the ALIGNN family of
+that needs nothing but the structure), ``log-huber-lr1e-3`` (the same at lr 1e-3), ``alignn-log-huber`` (the same with the ALIGNN family of
 the shipped ``cte-alignn-aflow``), ``debye`` (family ``cgcnn-debye``: heads for ln B, γ
 and ln θ_D, α = γ·C_V(θ_D, 300 K)/(B·V), trained on ln α with the Huber loss and on ln θ_D
 ``agl_debye`` as a second target; see :mod:`engine.models.debye`), and ``combined``: every
@@ -71,10 +71,13 @@ LATER = (
     "baseline-lr1e-3",
     "transfer-eform",
     "log-huber",
+    "log-huber-lr1e-3",
     "alignn-log-huber",
     "debye",
 )
 LEVERS = (*SINGLE, "combined", *LATER)
+#: Levers trained on ln α with a Huber loss.
+LOG_HUBER = ("log-huber", "log-huber-lr1e-3", "alignn-log-huber", "debye")
 #: Auxiliary labels of the ``aux`` lever (new column: how it is made from the AFLOW columns).
 #: Heat capacities are per atom (k_B/atom); values above 3.5 k_B/atom (beyond the Dulong–Petit
 #: limit: ``natoms`` does not match the cell) are masked, not trained on.
@@ -99,14 +102,8 @@ def lever_settings(lever: str, runs: Path) -> dict:
     if lever == "combined":
         return combined_settings(runs)
     return {
-        "transform": "log"
-        if lever in ("log", "log-huber", "alignn-log-huber", "debye")
-        else "none",
-        "loss": "huber"
-        if lever in ("log-huber", "alignn-log-huber", "debye")
-        else lever
-        if lever in ("huber", "l1")
-        else "mse",
+        "transform": "log" if lever in ("log", *LOG_HUBER) else "none",
+        "loss": "huber" if lever in LOG_HUBER else lever if lever in ("huber", "l1") else "mse",
         "alignn": lever == "alignn-log-huber",
         "physics": lever == "physics",
         "aux": lever == "aux",
@@ -116,7 +113,9 @@ def lever_settings(lever: str, runs: Path) -> dict:
             "transfer-frozen": "frozen trunk",
             "transfer-eform": "mp_eform, fine-tuned",
         }.get(lever),
-        "lr": 1e-3 if lever in ("transfer", "transfer-eform", "baseline-lr1e-3") else 3e-3,
+        "lr": 1e-3
+        if lever in ("transfer", "transfer-eform", "baseline-lr1e-3", "log-huber-lr1e-3")
+        else 3e-3,
     }
 
 

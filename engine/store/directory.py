@@ -251,10 +251,9 @@ class EnsembleModel(LoadedModel):
     graph (a *mixed* ensemble, e.g. ALIGNN members first, then CGCNN ones).
 
     Inputs are prepared once (by member 0, whose inputs are the graph plus its extras) and given
-    to every member. ``prediction`` and
-    ``tasks`` are the member mean; ``members`` gives every member's predictions (M, B, K);
-    ``pooled`` is member 0's vector (the domain's space); ``weights`` the member mean. ``module``
-    is member 0's network (for per-network analyses).
+    to every member. ``prediction`` and ``tasks`` are the member mean; ``members`` gives every
+    member's predictions (M, B, K); ``pooled`` is member 0's vector (the domain's space);
+    ``weights`` the member mean. ``module`` is member 0's network (for per-network analyses).
     """
 
     members: list[LoadedModel] = field(default_factory=list)
