@@ -2,8 +2,10 @@
 
     python benchmarks/gpu_batch.py --runs /tmp/gpu-runs --out "$OUT" --deadline-s 540
 
-Runs, each as its own single-threaded process on the one GPU (small models: a CGCNN step is
-bounded by kernel launches, so several processes share the card well):
+Runs, each as its own single-threaded process on the one GPU. Measured on one H200
+(2026-11-30, docs/benchmarks.md): 18 such processes gave each about one CPU core's speed, so
+the formation-energy retrain belongs alone on the card (``--only eform-long``, with ``--eform-resume``
+to continue ``RUNS/eform-long/checkpoint.pt``), and the CTE seeds in a few processes:
 
 * ``ablation.py run log-huber`` seeds 0–4, 120 epochs; ``combined`` and ``alignn-log-huber``
   seeds 0–4, 150 epochs (the 5-seed ensembles and the ALIGNN lever of issue 16);
@@ -16,7 +18,9 @@ seconds, not the whole lease), and each failed run's log tail is printed.
 
 Every run's log and model directory go under ``--runs``; when all have ended (or at
 ``--deadline-s``, when the rest are stopped) each group is packed into ``--out/GROUP.tgz`` and a
-table of the runs' last lines is printed. Data come from ``CRYSTAL_SCREEN_DATA``.
+table of the runs' last lines is printed. Data come from ``CRYSTAL_SCREEN_DATA``. The device
+machine's own Python lacked pymatgen, vesin and pydantic and had pandas 3: they were carried as
+cp312 wheels (see the issue-16 note of 2026-11-30).
 """
 
 from __future__ import annotations
@@ -77,6 +81,11 @@ def main() -> int:
     parser.add_argument("--deadline-s", type=float, default=540.0)
     parser.add_argument("--eform-epochs", type=int, default=150)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument(
+        "--eform-resume",
+        action="store_true",
+        help="continue the eform runs from their checkpoints under --runs (else start afresh)",
+    )
     parser.add_argument("--only", nargs="*", help="run only these groups (e.g. for a smoke test)")
     parser.add_argument("--epochs", type=int, help="override every run's epochs (smoke test)")
     args = parser.parse_args()
@@ -103,7 +112,7 @@ def main() -> int:
                     args.device,
                     "--threads",
                     "1",
-                    "--fresh",
+                    *([] if args.eform_resume else ["--fresh"]),
                     "--budget-s",
                     str(eform_budget),
                 ],
