@@ -764,10 +764,11 @@ def ship(folder: Path, levers: list[str], name: str) -> Path:
         f"{m['val']['mae']:.3e} 1/K, R {m['val']['r']:.4f}; test MAE {m['test']['mae']:.3e} "
         f"1/K, R {m['test']['r']:.4f}."
         + (
-            " Physics inputs are computed at prediction by `python -m engine predict`; where "
-            "they are missing (the physics route failed, or the dashboard, which does not "
-            "compute them yet) a crystal is predicted from its graph alone (physics_used "
-            "False), which is less accurate (docs/accuracy.md)."
+            " Physics inputs are computed at prediction by `python -m engine predict` and the "
+            "dashboard's Predict page; where they are missing (the physics route failed, or "
+            "`screen` and the other pages, which do not compute them) a crystal is predicted "
+            "from its graph alone (physics_used False), which is less accurate "
+            "(docs/accuracy.md)."
             if st["physics"]
             else ""
         )

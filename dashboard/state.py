@@ -252,9 +252,16 @@ def _read_csv_cached(path: str, mtime: float) -> pd.DataFrame | None:
 
 
 def choose_model(
-    label: str = "Model", *, key: str, help: str | None = None, container=None
+    label: str = "Model",
+    *,
+    key: str,
+    help: str | None = None,
+    container=None,
+    computes_physics: bool = False,
 ) -> dict | None:
-    """A model picker; each page (``key``) keeps its own choice.
+    """A model picker; each page (``key``) keeps its own choice. A model that takes physics
+    inputs gets a warning, or on a page that computes them (``computes_physics``) a note of the
+    cost.
 
     ``session_state.model_name`` is a one-time request from another page (e.g. Train's "Open in
     Results"): the next picker that offers that model opens on it and clears the request.
@@ -278,11 +285,16 @@ def choose_model(
     chosen = available[names.index(choice)]
     from engine import PHYSICS_INPUT_FAMILIES
 
-    if chosen.get("family") in PHYSICS_INPUT_FAMILIES:
+    if chosen.get("family") in PHYSICS_INPUT_FAMILIES and computes_physics:
+        where.info(
+            f"**{choice}** takes physics inputs (θ_D, B0, B′, γ, α_V): this page computes them "
+            "with CHGNet before predicting, about 0.5 s per structure of ≤ 20 atoms (cached)."
+        )
+    elif chosen.get("family") in PHYSICS_INPUT_FAMILIES:
         where.warning(
-            f"**{choice}** takes physics inputs (θ_D, B0, B′, γ, α_V from CHGNet), which the "
-            "dashboard does not compute: here it predicts every crystal from its graph alone "
-            "(`physics_used` False), about twice the error of its card. "
+            f"**{choice}** takes physics inputs (θ_D, B0, B′, γ, α_V from CHGNet), which "
+            "this page does not compute (the Predict page does): here it predicts every crystal "
+            "from its graph alone (`physics_used` False), about twice the error of its card. "
             "`python -m engine predict --model " + choice + "` computes them (~0.5 s per "
             "structure)."
         )

@@ -114,6 +114,7 @@ _API = {
     "unit_of": "engine.core.units",
     "gaussian_centers": "engine.graphs.builder",
     "predict_structures": "engine.inference.disorder",
+    "attach_physics_inputs": "engine.inference.physics_inputs",
     "polymorph_pairs": "engine.inference.explain",
     "symmetry": "engine.inference.explain",
     "DEFAULT_LIMITS": "engine.io",

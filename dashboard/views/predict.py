@@ -14,7 +14,34 @@ from dashboard.components.physics import physics_section
 from dashboard.components.sofc import disorder_control, spec_box
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
-from engine import csv_text
+from engine import PHYSICS_INPUT_FAMILIES, csv_text
+
+
+def _with_physics_inputs(items: list) -> tuple[list, dict[str, str]]:
+    """Copies of ``items`` carrying the physics inputs of a ``cgcnn-physics`` model (CHGNet and
+    the quasi-harmonic Debye route, cached on disk), with a progress bar; and, per id, why a
+    structure has none ("" where it has them). Without the physics extra: the items unchanged,
+    every reason saying so."""
+    import dataclasses
+
+    copies = [dataclasses.replace(it, structure=it.structure.copy()) for it in items]
+    bar = st.progress(0.0, text="Physics inputs (CHGNet)…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Physics inputs: {done} of {total} structures")
+
+    try:
+        from engine import attach_physics_inputs
+
+        results = attach_physics_inputs(copies, progress=progress)
+    except ImportError as exc:  # chgnet (the physics extra) not installed
+        reason = f"the physics route is not installed ({exc}); pip install '.[physics]'"
+        return items, {it.id: reason for it in items}
+    finally:
+        bar.empty()
+    return copies, {
+        it.id: ("" if r.status == "ok" else r.reason or r.status) for it, r in zip(copies, results)
+    }
 
 
 def _lower_first(name: str) -> str:
@@ -37,7 +64,7 @@ c1, c2 = st.columns([2, 3])
 with c1:
     which = st.radio("Candidates", list(SOURCES), format_func=SOURCES.get, key="predict_source")
 with c2:
-    model_info = state.choose_model("Model", key="predict_model")
+    model_info = state.choose_model("Model", key="predict_model", computes_physics=True)
 
 items, errors, label, truth_table = [], [], "", None
 if which == "typed":
@@ -116,6 +143,9 @@ if st.button(
         except Exception as exc:  # noqa: BLE001
             st.error(f"Could not load {model_info['name']}: {exc}")
             st.stop()
+        physics = None
+        if model_info.get("family") in PHYSICS_INPUT_FAMILIES:
+            items, physics = _with_physics_inputs(items)
         bar = st.progress(0.0, text="Predicting…")
         frames, failed = [], []
         step = 32
@@ -129,6 +159,8 @@ if st.button(
             )
         bar.empty()
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if physics is not None and "physics_used" in table:
+            table["physics_reason"] = [physics.get(i, "") for i in table["id"]]
         result = {"key": run_key, "table": table, "failed": failed}
         st.session_state["predict_result"] = result
 
@@ -152,6 +184,23 @@ if st.button(
         }
     )
     raw_col = f"prediction ({model_info.get('unit')})" if model_info.get("unit") else "prediction"
+    if "physics_used" in table:  # cgcnn-physics: which rows had physics inputs, and why not
+        shown["physics used"] = table["physics_used"].to_numpy(dtype=bool)
+        fell_back = table.loc[~table["physics_used"].astype(bool)]
+        if len(fell_back):
+            st.warning(
+                f"{len(fell_back)} structure(s) without physics inputs, predicted from the graph "
+                "alone (less accurate): "
+                + "; ".join(
+                    f"{i}: {r or 'not computed'}"
+                    for i, r in zip(
+                        fell_back["id"],
+                        fell_back["physics_reason"]
+                        if "physics_reason" in fell_back
+                        else [""] * len(fell_back),
+                    )
+                )
+            )
     for weight, short in (("weight_composition", "w_comp"), ("weight_structure", "w_graph")):
         if weight in table:  # attention fusion: how much each material relies on each part
             shown[short] = table[weight].to_numpy(dtype=float)

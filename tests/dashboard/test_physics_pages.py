@@ -69,3 +69,26 @@ def test_structure_page_shows_the_relaxed_cell(app):
     assert "Volume change on relaxing" in texts(app)
     cells = next(d.value for d in app.dataframe if "cell" in d.value.columns)
     assert list(cells["cell"]) == ["input", "relaxed"]
+
+
+def test_predict_with_a_physics_input_model_computes_its_inputs(app):
+    """A ``cgcnn-physics`` model on Predict gets CHGNet inputs (not the graph alone), as
+    ``python -m engine predict`` does; the rows that fell back say so."""
+    from dashboard.state import examples_dataset
+    from engine import DisorderSettings, load_model, predict_structures
+
+    name = "cte-cgcnn-physics-aflow-ens5"
+    app.session_state["model_name"] = name
+    goto(app, "predict")
+    assert "this page computes them with CHGNet" in texts(app)
+    app.radio(key="predict_source").set_value("examples").run()
+    next(b for b in app.button if b.label.startswith("Predict 15")).click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    shown = app.dataframe[0].value
+    assert len(shown) == 15 and shown["physics used"].sum() >= 13
+    # the inputs change the numbers: the same crystals from the graph alone differ
+    used = app.session_state["predict_result"]["table"]
+    alone = predict_structures(load_model(name), examples_dataset().items, DisorderSettings()).table
+    assert not alone["physics_used"].any()
+    rows = used.merge(alone, on="id", suffixes=("", "_alone")).query("physics_used")
+    assert len(rows) >= 13 and (abs(rows["prediction"] - rows["prediction_alone"]) > 1e-9).all()
