@@ -14,6 +14,12 @@ from engine.models.base import FamilyModule, embed_atoms
 from engine.models.layers import CGCNNConv
 
 
+def trunk_options(config) -> dict:
+    """The :class:`GraphEncoder` keyword arguments of a family config that has the CGCNN
+    trunk's fields (``atom_fea_len``, ``n_conv``, ``gate``, ``atom_features``)."""
+    return {k: getattr(config, k) for k in ("atom_fea_len", "n_conv", "gate", "atom_features")}
+
+
 class GraphEncoder(FamilyModule):
     """The CGCNN graph branch: element features → n_conv gated convolutions → mean pool.
 
@@ -115,13 +121,7 @@ class CGCNN(HeadLayers, GraphEncoder):
     )
 
     def __init__(self, config: CGCNNConfig, graph: GraphConfig):
-        super().__init__(
-            graph,
-            atom_fea_len=config.atom_fea_len,
-            n_conv=config.n_conv,
-            gate=config.gate,
-            atom_features=config.atom_features,
-        )
+        super().__init__(graph, **trunk_options(config))
         self.config = config
         self._build_head(config.atom_fea_len, config.h_fea_len, config.n_h, config.dropout)
 

@@ -29,7 +29,7 @@ from torch_geometric.data import Batch, Data
 
 from engine.core.config import CGCNNDebyeConfig, GraphConfig
 from engine.models.base import MissingInputError
-from engine.models.cgcnn import DenseHead, GraphEncoder
+from engine.models.cgcnn import DenseHead, GraphEncoder, trunk_options
 from engine.models.multitask import MaskedTaskLosses
 
 #: Boltzmann constant, J/K.
@@ -128,13 +128,7 @@ class CGCNNDebye(MaskedTaskLosses, GraphEncoder):
     )
 
     def __init__(self, config: CGCNNDebyeConfig, graph: GraphConfig):
-        super().__init__(
-            graph,
-            atom_fea_len=config.atom_fea_len,
-            n_conv=config.n_conv,
-            gate=config.gate,
-            atom_features=config.atom_features,
-        )
+        super().__init__(graph, **trunk_options(config))
         self.config = config
         width = (config.atom_fea_len, config.h_fea_len, config.n_h, config.dropout)
         self.head_bulk = DenseHead(*width)

@@ -31,7 +31,7 @@ from engine.models.base import (
     batch_composition,
     stack_composition,
 )
-from engine.models.cgcnn import GraphEncoder
+from engine.models.cgcnn import GraphEncoder, trunk_options
 
 
 class _FusionBase(FamilyModule):
@@ -41,13 +41,7 @@ class _FusionBase(FamilyModule):
         super().__init__()
         self.config = config
         self.graph_config = graph
-        self.graph = GraphEncoder(
-            graph,
-            atom_fea_len=config.atom_fea_len,
-            n_conv=config.n_conv,
-            gate=config.gate,
-            atom_features=config.atom_features,
-        )
+        self.graph = GraphEncoder(graph, **trunk_options(config))
         self.composition = CompositionScaler(N_MAGPIE)
 
     def prepare(self, data: Data, structure) -> None:

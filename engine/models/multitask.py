@@ -25,7 +25,7 @@ from torch_geometric.data import Batch
 
 from engine.core.config import GraphConfig, MultitaskConfig
 from engine.models.base import FamilyModule
-from engine.models.cgcnn import DenseHead, GraphEncoder
+from engine.models.cgcnn import DenseHead, GraphEncoder, trunk_options
 
 
 class MaskedTaskLosses:
@@ -113,13 +113,7 @@ class MultitaskCGCNN(MaskedTaskLosses, FamilyModule):
         super().__init__()
         self.config = config
         self.graph_config = graph
-        self.trunk = GraphEncoder(
-            graph,
-            atom_fea_len=config.atom_fea_len,
-            n_conv=config.n_conv,
-            gate=config.gate,
-            atom_features=config.atom_features,
-        )
+        self.trunk = GraphEncoder(graph, **trunk_options(config))
         self.heads = nn.ModuleList(
             DenseHead(config.atom_fea_len, config.h_fea_len, config.n_h, config.dropout)
             for _ in range(config.n_tasks)

@@ -16,7 +16,7 @@ from torch_geometric.data import Batch, Data
 
 from engine.core.config import CGCNNPhysicsConfig, GraphConfig
 from engine.models.base import CompositionScaler, MissingInputError
-from engine.models.cgcnn import GraphEncoder, HeadLayers
+from engine.models.cgcnn import GraphEncoder, HeadLayers, trunk_options
 
 #: Key of ``Structure.properties`` holding the physics inputs of a crystal.
 PHYSICS_PROPERTY = "physics_inputs"
@@ -56,13 +56,7 @@ class CGCNNPhysics(HeadLayers, GraphEncoder):
     )
 
     def __init__(self, config: CGCNNPhysicsConfig, graph: GraphConfig):
-        super().__init__(
-            graph,
-            atom_fea_len=config.atom_fea_len,
-            n_conv=config.n_conv,
-            gate=config.gate,
-            atom_features=config.atom_features,
-        )
+        super().__init__(graph, **trunk_options(config))
         self.config = config
         self.physics_scaler = CompositionScaler(len(PHYSICS_INPUTS))
         self._build_head(
