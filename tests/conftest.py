@@ -54,6 +54,24 @@ def distorted() -> Structure:
     return Structure(lattice, ["La", "Co", "O", "O", "O"], frac)
 
 
+def equivalent_cells(structure: Structure) -> list[Structure]:
+    """Cells of the same crystal as ``structure``: rotated and translated, three supercells
+    (one sheared), and the last with its atoms shuffled; a model must predict the same for all."""
+    from pymatgen.core.operations import SymmOp
+
+    moved = structure.copy()
+    moved.apply_operation(SymmOp.from_axis_angle_and_translation([1, 2, 3], 37.0))
+    moved.translate_sites(range(len(moved)), [0.13, -0.4, 0.71], frac_coords=True)
+    cells = [moved]
+    for scaling in ([2, 1, 1], [2, 2, 2], [[1, 1, 0], [-1, 1, 0], [0, 0, 1]]):
+        supercell = structure.copy()
+        supercell.make_supercell(scaling)
+        cells.append(supercell)
+    order = np.random.default_rng(3).permutation(len(cells[-1]))
+    cells.append(type(structure).from_sites([cells[-1][i] for i in order]))
+    return cells
+
+
 @pytest.fixture
 def crystals() -> dict[str, Structure]:
     with warnings.catch_warnings():

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from pymatgen.core.operations import SymmOp
 from torch_geometric.data import Batch
 
 from engine.catalog.names import load_model
@@ -20,7 +19,7 @@ from engine.graphs.linegraph import LineGraphData, attach_line_graph, line_graph
 from engine.models import MissingInputError, build_model, model_config_from_dict
 from engine.store.card import ModelCard, Normalizer
 from engine.store.directory import LoadedModel, save_model
-from tests.conftest import srtio3
+from tests.conftest import equivalent_cells, srtio3
 
 CTE = "agl_thermal_expansion_300K"
 DEFAULT = GraphConfig()  # 8 Å, 12 neighbours: the cap binds, and cuts shells of NaCl, SrTiO3
@@ -189,16 +188,7 @@ def test_batched_equals_one_by_one(model, crystals):
 @pytest.mark.parametrize("name", ["NaCl", "SrTiO3", "distorted"])
 def test_invariant_to_rotation_translation_supercell_and_atom_order(model, crystals, name):
     structure = crystals[name]
-    moved = structure.copy()
-    moved.apply_operation(SymmOp.from_axis_angle_and_translation([1, 2, 3], 37.0))
-    moved.translate_sites(range(len(moved)), [0.13, -0.4, 0.71], frac_coords=True)
-    variants = [moved]
-    for scaling in ([2, 1, 1], [2, 2, 2], [[1, 1, 0], [-1, 1, 0], [0, 0, 1]]):
-        supercell = structure.copy()
-        supercell.make_supercell(scaling)
-        variants.append(supercell)
-    order = np.random.default_rng(3).permutation(len(variants[-1]))
-    variants.append(type(structure).from_sites([variants[-1][i] for i in order]))
+    variants = equivalent_cells(structure)
     base, *others = model.predict_structures([structure, *variants], device="cpu")
     assert others == pytest.approx([base] * len(others), rel=1e-5, abs=1e-6)
     vectors = model.embed_structures([structure, variants[-1]], device="cpu")

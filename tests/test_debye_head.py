@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from pymatgen.core.operations import SymmOp
 from scipy.integrate import quad
 from torch_geometric.data import Batch
 
@@ -22,6 +21,7 @@ from engine.models.debye import K_B, debye_heat_capacity, log_thermal_expansion
 from engine.models.multitask import MaskedTaskLosses
 from engine.store.card import Normalizer
 from engine.training import train
+from tests.conftest import equivalent_cells
 
 CTE, DEBYE = "agl_thermal_expansion_300K", "agl_debye"
 TINY = dict(atom_fea_len=16, n_conv=2, h_fea_len=32)
@@ -202,18 +202,10 @@ def test_round_trip_batched_and_one_at_a_time(trained, demo):
 
 
 @pytest.mark.parametrize("name", ["NaCl", "SrTiO3", "distorted"])
-def test_invariant_to_atom_order_supercell_and_rotation(trained, crystals, name):
+def test_invariant_to_rotation_translation_supercell_and_atom_order(trained, crystals, name):
     model = load_model(trained[1])
     structure = crystals[name]
-    moved = structure.copy()
-    moved.apply_operation(SymmOp.from_axis_angle_and_translation([1, 2, 3], 37.0))
-    variants = [moved]
-    for scaling in ([2, 1, 1], [2, 2, 2], [[1, 1, 0], [-1, 1, 0], [0, 0, 1]]):
-        supercell = structure.copy()
-        supercell.make_supercell(scaling)
-        variants.append(supercell)
-    order = np.random.default_rng(3).permutation(len(variants[-1]))
-    variants.append(type(structure).from_sites([variants[-1][i] for i in order]))
+    variants = equivalent_cells(structure)
     inputs = model.prepare([structure, *variants])
     base, *others = model.predict_tasks_graphs(inputs, device="cpu")
     for other in others:
