@@ -62,6 +62,7 @@ _API = {
     "nearest_training": "engine.inference.prediction",
     "predict": "engine.inference.prediction",
     "embed": "engine.inference.prediction",
+    "embed_and_predict": "engine.inference.prediction",
     "evaluate": "engine.inference.prediction",
     "Predictions": "engine.inference.prediction",
     "fusion_weights": "engine.inference.contributions",

@@ -10,11 +10,18 @@ import streamlit as st
 
 from dashboard import caches, state
 from dashboard.components import plots
-from dashboard.components.structinfo import describe_many
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
 from dashboard.components.viewer import describe_line, show_structure
-from engine import csv_text, embed, predict, reduce, resolve_source
+from engine import (
+    PHYSICS_INPUT_FAMILIES,
+    csv_text,
+    embed,
+    embed_and_predict,
+    reduce,
+    resolve_source,
+    symmetry,
+)
 
 st.title("Embeddings")
 teach("pooling", "embeddings")
@@ -40,6 +47,7 @@ what = getattr(model, "pooled_description", "")
 if what:
     st.caption(f"Vectors of this model ({getattr(model, 'family', '')}): {what}.")
 _, predictions = state.model_files(model_info)
+physics_inputs = model_info.get("family") in PHYSICS_INPUT_FAMILIES
 
 # ---------------------------------------------------------------------------------------------
 # Which structures
@@ -73,27 +81,29 @@ max_n = int(
 
 
 def pick_items():
-    """The items to embed and the known target values (NaN where unknown)."""
+    """The items to embed, the known target values and the model's saved predictions (by id)."""
     if which in ("test", "val+test"):
         parts = ["test"] if which == "test" else ["val", "test"]
         rows = predictions[predictions["split"].isin(parts)]
         by_id = {it.id: it for it in training_data.items}
         items = [by_id[i] for i in rows["id"].astype(str) if i in by_id]
-        truth = dict(zip(rows["id"].astype(str), rows["target"]))
-        return items[:max_n], truth
+        ids = rows["id"].astype(str)
+        # a physics-input model's saved predictions used CHGNet inputs, which this page does not
+        saved = {} if physics_inputs else dict(zip(ids, rows["prediction"]))
+        return items[:max_n], dict(zip(ids, rows["target"])), saved
     if which == "current":
         ds = state.current_dataset()
         if ds is None:
-            return [], {}
+            return [], {}, {}
         truth = {}
         if card.target in ds.numeric_columns():
             truth = dict(zip(ds.ids, ds.targets(card.target)))
-        return ds.items[:max_n], truth
+        return ds.items[:max_n], truth, {}
     ds = state.examples_dataset()
-    return ds.items[:max_n], {}
+    return ds.items[:max_n], {}, {}
 
 
-items, truth = pick_items()
+items, truth, saved = pick_items()
 if not items:
     st.warning("No structure to embed: load a dataset on **Data** or pick another set.")
     st.stop()
@@ -148,7 +158,8 @@ if not go:
 def pooled_vectors(model, items: list, key: str) -> tuple[np.ndarray, list, np.ndarray]:
     """Pooled vectors (N, D) of the usable ``items``, those items and their predictions (N,):
     from memory, else from the disk cache, else computed (with a progress bar) and stored in
-    both under ``key`` (:func:`dashboard.caches.vectors_key`)."""
+    both under ``key`` (:func:`dashboard.caches.vectors_key`). The model's saved predictions
+    stand in for computed ones where every item has one (its validation and test sets)."""
     found = _store().get(key)
     if found is not None:
         return found
@@ -161,11 +172,15 @@ def pooled_vectors(model, items: list, key: str) -> tuple[np.ndarray, list, np.n
     step = 64
     for start in range(0, len(items), step):
         chunk = items[start : start + step]
-        v, k = embed(model, chunk)
+        if all(it.id in saved for it in chunk):
+            v, k = embed(model, chunk)
+            p = np.array([saved[it.id] for it in k], dtype=float)
+        else:
+            v, p, k = embed_and_predict(model, chunk)
         if len(k):
             vectors.append(v)
             kept.extend(k)
-            preds.append(predict(model, k).table["prediction"].to_numpy())
+            preds.append(p)
         bar.progress(
             min((start + step) / len(items), 1.0),
             text=f"Pooled vectors: {min(start + step, len(items))} of {len(items)}",
@@ -197,16 +212,14 @@ if found is None:
 st.session_state["embedding_result"] = map_key
 xy, seconds = found
 
-info = describe_many(kept)
 frame = pd.DataFrame(
     {
         "x": xy[:, 0],
         "y": xy[:, 1],
         "id": [it.id for it in kept],
-        "formula": info["formula"],
+        "formula": [it.structure.composition.reduced_formula for it in kept],
         "prediction": disp.scale(preds),
-        "crystal system": info["crystal system"],
-        "elements": info["elements"],
+        "elements": [" ".join(sorted(el.symbol for el in it.structure.composition)) for it in kept],
     }
 )
 known = np.array([truth.get(it.id, np.nan) for it in kept], dtype=float)
@@ -234,6 +247,19 @@ colour = k1.selectbox(
     key="emb_colour",
 )
 st.session_state["emb_colour_choice"] = colour
+systems_key = ("systems", vec_key)
+if colour == "crystal system" and systems_key not in _store():
+    # spglib takes a few ms per structure: only when asked for, then kept with the vectors
+    bar = st.progress(0.0, text="Finding crystal systems (spglib)…")
+    systems = []
+    for k, it in enumerate(kept):
+        systems.append(symmetry(it.structure)[2])
+        if k % 50 == 0:
+            bar.progress(k / len(kept), text=f"Crystal systems: {k} of {len(kept)}")
+    bar.empty()
+    _store().put(systems_key, systems)
+if systems_key in _store():
+    frame["crystal system"] = _store().get(systems_key)
 categorical = colour in ("crystal system", "element")
 column = colour
 if colour == "element":
@@ -259,6 +285,7 @@ event = st.plotly_chart(fig, key="emb_plot", on_select="rerun", selection_mode=(
 st.caption(
     f"Map computed in {seconds:.1f} s. Hover shows the formula; click a point to open "
     "its structure."
+    + (" Predictions are the model's saved ones for these structures." if saved else "")
 )
 
 points = event.selection.points if event is not None and event.selection else []
@@ -271,7 +298,8 @@ if chosen:
         text = f"predicted {row['prediction']:.4g} {disp.unit}"
         if "target" in frame and np.isfinite(row["target"]):
             text += f", true {row['target']:.4g} {disp.unit}"
-        st.markdown(f"**{row['formula']}** (`{ident}`, {row['crystal system']}): {text}")
+        system = row.get("crystal system") or (symmetry(item.structure)[2] if item else "?")
+        st.markdown(f"**{row['formula']}** (`{ident}`, {system}): {text}")
         if item is not None:
             st.markdown(describe_line(item))
             show_structure(item.structure, card.graph, height=340, title=f"3D view of {ident}")

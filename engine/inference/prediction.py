@@ -299,6 +299,22 @@ def embed(
     return vectors, [items[i] for i in positions]
 
 
+def embed_and_predict(
+    model: LoadedModel | str | Path,
+    items: list[NamedStructure],
+    *,
+    batch_size: int = 64,
+    device: str = "auto",
+) -> tuple[np.ndarray, np.ndarray, list[NamedStructure]]:
+    """Pooled vectors (B, D) and predictions in the target's unit (B,) of the items that could
+    be used, and those items: :func:`embed` and the ``prediction`` column of :func:`predict`
+    from inputs prepared once (no σ, domain or nearest-neighbour columns)."""
+    model = as_model(model)
+    inputs, positions, _ = model_inputs(model, items)
+    out = model.run(inputs, ("pooled", "prediction"), batch_size=batch_size, device=device)
+    return out["pooled"], out["prediction"], [items[i] for i in positions]
+
+
 def evaluate(
     model: LoadedModel | str | Path,
     dataset: LabelledDataset,

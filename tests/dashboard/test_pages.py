@@ -10,6 +10,7 @@ import io
 import time
 import zipfile
 
+import pandas as pd
 import pytest
 
 from tests.dashboard.helpers import (
@@ -303,11 +304,43 @@ def test_embeddings_page_map_and_colours(app, tiny_model, data_dir, monkeypatch)
 
     assert len(list(cache_dir().glob("*.npz"))) == 1
     st.cache_resource.clear()
-    monkeypatch.setattr(prediction, "embed", lambda *a, **k: pytest.fail("vectors recomputed"))
+    for name in ("embed", "embed_and_predict"):
+        monkeypatch.setattr(prediction, name, lambda *a, **k: pytest.fail("vectors recomputed"))
     app.radio(key="emb_method").set_value("pca").run()
     next(b for b in app.button if b.label == "Compute map").click().run()
     assert not app.exception, [e.value for e in app.exception]
     assert any("Map computed" in c.value for c in app.caption)
+
+
+def test_embeddings_reuse_saved_predictions_and_find_systems_on_demand(
+    app, tiny_model, data_dir, monkeypatch
+):
+    """The model's own test set is coloured by its saved predictions (the model runs for the
+    vectors only), and spglib runs only when the map is coloured by crystal system."""
+    import engine.inference.explain as explain
+    import engine.inference.prediction as prediction
+
+    calls = []
+    real_symmetry = explain.symmetry
+    monkeypatch.setattr(explain, "symmetry", lambda s: calls.append(1) or real_symmetry(s))
+    monkeypatch.setattr(
+        prediction, "embed_and_predict", lambda *a, **k: pytest.fail("predictions recomputed")
+    )
+    app.session_state["model_name"] = "tiny-cte"
+    goto(app, "embeddings")
+    assert app.selectbox(key="emb_which").value == "test"
+    next(b for b in app.button if b.label == "Compute map").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not calls  # no crystal systems until asked for
+    saved = pd.read_csv(tiny_model / "predictions.csv").query("split == 'test'")
+    chart = app.get("plotly_chart")[0].proto.spec
+    assert f"{len(saved)} structures" in chart
+    app.selectbox(key="emb_colour").set_value("crystal system").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert len(calls) == len(saved)
+    app.selectbox(key="emb_colour").set_value("prediction").run()
+    app.selectbox(key="emb_colour").set_value("crystal system").run()
+    assert len(calls) == len(saved)  # kept, not found again
 
 
 def test_fusion_page_says_what_it_needs(app, tmp_path, monkeypatch):
