@@ -102,4 +102,4 @@ def _show_dataset() -> None:
 _show_dataset()
 page.run()
 _show_dataset()  # again after the page: "Load dataset" there shows at once, not a rerun later
-state.warm_up_umap()  # once per server, after the first page is drawn
+state.warm_up()  # once per server, after the first page is drawn

@@ -90,10 +90,12 @@ def init() -> None:
 
 
 @st.cache_resource(show_spinner=False)
-def warm_up_umap(delay_s: float = 5.0) -> threading.Thread | None:
-    """Import UMAP and compile its numba kernels once per server process, in a background
-    thread that starts ``delay_s`` after the first page: the first UMAP map otherwise waits
-    for both (about 50 s here). ``CRYSTAL_SCREEN_NO_WARM_UP=1`` turns it off."""
+def warm_up(delay_s: float = 2.0) -> threading.Thread | None:
+    """Once per server process, in a background thread that starts ``delay_s`` after the first
+    page: load the default model and the dataset it was trained on into the shared caches (the
+    first visit of Predict, Embeddings or Fusion otherwise waits for them), then import UMAP and
+    compile its numba kernels (the first UMAP map otherwise waits about 50 s).
+    ``CRYSTAL_SCREEN_NO_WARM_UP=1`` turns it off."""
     if os.environ.get("CRYSTAL_SCREEN_NO_WARM_UP"):
         return None
 
@@ -105,9 +107,15 @@ def warm_up_umap(delay_s: float = 5.0) -> threading.Thread | None:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            try:
+                chosen = default_model(models())
+                if chosen is not None:
+                    training_dataset(load_model(model_ref(chosen)).card)
+            except Exception:  # noqa: BLE001 - a failed warm-up only leaves the caches cold
+                pass
             reduce(np.random.default_rng(0).normal(size=(40, 8)), "umap", n_neighbors=5)
 
-    thread = threading.Thread(target=work, name="umap-warm-up", daemon=True)
+    thread = threading.Thread(target=work, name="warm-up", daemon=True)
     thread.start()
     return thread
 

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dashboard import caches, state
 from engine.io.entries import NamedStructure
@@ -172,3 +173,20 @@ def test_default_model_skips_physics_input_families():
         entry("c", "cgcnn", 3.7e-6),
     ]
     assert default_model(available)["name"] == "c"
+
+
+def test_warm_up_loads_the_default_model_and_its_training_data_in_the_background(monkeypatch):
+    import engine.inference.embeddings as embeddings
+    import engine.io.datasets as datasets
+
+    monkeypatch.delenv("CRYSTAL_SCREEN_NO_WARM_UP", raising=False)
+    umap_warmed = threading.Event()
+    monkeypatch.setattr(embeddings, "reduce", lambda *a, **k: umap_warmed.set())
+    thread = state.warm_up(delay_s=0.0)
+    thread.join(300)
+    assert not thread.is_alive() and umap_warmed.is_set()
+    chosen = state.default_model(state.models())
+    card = state.load_model(state.model_ref(chosen)).card
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("read again"))
+    dataset = state.training_dataset(card)  # from the shared cache the warm-up filled
+    assert dataset is not None and len(dataset) > 100
