@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "embedding_result": None,  # key of the last embedding map computed
     "emb_colour_choice": None,  # Embeddings' "Colour by" choice, kept while the widget is hidden
     "fusion_cache": {},  # weights computed on the Fusion page: {key: table}, one entry
+    "fusion_crystal_systems": {},  # found on the Fusion page: {(source, ids): {id: system}}
     "screen_run": None,  # settings and table of the last screen run on the Screen page
     "screen_physics_on": False,  # Screen's physics-estimate switch (widget key)
     "screen_physics_runs": {},  # Screen's physics estimates: {(ids, relax): results or job}
@@ -555,13 +556,18 @@ def dataset_key(dataset, src: DataSource | None = None) -> str:
     return f"{dataset.source}|{len(dataset)}"
 
 
-def training_dataset(card):
-    """The dataset a model was trained on, if it is on this machine (query applied), else None."""
+def training_source(card) -> Path | None:
+    """Where the dataset a model was trained on is on this machine (None if absent); cheap."""
     if card is None or card.dataset is None:
         return None
     from engine import resolve_source
 
-    path = resolve_source(card.dataset.source)
+    return resolve_source(card.dataset.source)
+
+
+def training_dataset(card):
+    """The dataset a model was trained on, if it is on this machine (query applied), else None."""
+    path = training_source(card)
     if path is None:
         return None
     try:

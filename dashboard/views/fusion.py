@@ -9,12 +9,15 @@
 * Early and attention fusion: the contribution analysis of ``engine.inference.contributions.
   contribution_analysis`` (error increase when the composition part is zeroed or the graph
   vectors are shuffled across materials).
-* Attention fusion: the weights against crystal system, and polymorph pairs (same formula,
-  different structure: ``engine.inference.explain.polymorph_pairs``) to show when structure matters.
+* Attention fusion: the weights against crystal system (spglib, on request: it reads the
+  structures and takes about 5 ms a structure), and polymorph pairs (same formula, different
+  structure: ``engine.inference.explain.polymorph_pairs``) to show when structure matters.
 * Late fusion: the fitted mixing weight α.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import pandas as pd
 import plotly.express as px
@@ -24,7 +27,7 @@ from dashboard import state
 from dashboard.components import plots
 from dashboard.components.teaching import teach
 from dashboard.components.units import display_for
-from engine import csv_text, polymorph_pairs
+from engine import csv_text, polymorph_pairs, symmetry
 
 ALIASES = {"weight_composition": "w_comp", "weight_structure": "w_graph"}
 
@@ -46,22 +49,55 @@ def saved_weights(m: dict) -> pd.DataFrame | None:
     return frame
 
 
-def structure_sections(frame: pd.DataFrame, ds, disp, *, key: str) -> None:
-    """Weights against crystal system, and polymorph pairs (same formula, different structure)."""
+def training_materials(card, ids: set[str]):
+    """The materials of a model's training dataset whose ids are in ``ids``."""
+    ds = state.training_dataset(card)
+    if ds is None:
+        raise ValueError(f"Could not read {card.dataset.name}, the model's training dataset.")
+    return ds.subset([i for i, ident in enumerate(ds.ids) if str(ident) in ids])
+
+
+def crystal_systems(ds, ids: set[str]) -> dict[str, str]:
+    """The crystal system (spglib) of each structure of ``ds`` whose id is in ``ids``, with a
+    progress bar."""
+    items = [item for item in ds.items if str(item.id) in ids]
+    bar = st.progress(0.0, text=f"Crystal systems of {len(items)} structures…")
+    systems = {}
+    for done, item in enumerate(items, 1):
+        systems[str(item.id)] = symmetry(item.structure)[2]
+        if done % 10 == 0 or done == len(items):
+            bar.progress(done / len(items), text=f"Crystal systems: {done} of {len(items)}")
+    bar.empty()
+    return systems
+
+
+def structure_sections(frame: pd.DataFrame, disp, *, source, load) -> None:
+    """Weights against crystal system, found when asked for (``load()`` reads the structures of
+    ``source``, None when they are not on this machine) and kept for the session; polymorph
+    pairs (same formula, different structure) from ``frame`` alone."""
     st.subheader("Weights by crystal system")
-    ids = set(frame["id"].astype(str))
-    if ds is not None:
-        ds = ds.subset([i for i, ident in enumerate(ds.ids) if str(ident) in ids])
-    if ds is None or not len(ds):
+    ids = frame["id"].astype(str)
+    found = st.session_state["fusion_crystal_systems"]
+    key = (source, tuple(ids))
+    if source is not None and key not in found:
+        slot = st.empty()
+        if slot.button(
+            f"Find the crystal systems of {len(ids)} structures (spglib)",
+            key="fusion_find_systems",
+            help="Reads the structures, then spglib finds each one's symmetry (about 5 ms each).",
+        ):
+            with slot.container():
+                ds = load()
+                found[key] = {} if ds is None else crystal_systems(ds, set(ids))
+            slot.empty()
+    systems = found.get(key)
+    if source is None or systems == {}:
         st.info(
             "The structures of these materials are not on this machine (the model's training "
             "dataset was not found), so their crystal systems are unknown."
         )
-        frame = frame.assign(crystal_system="?")
-    else:
-        described = state.describe(ds, f"fusion|{key}|{len(ds)}|{hash(tuple(ds.ids))}")
-        systems = dict(zip(described["id"].astype(str), described["crystal system"]))
-        frame = frame.assign(crystal_system=frame["id"].astype(str).map(systems).fillna("?"))
+    elif systems:
+        frame = frame.assign(crystal_system=ids.map(systems).fillna("?"))
         st.plotly_chart(
             plots.weight_by_group(
                 frame, "crystal_system", title="Composition weight by crystal system"
@@ -163,14 +199,16 @@ if getattr(model, "has_fusion_weights", False):
     which = st.radio(
         "Materials", list(sources), format_func=sources.get, horizontal=True, key="fusion_source"
     )
-    frame_ds = None  # the structures of the rows of ``frame``, for symmetry and polymorphs
+    source = None  # where the structures of ``frame`` are (None: not on this machine)
     if which == "saved":
         frame = saved
-        frame_ds = state.training_dataset(model.card)
+        source = state.training_source(model.card)
+        load = partial(state.training_dataset, model.card)  # read only when asked for
     else:
-        ds = state.current_dataset() if which == "current" else state.examples_dataset()
-        frame_ds = ds
+        load = state.current_dataset if which == "current" else state.examples_dataset
+        ds = load()
         if ds is not None and len(ds):
+            source = ds.source
             key = ("fusion", state.model_ref(m), which, tuple(ds.ids))
             cache = st.session_state["fusion_cache"]
             if key not in cache:
@@ -245,7 +283,7 @@ if getattr(model, "has_fusion_weights", False):
             file_name=f"{m['name']}-fusion-weights.csv",
             mime="text/csv",
         )
-        structure_sections(frame, frame_ds, disp, key=f"{state.model_ref(m)}|{which}")
+        structure_sections(frame, disp, source=source, load=load)
 elif family == "late-fusion":
     fitted = getattr(model.card, "fitted", {}) or {}
     alpha = fitted.get("alpha")
@@ -285,27 +323,28 @@ if hasattr(model.module, "fusion_parts"):
         "How much the MAE grows when the composition part is zeroed, and when the graph "
         "vectors are shuffled across materials (5 shuffles, seed 0)."
     )
-    ds = None
+    materials = None  # reads the materials to perturb, once the button is pressed
     label = ""
-    train_ds = state.training_dataset(model.card)
     _, predictions = state.model_files(m)
-    if train_ds is not None and predictions is not None and "split" in predictions:
-        ids = set(predictions.loc[predictions["split"] == "test", "id"].astype(str))
-        if ids:
-            ds = train_ds.subset([i for i, ident in enumerate(train_ds.ids) if ident in ids])
-            label = f"the test split of {model.card.dataset.name} ({len(ds)} materials)"
-    if ds is None:
+    test_ids = set()
+    if predictions is not None and "split" in predictions:
+        test_ids = set(predictions.loc[predictions["split"] == "test", "id"].astype(str))
+    if test_ids and state.training_source(model.card) is not None:
+        materials = partial(training_materials, model.card, test_ids)
+        label = f"the test split of {model.card.dataset.name} ({len(test_ids)} materials)"
+    else:
         current = state.current_dataset()
         if current is not None and m["target"] in current.numeric_columns():
-            ds, label = current, f"the current dataset ({len(current)} materials)"
-    if ds is None:
+            materials = state.current_dataset
+            label = f"the current dataset ({len(current)} materials)"
+    if materials is None:
         st.caption(f"Load a dataset with a `{m['target']}` column on **Data** to run it.")
     elif st.button(f"Run on {label}", key="fusion_contrib"):
         from engine import contribution_analysis
 
         with st.spinner("Perturbing each part…"):
             try:
-                result = contribution_analysis(model, ds, m["target"])
+                result = contribution_analysis(model, materials(), m["target"])
             except ValueError as exc:
                 st.error(str(exc))
                 result = None

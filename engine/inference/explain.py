@@ -7,7 +7,6 @@ those pairs from any prediction table, so the Fusion page can show when structur
 
 from __future__ import annotations
 
-import itertools
 import warnings
 
 import pandas as pd
@@ -58,19 +57,17 @@ def polymorph_pairs(frame: pd.DataFrame, *, max_pairs_per_formula: int = 10) -> 
         if c in frame
     ]
     columns = ["formula", "id_a", "id_b"] + [f"{c}_{s}" for c in carried for s in "ab"]
-    rows = []
-    for formula, group in frame.groupby("formula", sort=True):
-        group = group.drop_duplicates("id")
-        pairs = []
-        for (_, a), (_, b) in itertools.combinations(group.iterrows(), 2):
-            row = {"formula": formula, "id_a": a["id"], "id_b": b["id"]}
-            row.update({f"{c}_a": a[c] for c in carried})
-            row.update({f"{c}_b": b[c] for c in carried})
-            pairs.append(row)
-        pairs.sort(key=lambda r: -abs(r["prediction_a"] - r["prediction_b"]))
-        rows.extend(pairs[:max_pairs_per_formula])
-    pairs = pd.DataFrame(rows, columns=columns)
-    pairs["delta_prediction"] = (pairs["prediction_a"] - pairs["prediction_b"]).abs()
+    rows = frame[["formula", "id", *carried]].dropna(subset=["formula"])
+    rows = rows.drop_duplicates(["formula", "id"])
+    rows = rows.assign(row=range(len(rows)))
+    pairs = rows.merge(rows, on="formula", suffixes=("_a", "_b")).query("row_a < row_b")
+    pairs = pairs.assign(delta_prediction=(pairs["prediction_a"] - pairs["prediction_b"]).abs())
+    # each formula keeps its largest predicted differences (ties: the earlier rows first)
+    pairs = pairs.sort_values(
+        ["formula", "delta_prediction", "row_a", "row_b"], ascending=[True, False, True, True]
+    )
+    pairs = pairs.groupby("formula", sort=False).head(max_pairs_per_formula)
+    pairs = pairs[columns + ["delta_prediction"]].reset_index(drop=True)
     sort_by = "delta_prediction"
     if "target" in carried:
         pairs["delta_target"] = (pairs["target_a"] - pairs["target_b"]).abs()

@@ -378,6 +378,8 @@ def test_fusion_page_weights_and_contributions(app, tiny_fusion, data_dir):
     assert len(pairs) > 0 and (pairs["id_a"] != pairs["id_b"]).all()
     assert any(c.startswith("delta_target") for c in pairs.columns)
     assert any("Polymorphs" in str(c.proto.spec) for c in app.get("plotly_chart"))
+    assert not any("crystal system" in str(c.proto.spec) for c in app.get("plotly_chart"))
+    app.button(key="fusion_find_systems").click().run()
     assert any("crystal system" in str(c.proto.spec) for c in app.get("plotly_chart"))
     app.radio(key="fusion_source").set_value("examples").run()
     assert not app.exception, [e.value for e in app.exception]
@@ -386,6 +388,51 @@ def test_fusion_page_weights_and_contributions(app, tiny_fusion, data_dir):
     assert not app.exception, [e.value for e in app.exception]
     parts = frame_with(app, "part")
     assert list(parts["part"]) == ["composition", "structure"]
+
+
+def test_fusion_page_finds_crystal_systems_only_when_asked(app, tiny_fusion, monkeypatch):
+    """The first visit shows the weights and polymorph pairs without reading the training
+    structures or running spglib; the button does both, and the chart then stays."""
+    import pymatgen.symmetry.analyzer as analyzer
+
+    from dashboard import state
+
+    calls = {"spglib": 0, "training dataset": 0}
+
+    class CountedAnalyzer(analyzer.SpacegroupAnalyzer):
+        def __init__(self, *args, **kwargs):
+            calls["spglib"] += 1
+            super().__init__(*args, **kwargs)
+
+    def counted_training_dataset(card, read=state.training_dataset):
+        calls["training dataset"] += 1
+        return read(card)
+
+    monkeypatch.setattr(analyzer, "SpacegroupAnalyzer", CountedAnalyzer)
+    monkeypatch.setattr(state, "training_dataset", counted_training_dataset)
+
+    def system_charts() -> int:
+        return sum("crystal system" in str(c.proto.spec) for c in app.get("plotly_chart"))
+
+    app.session_state["model_name"] = "tiny-attention"
+    goto(app, "fusion")
+    assert app.radio(key="fusion_source").value == "saved"
+    n = len(frame_with(app, "w_comp"))
+    assert calls == {"spglib": 0, "training dataset": 0}
+    assert system_charts() == 0 and "Polymorph pairs" in texts(app)
+    button = app.button(key="fusion_find_systems")
+    assert button.label == f"Find the crystal systems of {n} structures (spglib)"
+
+    button.click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert calls == {"spglib": n, "training dataset": 1}
+    assert system_charts() == 1
+    app.run()
+    goto(app, "home")
+    goto(app, "fusion")
+    assert calls == {"spglib": n, "training dataset": 1}  # found once, shown again from the cache
+    assert system_charts() == 1
+    assert not [b for b in app.button if b.key == "fusion_find_systems"]
 
 
 def test_predict_examples_and_upload(app):
