@@ -70,6 +70,7 @@ DEFAULT_LIMIT = 500
 def init() -> None:
     """Set every default that is not set yet, and honour ``?dataset=...&limit=...`` and
     ``?teaching=1`` links (paths relative to the data directory)."""
+    torch_threads()  # before anything imports torch
     for key, value in DEFAULTS.items():
         if key not in st.session_state:
             st.session_state[key] = copy.deepcopy(value)
@@ -220,9 +221,22 @@ def default_model(available: list[dict]) -> dict | None:
     return None
 
 
+def torch_threads() -> int:
+    """Threads for torch in the dashboard's process: ``$CRYSTAL_SCREEN_THREADS`` (set here to
+    half the cores, at least 1, when unset; the CHGNet physics route reads it too). Training
+    jobs run beside the server on the other cores, and on 2 busy cores one thread predicted
+    one structure 8-20× and 300 structures 3× faster than two (docs/benchmarks.md)."""
+    default = str(max(1, (os.cpu_count() or 2) // 2))
+    return max(1, int(os.environ.setdefault("CRYSTAL_SCREEN_THREADS", default)))
+
+
 @st.cache_resource(max_entries=6, show_spinner="Loading model…")
 def _load_model_cached(ref: str, stamp: str):
+    import torch
+
     from engine import load_model
+
+    torch.set_num_threads(torch_threads())
 
     # shared by every session: placed on its device once and never moved by a request
     return load_model(ref).pin()

@@ -190,3 +190,22 @@ def test_warm_up_loads_the_default_model_and_its_training_data_in_the_background
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("read again"))
     dataset = state.training_dataset(card)  # from the shared cache the warm-up filled
     assert dataset is not None and len(dataset) > 100
+
+
+def test_the_dashboard_runs_torch_on_half_the_cores(monkeypatch):
+    import torch
+
+    from engine.core.config import shipped_model_dir
+
+    monkeypatch.delenv("CRYSTAL_SCREEN_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert state.torch_threads() == 4 and os.environ["CRYSTAL_SCREEN_THREADS"] == "4"
+    monkeypatch.setenv("CRYSTAL_SCREEN_THREADS", "1")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        state._load_model_cached.clear()
+        state.load_model(str(shipped_model_dir() / "cte-cgcnn-aflow"))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
