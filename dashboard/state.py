@@ -250,6 +250,16 @@ def load_model(ref: str):
     return _load_model_cached(ref, model_stamp(ref))
 
 
+def model_card(m: dict):
+    """The card (``engine.ModelCard``) of model entry ``m``, read from its ``model.json``
+    without loading the weights where it has a directory."""
+    if m.get("path"):
+        from engine import read_card
+
+        return read_card(m["path"])
+    return load_model(model_ref(m)).card
+
+
 def model_files(m: dict) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """``history.csv`` and ``predictions.csv`` of a model directory (None where missing)."""
     if not m.get("path"):

@@ -54,6 +54,7 @@ _API = {
     "list_models": "engine.catalog.names",
     "LoadedModel": "engine.store.directory",
     "ModelCard": "engine.store.card",
+    "read_card": "engine.store.card",
     "ModelLoadError": "engine.store.card",
     "EnsembleModel": "engine.store.directory",
     "calibrate_model": "engine.training.ensembles",

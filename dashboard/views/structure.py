@@ -63,7 +63,7 @@ with top[1]:
 graph_config = None
 if model is not None:
     try:
-        graph_config = state.load_model(state.model_ref(model)).card.graph
+        graph_config = state.model_card(model).graph
     except Exception as exc:  # noqa: BLE001
         st.warning(f"Could not load {model['name']}: {exc}. Using the default graph settings.")
 if graph_config is None:
