@@ -182,3 +182,35 @@ def test_cgcnn_conv_equals_the_concatenated_linear_of_the_paper():
     summed = torch.zeros_like(x).index_add_(0, i, message)
     expected = torch.nn.functional.softplus(x + conv.bn2(summed))
     assert torch.allclose(conv(x, edge_index, edge_attr), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name", ["cte-cgcnn-aflow", "cte-alignn-aflow", "cte-alignn-cgcnn-log-huber-aflow-ens8"]
+)
+def test_predictions_and_vectors_in_one_pass_equal_separate_passes(name, crystals):
+    """``predicts_from_pooled`` families answer both from one trunk pass; an ensemble takes
+    member 0's vectors from the pass that gives its predictions."""
+    model = load_model(name)
+    inputs = model.prepare(list(crystals.values()))
+    both = model.run(inputs, ("prediction", "pooled"))
+    assert np.array_equal(both["prediction"], model.run(inputs, ("prediction",))["prediction"])
+    assert np.array_equal(both["pooled"], model.run(inputs, ("pooled",))["pooled"])
+
+
+def test_the_one_pass_flag_holds_for_every_family_that_sets_it(crystals):
+    """Where ``predicts_from_pooled`` is set, ``forward`` must equal ``head(pooled(.))``."""
+    from engine.graphs.batching import GraphLoader
+    from engine.graphs.builder import GraphBuilder
+    from engine.models import MODEL_REGISTRY, build_inputs
+
+    flagged = [n for n, cls in MODEL_REGISTRY.items() if cls.predicts_from_pooled]
+    assert {"cgcnn", "alignn"} <= set(flagged)
+    for name in flagged:
+        torch.manual_seed(0)
+        module = build_model(MODEL_REGISTRY[name].config_class(), GraphConfig()).eval()
+        inputs = build_inputs(module, GraphBuilder(), list(crystals.values()))
+        batch = next(iter(GraphLoader(inputs, len(inputs))))
+        with torch.no_grad():
+            z, pooled = module.forward_and_pooled(batch)
+            assert torch.equal(z, module(batch)), name
+            assert torch.equal(pooled, module.pooled(batch)), name

@@ -122,6 +122,7 @@ class ALIGNN(FamilyModule):
         "mean over atoms of the atom vectors after the last layer (ALIGNN and GCN layers), "
         "atom_fea_len"
     )
+    predicts_from_pooled = True
 
     def __init__(self, config: ALIGNNConfig, graph: GraphConfig):
         super().__init__()

@@ -59,6 +59,9 @@ class FamilyModule(nn.Module):
     #: any target (the Debye head computes α in 1/K and θ_D in K).
     target_units: ClassVar[tuple[str, ...] | None] = None
     pooled_description: ClassVar[str] = ""
+    #: ``forward(batch)`` is ``head(pooled(batch))``, so :meth:`forward_and_pooled` needs one
+    #: pass through the trunk.
+    predicts_from_pooled: ClassVar[bool] = False
     #: Files besides weights.pt that ``save_extras`` writes.
     extra_files: ClassVar[tuple[str, ...]] = ()
 
@@ -74,6 +77,14 @@ class FamilyModule(nn.Module):
 
     def pooled(self, batch: Batch) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def forward_and_pooled(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward(batch)`` and ``pooled(batch)`` together, (B,) or (B, K) and (B, D): one
+        pass through the trunk where :attr:`predicts_from_pooled`, else two."""
+        if self.predicts_from_pooled:
+            crystal = self.pooled(batch)
+            return self.head(crystal), crystal
+        return self(batch), self.pooled(batch)
 
     def save_extras(self, directory: Path) -> None:
         """Write non-torch parts into a model directory. Default: none."""

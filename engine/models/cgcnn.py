@@ -119,6 +119,7 @@ class CGCNN(HeadLayers, GraphEncoder):
         "pooled crystal vector v_c: the mean of the atom vectors after the "
         "last convolution (atom_fea_len)"
     )
+    predicts_from_pooled = True
 
     def __init__(self, config: CGCNNConfig, graph: GraphConfig):
         super().__init__(graph, **trunk_options(config))

@@ -176,15 +176,21 @@ class LoadedModel:
         with self.placed(device) as dev, torch.no_grad():
             for batch in GraphLoader(list(inputs), batch_size):
                 batch = batch if dev.type == "cpu" else batch.to(dev)
+                pooled = None
                 if "prediction" in collected or "tasks" in collected:
-                    z = module(batch).cpu().double()
+                    if "pooled" in collected:
+                        z, pooled = module.forward_and_pooled(batch)
+                    else:
+                        z = module(batch)
+                    z = z.cpu().double()
                     values = self._decode(z)
                     if "prediction" in collected:
                         collected["prediction"].append(values[:, 0] if z.ndim == 2 else values)
                     if "tasks" in collected:
                         collected["tasks"].append(values if z.ndim == 2 else values.unsqueeze(1))
                 if "pooled" in collected:
-                    collected["pooled"].append(module.pooled(batch).cpu())
+                    pooled = module.pooled(batch) if pooled is None else pooled
+                    collected["pooled"].append(pooled.cpu())
                 if "weights" in collected:
                     collected["weights"].append(module.fusion_weights(batch).cpu())
         return {
@@ -298,12 +304,23 @@ class EnsembleModel(LoadedModel):
         inputs = list(inputs)
         kw = {"batch_size": batch_size, "device": device}
         out: dict[str, np.ndarray] = {}
-        if {"prediction", "tasks", "members"} & set(outputs):
-            members = np.stack([m.run(inputs, ("tasks",), **kw)["tasks"] for m in self.members])
+        predicted = bool({"prediction", "tasks", "members"} & set(outputs))
+        if "pooled" in outputs:  # member 0's, in the same pass as its predictions
+            first = self.members[0].run(
+                inputs, ("tasks", "pooled") if predicted else ("pooled",), **kw
+            )
+            out["pooled"] = first["pooled"]
+        if predicted:
+            members = np.stack(
+                [
+                    first["tasks"]
+                    if k == 0 and "pooled" in outputs
+                    else m.run(inputs, ("tasks",), **kw)["tasks"]
+                    for k, m in enumerate(self.members)
+                ]
+            )
             mean = members.mean(axis=0)
             out.update({"prediction": mean[:, 0], "tasks": mean, "members": members})
-        if "pooled" in outputs:
-            out["pooled"] = self.members[0].run(inputs, ("pooled",), **kw)["pooled"]
         if "weights" in outputs:
             out["weights"] = np.mean(
                 [m.run(inputs, ("weights",), **kw)["weights"] for m in self.members], axis=0

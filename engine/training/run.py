@@ -240,18 +240,28 @@ def train(
         fitted={**fitted, **({"transfer": transfer} if transfer else {})},
     )
     loaded = LoadedModel(card=card, module=module)
+    # σ and applicability domain (engine.uq.uncertainty): training vectors, validation
+    # residuals; the same pass gives every split's predictions
+    unc = fit_uncertainty(
+        loaded,
+        inputs,
+        parts,
+        ids=ids,
+        values=values,
+        device=train_cfg.device,
+        formulas=dataset.table["formula"].astype(str).tolist(),
+        predict_train=True,
+    )
     frames, metrics = [], {}
     for part in ("train", "val", "test"):
         idx = parts[part]
         if len(idx) == 0:
             continue
-        part_inputs = [inputs[i] for i in idx]
+        pred_all = unc.predictions[part]
+        pred = pred_all[:, 0]
         if multi:
-            pred_all = loaded.predict_tasks_graphs(part_inputs, device=train_cfg.device)
             metrics[part] = metrics_by_task(targets, values[idx], pred_all)
-            pred = pred_all[:, 0]
         else:
-            pred = loaded.predict_graphs(part_inputs, device=train_cfg.device)
             metrics[part] = regression_metrics(y[idx], pred)
         if part != "train":
             frame = pd.DataFrame(
@@ -266,17 +276,8 @@ def train(
             )
             if multi:
                 add_task_columns(frame, targets, values[idx], pred_all)
+            part_inputs = [inputs[i] for i in idx]
             frames.append(family_columns(loaded, frame, part_inputs, train_cfg.device))
-    # σ and applicability domain (engine.uq.uncertainty): training vectors, validation residuals
-    unc = fit_uncertainty(
-        loaded,
-        inputs,
-        parts,
-        ids=ids,
-        values=values,
-        device=train_cfg.device,
-        formulas=dataset.table["formula"].astype(str).tolist(),
-    )
     card = card.model_copy(update={"metrics": metrics, "uncertainty": unc.card})
     loaded.card, loaded.uncertainty = card, unc.uncertainty
     predictions = unc.annotate(pd.concat(frames, ignore_index=True))

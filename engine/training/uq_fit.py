@@ -25,6 +25,7 @@ def fit_uncertainty(
     k: int = DEFAULT_K,
     quantiles: tuple[float, float] = (BORDERLINE_QUANTILE, OUT_OF_DOMAIN_QUANTILE),
     device: str = "auto",
+    predict_train: bool = False,
 ) -> Fitted:
     """Fit the domain (training vectors), the thresholds and σ (validation), and report the
     calibration on validation and test.
@@ -34,6 +35,8 @@ def fit_uncertainty(
             ``members`` for an ensemble).
         inputs: prepared inputs of every row; parts: ``train``/``val``/``test`` row positions.
         ids, formulas: per row; values: labels (N, K) in the targets' units, NaN where missing.
+        predict_train: also give the training rows' predictions (from the pass that gives their
+            vectors).
 
     Raises:
         ValueError: the training or validation split is empty.
@@ -44,9 +47,10 @@ def fit_uncertainty(
     if len(parts["train"]) == 0 or len(parts["val"]) == 0:
         raise ValueError("fitting σ and the domain needs training and validation crystals")
     wanted = ("tasks", "pooled", "members") if ensemble else ("tasks", "pooled")
+    train_wanted = ("tasks", "pooled") if predict_train else ("pooled",)
     outs = {
         part: model.run(
-            [inputs[i] for i in idx], ("pooled",) if part == "train" else wanted, device=device
+            [inputs[i] for i in idx], train_wanted if part == "train" else wanted, device=device
         )
         for part, idx in parts.items()
         if len(idx)
@@ -102,6 +106,6 @@ def fit_uncertainty(
     return Fitted(
         card=card,
         domain=domain,
-        predictions={p: outs[p]["tasks"] for p in distance},
+        predictions={p: out["tasks"] for p, out in outs.items() if "tasks" in out},
         columns=columns,
     )

@@ -193,8 +193,8 @@ def uncertainty_columns(est: Estimate, targets: Sequence[str], task: int = 0) ->
 @dataclass
 class Fitted:
     """What :func:`engine.training.uq_fit.fit_uncertainty` gives: the card section, the domain,
-    and per split (``val``, ``test``) the predictions (n, K) and the table columns (``id`` plus
-    :func:`uncertainty_columns`)."""
+    per split (``val``, ``test``, and ``train`` when asked for) the predictions (n, K), and per
+    ``val``/``test`` the table columns (``id`` plus :func:`uncertainty_columns`)."""
 
     card: UncertaintyCard
     domain: Domain
