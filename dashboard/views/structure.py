@@ -139,7 +139,40 @@ if len(under):
         "original CGCNN padded them with fake neighbours."
     )
 
+
+def chosen_edge(n_edges: int) -> int | None:
+    """The edge picked in the neighbour table or the edge box below, read from the session
+    before they are drawn, so that the 3D view is sent to the browser first."""
+    if not n_edges:
+        return None
+    table = st.session_state.get("edge_table")
+    rows = table["selection"]["rows"] if table else []
+    default = rows[0] if rows else 0
+    return int(min(max(st.session_state.get(f"edge_number_{default}", default), 0), n_edges - 1))
+
+
 left, right = st.columns([3, 2])
+with left:
+    height = 520
+    show_viewer(
+        viewer_html(
+            structure,
+            graph,
+            show_images=show_images,
+            show_edges=show_edges,
+            labels=labels,
+            height=height,
+            highlight_edge=chosen_edge(len(edges)),
+        ),
+        height=height,
+        title=f"3D view of {item.id}",
+    )
+    n_img = int((graph.offset != 0).any(axis=1).sum())
+    st.caption(
+        f"{len(structure)} atoms, {len(graph.center)} directed edges "
+        f"({n_img} to periodic images). Dashed box: the unit cell; pink: the edge chosen "
+        "below. Drag to rotate, scroll to zoom."
+    )
 with right:
     st.markdown("**Coordination**")
     m1, m2, m3 = st.columns(3)
@@ -212,27 +245,6 @@ else:
     k = None
     st.info("No edges with these settings.")
 
-with left:
-    height = 520
-    show_viewer(
-        viewer_html(
-            structure,
-            graph,
-            show_images=show_images,
-            show_edges=show_edges,
-            labels=labels,
-            height=height,
-            highlight_edge=k,
-        ),
-        height=height,
-        title=f"3D view of {item.id}",
-    )
-    n_img = int((graph.offset != 0).any(axis=1).sum())
-    st.caption(
-        f"{len(structure)} atoms, {len(graph.center)} directed edges "
-        f"({n_img} to periodic images). Dashed box: the unit cell; pink: the edge chosen "
-        "below. Drag to rotate, scroll to zoom."
-    )
 
 with st.expander("Lattice and sites"):
     lat = structure.lattice

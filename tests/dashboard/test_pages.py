@@ -7,6 +7,7 @@ shipped SOFC examples and, where noted, the shared data directory (skipped when 
 from __future__ import annotations
 
 import io
+import re
 import time
 import zipfile
 
@@ -137,14 +138,28 @@ def test_structure_page_graph_and_warnings(app):
     assert "No edges" in texts(app)
 
 
+def _highlighted_edge(app) -> str:
+    """The 3D view's highlighted (pink) edge, as drawn."""
+    html = str(app.get("iframe")[0].proto)
+    found = re.findall(r"addCylinder\((.*?ff1493.*?)\);", html)
+    assert len(found) == 1, found
+    return found[0]
+
+
 def test_structure_page_edge_choice(app, data_dir):
     use_dataset(app, data_dir / "toy" / "perovskites.jsonl")
     goto(app, "structure")
+    first = _highlighted_edge(app)
     app.number_input[0].set_value(5).run()
     assert not app.exception
     specs = [e.proto.spec for e in app.get("plotly_chart")]
     assert any("Edge 5" in spec for spec in specs)
     assert any("Gaussian centre" in spec for spec in specs)
+    # the 3D view, drawn before the table and the edge box, follows the choice
+    fifth = _highlighted_edge(app)
+    assert fifth != first
+    app.number_input[0].set_value(0).run()
+    assert _highlighted_edge(app) == first
 
 
 def test_train_page_runs_cancel_and_failure(app, data_dir):
