@@ -128,13 +128,65 @@ def run(dataset: str, n_embed: int) -> dict:
             page.get_by_text(re.compile(r"epoch [1-9]\d* of")).first.wait_for(timeout=600_000)
 
         _timed(results, "Train: Start → first epoch shown", first_epoch)
+        if not ONLY or any("epoch" in part for part in ONLY):
+            results["Train: seconds per epoch, browser job vs CLI"] = epoch_times(home)
 
         def cancel():
             page.get_by_role("button", name="Cancel").first.click()
             page.get_by_text(re.compile(r"^Cancelled \(")).first.wait_for(timeout=300_000)
 
         _timed(results, "Train: Cancel → cancelled", cancel)
+    epochs = results.get("Train: seconds per epoch, browser job vs CLI")
+    if epochs:
+        finish_epoch_times(epochs)
     return results
+
+
+def epoch_times(home: str, epochs: int = 4) -> dict:
+    """Seconds per epoch (median of epochs 2 on) of the run the browser started, read from its
+    job while it trains, and of the same data, target and settings trained by
+    ``python -m engine train`` right after it was cancelled (issue 12: within 1.5×)."""
+    os.environ["CRYSTAL_SCREEN_HOME"] = home  # the server's: its jobs live there
+    from engine import job_progress, job_request, list_jobs
+
+    job = next(j for j in list_jobs() if j.state.active)
+    deadline = time.monotonic() + 300
+    while len(job_progress(job.id).history) < epochs and time.monotonic() < deadline:
+        time.sleep(1.0)
+    browser = [h["seconds"] for h in job_progress(job.id).history[1:epochs]]
+    request = job_request(job.id)
+    out = Path(home) / "cli-run"
+    command = [sys.executable, "-m", "engine", "train", "--data", request.dataset_path]
+    command += ["--target", *request.targets, "--epochs", str(epochs)]
+    command += ["--batch-size", str(request.training.batch_size), "--out", str(out), "--quiet"]
+    if request.limit:
+        command += ["--limit", str(request.limit)]
+    return {
+        "browser": browser,
+        "request": request.model_dump(mode="json", include={"targets", "limit", "training"}),
+        "cli_command": command[1:],
+        "_cli_later": {"out": str(out), "command": command},
+    }
+
+
+def finish_epoch_times(entry: dict) -> None:
+    """Run the CLI side of :func:`epoch_times` (after the browser's run was cancelled)."""
+    import statistics
+    import subprocess
+
+    import pandas as pd
+
+    later = entry.pop("_cli_later")
+    subprocess.run(later["command"], check=True, cwd=ROOT, capture_output=True)
+    cli = pd.read_csv(Path(later["out"]) / "history.csv")["seconds"].iloc[1:].tolist()
+    entry.update(
+        cli=cli,
+        browser_median_s=round(statistics.median(entry["browser"]), 2),
+        cli_median_s=round(statistics.median(cli), 2),
+    )
+    entry["ratio"] = round(entry["browser_median_s"] / entry["cli_median_s"], 2)
+    entry.update(target_ratio=1.5, met=entry["ratio"] <= 1.5)
+    print(f"epoch times: {entry}", flush=True)
 
 
 def main() -> None:
