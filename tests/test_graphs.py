@@ -14,6 +14,7 @@ from engine.graphs.builder import (
     GraphBuilder,
     GraphBuildError,
     IsolatedAtomWarning,
+    gaussian_centers,
     gaussian_expand,
     neighbor_list,
 )
@@ -41,7 +42,8 @@ def test_graph_fields_and_shapes():
     graph = GraphBuilder(config)(nacl())
     e = graph.edge_index.shape[1]
     assert sorted(graph.z.tolist()) == [11, 17]
-    assert graph.edge_attr.shape == (e, 41) and config.n_gaussians == 41
+    assert "edge_attr" not in graph  # the models expand edge_dist themselves
+    assert gaussian_expand(graph.edge_dist, config).shape == (e, 41) and config.n_gaussians == 41
     assert graph.edge_offset.shape == (e, 3) and graph.edge_offset.dtype == torch.long
     assert graph.cell.shape == (1, 3, 3)
     # distance = |pos_j + offset·cell - pos_i| for every edge
@@ -112,6 +114,18 @@ def test_gaussian_expansion_peaks_at_its_centre():
     assert torch.isclose(u[11], torch.exp(torch.tensor(-1.0)))  # (0.2/0.2)² = 1
 
 
+def test_gaussian_expansion_equals_the_formula_except_below_1e_38():
+    """u_k(r) is exp(-(r - μ_k)² / σ²) exactly, except that values below about 1.6e-38
+    (subnormal ones are ~50× slower to compute on a CPU) become 0."""
+    config = GraphConfig()
+    distances = torch.linspace(0.0, 12.0, 5001)
+    exact = torch.exp(-((distances[:, None] - gaussian_centers(config)) ** 2) / 0.2**2)
+    ours = gaussian_expand(distances, config)
+    assert torch.equal(ours[exact >= 1.7e-38], exact[exact >= 1.7e-38])
+    assert ((ours == exact) | ((ours == 0) & (exact < 1.7e-38))).all()
+    assert (ours[exact < torch.finfo(torch.float32).tiny] == 0).all()
+
+
 def test_bad_graph_config_is_refused():
     with pytest.raises(ValueError, match="gaussian_stop"):
         GraphConfig(gaussian_start=5, gaussian_stop=2)
@@ -156,7 +170,7 @@ def test_build_many_equals_one_by_one(crystals):
     structures = [crystals[name] for name in ("NaCl", "SrTiO3", "distorted")]
     builder = GraphBuilder()
     for many, one in zip(builder.build_many(structures), map(builder, structures)):
-        for key in ("z", "edge_index", "edge_offset", "edge_dist", "edge_attr", "edge_cut_shell"):
+        for key in ("z", "edge_index", "edge_offset", "edge_dist", "edge_cut_shell"):
             assert torch.equal(many[key], one[key]), key
 
 

@@ -40,15 +40,24 @@ class IsolatedAtomWarning(UserWarning):
     """Some atoms have no neighbour within the cutoff."""
 
 
-def gaussian_centers(config: GraphConfig) -> torch.Tensor:
+def gaussian_centers(config: GraphConfig, device: torch.device | str | None = None) -> torch.Tensor:
     """Centres μ_k of the distance expansion in Å, shape (n_gaussians,)."""
     return config.gaussian_start + config.gaussian_step * torch.arange(
-        config.n_gaussians, dtype=torch.float32
+        config.n_gaussians, dtype=torch.float32, device=device
     )
+
+
+#: Exponents below this give subnormal Gaussians (exp(-87) ≈ 1.6e-38, just above the smallest
+#: normal float32), which the CPU computes about 50× slower than normal ones.
+_MIN_EXPONENT = -87.0
 
 
 def gaussian_expand(distances: torch.Tensor, config: GraphConfig) -> torch.Tensor:
     """Expand distances in Gaussians, u_k(r) = exp(-(r - μ_k)² / σ²).
+
+    The models call it on ``edge_dist`` in their forward: graphs do not store the expansion.
+    Features below about 1.6e-38 are set to exactly 0 (they vanish next to any other term of
+    a layer's sum, so no output changes; computing them would dominate the cost on a CPU).
 
     Args:
         distances: edge lengths in Å, shape (E,).
@@ -57,8 +66,10 @@ def gaussian_expand(distances: torch.Tensor, config: GraphConfig) -> torch.Tenso
     Returns:
         Edge features, shape (E, n_gaussians).
     """
-    mu = gaussian_centers(config).to(distances.device)
-    return torch.exp(-((distances.unsqueeze(-1) - mu) ** 2) / config.gaussian_width**2)
+    mu = gaussian_centers(config, distances.device)
+    exponent = -((distances.unsqueeze(-1) - mu) ** 2) / config.gaussian_width**2
+    tiny = exponent < _MIN_EXPONENT
+    return exponent.masked_fill(tiny, 0.0).exp().masked_fill(tiny, 0.0)
 
 
 class GraphBuilder:
@@ -78,9 +89,9 @@ class GraphBuilder:
         pos: Cartesian positions in Å, float (N, 3).
         cell: lattice vectors as rows in Å, float (1, 3, 3).
         edge_index: long (2, E); row 0 is the neighbour j (message source), row 1 the centre i.
-        edge_dist: |r_j + offset·cell - r_i| in Å, float (E,).
+        edge_dist: |r_j + offset·cell - r_i| in Å, float (E,). The models expand it in
+            Gaussians themselves (:func:`gaussian_expand`, (E, n_gaussians)).
         edge_offset: periodic image of j as integer cell translations, long (E, 3).
-        edge_attr: Gaussian expansion of edge_dist, float (E, n_gaussians).
         edge_cut_shell: bool (E,); True where the ``max_neighbors`` cap cut this edge's shell
             (neighbours at the same distance were dropped, so which ones were kept is arbitrary).
             Distance-only models need not care; angle-based ones must (:mod:`engine.graphs.linegraph`).
@@ -159,7 +170,6 @@ class GraphBuilder:
         edges: dict,
         structure_id: str | None,
         z: np.ndarray | None = None,
-        edge_attr: torch.Tensor | None = None,
         coords: np.ndarray | None = None,
     ) -> Data:
         distance = torch.as_tensor(edges["distance"], dtype=torch.float32)
@@ -175,7 +185,6 @@ class GraphBuilder:
             edge_index=torch.as_tensor(np.stack([edges["neighbor"], edges["center"]])),
             edge_dist=distance,
             edge_offset=torch.as_tensor(edges["offset"]),
-            edge_attr=gaussian_expand(distance, self.config) if edge_attr is None else edge_attr,
             edge_cut_shell=torch.as_tensor(edges["cut_shell"]),
             num_nodes=len(structure),
         )
@@ -207,8 +216,6 @@ class GraphBuilder:
         z = np.concatenate([atomic_numbers(s) for s in structures])
         edges = nearest_edges(center, neighbor, offset, distance, z, int(sizes.sum()), c)
         counts = np.bincount(edges["center"], minlength=int(sizes.sum()))
-        # one expansion for all edges: many small torch calls cost more than the arithmetic
-        edge_attr = gaussian_expand(torch.as_tensor(edges["distance"], dtype=torch.float32), c)
         bounds = np.searchsorted(edges["center"], np.concatenate([starts, [sizes.sum()]]))
         graphs = []
         for k, (s, i) in enumerate(zip(structures, ids)):
@@ -218,7 +225,7 @@ class GraphBuilder:
             own["center"] = own["center"] - starts[k]
             own["neighbor"] = own["neighbor"] - starts[k]
             nodes = slice(starts[k], starts[k] + sizes[k])
-            graphs.append(self._data(s, own, i, z[nodes], edge_attr[lo:hi], coords[k]))
+            graphs.append(self._data(s, own, i, z[nodes], coords[k]))
         return graphs
 
 
