@@ -7,15 +7,19 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Lattice, Species, Structure
 
 from engine.core.config import GraphConfig
 from engine.graphs.builder import (
     GraphBuilder,
     GraphBuildError,
     IsolatedAtomWarning,
+    gaussian_centers,
     gaussian_expand,
+    is_ordered,
+    nearest_edges,
     neighbor_list,
+    site_species,
 )
 from tests.conftest import nacl
 
@@ -41,7 +45,8 @@ def test_graph_fields_and_shapes():
     graph = GraphBuilder(config)(nacl())
     e = graph.edge_index.shape[1]
     assert sorted(graph.z.tolist()) == [11, 17]
-    assert graph.edge_attr.shape == (e, 41) and config.n_gaussians == 41
+    assert "edge_attr" not in graph  # the models expand edge_dist themselves
+    assert gaussian_expand(graph.edge_dist, config).shape == (e, 41) and config.n_gaussians == 41
     assert graph.edge_offset.shape == (e, 3) and graph.edge_offset.dtype == torch.long
     assert graph.cell.shape == (1, 3, 3)
     # distance = |pos_j + offset·cell - pos_i| for every edge
@@ -112,6 +117,18 @@ def test_gaussian_expansion_peaks_at_its_centre():
     assert torch.isclose(u[11], torch.exp(torch.tensor(-1.0)))  # (0.2/0.2)² = 1
 
 
+def test_gaussian_expansion_equals_the_formula_except_below_1e_38():
+    """u_k(r) is exp(-(r - μ_k)² / σ²) exactly, except that values below about 1.6e-38
+    (subnormal ones are ~50× slower to compute on a CPU) become 0."""
+    config = GraphConfig()
+    distances = torch.linspace(0.0, 12.0, 5001)
+    exact = torch.exp(-((distances[:, None] - gaussian_centers(config)) ** 2) / 0.2**2)
+    ours = gaussian_expand(distances, config)
+    assert torch.equal(ours[exact >= 1.7e-38], exact[exact >= 1.7e-38])
+    assert ((ours == exact) | ((ours == 0) & (exact < 1.7e-38))).all()
+    assert (ours[exact < torch.finfo(torch.float32).tiny] == 0).all()
+
+
 def test_bad_graph_config_is_refused():
     with pytest.raises(ValueError, match="gaussian_stop"):
         GraphConfig(gaussian_start=5, gaussian_stop=2)
@@ -156,7 +173,7 @@ def test_build_many_equals_one_by_one(crystals):
     structures = [crystals[name] for name in ("NaCl", "SrTiO3", "distorted")]
     builder = GraphBuilder()
     for many, one in zip(builder.build_many(structures), map(builder, structures)):
-        for key in ("z", "edge_index", "edge_offset", "edge_dist", "edge_attr", "edge_cut_shell"):
+        for key in ("z", "edge_index", "edge_offset", "edge_dist", "edge_cut_shell"):
             assert torch.equal(many[key], one[key]), key
 
 
@@ -165,7 +182,7 @@ def test_nearest_neighbours_from_a_short_search_equal_those_of_the_full_cutoff(
     crystals, max_neighbors
 ):
     """The builder's first, shorter search radius never changes which edges are kept."""
-    from engine.graphs.builder import atomic_numbers, nearest_edges
+    from engine.graphs.builder import atomic_numbers
 
     config = GraphConfig(max_neighbors=max_neighbors)
     rng = np.random.default_rng(1)
@@ -184,3 +201,76 @@ def test_nearest_neighbours_from_a_short_search_equal_those_of_the_full_cutoff(
         ours = GraphBuilder(config).neighbors(structure)
         for key in full:
             assert np.array_equal(ours[key], full[key]), key
+
+
+def _lexsorted_nearest_edges(center, neighbor, offset, distance, z, n_atoms, max_neighbors):
+    """:func:`nearest_edges` as first written: one lexsort over the eight keys."""
+    rounded = np.round(distance, 5)
+    order = np.lexsort(
+        (offset[:, 2], offset[:, 1], offset[:, 0], neighbor, distance, z[neighbor], rounded, center)
+    )
+    center, neighbor, offset, distance, rounded = (
+        a[order] for a in (center, neighbor, offset, distance, rounded)
+    )
+    counts = np.bincount(center, minlength=n_atoms)
+    rank = np.arange(len(center)) - np.repeat(np.cumsum(counts) - counts, counts)
+    boundary = np.full(n_atoms, np.nan)
+    boundary[center[rank == max_neighbors]] = rounded[rank == max_neighbors]
+    keep = rank < max_neighbors
+    return {
+        "center": center[keep],
+        "neighbor": neighbor[keep],
+        "offset": offset[keep],
+        "distance": distance[keep],
+        "cut_shell": (rounded == boundary[center])[keep],
+    }
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("max_neighbors", [1, 3, 12])
+def test_packed_sort_keys_give_the_order_of_the_eight_key_lexsort(seed, max_neighbors):
+    """Random pairs with many ties: equal distances, distances 1e-7 Å apart (equal once
+    rounded), equal Z, several images of one neighbour; with seed 3, image offsets of ±10⁶
+    cells, too wide to pack into one int64 key."""
+    rng = np.random.default_rng(seed)
+    e, n_atoms = 4000, 40
+    center = rng.integers(0, n_atoms, e)
+    neighbor = rng.integers(0, n_atoms, e)
+    offset = rng.choice([-1, 0, 2] if seed < 3 else [-(10**6), 0, 10**6], (e, 3))
+    distance = rng.choice([2.0, 2.0 + 1e-7, 2.5, 2.50001, 3.0], e) + rng.choice([0, 1e-12], e)
+    z = rng.choice([8, 26, 38], n_atoms)
+    config = GraphConfig(max_neighbors=max_neighbors)
+    ours = nearest_edges(center, neighbor, offset, distance, z, n_atoms, config)
+    reference = _lexsorted_nearest_edges(
+        center, neighbor, offset, distance, z, n_atoms, max_neighbors
+    )
+    for key in reference:
+        assert np.array_equal(ours[key], reference[key]), key
+    assert ours["cut_shell"].any()  # ties at the cap were cut
+
+
+def _site(species):
+    return {"species": species, "xyz": [0, 0, 0]}
+
+
+@pytest.mark.parametrize(
+    "species",
+    [
+        ["Na", "Cl"],
+        [Species("Fe", 2), Species("O", -2)],  # oxidation states
+        [{"La": 0.6, "Sr": 0.4}, "O"],  # partial occupancy, summing to 1
+        ["Sr", {"O": 0.95}],  # a vacancy
+        [{"Fe": 1.0}, {"O": 1.0}],  # occupancy 1 written as a dict: ordered
+        [{"Ba": 0.25, "Sr": 0.25, "La": 0.25, "Ca": 0.25}, "O"],
+    ],
+)
+def test_ordered_check_and_site_species_agree_with_pymatgen(species):
+    structure = Structure(Lattice.cubic(4.0), species, [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert is_ordered([site.species for site in structure]) == structure.is_ordered
+    z, species_z, species_w = site_species(structure)
+    for i, site in enumerate(structure):
+        stored = {int(a): float(w) for a, w in zip(species_z[i], species_w[i]) if w > 0}
+        assert stored == pytest.approx({sp.Z: occ for sp, occ in site.species.items()})
+        assert z[i] == species_z[i, 0]
+    if structure.is_ordered:
+        assert z.tolist() == [sp.Z for sp in structure.species]

@@ -214,3 +214,31 @@ def test_the_one_pass_flag_holds_for_every_family_that_sets_it(crystals):
             z, pooled = module.forward_and_pooled(batch)
             assert torch.equal(z, module(batch)), name
             assert torch.equal(pooled, module.pooled(batch)), name
+
+
+@pytest.mark.parametrize("family", ["cgcnn", "alignn"])
+def test_output_equals_that_from_the_exact_gaussian_features(monkeypatch, crystals, family):
+    """The models expand edge_dist themselves, with subnormal features set to 0: the output
+    equals that from the exact exp(-(r - μ_k)² / σ²) (the edge_attr graphs used to store)."""
+    from torch_geometric.data import Batch
+
+    from engine.core.config import ALIGNNConfig
+    from engine.graphs.builder import GraphBuilder, gaussian_centers
+    from engine.models import alignn, build_inputs, cgcnn
+
+    graph = GraphConfig()
+    torch.manual_seed(0)
+    config = CGCNNConfig() if family == "cgcnn" else ALIGNNConfig(atom_fea_len=32, h_fea_len=32)
+    module = build_model(config, graph).eval()
+    inputs = build_inputs(module, GraphBuilder(graph), crystals.values(), use_cache=False)
+    batch = Batch.from_data_list(inputs)
+    with torch.no_grad():
+        ours = module(batch)
+
+    def exact(distances, config):
+        return torch.exp(-((distances[:, None] - gaussian_centers(config)) ** 2) / 0.2**2)
+
+    monkeypatch.setattr(cgcnn, "gaussian_expand", exact)
+    monkeypatch.setattr(alignn, "gaussian_expand", exact)
+    with torch.no_grad():
+        assert torch.equal(module(batch), ours)

@@ -107,7 +107,7 @@ class GraphView:
 
 def build_graph(structure, graph_config, *, cutoff: float, max_neighbors: int) -> GraphView:
     """The model's neighbour graph of ``structure`` with this cutoff and cap (no padding)."""
-    from engine import GraphBuilder, gaussian_centers
+    from engine import GraphBuilder, gaussian_centers, gaussian_expand
 
     builder = GraphBuilder(
         graph_config,
@@ -124,7 +124,7 @@ def build_graph(structure, graph_config, *, cutoff: float, max_neighbors: int) -
         neighbor=edge_index[0].astype(int),
         offset=data.edge_offset.numpy().astype(int),
         distance=data.edge_dist.numpy().astype(float),
-        features=data.edge_attr.numpy(),
+        features=gaussian_expand(data.edge_dist, builder.config).numpy(),
         centres=gaussian_centers(builder.config).numpy(),
         width=float(builder.config.gaussian_width),
         within=np.bincount(centre_all, minlength=len(structure)),

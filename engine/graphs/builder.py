@@ -29,7 +29,7 @@ from engine.core.config import GraphConfig
 MAX_SITE_SPECIES = 6
 
 if TYPE_CHECKING:
-    from pymatgen.core import Structure
+    from pymatgen.core import Composition, Structure
 
 
 class GraphBuildError(ValueError):
@@ -40,15 +40,24 @@ class IsolatedAtomWarning(UserWarning):
     """Some atoms have no neighbour within the cutoff."""
 
 
-def gaussian_centers(config: GraphConfig) -> torch.Tensor:
+def gaussian_centers(config: GraphConfig, device: torch.device | str | None = None) -> torch.Tensor:
     """Centres μ_k of the distance expansion in Å, shape (n_gaussians,)."""
     return config.gaussian_start + config.gaussian_step * torch.arange(
-        config.n_gaussians, dtype=torch.float32
+        config.n_gaussians, dtype=torch.float32, device=device
     )
+
+
+#: Exponents below this give subnormal Gaussians (exp(-87) ≈ 1.6e-38, just above the smallest
+#: normal float32), which the CPU computes about 50× slower than normal ones.
+_MIN_EXPONENT = -87.0
 
 
 def gaussian_expand(distances: torch.Tensor, config: GraphConfig) -> torch.Tensor:
     """Expand distances in Gaussians, u_k(r) = exp(-(r - μ_k)² / σ²).
+
+    The models call it on ``edge_dist`` in their forward: graphs do not store the expansion.
+    Features below about 1.6e-38 are set to exactly 0 (they vanish next to any other term of
+    a layer's sum, so no output changes; computing them would dominate the cost on a CPU).
 
     Args:
         distances: edge lengths in Å, shape (E,).
@@ -57,8 +66,10 @@ def gaussian_expand(distances: torch.Tensor, config: GraphConfig) -> torch.Tenso
     Returns:
         Edge features, shape (E, n_gaussians).
     """
-    mu = gaussian_centers(config).to(distances.device)
-    return torch.exp(-((distances.unsqueeze(-1) - mu) ** 2) / config.gaussian_width**2)
+    mu = gaussian_centers(config, distances.device)
+    exponent = -((distances.unsqueeze(-1) - mu) ** 2) / config.gaussian_width**2
+    tiny = exponent < _MIN_EXPONENT
+    return exponent.masked_fill(tiny, 0.0).exp().masked_fill(tiny, 0.0)
 
 
 class GraphBuilder:
@@ -78,9 +89,9 @@ class GraphBuilder:
         pos: Cartesian positions in Å, float (N, 3).
         cell: lattice vectors as rows in Å, float (1, 3, 3).
         edge_index: long (2, E); row 0 is the neighbour j (message source), row 1 the centre i.
-        edge_dist: |r_j + offset·cell - r_i| in Å, float (E,).
+        edge_dist: |r_j + offset·cell - r_i| in Å, float (E,). The models expand it in
+            Gaussians themselves (:func:`gaussian_expand`, (E, n_gaussians)).
         edge_offset: periodic image of j as integer cell translations, long (E, 3).
-        edge_attr: Gaussian expansion of edge_dist, float (E, n_gaussians).
         edge_cut_shell: bool (E,); True where the ``max_neighbors`` cap cut this edge's shell
             (neighbours at the same distance were dropped, so which ones were kept is arbitrary).
             Distance-only models need not care; angle-based ones must (:mod:`engine.graphs.linegraph`).
@@ -115,17 +126,23 @@ class GraphBuilder:
             Dict of numpy arrays: ``center`` (E,), ``neighbor`` (E,), ``offset`` (E, 3),
             ``distance`` (E,) in Å and ``cut_shell`` (E,), sorted by centre then distance.
         """
+        coords, cell = structure.cart_coords, structure.lattice.matrix
+        pairs = self._pairs(structure, coords, cell, float(abs(np.linalg.det(cell))))
+        z = site_species(structure)[0]
+        return nearest_edges(*pairs, z, len(structure), self.config)
+
+    def _pairs(
+        self, structure: Structure, coords: np.ndarray, cell: np.ndarray, volume: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Candidate pairs of one structure (see :func:`neighbor_list`); volume in Å³."""
         c = self.config
         if c.pad_like_original:
             # pymatgen's search order: the original's tie order at the cap depends on it
             center, neighbor, offset, distance = structure.get_neighbor_list(
                 r=c.cutoff, exclude_self=True
             )
-            offset = np.rint(offset)
-        else:
-            center, neighbor, offset, distance = _candidate_pairs(structure, c)
-        z = atomic_numbers(structure)
-        return nearest_edges(center, neighbor, offset, distance, z, len(structure), c)
+            return center, neighbor, np.rint(offset), distance
+        return _candidate_pairs(coords, cell, volume, c)
 
     def __call__(self, structure: Structure, *, structure_id: str | None = None) -> Data:
         """Build the graph of one structure.
@@ -134,13 +151,83 @@ class GraphBuilder:
             GraphBuildError: an atom has no neighbour within the cutoff and the policy is
                 ``error``.
         """
+        return self.build_many([structure], [structure_id])[0]
+
+    def build_many(
+        self, structures: Iterable[Structure], ids: Sequence[str | None] | None = None
+    ) -> list[Data]:
+        """Build graphs for many structures; ``ids`` label them in warnings and errors.
+
+        The nearest neighbours of all structures are selected in one vectorised pass: much
+        faster than one call per structure, with the same graphs.
+
+        Raises:
+            GraphBuildError: as :meth:`__call__`, or a site the graph cannot hold
+                (:func:`site_species`).
+        """
+        structures = list(structures)
+        ids = list(ids) if ids is not None else [None] * len(structures)
+        if not structures:
+            return []
         c = self.config
-        edges = self.neighbors(structure)
-        counts = np.bincount(edges["center"], minlength=len(structure))
-        self._check_isolated(structure, counts, structure_id)
+        species = [site_species(s) for s in structures]
+        sizes = np.array([len(z) for z, _, _ in species])
+        starts = np.cumsum(sizes) - sizes
+        n = int(sizes.sum())
+        coords = [s.cart_coords for s in structures]
+        cells = np.stack([s.lattice.matrix for s in structures])
+        volumes = np.abs(np.linalg.det(cells)).tolist()
+        parts = [
+            self._pairs(s, xyz, cell, vol)
+            for s, xyz, cell, vol in zip(structures, coords, cells, volumes)
+        ]
+        shift = np.repeat(starts, [len(p[0]) for p in parts])
+        center = np.concatenate([p[0] for p in parts]) + shift
+        neighbor = np.concatenate([p[1] for p in parts]) + shift
+        offset = np.concatenate([p[2] for p in parts]).reshape(-1, 3)
+        distance = np.concatenate([p[3] for p in parts])
+        z = np.concatenate([zs for zs, _, _ in species])
+        edges = nearest_edges(center, neighbor, offset, distance, z, n, c)
+        counts = np.bincount(edges["center"], minlength=n)
+        first_atom = np.repeat(starts, sizes)  # of each atom's structure
+        if c.isolated_atoms != "ignore":
+            owner = np.repeat(np.arange(len(structures)), sizes)
+            for k in np.flatnonzero(np.bincount(owner[counts == 0], minlength=len(structures))):
+                own = counts[starts[k] : starts[k] + sizes[k]]
+                self._check_isolated(structures[k], own, ids[k])
         if c.pad_like_original:
-            edges = _pad_like_original(edges, counts, c)
-        return self._data(structure, edges, structure_id)
+            edges = _pad_like_original(edges, counts, first_atom, c)
+        # atom indices within each structure, and each structure's slice of the edges
+        first = first_atom[edges["center"]]
+        edge_index = np.stack([edges["neighbor"] - first, edges["center"] - first])
+        bounds = np.searchsorted(edges["center"], np.append(starts, n))
+        pos = np.concatenate(coords).astype(np.float32)
+        species_z = np.concatenate([sz for _, sz, _ in species])
+        species_w = np.concatenate([sw for _, _, sw in species])
+        cells = cells.astype(np.float32)
+        distance = edges["distance"].astype(np.float32)
+        graphs = []
+        for k, structure_id in enumerate(ids):
+            a, b = starts[k], starts[k] + sizes[k]
+            lo, hi = bounds[k], bounds[k + 1]
+            # update(): a quarter cheaper than Data(**fields), which sets attributes one by one
+            data = Data(num_nodes=int(sizes[k])).update(
+                {
+                    "z": torch.from_numpy(z[a:b]),
+                    "species_z": torch.from_numpy(species_z[a:b]),
+                    "species_w": torch.from_numpy(species_w[a:b]),
+                    "pos": torch.from_numpy(pos[a:b]),
+                    "cell": torch.from_numpy(cells[k : k + 1]),
+                    "edge_index": torch.from_numpy(edge_index[:, lo:hi].copy()),
+                    "edge_dist": torch.from_numpy(distance[lo:hi]),
+                    "edge_offset": torch.from_numpy(edges["offset"][lo:hi]),
+                    "edge_cut_shell": torch.from_numpy(edges["cut_shell"][lo:hi]),
+                }
+            )
+            if structure_id is not None:
+                data.structure_id = structure_id
+            graphs.append(data)
+        return graphs
 
     def _check_isolated(
         self, structure: Structure, counts: np.ndarray, structure_id: str | None
@@ -153,84 +240,14 @@ class GraphBuilder:
                 raise GraphBuildError(message)
             warnings.warn(message, IsolatedAtomWarning, stacklevel=3)
 
-    def _data(
-        self,
-        structure: Structure,
-        edges: dict,
-        structure_id: str | None,
-        z: np.ndarray | None = None,
-        edge_attr: torch.Tensor | None = None,
-        coords: np.ndarray | None = None,
-    ) -> Data:
-        distance = torch.as_tensor(edges["distance"], dtype=torch.float32)
-        z, species_z, species_w = site_species(structure, z)
-        data = Data(
-            z=torch.as_tensor(z),
-            species_z=torch.as_tensor(species_z),
-            species_w=torch.as_tensor(species_w),
-            pos=torch.tensor(
-                structure.cart_coords if coords is None else coords, dtype=torch.float32
-            ),
-            cell=torch.tensor(structure.lattice.matrix, dtype=torch.float32).unsqueeze(0),
-            edge_index=torch.as_tensor(np.stack([edges["neighbor"], edges["center"]])),
-            edge_dist=distance,
-            edge_offset=torch.as_tensor(edges["offset"]),
-            edge_attr=gaussian_expand(distance, self.config) if edge_attr is None else edge_attr,
-            edge_cut_shell=torch.as_tensor(edges["cut_shell"]),
-            num_nodes=len(structure),
-        )
-        if structure_id is not None:
-            data.structure_id = structure_id
-        return data
-
-    def build_many(
-        self, structures: Iterable[Structure], ids: Sequence[str] | None = None
-    ) -> list[Data]:
-        """Build graphs for many structures; ``ids`` label them in warnings and errors.
-
-        Gives the same graphs as calling the builder on each structure, but selects the nearest
-        neighbours of all structures in one vectorised pass.
-        """
-        structures = list(structures)
-        ids = list(ids) if ids is not None else [None] * len(structures)
-        c = self.config
-        if c.pad_like_original or not structures:
-            return [self(s, structure_id=i) for s, i in zip(structures, ids)]
-        sizes = np.array([len(s) for s in structures])
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        coords = [s.cart_coords for s in structures]
-        parts = [_candidate_pairs(s, c, xyz) for s, xyz in zip(structures, coords)]
-        center = np.concatenate([p[0] + k for p, k in zip(parts, starts)])
-        neighbor = np.concatenate([p[1] + k for p, k in zip(parts, starts)])
-        offset = np.concatenate([p[2] for p in parts])
-        distance = np.concatenate([p[3] for p in parts])
-        z = np.concatenate([atomic_numbers(s) for s in structures])
-        edges = nearest_edges(center, neighbor, offset, distance, z, int(sizes.sum()), c)
-        counts = np.bincount(edges["center"], minlength=int(sizes.sum()))
-        # one expansion for all edges: many small torch calls cost more than the arithmetic
-        edge_attr = gaussian_expand(torch.as_tensor(edges["distance"], dtype=torch.float32), c)
-        bounds = np.searchsorted(edges["center"], np.concatenate([starts, [sizes.sum()]]))
-        graphs = []
-        for k, (s, i) in enumerate(zip(structures, ids)):
-            lo, hi = bounds[k], bounds[k + 1]
-            self._check_isolated(s, counts[starts[k] : starts[k] + sizes[k]], i)
-            own = {key: value[lo:hi] for key, value in edges.items()}
-            own["center"] = own["center"] - starts[k]
-            own["neighbor"] = own["neighbor"] - starts[k]
-            nodes = slice(starts[k], starts[k] + sizes[k])
-            graphs.append(self._data(s, own, i, z[nodes], edge_attr[lo:hi], coords[k]))
-        return graphs
-
 
 def atomic_numbers(structure: Structure) -> np.ndarray:
     """Atomic numbers of the sites, int64 (N,); a disordered site's most abundant species."""
-    if not structure.is_ordered:
-        return site_species(structure)[0]
-    return np.fromiter((sp.Z for sp in structure.species), dtype=np.int64, count=len(structure))
+    return site_species(structure)[0]
 
 
 def neighbor_list(
-    structure: Structure, cutoff: float, coords: np.ndarray | None = None
+    structure: Structure, cutoff: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every pair within ``cutoff`` Å, periodic images included (self-images too), the atom
     itself excluded: the pairs of pymatgen's ``Structure.get_neighbor_list(r=cutoff,
@@ -238,16 +255,23 @@ def neighbor_list(
 
     Returns:
         ``center`` (E,), ``neighbor`` (E,), integer image ``offset`` of the neighbour (E, 3)
-        and ``distance`` in Å (E,), in no particular order. ``coords``: the Cartesian
-        positions, if already at hand.
+        and ``distance`` in Å (E,), in no particular order.
     """
-    # pymatgen keeps pairs up to cutoff + 1e-8 and drops those closer than 1e-8 (the atom itself)
-    search = NeighborList(cutoff=cutoff + _TOLERANCE, full_list=True)
+    return _search(structure.cart_coords, structure.lattice.matrix, cutoff)
+
+
+_TOLERANCE = 1e-8
+
+
+def _search(
+    coords: np.ndarray, cell: np.ndarray, cutoff: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`neighbor_list` of Cartesian ``coords`` (N, 3) in the ``cell`` (3, 3), in Å."""
+    # pymatgen keeps pairs up to cutoff + 1e-8 and drops those closer than 1e-8 (the atom itself).
+    # One thread: the structures are small, and threads cost more than they save.
+    search = NeighborList(cutoff=cutoff + _TOLERANCE, full_list=True, n_threads=1)
     center, neighbor, offset, distance = search.compute(
-        points=structure.cart_coords if coords is None else coords,
-        box=structure.lattice.matrix,
-        periodic=True,
-        quantities="ijSd",
+        points=coords, box=cell, periodic=True, quantities="ijSd"
     )
     keep = distance > _TOLERANCE
     return (
@@ -258,27 +282,44 @@ def neighbor_list(
     )
 
 
-_TOLERANCE = 1e-8
-
-
 def _candidate_pairs(
-    structure: Structure, config: GraphConfig, coords: np.ndarray | None = None
+    coords: np.ndarray, cell: np.ndarray, volume: float, config: GraphConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Enough pairs to pick every atom's ``max_neighbors`` nearest and the first one dropped.
 
-    Searches first within a radius holding about 2.5 × (max_neighbors + 1) atoms at the
-    crystal's density, far fewer pairs than the cutoff's. Where every atom has max_neighbors + 1
-    pairs clearly inside that radius, the nearest ones (ties included) are all among them;
-    otherwise the search is redone at the cutoff.
+    Searches first within a radius holding about 1.5 × (max_neighbors + 1) atoms at the
+    crystal's density (``volume`` in Å³), far fewer pairs than the cutoff's. Where every atom
+    has max_neighbors + 1 pairs clearly inside that radius, the nearest ones (ties included)
+    are all among them; otherwise the search is redone with a radius 25 % larger, and at last
+    at the cutoff.
     """
     need = config.max_neighbors + 1
-    radius = (3 * structure.volume / len(structure) * 2.5 * need / (4 * np.pi)) ** (1 / 3)
-    if radius < config.cutoff:
-        pairs = neighbor_list(structure, radius, coords)
-        inside = np.bincount(pairs[0][pairs[3] < radius - 1e-4], minlength=len(structure))
+    radius = (3 * volume / len(coords) * 1.5 * need / (4 * np.pi)) ** (1 / 3)
+    while radius < config.cutoff:
+        pairs = _search(coords, cell, radius)
+        inside = np.bincount(pairs[0][pairs[3] < radius - 1e-4], minlength=len(coords))
         if inside.min() >= need:
             return pairs
-    return neighbor_list(structure, config.cutoff, coords)
+        radius *= 1.25
+    return _search(coords, cell, config.cutoff)
+
+
+def _pack(*columns: np.ndarray) -> list[np.ndarray]:
+    """Integer columns (E,), most significant first, packed into as few int64 keys as fit: each
+    key orders its rows as its columns do lexicographically. Most significant key first."""
+    keys: list[np.ndarray] = []
+    span = 2**63  # how many values the last key takes; none yet
+    for column in columns:
+        low, high = int(column.min(initial=0)), int(column.max(initial=0))
+        width = high - low + 1
+        values = column.astype(np.int64, copy=False) - low
+        if span * width < 2**63:
+            keys[-1] = keys[-1] * width + values
+            span *= width
+        else:
+            keys.append(values)
+            span = width
+    return keys
 
 
 def nearest_edges(
@@ -292,74 +333,56 @@ def nearest_edges(
 ) -> dict[str, np.ndarray]:
     """The ``max_neighbors`` nearest edges of every centre, sorted by centre then distance
     (see :meth:`GraphBuilder.neighbors`)."""
-    rounded = np.round(distance, 5)
+    # distance rounded to 1e-5 Å, as an integer: the order and ties of np.round(distance, 5)
+    rounded = np.rint(distance * 1e5).astype(np.int64)
     if config.pad_like_original:
         # The original CGCNN: stable sort on the exact distance, ties left in search order.
         order = np.lexsort((distance, center))
     else:
         # Centre, then distance (rounded so float noise after a rotation cannot reorder equal
         # distances), then the neighbour's Z, the exact distance, and last the neighbour and its
-        # image, so that the result does not depend on the search order.
-        order = np.lexsort(
-            (
-                offset[:, 2],
-                offset[:, 1],
-                offset[:, 0],
-                neighbor,
-                distance,
-                z[neighbor],
-                rounded,
-                center,
-            )
-        )
-    center, neighbor, offset, distance, rounded = (
-        center[order],
-        neighbor[order],
-        offset[order],
-        distance[order],
-        rounded[order],
-    )
+        # image, so that the result does not depend on the search order. The integer keys are
+        # packed into few int64 keys: fewer passes of the sort.
+        first = _pack(center, rounded, z[neighbor])
+        last = _pack(neighbor, offset[:, 0], offset[:, 1], offset[:, 2])
+        order = np.lexsort((*last[::-1], distance, *first[::-1]))
     counts = np.bincount(center, minlength=n_atoms)
     starts = np.cumsum(counts) - counts
     rank = np.arange(len(center)) - np.repeat(starts, counts)
-    keep = rank < config.max_neighbors
+    kept, dropped = order[rank < config.max_neighbors], order[rank == config.max_neighbors]
     # a kept edge whose (rounded) distance equals that of the first dropped one: cut shell
-    boundary = np.full(n_atoms, np.nan)
-    first_dropped = rank == config.max_neighbors
-    boundary[center[first_dropped]] = rounded[first_dropped]
-    cut_shell = rounded == boundary[center]
+    boundary = np.full(n_atoms, -1)
+    boundary[center[dropped]] = rounded[dropped]
     return {
-        "center": center[keep].astype(np.int64),
-        "neighbor": neighbor[keep].astype(np.int64),
-        "offset": offset[keep].astype(np.int64),
-        "distance": distance[keep].astype(np.float64),
-        "cut_shell": cut_shell[keep],
+        "center": center[kept].astype(np.int64, copy=False),
+        "neighbor": neighbor[kept].astype(np.int64, copy=False),
+        "offset": offset[kept].astype(np.int64, copy=False),
+        "distance": distance[kept].astype(np.float64, copy=False),
+        "cut_shell": rounded[kept] == boundary[center[kept]],
     }
 
 
-def site_species(
-    structure: Structure, z: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def site_species(structure: Structure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Species of every site: the majority Z (N,), and Z and occupancy per species, each
     (N, :data:`MAX_SITE_SPECIES`) padded with 0, species in descending occupancy (ties: lower Z).
-    ``z``: the atomic numbers of an ordered structure, if already at hand.
 
     Raises:
         GraphBuildError: a site holds more than :data:`MAX_SITE_SPECIES` species, or a species
             that is not an element (e.g. a dummy species).
     """
-    n = len(structure)
+    compositions = [site.species for site in structure]
+    n = len(compositions)
     zs = np.zeros((n, MAX_SITE_SPECIES), dtype=np.int64)
     ws = np.zeros((n, MAX_SITE_SPECIES), dtype=np.float32)
-    if structure.is_ordered:
-        zs[:, 0] = atomic_numbers(structure) if z is None else z
+    if is_ordered(compositions):
+        zs[:, 0] = [next(iter(species)).Z for species in compositions]
         ws[:, 0] = 1.0
         return zs[:, 0].copy(), zs, ws
-    for i, site in enumerate(structure):
-        items = sorted(site.species.items(), key=lambda kv: (-kv[1], getattr(kv[0], "Z", 0)))
+    for i, species in enumerate(compositions):
+        items = sorted(species.items(), key=lambda kv: (-kv[1], getattr(kv[0], "Z", 0)))
         if len(items) > MAX_SITE_SPECIES:
             raise GraphBuildError(
-                f"site {i} holds {len(items)} species ({site.species_string}); at most "
+                f"site {i} holds {len(items)} species ({structure[i].species_string}); at most "
                 f"{MAX_SITE_SPECIES} per site are supported"
             )
         for k, (sp, occ) in enumerate(items):
@@ -368,6 +391,12 @@ def site_species(
                 raise GraphBuildError(f"site {i} holds {sp}, which is not an element")
             zs[i, k], ws[i, k] = z, occ
     return zs[:, 0].copy(), zs, ws
+
+
+def is_ordered(compositions: Sequence[Composition]) -> bool:
+    """pymatgen's ``Structure.is_ordered`` (every site holds one species at occupancy 1: no
+    vacancy, no partial occupancy), from the sites' ``species`` already at hand."""
+    return all(species.num_atoms == len(species) == 1 for species in compositions)
 
 
 def _isolated_message(
@@ -387,16 +416,17 @@ def _isolated_message(
 
 
 def _pad_like_original(
-    edges: dict[str, np.ndarray], counts: np.ndarray, config: GraphConfig
+    edges: dict[str, np.ndarray], counts: np.ndarray, first_atom: np.ndarray, config: GraphConfig
 ) -> dict[str, np.ndarray]:
-    """Add the original CGCNN's fake neighbours: atom 0 at ``cutoff + 1`` Å, no image offset."""
+    """Add the original CGCNN's fake neighbours: atom 0 of the structure (``first_atom`` of
+    each atom, (N,)) at ``cutoff + 1`` Å, no image offset."""
     missing = np.clip(config.max_neighbors - counts, 0, None)
     if not missing.any():
         return edges
     pad_center = np.repeat(np.arange(len(counts)), missing)
     merged = {
         "center": np.concatenate([edges["center"], pad_center]),
-        "neighbor": np.concatenate([edges["neighbor"], np.zeros_like(pad_center)]),
+        "neighbor": np.concatenate([edges["neighbor"], first_atom[pad_center]]),
         "offset": np.concatenate([edges["offset"], np.zeros((len(pad_center), 3), np.int64)]),
         "distance": np.concatenate(
             [edges["distance"], np.full(len(pad_center), config.cutoff + 1.0)]

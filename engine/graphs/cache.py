@@ -70,11 +70,11 @@ __all__ = [
 ]
 
 #: Bump when the graphs or the file layout change, so old entries are never reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 #: Per-node tensors of a graph, then per-edge ones (edge_index is (2, E)).
 NODE_FIELDS = ("z", "species_z", "species_w", "pos")
-EDGE_FIELDS = ("edge_dist", "edge_offset", "edge_attr", "edge_cut_shell")
+EDGE_FIELDS = ("edge_dist", "edge_offset", "edge_cut_shell")
 FIELDS = (*NODE_FIELDS, "cell", "edge_index", *EDGE_FIELDS)
 
 _DISABLED: contextvars.ContextVar[bool] = contextvars.ContextVar("graph_cache_off", default=False)

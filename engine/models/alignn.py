@@ -3,8 +3,8 @@
 Three sets of vectors, all of width ``atom_fea_len``:
 
 * atom vectors x_i (nodes of the atom graph), from the element features;
-* bond vectors y_e (edges of the atom graph, nodes of the line graph), from the graph's
-  Gaussian distance expansion ``edge_attr``;
+* bond vectors y_e (edges of the atom graph, nodes of the line graph), from the Gaussian
+  expansion of the bond lengths ``edge_dist`` (:func:`~engine.graphs.builder.gaussian_expand`);
 * angle vectors z_(e1,e2) (edges of the line graph), from cos θ expanded in Gaussians on [−1, 1].
 
 The line graph is built once per structure in :meth:`ALIGNN.prepare`
@@ -36,6 +36,7 @@ from torch_geometric.nn import MessagePassing, global_mean_pool
 
 from engine.core.config import ALIGNNConfig, GraphConfig
 from engine.features.elements import MAX_Z, cgcnn_element_table
+from engine.graphs.builder import gaussian_expand
 from engine.graphs.linegraph import LineGraphData, attach_line_graph
 from engine.models.base import FamilyModule, MissingInputError, embed_atoms
 
@@ -165,7 +166,7 @@ class ALIGNN(FamilyModule):
                 "engine.models.build_inputs(...), not with a bare GraphBuilder"
             )
         x = embed_atoms(batch, self.atom_embedding, getattr(self, "atom_table", None), MAX_Z)
-        y = self.bond_embedding(batch.edge_attr)
+        y = self.bond_embedding(gaussian_expand(batch.edge_dist, self.graph_config))
         if self.alignn_layers:
             angles = self.angle_embedding(self.angle_features(batch.lg_cos))
             for layer in self.alignn_layers:

@@ -10,6 +10,7 @@ from torch_geometric.nn import global_mean_pool
 
 from engine.core.config import CGCNNConfig, GraphConfig
 from engine.features.elements import MAX_Z, cgcnn_element_table
+from engine.graphs.builder import gaussian_expand
 from engine.models.base import FamilyModule, embed_atoms
 from engine.models.layers import CGCNNConv
 
@@ -56,8 +57,9 @@ class GraphEncoder(FamilyModule):
         """Atom vectors v_i after the convolutions, shape (N, atom_fea_len); disordered sites
         start from their occupancy-weighted element features (:func:`embed_atoms`)."""
         x = embed_atoms(batch, self.embedding, getattr(self, "atom_table", None), MAX_Z)
+        edge_attr = gaussian_expand(batch.edge_dist, self.graph_config)
         for conv in self.convs:
-            x = conv(x, batch.edge_index, batch.edge_attr)
+            x = conv(x, batch.edge_index, edge_attr)
         return x
 
     def pooled(self, batch: Batch) -> torch.Tensor:
