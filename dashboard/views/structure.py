@@ -147,8 +147,9 @@ def chosen_edge(n_edges: int) -> int | None:
         return None
     table = st.session_state.get("edge_table")
     rows = table["selection"]["rows"] if table else []
-    default = rows[0] if rows else 0
-    return int(min(max(st.session_state.get(f"edge_number_{default}", default), 0), n_edges - 1))
+    default_edge = rows[0] if rows else 0
+    picked = st.session_state.get(f"edge_number_{default_edge}", default_edge)
+    return int(min(max(picked, 0), n_edges - 1))
 
 
 left, right = st.columns([3, 2])
