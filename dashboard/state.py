@@ -96,7 +96,8 @@ def warm_up(delay_s: float = 2.0) -> threading.Thread | None:
     """Once per server process, in a background thread that starts ``delay_s`` after the first
     page: load the default model and the dataset it was trained on into the shared caches (the
     first visit of Predict, Embeddings or Fusion otherwise waits for them), then import UMAP and
-    compile its numba kernels (the first UMAP map otherwise waits about 50 s).
+    compile its numba kernels (the first UMAP map otherwise waits about 50 s). On two cores it
+    slows what the user does in the first minute (docs/benchmarks.md).
     ``CRYSTAL_SCREEN_NO_WARM_UP=1`` turns it off."""
     if os.environ.get("CRYSTAL_SCREEN_NO_WARM_UP"):
         return None
