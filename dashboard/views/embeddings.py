@@ -155,11 +155,13 @@ if not go:
     st.stop()
 
 
-def pooled_vectors(model, items: list, key: str) -> tuple[np.ndarray, list, np.ndarray]:
+def pooled_vectors(
+    model, items: list, key: str, saved: dict[str, float]
+) -> tuple[np.ndarray, list, np.ndarray]:
     """Pooled vectors (N, D) of the usable ``items``, those items and their predictions (N,):
     from memory, else from the disk cache, else computed (with a progress bar) and stored in
-    both under ``key`` (:func:`dashboard.caches.vectors_key`). The model's saved predictions
-    stand in for computed ones where every item has one (its validation and test sets)."""
+    both under ``key`` (:func:`dashboard.caches.vectors_key`). The model's ``saved``
+    predictions (by id) stand in for computed ones where every item has one."""
     found = _store().get(key)
     if found is not None:
         return found
@@ -195,7 +197,7 @@ def pooled_vectors(model, items: list, key: str) -> tuple[np.ndarray, list, np.n
     return _store().put(key, result)
 
 
-vectors, kept, preds = pooled_vectors(model, items, vec_key)
+vectors, kept, preds = pooled_vectors(model, items, vec_key, saved)
 
 found = _store().get(map_key)
 if found is None:
