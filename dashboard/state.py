@@ -225,8 +225,9 @@ def default_model(available: list[dict]) -> dict | None:
 def torch_threads() -> int:
     """Threads for torch in the dashboard's process: ``$CRYSTAL_SCREEN_THREADS`` (set here to
     half the cores, at least 1, when unset; the CHGNet physics route reads it too). Training
-    jobs run beside the server on the other cores, and on 2 busy cores one thread predicted
-    one structure 8-20× and 300 structures 3× faster than two (docs/benchmarks.md)."""
+    jobs run beside the server on the other cores. On 2 busy cores one thread predicted one
+    structure 8-20× and 300 structures 3× faster than two; on a quiet machine two are 1.4×
+    faster for 300 structures and equal for one (docs/benchmarks.md)."""
     default = str(max(1, (os.cpu_count() or 2) // 2))
     return max(1, int(os.environ.setdefault("CRYSTAL_SCREEN_THREADS", default)))
 

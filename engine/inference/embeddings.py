@@ -48,7 +48,8 @@ def _pca(x: np.ndarray, *, seed: int) -> np.ndarray:
 
 def _tsne(x: np.ndarray, *, seed: int, perplexity: float) -> np.ndarray:
     """t-SNE by openTSNE (Poličar et al., J. Stat. Softw. 109 (2024)): FFT-accelerated
-    gradients, about 5× faster than scikit-learn's Barnes-Hut on a thousand points here.
+    gradients; 1.5-2× faster than scikit-learn's Barnes-Hut on 841 points on a quiet machine
+    here, about 5× on a loaded one (benchmarks/dashboard_levers.py).
     Distinct rows are embedded once and duplicates placed with them, as UMAP's ``unique``."""
     from openTSNE import TSNE
 

@@ -305,20 +305,14 @@ class EnsembleModel(LoadedModel):
         kw = {"batch_size": batch_size, "device": device}
         out: dict[str, np.ndarray] = {}
         predicted = bool({"prediction", "tasks", "members"} & set(outputs))
-        if "pooled" in outputs:  # member 0's, in the same pass as its predictions
-            first = self.members[0].run(
-                inputs, ("tasks", "pooled") if predicted else ("pooled",), **kw
-            )
+        # member 0 gives the pooled vectors (the domain's space) in its prediction pass
+        first_outputs = ("tasks",) * predicted + ("pooled",) * ("pooled" in outputs)
+        first = self.members[0].run(inputs, first_outputs, **kw) if first_outputs else {}
+        if "pooled" in outputs:
             out["pooled"] = first["pooled"]
         if predicted:
-            members = np.stack(
-                [
-                    first["tasks"]
-                    if k == 0 and "pooled" in outputs
-                    else m.run(inputs, ("tasks",), **kw)["tasks"]
-                    for k, m in enumerate(self.members)
-                ]
-            )
+            rest = [m.run(inputs, ("tasks",), **kw)["tasks"] for m in self.members[1:]]
+            members = np.stack([first["tasks"], *rest])
             mean = members.mean(axis=0)
             out.update({"prediction": mean[:, 0], "tasks": mean, "members": members})
         if "weights" in outputs:
