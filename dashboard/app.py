@@ -100,6 +100,7 @@ def _show_dataset() -> None:
 
 
 _show_dataset()
-page.run()
+with state.page_activity():
+    page.run()
 _show_dataset()  # again after the page: "Load dataset" there shows at once, not a rerun later
 state.warm_up()  # once per server, after the first page is drawn

@@ -16,6 +16,7 @@ descriptions) is the seam for a later split.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import threading
@@ -91,14 +92,44 @@ def init() -> None:
             set_data_source(path, label=rel, limit=limit, origin="data directory")
 
 
+#: Page runs in progress, and when the last one ended (``time.monotonic()`` s): the UMAP part
+#: of the warm-up waits for a quiet server.
+_activity = {"running": 0, "last_end": 0.0}
+_activity_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def page_activity():
+    """Count a page run as user activity (``app.py`` wraps ``page.run()`` in it)."""
+    with _activity_lock:
+        _activity["running"] += 1
+    try:
+        yield
+    finally:
+        with _activity_lock:
+            _activity["running"] -= 1
+            _activity["last_end"] = time.monotonic()
+
+
+def wait_until_quiet(quiet_s: float, poll_s: float = 0.25) -> None:
+    """Return once no page has run for ``quiet_s`` seconds."""
+    while True:
+        with _activity_lock:
+            running, last_end = _activity["running"], _activity["last_end"]
+        if not running and time.monotonic() - last_end >= quiet_s:
+            return
+        time.sleep(poll_s)
+
+
 @st.cache_resource(show_spinner=False)
-def warm_up(delay_s: float = 2.0) -> threading.Thread | None:
+def warm_up(delay_s: float = 2.0, quiet_s: float = 5.0) -> threading.Thread | None:
     """Once per server process, in a background thread that starts ``delay_s`` after the first
-    page: load the default model and the dataset it was trained on into the shared caches (the
-    first visit of Predict, Embeddings or Fusion otherwise waits for them), then import UMAP and
-    compile its numba kernels (the first UMAP map otherwise waits about 50 s). On two cores it
-    slows what the user does in the first minute (docs/benchmarks.md).
-    ``CRYSTAL_SCREEN_NO_WARM_UP=1`` turns it off."""
+    page: load the shipped examples, the default model and the dataset it was trained on into
+    the shared caches (the first visit of Structure, Predict, Embeddings or Fusion otherwise
+    waits for them). Then, once no page has run for ``quiet_s`` seconds, import UMAP and compile
+    its numba kernels (the first UMAP map otherwise waits 10-50 s). The compiler holds Python's
+    lock for that time, which would halve the speed of any page running beside it; waiting for
+    a quiet server keeps it out of the user's way. ``CRYSTAL_SCREEN_NO_WARM_UP=1`` turns it off."""
     if os.environ.get("CRYSTAL_SCREEN_NO_WARM_UP"):
         return None
 
@@ -111,11 +142,13 @@ def warm_up(delay_s: float = 2.0) -> threading.Thread | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
+                examples_dataset()
                 chosen = default_model(models())
                 if chosen is not None:
                     training_dataset(load_model(model_ref(chosen)).card)
             except Exception:  # noqa: BLE001 - a failed warm-up only leaves the caches cold
                 pass
+            wait_until_quiet(quiet_s)
             reduce(np.random.default_rng(0).normal(size=(40, 8)), "umap", n_neighbors=5)
 
     thread = threading.Thread(target=work, name="warm-up", daemon=True)

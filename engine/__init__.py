@@ -55,6 +55,7 @@ _API = {
     "LoadedModel": "engine.store.directory",
     "ModelCard": "engine.store.card",
     "read_card": "engine.store.card",
+    "ANCHORS": "engine.catalog.anchors",
     "ModelLoadError": "engine.store.card",
     "EnsembleModel": "engine.store.directory",
     "calibrate_model": "engine.training.ensembles",

@@ -5,6 +5,7 @@ physics jobs' shared launcher."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -316,3 +317,16 @@ def test_physics_job_whose_process_dies_reads_as_failed():
     assert status["status"] == "failed" and "ended without reporting" in status["error"]
     assert results == [] and status["pid_created"] is not None
     assert (physics_jobs_dir() / job / "log.txt").exists()
+
+
+def test_a_job_trains_on_the_cores_the_dashboard_leaves_free(monkeypatch):
+    from engine.apps.jobs.worker import job_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setenv("CRYSTAL_SCREEN_THREADS", "8")  # what the dashboard took (half)
+    assert job_threads() == 8
+    monkeypatch.delenv("CRYSTAL_SCREEN_THREADS")
+    assert job_threads() == 15
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setenv("CRYSTAL_SCREEN_THREADS", "2")
+    assert job_threads() == 1

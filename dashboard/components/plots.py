@@ -430,3 +430,44 @@ def calibration(curves: dict[str, dict], *, title: str | None = None) -> go.Figu
     fig.update_xaxes(title="Expected coverage of ±z·σ (fraction)", range=[0, 1])
     fig.update_yaxes(title="Observed share of errors inside (fraction)", range=[0, 1])
     return _finish(fig, title)
+
+
+#: Bar colours of :func:`accuracy_bars`, by kind of row.
+ACCURACY_KINDS = {
+    "shipped model (our test split)": "#1f77b4",
+    "your model (its test split)": "#2ca02c",
+    "published (another test set)": "#9e9e9e",
+}
+
+
+def accuracy_bars(
+    frame: pd.DataFrame, display: Display, *, goal: float | None = None, title: str | None = None
+) -> go.Figure:
+    """Test MAE of models against published anchors: ``frame`` has ``label``, ``mae`` (in the
+    target's unit) and ``kind`` (a key of :data:`ACCURACY_KINDS`); one horizontal bar each,
+    lowest first; ``goal`` (target unit) is a dashed line."""
+    shown = frame.assign(mae=display.scale(frame["mae"])).sort_values("mae", ascending=False)
+    fig = go.Figure()
+    for kind, colour in ACCURACY_KINDS.items():
+        part = shown[shown["kind"] == kind]
+        if len(part):
+            fig.add_bar(
+                x=part["mae"],
+                y=part["label"],
+                orientation="h",
+                name=kind,
+                marker_color=colour,
+                hovertemplate="%{y}: %{x:.3g} " + display.unit + "<extra></extra>",
+            )
+    if goal is not None:
+        fig.add_vline(
+            x=display.scale(goal),
+            line_dash="dash",
+            line_color="#d62728",
+            annotation_text=f"goal {display.scale(goal):.3g}",
+            annotation_position="bottom right",
+        )
+    fig.update_xaxes(title=display.short("Test MAE"), rangemode="tozero")
+    fig.update_yaxes(title=None, categoryorder="array", categoryarray=list(shown["label"]))
+    fig.update_layout(legend={"orientation": "h", "y": -0.25})
+    return _finish(fig, title, 120 + 28 * len(shown))

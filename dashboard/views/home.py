@@ -49,6 +49,51 @@ def _metric(m: dict, part: str, key: str):
     return value
 
 
+def _flagship_accuracy(models: list[dict]) -> None:
+    """Test MAE of the thermal-expansion models next to the published results."""
+    from dashboard.components import plots
+    from engine import ANCHORS
+
+    spec = ANCHORS[state.FLAGSHIP_TARGET]
+    rows = [
+        {
+            "label": m["name"],
+            "mae": _metric(m, "test", "mae"),
+            "kind": "shipped model (our test split)"
+            if m.get("source") == "shipped"
+            else "your model (its test split)",
+        }
+        for m in models
+        if m["target"] == state.FLAGSHIP_TARGET and _metric(m, "test", "mae") is not None
+    ]
+    if not rows:
+        return
+    rows += [
+        {
+            "label": f"{name} ({where})",
+            "mae": metrics["mae"],
+            "kind": "published (another test set)",
+        }
+        for name, metrics, where in spec["anchors"]
+        if "mae" in metrics
+    ]
+    display = display_for(state.FLAGSHIP_TARGET, "1/K")
+    st.plotly_chart(
+        plots.accuracy_bars(
+            pd.DataFrame(rows),
+            display,
+            goal=spec["goal"]["mae"],
+            title="Thermal expansion: test error against published results",
+        ),
+        key="flagship_accuracy",
+    )
+    st.caption(
+        "Lower is better. The published results were measured on other test sets (CrabNet's "
+        "formulas), so they place our models in the field rather than rank them; "
+        "`docs/accuracy.md` has the full comparison."
+    )
+
+
 rows = []
 for m in models:
     disp = display_for(m["target"], m.get("unit"))
@@ -81,6 +126,7 @@ if rows:
         "Accuracy as recorded in each model's card (`model.json`), in the unit shown. The "
         "original CGCNN checkpoints record only the validation MAE of their paper's training run."
     )
+    _flagship_accuracy(models)
     default = state.default_model(models)
     if default is not None and default["target"] != state.FLAGSHIP_TARGET:
         st.info(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import warnings
@@ -124,3 +125,10 @@ def wait_job(job_id: str, timeout: float = 120):
             return status
         time.sleep(0.3)
     raise AssertionError(f"job {job_id}: {job_status(job_id)}\n{read_log(job_id)}")
+
+
+def plotly_values(values) -> np.ndarray:
+    """A plotly trace's array, whether plain or typed (``{"dtype", "bdata"}`` in JSON)."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+    return np.asarray(values)

@@ -18,6 +18,7 @@ from tests.dashboard.helpers import (
     cif_bytes,
     goto,
     perovskite,
+    plotly_values,
     texts,
     use_dataset,
     wait_job,
@@ -40,6 +41,28 @@ def test_home_lists_models_and_teaching_notes(app):
     assert not app.exception
     assert any("gated graph convolution" in e.label for e in app.expander)
     assert app.latex, "eq. 1 is shown as LaTeX"
+
+
+def test_home_plots_the_thermal_expansion_models_against_published_results(app):
+    import plotly.io as pio
+
+    from engine import list_models
+
+    (chart,) = [c for c in app.get("plotly_chart") if "published results" in c.proto.spec]
+    fig = pio.from_json(chart.proto.spec)
+    bars = {label: mae for trace in fig.data for label, mae in zip(trace.y, plotly_values(trace.x))}
+    shipped = {
+        m["name"]: m["metrics"]["test"]["mae"]
+        for m in list_models()
+        if m["target"] == "agl_thermal_expansion_300K" and m["source"] == "shipped"
+    }
+    assert shipped and all(bars[name] == pytest.approx(mae * 1e6) for name, mae in shipped.items())
+    assert bars["Roost (composition only) (CrabNet's 724 test formulas)"] == pytest.approx(3.69)
+    assert fig.layout.xaxis.title.text == "Test MAE (10⁻⁶ K⁻¹)"
+    assert {t.name for t in fig.data} == {
+        "shipped model (our test split)",
+        "published (another test set)",
+    }
 
 
 def test_every_page_renders_without_data(app):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -184,7 +185,7 @@ def test_default_model_skips_physics_input_families():
     assert default_model(available)["name"] == "c"
 
 
-def test_warm_up_loads_the_default_model_and_its_training_data_in_the_background(monkeypatch):
+def test_warm_up_loads_the_examples_the_default_model_and_its_training_data(monkeypatch):
     import engine.inference.embeddings as embeddings
     import engine.io.datasets as datasets
 
@@ -199,6 +200,21 @@ def test_warm_up_loads_the_default_model_and_its_training_data_in_the_background
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("read again"))
     dataset = state.training_dataset(card)  # from the shared cache the warm-up filled
     assert dataset is not None and len(dataset) > 100
+    assert len(state.examples_dataset()) > 5
+
+
+def test_the_umap_warm_up_waits_for_a_quiet_server():
+    """The numba compiler holds Python's lock: it must not run beside a page."""
+    quiet = threading.Event()
+    waiter = threading.Thread(
+        target=lambda: (state.wait_until_quiet(0.3, poll_s=0.02), quiet.set()), daemon=True
+    )
+    with state.page_activity():
+        waiter.start()
+        assert not quiet.wait(0.6)  # a page is running
+        left = time.monotonic()
+    assert quiet.wait(10)
+    assert time.monotonic() - left >= 0.3
 
 
 def test_the_dashboard_runs_torch_on_half_the_cores(monkeypatch):

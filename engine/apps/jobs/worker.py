@@ -88,6 +88,14 @@ def _run_search(directory: Path, dataset, request: JobRequest, configs: dict):
     return result.best_result
 
 
+def job_threads() -> int:
+    """Torch threads of a training job: the cores the dashboard next to it leaves free
+    (``$CRYSTAL_SCREEN_THREADS``, which the dashboard sets for its own process and its jobs
+    inherit; one core when unset), at least one, so that the two never oversubscribe the cores."""
+    dashboard = int(os.environ.get("CRYSTAL_SCREEN_THREADS", 1))
+    return max(1, (os.cpu_count() or 2) - dashboard)
+
+
 def _train(directory: Path, request: JobRequest):
     """Load the dataset and train as requested; None when cancelled before training.
 
@@ -120,8 +128,8 @@ def _train(directory: Path, request: JobRequest):
         flush=True,
     )
     training: TrainConfig = request.training
-    if not training.num_threads:  # leave a core to the dashboard next to the job
-        training = training.model_copy(update={"num_threads": max(1, (os.cpu_count() or 2) - 1)})
+    if not training.num_threads:
+        training = training.model_copy(update={"num_threads": job_threads()})
     configs = {
         "model": model_config_from_dict(request.model),
         "graph": request.graph,
