@@ -190,7 +190,6 @@ def epoch_times(home: str, epochs: int = 4) -> dict:
     return {
         "browser": browser,
         "request": request.model_dump(mode="json", include={"targets", "limit", "training"}),
-        "cli_command": [*command[1:], "--out", str(out), "--quiet"],
         "_cli_later": {"out": str(out), "command": command},
     }
 
@@ -215,6 +214,9 @@ def finish_epoch_times(entry: dict) -> None:
         command = [*later["command"], "--out", str(out), "--quiet"]
         env = {**os.environ, **({"OMP_NUM_THREADS": str(n)} if n else {})}
         subprocess.run(command, check=True, cwd=ROOT, capture_output=True, env=env)
+        entry[f"{key}_command"] = " ".join(
+            [f"OMP_NUM_THREADS={n}"] * bool(n) + ["python", *command[1:]]
+        )
         entry[key] = pd.read_csv(out / "history.csv")["seconds"].iloc[1:].tolist()
         entry[f"{key}_median_s"] = round(statistics.median(entry[key]), 2)
     entry["job_threads"] = threads["cli_job_threads"]
