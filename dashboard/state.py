@@ -100,15 +100,20 @@ _activity_lock = threading.Lock()
 
 @contextlib.contextmanager
 def page_activity():
-    """Count a page run as user activity (``app.py`` wraps ``page.run()`` in it)."""
+    """Count a page run as user activity (``app.py`` wraps ``page.run()`` in it), here and for
+    the training jobs, which leave the dashboard its cores while a page runs."""
+    from engine import note_dashboard_activity
+
     with _activity_lock:
         _activity["running"] += 1
+        note_dashboard_activity(_activity["running"])
     try:
         yield
     finally:
         with _activity_lock:
             _activity["running"] -= 1
             _activity["last_end"] = time.monotonic()
+            note_dashboard_activity(_activity["running"])
 
 
 def wait_until_quiet(quiet_s: float, poll_s: float = 0.25) -> None:

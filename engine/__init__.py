@@ -56,6 +56,7 @@ _API = {
     "ModelCard": "engine.store.card",
     "read_card": "engine.store.card",
     "ANCHORS": "engine.catalog.anchors",
+    "note_dashboard_activity": "engine.apps.jobs.activity",
     "ModelLoadError": "engine.store.card",
     "EnsembleModel": "engine.store.directory",
     "calibrate_model": "engine.training.ensembles",

@@ -320,7 +320,7 @@ def test_physics_job_whose_process_dies_reads_as_failed():
 
 
 def test_a_job_trains_on_the_cores_the_dashboard_leaves_free(monkeypatch):
-    from engine.apps.jobs.worker import job_threads
+    from engine.apps.jobs.activity import job_threads
 
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     monkeypatch.setenv("CRYSTAL_SCREEN_THREADS", "8")  # what the dashboard took (half)
@@ -330,3 +330,46 @@ def test_a_job_trains_on_the_cores_the_dashboard_leaves_free(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setenv("CRYSTAL_SCREEN_THREADS", "2")
     assert job_threads() == 1
+
+
+def test_a_job_trains_on_every_core_while_the_dashboard_is_idle(monkeypatch):
+    from engine.apps.jobs.activity import dashboard_busy, note_dashboard_activity, threads_now
+    from engine.core.config import home_dir
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setenv("CRYSTAL_SCREEN_THREADS", "2")
+    assert not dashboard_busy() and threads_now() == 4  # no dashboard at all
+    note_dashboard_activity(1)  # a page runs
+    assert dashboard_busy() and threads_now() == 2
+    note_dashboard_activity(0)  # it just ended
+    assert dashboard_busy(quiet_s=5)
+
+    def age(seconds):
+        then = time.time() - seconds
+        os.utime(home_dir() / "dashboard-activity", (then, then))
+
+    age(60)
+    assert not dashboard_busy(quiet_s=5) and threads_now() == 4
+    note_dashboard_activity(1)
+    age(60)
+    assert dashboard_busy(quiet_s=5)  # a long page still runs
+    age(3600)
+    assert not dashboard_busy(quiet_s=5)  # stale: its dashboard stopped during a page
+
+
+def test_adaptive_threads_applies_the_count_between_batches_at_most_every_check():
+    import torch
+
+    from engine.training.callbacks import AdaptiveThreads
+
+    before = torch.get_num_threads()
+    asked = []
+    callback = AdaptiveThreads(lambda: asked.append(1) or 1, check_s=60)
+    try:
+        torch.set_num_threads(2)
+        callback.on_train_start(None)
+        assert torch.get_num_threads() == 1 and len(asked) == 1
+        callback.on_batch_end(None)  # within check_s: not asked again
+        assert len(asked) == 1
+    finally:
+        torch.set_num_threads(before)

@@ -451,3 +451,25 @@ def test_old_single_target_cards_load_unchanged():
 
 def _named(structure):
     return NamedStructure(id="NaCl", structure=structure, source="test")
+
+
+def test_a_log_transform_applies_to_the_primary_target_only(elastic, tmp_path):
+    """Auxiliary targets (here formation energies, negative) are standardised as they are."""
+    from engine.store.card import read_card
+
+    targets = ["log10_K_VRH", "formation_energy_per_atom"]
+    result = train(
+        elastic,
+        targets,
+        model=MultitaskConfig(**TINY),
+        training=TrainConfig(epochs=1, batch_size=32, device="cpu", target_transform="log"),
+        split=SplitConfig(seed=1),
+        out=tmp_path / "log-mt",
+    )
+    card = read_card(tmp_path / "log-mt")
+    assert [n.transform for n in card.normalizers] == ["log", "none"]
+    model = load_model(tmp_path / "log-mt")
+    tasks = model.predict_tasks_graphs(model.prepare(elastic.structures[:8]))
+    assert tasks.shape == (8, 2) and np.isfinite(tasks).all()
+    assert (tasks[:, 0] > 0).all()  # exp of the primary target's output
+    assert result.metrics["val"]["n"] > 0

@@ -126,7 +126,8 @@ class TrainConfig(StrictModel):
     Attributes:
         target_transform: ``none`` or ``log`` (train on ln y, strictly positive targets only;
             predictions and every reported MAE are transformed back to the target unit). Saved
-            in the card's normaliser, so prediction back-transforms.
+            in the card's normaliser, so prediction back-transforms. With several targets
+            (``multitask``) it applies to the primary target only.
         loss: ``mse``, ``l1`` or ``huber`` on the standardised (transformed) target.
         huber_delta: where the Huber loss turns from quadratic to linear, in standardised units
             (0.1 std of the transformed training target).

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -39,6 +40,30 @@ class Callback:
         """After every training batch; setting ``trainer.stop_reason`` ends the epoch there."""
 
     def on_train_end(self, trainer) -> None: ...
+
+
+class AdaptiveThreads(Callback):
+    """Sets torch's thread count to ``threads()`` at the start and between batches (asked at
+    most every ``check_s`` seconds), e.g. to share the cores with a process next to the run."""
+
+    def __init__(self, threads: Callable[[], int], check_s: float = 0.5):
+        self.threads = threads
+        self.check_s = check_s
+        self._next_check = 0.0
+
+    def on_train_start(self, trainer) -> None:
+        self._next_check = 0.0
+        self.on_batch_end(trainer)
+
+    def on_batch_end(self, trainer) -> None:
+        import torch
+
+        if time.monotonic() < self._next_check:
+            return
+        self._next_check = time.monotonic() + self.check_s
+        wanted = max(1, self.threads())
+        if wanted != torch.get_num_threads():
+            torch.set_num_threads(wanted)
 
 
 class History(Callback):

@@ -11,8 +11,9 @@ training split), then dispatches on the family's ``training_kind``:
 * ``late-fusion``: the CGCNN half through the Trainer, then the forest half, then α on the
   validation split;
 * ``multitask`` (multitask, cgcnn-debye): the Trainer on the masked, weighted sum of K task
-  losses (:class:`~engine.training.multitask.MultitaskTrainer`); ``target`` is then a list. A
-  family with a ``target_transform`` of its own (the Debye head: ``log``) always trains with it.
+  losses (:class:`~engine.training.multitask.MultitaskTrainer`); ``target`` is then a list, and
+  ``TrainConfig.target_transform`` applies to the first (primary) target only. A family with a
+  ``target_transform`` of its own (the Debye head: ``log``) applies it to every target.
 
 A gradient family can start from another model's weights (``TrainConfig.init_from``, with
 ``TrainConfig.freeze`` to keep some fixed; :mod:`engine.training.transfer`); the card's
@@ -155,13 +156,12 @@ def train(
     parts = split_dataset(dataset, split_cfg)
     if len(parts["val"]) == 0:
         raise ValueError("the validation split is empty; the dataset is too small to train on")
-    if multi and train_cfg.target_transform != "none" and not forced:
-        raise ValueError(
-            "target transform 'log' is for single-target families; the multitask "
-            "family standardises each target without a transform"
-        )
+    # Several targets: the transform is the primary target's (auxiliary ones, e.g. log10 κ,
+    # may be negative and are standardised as they are), unless it is the family's own.
     normalizers = [
-        _fit_normalizer(values[parts["train"], k], t, train_cfg.target_transform)
+        _fit_normalizer(
+            values[parts["train"], k], t, train_cfg.target_transform if k == 0 or forced else "none"
+        )
         for k, t in enumerate(targets)
     ]
     normalizer = normalizers[0]

@@ -209,10 +209,15 @@ def test_the_umap_warm_up_waits_for_a_quiet_server():
     waiter = threading.Thread(
         target=lambda: (state.wait_until_quiet(0.3, poll_s=0.02), quiet.set()), daemon=True
     )
+    from engine.core.config import home_dir
+
+    activity = home_dir() / "dashboard-activity"  # the training jobs read it
     with state.page_activity():
         waiter.start()
         assert not quiet.wait(0.6)  # a page is running
+        assert activity.read_text() == "1"
         left = time.monotonic()
+    assert activity.read_text() == "0"
     assert quiet.wait(10)
     assert time.monotonic() - left >= 0.3
 

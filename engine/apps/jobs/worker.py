@@ -20,6 +20,7 @@ from types import FrameType
 
 import psutil
 
+from engine.apps.jobs.activity import job_threads, threads_now
 from engine.apps.jobs.schema import (
     CANCEL_FILE,
     PROGRESS_FILE,
@@ -88,14 +89,6 @@ def _run_search(directory: Path, dataset, request: JobRequest, configs: dict):
     return result.best_result
 
 
-def job_threads() -> int:
-    """Torch threads of a training job: the cores the dashboard next to it leaves free
-    (``$CRYSTAL_SCREEN_THREADS``, which the dashboard sets for its own process and its jobs
-    inherit; one core when unset), at least one, so that the two never oversubscribe the cores."""
-    dashboard = int(os.environ.get("CRYSTAL_SCREEN_THREADS", 1))
-    return max(1, (os.cpu_count() or 2) - dashboard)
-
-
 def _train(directory: Path, request: JobRequest):
     """Load the dataset and train as requested; None when cancelled before training.
 
@@ -104,6 +97,7 @@ def _train(directory: Path, request: JobRequest):
     from engine.io.datasets import load_dataset
     from engine.models import model_config_from_dict
     from engine.training import ProgressFile, train
+    from engine.training.callbacks import AdaptiveThreads
 
     print(f"[{now()}] loading {request.dataset_path}", flush=True)
     dataset = load_dataset(request.dataset_path, limit=request.limit)
@@ -128,8 +122,10 @@ def _train(directory: Path, request: JobRequest):
         flush=True,
     )
     training: TrainConfig = request.training
-    if not training.num_threads:
+    callbacks = [ProgressFile(directory)]
+    if not training.num_threads:  # share the cores with the dashboard next to the job
         training = training.model_copy(update={"num_threads": job_threads()})
+        callbacks.append(AdaptiveThreads(threads_now))
     configs = {
         "model": model_config_from_dict(request.model),
         "graph": request.graph,
@@ -143,7 +139,7 @@ def _train(directory: Path, request: JobRequest):
     return train(
         dataset,
         targets if len(targets) > 1 else targets[0],
-        callbacks=[ProgressFile(directory)],
+        callbacks=callbacks,
         **configs,
     )
 
