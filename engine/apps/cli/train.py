@@ -120,8 +120,8 @@ def add_parser(sub) -> None:
         "--target-transform",
         choices=["none", "log"],
         default="none",
-        help="train on ln(target) (strictly positive targets); predictions and MAE "
-        "are back in the target unit",
+        help="train on ln(target) (strictly positive targets; with several targets, the "
+        "first); predictions and MAE are back in the target unit",
     )
     p.add_argument(
         "--loss",
