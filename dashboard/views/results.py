@@ -90,7 +90,7 @@ def _zip_cached(path: str, mtime: float) -> bytes:
 
 def card_of(m: dict):
     try:
-        return state.load_model(state.model_ref(m)).card
+        return state.model_card(m)  # from model.json, without loading the weights
     except Exception as exc:  # noqa: BLE001
         st.error(f"Could not load {m['name']}: {exc}")
         return None

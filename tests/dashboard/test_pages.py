@@ -566,3 +566,17 @@ def test_screen_page_ranks_filters_exports_reloads_and_maps(app):
     table = frame_with(app, delta)
     assert list(table["id"]) == list(exported.table.loc[exported.table["passes"], "id"])
     assert np.allclose(table[delta], exported.table["mismatch_per_K"] * 1e6, atol=1e-9)
+
+
+def test_results_page_reads_the_models_card_without_loading_its_weights(
+    app, tiny_model, monkeypatch
+):
+    from dashboard import state
+
+    loaded = []
+    monkeypatch.setattr(state, "load_model", lambda ref: loaded.append(ref))
+    app.session_state["model_name"] = "tiny-cte"
+    goto(app, "results")
+    assert app.selectbox(key="results_model").value == "tiny-cte"
+    assert "MAE (10⁻⁶ K⁻¹)" in app.dataframe[0].value.columns
+    assert loaded == []
