@@ -373,3 +373,13 @@ def test_adaptive_threads_applies_the_count_between_batches_at_most_every_check(
         assert len(asked) == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_unwritable_home_does_not_stop_the_dashboard_noting_its_activity(monkeypatch, tmp_path):
+    from engine.apps.jobs.activity import dashboard_busy, note_dashboard_activity
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("CRYSTAL_SCREEN_HOME", str(blocker / "home"))
+    note_dashboard_activity(1)  # no error: the home folder cannot be made
+    assert not dashboard_busy()

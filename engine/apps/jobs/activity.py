@@ -21,10 +21,14 @@ STALE_S = 600.0
 
 def note_dashboard_activity(running: int) -> None:
     """Record that the dashboard now runs ``running`` pages (called as each page starts and
-    ends)."""
+    ends). Best effort: where the home folder cannot be written, pages still run (and jobs,
+    which could not be started there either, see an idle dashboard)."""
     path = home_dir() / ACTIVITY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(str(running))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(running))
+    except OSError:
+        pass
 
 
 def dashboard_busy(quiet_s: float = 5.0) -> bool:
