@@ -30,6 +30,27 @@ VENDOR_URL = "app/static/vendor/3Dmol-min.js"
 CDN_URL = "https://cdn.jsdelivr.net/npm/3dmol@2.5.5/build/3Dmol-min.js"
 
 
+#: The viewer's WebGL antialiasing is on unless the browser draws WebGL in software (no GPU:
+#: virtual machines, remote desktops, headless browsers): there multisampling took 1.0–1.1 of
+#: the 1.4 s a view needed (docs/benchmarks.md, "3D view").
+SOFTWARE_GL_CHECK = """<script>
+function softwareWebGL() {
+  try {
+    const gl = document.createElement("canvas").getContext("webgl");
+    const info = gl && gl.getExtension("WEBGL_debug_renderer_info");
+    const name = info ? String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)) : "";
+    const lose = gl && gl.getExtension("WEBGL_lose_context");
+    if (lose) lose.loseContext();
+    return /swiftshader|llvmpipe|softpipe|software|basic render/i.test(name);
+  } catch (e) {
+    return false;
+  }
+}
+</script>"""
+VIEWER_OPTIONS = '{backgroundColor:"white"}'
+VIEWER_OPTIONS_ADAPTIVE = '{backgroundColor:"white",antialias:!softwareWebGL()}'
+
+
 def js_url() -> str:
     return VENDOR_URL if VENDOR_JS.is_file() else CDN_URL
 
@@ -266,7 +287,7 @@ def viewer_html(
                     }
                 )
     view.zoomTo()
-    body = view._make_html()
+    body = view._make_html().replace(VIEWER_OPTIONS, VIEWER_OPTIONS_ADAPTIVE, 1)
     legend = ""
     if graph is not None and len(graph.distance) and show_edges:
         stops = ", ".join(distance_colour(t) for t in np.linspace(0, 1, 8))
@@ -279,7 +300,7 @@ def viewer_html(
             '<span style="margin-left:12px;opacity:.7">● translucent = atom in a periodic image'
             "</span></div>"
         )
-    return f'<div style="width:100%">{body}{legend}</div>'
+    return f'<div style="width:100%">{SOFTWARE_GL_CHECK}{body}{legend}</div>'
 
 
 def show_viewer(html_text: str, *, height: int = 480, title: str = "3D structure") -> None:

@@ -75,6 +75,13 @@ def test_structure_view_loads_3dmol_offline(server, page):
     frame = page.frame_locator("iframe").first
     frame.locator("canvas").first.wait_for(timeout=30_000)
     assert frame.get_by_text("3Dmol.js failed to load").count() == 0
+    # headless chromium draws WebGL in software (SwiftShader): the view is drawn without
+    # multisampling there, which cost about 1 s a view
+    software, antialias = frame.locator("canvas").first.evaluate(
+        "() => [softwareWebGL(), window[Object.keys(window).find(k => k.startsWith('viewer_'))]"
+        ".renderer.context.getContextAttributes().antialias]"
+    )
+    assert software is True and antialias is False
 
 
 @pytest.mark.skipif(

@@ -12,7 +12,15 @@ import pytest
 
 from dashboard.components import plots
 from dashboard.components.units import display_for
-from dashboard.components.viewer import CDN_URL, VENDOR_JS, VENDOR_URL, build_graph, viewer_html
+from dashboard.components.viewer import (
+    CDN_URL,
+    VENDOR_JS,
+    VENDOR_URL,
+    VIEWER_OPTIONS,
+    VIEWER_OPTIONS_ADAPTIVE,
+    build_graph,
+    viewer_html,
+)
 from dashboard.uploads import UploadError, save_upload
 from tests.dashboard.helpers import cif_bytes, perovskite
 
@@ -87,6 +95,9 @@ def test_viewer_draws_cell_images_and_edges():
     assert html.count("addCylinder") > 10  # edges
     assert "opacity" in html  # translucent periodic-image atoms
     assert html.count("addLine") == 12  # the unit-cell box
+    # antialiasing decided in the browser (off where WebGL is drawn in software)
+    assert "function softwareWebGL()" in html
+    assert VIEWER_OPTIONS_ADAPTIVE in html and VIEWER_OPTIONS not in html
     table = graph.table(s)
     assert {"in cell"} < set(table["image (a, b, c)"])
 
