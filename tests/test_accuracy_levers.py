@@ -248,3 +248,50 @@ def test_cli_train_takes_target_transform_and_loss(shared_data, tmp_path):
     card = load_model(out).card
     assert card.normalizer.transform == "log"
     assert (card.training.loss, card.training.huber_delta) == ("huber", 0.3)
+
+
+def test_refit_trains_on_validation_too_ends_at_the_chosen_epoch_and_has_no_sigma(
+    small_demo, tmp_path
+):
+    """The final fit (lever 5): train ∪ val, test still held out, the weights of the epoch asked
+    for (not the best one), and no σ or domain (nothing held out to fit them on)."""
+    from engine.io.splits import split_dataset
+    from engine.training.ensembles import calibrate_model
+
+    split = SplitConfig(seed=1)
+    plain, refit = (
+        split_dataset(small_demo.dropna(CTE), split.model_copy(update={"refit": r}))
+        for r in (False, True)
+    )
+    assert np.array_equal(refit["train"], np.union1d(plain["train"], plain["val"]))
+    assert np.array_equal(refit["val"], plain["val"]) and np.array_equal(
+        refit["test"], plain["test"]
+    )
+    assert not np.intersect1d(refit["train"], refit["test"]).size
+
+    cfg = TrainConfig(epochs=6, batch_size=16, device="cpu", lr=0.05, early_stopping_patience=1)
+    refit_split = split.model_copy(update={"refit": True})
+    with pytest.raises(ValueError, match="stop_after"):
+        train(small_demo, CTE, model=CGCNNConfig(**TINY), training=cfg, split=refit_split)
+
+    result = train(
+        small_demo,
+        CTE,
+        model=CGCNNConfig(**TINY),
+        training=cfg.model_copy(update={"stop_after": 4}),
+        split=refit_split,
+        out=tmp_path / "refit",
+    )
+    # four epochs despite early stopping's patience of 1 and a schedule of six
+    assert list(result.history["epoch"]) == [1, 2, 3, 4]
+    assert result.stop_reason == "stopped after epoch 4 (stop_after)"
+    model = load_model(tmp_path / "refit")
+    assert model.card.dataset.n_train == len(refit["train"])
+    assert model.card.uncertainty is None and not (tmp_path / "refit" / "domain.npz").exists()
+    # the saved weights are epoch 4's: its validation loss, whatever the best epoch was
+    history = result.history.set_index("epoch")
+    val = result.predictions[result.predictions["split"] == "val"]
+    decoded_mae = float(np.mean(np.abs(val["prediction"] - val["target"])))
+    assert decoded_mae == pytest.approx(history.loc[4, "val_mae"], rel=1e-4)
+    with pytest.raises(ValueError, match="is a refit"):
+        calibrate_model(model, small_demo, device="cpu", write=False)

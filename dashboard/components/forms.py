@@ -14,7 +14,8 @@ from typing import Any, Literal
 import streamlit as st
 
 #: Fields never shown (set by the page or meaningless in a browser).
-HIDDEN = {"name", "device", "num_threads", "n_tasks"}  # n_tasks: set from the targets
+# n_tasks: set from the targets; stop_after: for a refit on train + val (benchmarks/ablation.py)
+HIDDEN = {"name", "device", "num_threads", "n_tasks", "stop_after"}
 
 #: Help texts for fields whose class docstring does not say enough.
 HELP: dict[str, str] = {

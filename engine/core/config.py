@@ -103,6 +103,12 @@ class SplitConfig(StrictModel):
     ``group`` (default) keeps every polymorph of a reduced formula in one split. ``column`` takes
     the split from a dataset column holding ``train``/``val``/``test``; when the column has no
     ``test`` rows, a test set is carved out of ``train`` by formula with ``test_fraction``.
+
+    ``refit``: the final fit (issue 16): the validation rows are trained on as well (``train``
+    holds them too; ``val`` stays for the record, its metrics then in-sample) and test stays
+    held out. Nothing is left to choose the epoch or fit σ on, so a refit needs
+    ``TrainConfig.stop_after`` (the epoch count chosen on validation by the same run without
+    refit) and saves no σ or domain.
     """
 
     kind: Literal["group", "random", "column"] = "group"
@@ -110,6 +116,7 @@ class SplitConfig(StrictModel):
     test_fraction: float = Field(0.1, ge=0, lt=1)
     seed: int = 0
     column: str | None = None
+    refit: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> SplitConfig:
@@ -139,6 +146,9 @@ class TrainConfig(StrictModel):
         freeze: parameter-name prefixes kept fixed during training, e.g.
             ``("embedding.", "convs.")``, the CGCNN graph trunk (a frozen trunk: only the head
             trains; batch-norm running statistics still follow the new data).
+        stop_after: end training after this epoch of the ``epochs``-long schedule and keep its
+            weights (no best-epoch choice, no early stopping); used by a refit
+            (``SplitConfig.refit``) with the epoch count chosen on validation.
     """
 
     epochs: int = Field(100, ge=1)
@@ -157,6 +167,7 @@ class TrainConfig(StrictModel):
     huber_delta: float = Field(0.1, gt=0)
     init_from: str | None = None
     freeze: tuple[str, ...] = ()
+    stop_after: int | None = Field(None, ge=1)
 
 
 class EarlyFusionConfig(StrictModel):

@@ -114,9 +114,12 @@ def split_dataset(dataset: LabelledDataset, config: SplitConfig) -> dict[str, np
       ``test_fraction > 0``) a test set of about ``test_fraction`` of the train rows is carved out
       of train by formula; likewise for ``val`` with ``val_fraction``.
 
+    With ``config.refit`` the validation rows are also in ``train`` (the final fit).
+
     Returns:
-        ``{"train", "val", "test"}`` → sorted, disjoint int64 row positions. The same config gives
-        the same split every time. ``test`` is empty when ``test_fraction`` is 0.
+        ``{"train", "val", "test"}`` → sorted int64 row positions, disjoint but for ``refit``.
+        The same config gives the same split every time. ``test`` is empty when
+        ``test_fraction`` is 0.
 
     Raises:
         ValueError: when the dataset is too small to give every requested part a row.
@@ -137,6 +140,8 @@ def split_dataset(dataset: LabelledDataset, config: SplitConfig) -> dict[str, np
         )
     else:
         train, val, test = _column_split(dataset, config, rng)
+    if config.refit:
+        train = np.concatenate([train, val])
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 

@@ -115,6 +115,17 @@ class BestCheckpoint(Callback):
             trainer.model.load_state_dict(self.state)
 
 
+class StopAfter(Callback):
+    """Ends training after epoch ``epoch`` (``TrainConfig.stop_after``), keeping its weights."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, record):
+        if record["epoch"] >= self.epoch:
+            trainer.stop_reason = f"stopped after epoch {self.epoch} (stop_after)"
+
+
 class EarlyStopping(Callback):
     """Stops when the validation loss has not improved for ``patience`` epochs."""
 

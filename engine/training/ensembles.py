@@ -134,6 +134,11 @@ def calibrate_model(model, dataset=None, *, device: str = "auto", write: bool = 
                 "is not on this machine; pass it with --data"
             )
         dataset = load_dataset(path)
+    if card.dataset and card.dataset.split and card.dataset.split.refit:
+        raise ValueError(
+            f"model {card.name!r} is a refit: its validation rows were trained on, so σ and "
+            "the domain have nothing held out to be fitted on"
+        )
     dataset, values, parts = training_rows(dataset, card)
     inputs = model.prepare(
         [it.structure for it in dataset.items], ids=[it.id for it in dataset.items]

@@ -53,7 +53,14 @@ from engine.models import MODEL_REGISTRY, build_inputs, build_model
 from engine.store.card import DatasetInfo, ModelCard, Normalizer
 from engine.store.directory import LoadedModel, save_model
 from engine.training import distributed
-from engine.training.callbacks import BestCheckpoint, Callback, EarlyStopping, History, ProgressBar
+from engine.training.callbacks import (
+    BestCheckpoint,
+    Callback,
+    EarlyStopping,
+    History,
+    ProgressBar,
+    StopAfter,
+)
 from engine.training.checkpoint import Checkpointing, run_key
 from engine.training.loop import Trainer, seed_everything
 from engine.training.multitask import (
@@ -101,7 +108,8 @@ def train(
 
     Rows with a missing target are dropped; the split is made on the rest. The target is
     standardised with the training split's mean and std. The weights of the epoch with the
-    lowest validation loss are kept.
+    lowest validation loss are kept (with ``training.stop_after``, those of that epoch; a refit,
+    ``split.refit``, trains on the validation rows too and fits no σ or domain).
 
     A multi-target family (``multitask``) takes a list of targets: rows lacking every target are
     dropped, rows lacking some are kept (the missing labels are masked out of the loss), each
@@ -156,6 +164,11 @@ def train(
     parts = split_dataset(dataset, split_cfg)
     if len(parts["val"]) == 0:
         raise ValueError("the validation split is empty; the dataset is too small to train on")
+    if split_cfg.refit and not train_cfg.stop_after:
+        raise ValueError(
+            "a refit trains on the validation rows too, so nothing is left to choose its epoch "
+            "on: set training.stop_after to the epoch chosen by the same run without refit"
+        )
     # Several targets: the transform is the primary target's (auxiliary ones, e.g. log10 κ,
     # may be negative and are standardised as they are), unless it is the family's own.
     normalizers = [
@@ -278,13 +291,23 @@ def train(
                 add_task_columns(frame, targets, values[idx], pred_all)
             part_inputs = [inputs[i] for i in idx]
             frames.append(family_columns(loaded, frame, part_inputs, train_cfg.device))
-    card = card.model_copy(update={"metrics": metrics, "uncertainty": unc.card})
-    loaded.card, loaded.uncertainty = card, unc.uncertainty
-    predictions = unc.annotate(pd.concat(frames, ignore_index=True))
+    predictions = pd.concat(frames, ignore_index=True)
+    if split_cfg.refit:  # σ and the domain would be fitted on rows trained on: none
+        card = card.model_copy(update={"metrics": metrics})
+    else:
+        card = card.model_copy(update={"metrics": metrics, "uncertainty": unc.card})
+        loaded.uncertainty = unc.uncertainty
+        predictions = unc.annotate(predictions)
+    loaded.card = card
     path = None
     if out is not None and main_rank:
         path = save_model(
-            out, card, module, history=history_frame, predictions=predictions, domain=unc.domain
+            out,
+            card,
+            module,
+            history=history_frame,
+            predictions=predictions,
+            domain=None if split_cfg.refit else unc.domain,
         )
         loaded.path = path
     return TrainResult(
@@ -348,11 +371,16 @@ def _decoder(normalizer: Normalizer):
 
 
 def _callbacks(train_cfg: TrainConfig, callbacks, progress: bool) -> tuple[History, list]:
-    """History, best-epoch restore, early stopping, progress bar, then the caller's callbacks."""
+    """History, best-epoch restore and early stopping (or, with ``stop_after``, the end at that
+    epoch), progress bar, then the caller's callbacks."""
     history = History()
-    cbs: list[Callback] = [history, BestCheckpoint()]
-    if train_cfg.early_stopping_patience:
-        cbs.append(EarlyStopping(train_cfg.early_stopping_patience))
+    cbs: list[Callback] = [history]
+    if train_cfg.stop_after:
+        cbs.append(StopAfter(train_cfg.stop_after))
+    else:
+        cbs.append(BestCheckpoint())
+        if train_cfg.early_stopping_patience:
+            cbs.append(EarlyStopping(train_cfg.early_stopping_patience))
     if progress:
         cbs.append(ProgressBar())
     cbs.extend(callbacks)
