@@ -30,7 +30,6 @@ from functools import cache
 from pymatgen.core import Lattice, Structure
 from pymatgen.core.periodic_table import Species
 from pymatgen.symmetry.groups import SpaceGroup
-from scipy.optimize import brentq
 
 __all__ = [
     "SPACE_GROUPS",
@@ -132,6 +131,8 @@ def pyrochlore_geometry(r_a: float, r_b: float, r_o: float) -> tuple[float, floa
     def mean_a_o(x: float) -> float:
         return (6 * math.sqrt((x - 0.5) ** 2 + 1 / 32) + 2 * math.sqrt(3) / 8) / 8
 
+    from scipy.optimize import brentq  # here: scipy.optimize costs 0.5 s at import
+
     target = (r_b + r_o) / (r_a + r_o)
     x = brentq(lambda x: b_o(x) / mean_a_o(x) - target, 0.3125, 0.375, xtol=1e-12)
     return (r_b + r_o) / b_o(x), x
@@ -150,6 +151,8 @@ def spinel_geometry(r_a: float, r_b: float, r_o: float) -> tuple[float, float]:
 
     def ratio(u: float) -> float:
         return math.sqrt(3 * u * u - 2 * u + 3 / 8) / (math.sqrt(3) * (u - 0.125))
+
+    from scipy.optimize import brentq
 
     u = brentq(lambda u: ratio(u) - (r_b + r_o) / (r_a + r_o), 0.22, 0.30, xtol=1e-12)
     return (r_a + r_o) / (math.sqrt(3) * (u - 0.125)), u
