@@ -31,8 +31,8 @@ CDN_URL = "https://cdn.jsdelivr.net/npm/3dmol@2.5.5/build/3Dmol-min.js"
 
 
 #: The viewer's WebGL antialiasing is on unless the browser draws WebGL in software (no GPU:
-#: virtual machines, remote desktops, headless browsers): there multisampling took 1.0–1.1 of
-#: the 1.4 s a view needed (docs/benchmarks.md, "3D view").
+#: virtual machines, remote desktops, headless browsers): there multisampling took about 1 s of
+#: the 1.2–1.7 s a view needed (docs/benchmarks.md, browser timings of 2026-11-30 08:58).
 SOFTWARE_GL_CHECK = """<script>
 function softwareWebGL() {
   try {
