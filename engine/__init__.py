@@ -12,6 +12,9 @@ from __future__ import annotations
 from importlib import import_module
 
 from engine.core.config import ENGINE_VERSION as __version__
+from engine.core.imports import install as _install_import_shims
+
+_install_import_shims()  # before anything imports torch_geometric (engine/core/imports.py)
 
 _API = {
     "read_structures": "engine.io",
