@@ -89,15 +89,8 @@ LATER = (
     "transfer-eform-log-huber",
 )
 LEVERS = (*SINGLE, "combined", *LATER)
-#: Levers trained on ln α with a Huber loss.
-LOG_HUBER = (
-    "log-huber",
-    "log-huber-lr1e-3",
-    "alignn-log-huber",
-    "debye",
-    "aux-log-huber",
-    "transfer-eform-log-huber",
-)
+#: Levers trained on ln α with a Huber loss: those named so, and the Debye head.
+LOG_HUBER = (*(lever for lever in LATER if "log-huber" in lever), "debye")
 #: Levers trained at lr 1e-3 (the others at 3e-3).
 LR_1E3 = (
     "transfer",
