@@ -101,6 +101,8 @@ def write_markdown(data: dict) -> None:
         "on other splits and data; they set the level, they are not a head-to-head comparison.",
         "",
     ]
+    if "rerecorded" in data:  # set by hand when the model rows were re-read from new cards
+        lines += [f"Re-recorded {data['rerecorded']}", ""]
     for row in data["rows"]:
         spec = ANCHORS.get(row["target"], {"anchors": [], "scale": 1.0, "scale_label": row["unit"]})
         scale, label = spec["scale"], spec["scale_label"]

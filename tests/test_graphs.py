@@ -17,10 +17,9 @@ from engine.graphs.builder import (
     gaussian_centers,
     gaussian_expand,
     is_ordered,
-    nearest_edges,
-    neighbor_list,
     site_species,
 )
+from engine.graphs.neighbors import GRID_SHIFT, nearest_edges, neighbor_list
 from tests.conftest import nacl
 
 
@@ -169,11 +168,45 @@ def test_neighbor_list_matches_pymatgen_exactly(structure, cutoff):
     assert np.allclose(ours[1], reference[1], atol=1e-10)
 
 
-def test_build_many_equals_one_by_one(crystals):
-    structures = [crystals[name] for name in ("NaCl", "SrTiO3", "distorted")]
-    builder = GraphBuilder()
-    for many, one in zip(builder.build_many(structures), map(builder, structures)):
-        for key in ("z", "edge_index", "edge_offset", "edge_dist", "edge_cut_shell"):
+def test_neighbor_list_keeps_pymatgens_search_order(crystals):
+    """``pad_like_original`` relies on it: the original's ties at the cap keep this order."""
+    structure = crystals["distorted"]
+    ours = neighbor_list(structure, 8.0)
+    reference = structure.get_neighbor_list(r=8.0, exclude_self=True)
+    for a, b in zip(ours, reference):
+        assert np.array_equal(a, b)
+
+
+def _mixed_structures(crystals) -> list[Structure]:
+    """The example crystals, random cells, and a slab with a lone atom 8 Å above it whose
+    first two searches (5.5 and 6.9 Å) fall short, so that it is searched a third time."""
+    rng = np.random.default_rng(1)
+    slab = Structure(
+        Lattice.tetragonal(4.0, 20.0),
+        ["Sr", "Ti", "O", "O", "O", "O", "Sr", "Ti", "Li"],
+        [[0, 0, 0], [0.5, 0.5, 0.05], [0.5, 0, 0], [0, 0.5, 0], [0.5, 0, 0.1], [0, 0.5, 0.1]]
+        + [[0, 0, 0.15], [0.5, 0.5, 0.2], [0.25, 0.25, 0.6]],
+    )
+    return [
+        *crystals.values(),
+        Structure(Lattice.cubic(7.0), ["Li", "F", "O"], rng.random((3, 3))),
+        slab,
+        Structure(Lattice.cubic(4.0), ["Sr", "Ti", "O", "O", "O"] * 8, rng.random((40, 3))),
+    ]
+
+
+@pytest.mark.parametrize("chunk", [2, 128])
+@pytest.mark.parametrize("pad_like_original", [False, True])
+def test_build_many_equals_one_by_one(crystals, monkeypatch, chunk, pad_like_original):
+    """Structures built together (in chunks of 2, or all in one) give each one's own graph."""
+    monkeypatch.setattr("engine.graphs.builder.CHUNK", chunk)
+    structures = _mixed_structures(crystals)
+    builder = GraphBuilder(pad_like_original=pad_like_original)
+    graphs = builder.build_many(structures)
+    assert len(graphs) == len(structures)
+    for many, one in zip(graphs, map(builder, structures), strict=True):
+        assert many.keys() == one.keys() and many.num_nodes == one.num_nodes
+        for key in set(one.keys()) - {"num_nodes"}:
             assert torch.equal(many[key], one[key]), key
 
 
@@ -185,13 +218,7 @@ def test_nearest_neighbours_from_a_short_search_equal_those_of_the_full_cutoff(
     from engine.graphs.builder import atomic_numbers
 
     config = GraphConfig(max_neighbors=max_neighbors)
-    rng = np.random.default_rng(1)
-    structures = [
-        *crystals.values(),
-        Structure(Lattice.cubic(7.0), ["Li", "F", "O"], rng.random((3, 3))),
-        Structure(Lattice.cubic(4.0), ["Sr", "Ti", "O", "O", "O"] * 8, rng.random((40, 3))),
-    ]
-    for structure in structures:
+    for structure in _mixed_structures(crystals):
         full = nearest_edges(
             *neighbor_list(structure, config.cutoff),
             atomic_numbers(structure),
@@ -204,11 +231,11 @@ def test_nearest_neighbours_from_a_short_search_equal_those_of_the_full_cutoff(
 
 
 def _lexsorted_nearest_edges(center, neighbor, offset, distance, z, n_atoms, max_neighbors):
-    """:func:`nearest_edges` as first written: one lexsort over the eight keys."""
-    rounded = np.round(distance, 5)
-    order = np.lexsort(
-        (offset[:, 2], offset[:, 1], offset[:, 0], neighbor, distance, z[neighbor], rounded, center)
-    )
+    """:func:`nearest_edges` as a plain lexsort over its eight keys."""
+    rounded = np.round(distance * 1e5 + GRID_SHIFT)
+    fine = np.round(distance * 1e8 + GRID_SHIFT)
+    keys = (offset[:, 2], offset[:, 1], offset[:, 0], neighbor, fine, z[neighbor], rounded, center)
+    order = np.lexsort(keys)
     center, neighbor, offset, distance, rounded = (
         a[order] for a in (center, neighbor, offset, distance, rounded)
     )
@@ -229,14 +256,15 @@ def _lexsorted_nearest_edges(center, neighbor, offset, distance, z, n_atoms, max
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("max_neighbors", [1, 3, 12])
 def test_packed_sort_keys_give_the_order_of_the_eight_key_lexsort(seed, max_neighbors):
-    """Random pairs with many ties: equal distances, distances 1e-7 Å apart (equal once
-    rounded), equal Z, several images of one neighbour; with seed 3, image offsets of ±10⁶
-    cells, too wide to pack into one int64 key."""
+    """Random pairs (each centre, neighbour and image once) with many ties: equal distances,
+    distances 1e-7 Å apart (equal once rounded), equal Z, several images of one neighbour; with
+    seed 3, image offsets of ±10⁶ cells, too wide to pack into one int64 key."""
     rng = np.random.default_rng(seed)
     e, n_atoms = 4000, 40
-    center = rng.integers(0, n_atoms, e)
-    neighbor = rng.integers(0, n_atoms, e)
-    offset = rng.choice([-1, 0, 2] if seed < 3 else [-(10**6), 0, 10**6], (e, 3))
+    images = np.array([-1, 0, 2] if seed < 3 else [-(10**6), 0, 10**6])
+    pair = rng.choice(n_atoms * n_atoms * 27, e, replace=False)
+    center, neighbor = pair // (27 * n_atoms), pair // 27 % n_atoms
+    offset = images[np.column_stack([pair // 9 % 3, pair // 3 % 3, pair % 3])]
     distance = rng.choice([2.0, 2.0 + 1e-7, 2.5, 2.50001, 3.0], e) + rng.choice([0, 1e-12], e)
     z = rng.choice([8, 26, 38], n_atoms)
     config = GraphConfig(max_neighbors=max_neighbors)
@@ -247,6 +275,27 @@ def test_packed_sort_keys_give_the_order_of_the_eight_key_lexsort(seed, max_neig
     for key in reference:
         assert np.array_equal(ours[key], reference[key]), key
     assert ours["cut_shell"].any()  # ties at the cap were cut
+
+
+def test_a_shell_on_a_rounding_boundary_stays_one_shell():
+    """CsCl-type RbAu from AFLOW, a = 4.156715 Å: 8 Au at 3.60 Å, then 6 Rb images at exactly
+    a, of which the 12-neighbour cap keeps 4. On an unshifted 1e-5 Å grid a·1e5 ends in .5 and
+    float noise split that shell, so some of its kept edges were not marked as cut (ALIGNN then
+    formed angles from noise-chosen bonds). All 4 are marked, for either atom and after a
+    rotation, and the rotated crystal keeps the same edges."""
+    from scipy.spatial.transform import Rotation
+
+    cubic = Structure(Lattice.cubic(4.156715), ["Rb", "Au"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    matrix = (
+        cubic.lattice.matrix @ Rotation.from_euler("xyz", [17, 41, 73], degrees=True).as_matrix().T
+    )
+    rotated = Structure(Lattice(matrix), cubic.species, cubic.frac_coords)
+    graphs = [GraphBuilder()(s) for s in (cubic, rotated)]
+    for graph in graphs:
+        second = torch.isclose(graph.edge_dist, torch.tensor(4.156715), atol=1e-5)
+        assert second.sum() == 8 and torch.equal(graph.edge_cut_shell, second)
+    for key in ("edge_index", "edge_offset", "edge_cut_shell"):
+        assert torch.equal(graphs[0][key], graphs[1][key]), key
 
 
 def _site(species):

@@ -30,13 +30,6 @@ from engine.store.directory import read_card
 PHYSICS_CSV = PROJECT_ROOT / "docs" / "results" / "physics_aflow.csv"
 
 SHIPPED = sorted(p.name for p in shipped_model_dir().iterdir() if (p / "model.json").is_file())
-#: Known drifts, each with its cause; strict, so a fix turns the mark into a failure to remove.
-KNOWN_DRIFT = {
-    "cte-alignn-aflow": "CsCl-type ErCu (aflow:a2bd74b497aff555) has 6 equal 3.44 Å neighbours "
-    "at the 12-neighbour cap: which 4 of the 6 are kept decides ALIGNN's bond angles, and its "
-    "prediction is 0.55 % off predictions.csv (written on Nov 21, before the neighbour-list "
-    "change 0dfaf93/6d9084c, the likely cause). Fix: tie-breaking at the cap, or retrain.",
-}
 #: Rows checked per model (a spread sample, to keep the test fast).
 SAMPLE = 12
 #: Tolerance relative to the spread (standard deviation) of the stored predictions: float32
@@ -75,15 +68,7 @@ def _structures(path, wanted: set[str]) -> dict[str, NamedStructure]:
     return found
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_DRIFT[n]))
-        if n in KNOWN_DRIFT
-        else n
-        for n in SHIPPED
-    ],
-)
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_model_reproduces_its_predictions(name, shared_data):
     directory = shipped_model_dir() / name
     card = read_card(directory)

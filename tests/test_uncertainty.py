@@ -487,6 +487,12 @@ def test_old_model_without_domain_predicts_and_can_be_calibrated(tiny, toy, tmp_
         expected["prediction_std"].to_numpy(), rel=1e-5
     )
     assert saved["domain"].tolist() == expected["domain"].tolist()
+    # the predictions and metrics are rebuilt, and equal those recorded at training
+    assert list(saved.columns) == list(expected.columns)
+    assert saved["id"].tolist() == expected["id"].tolist()
+    assert saved["prediction"].to_numpy() == pytest.approx(expected["prediction"], rel=1e-5)
+    for split, metrics in load_model(tiny).card.metrics.items():
+        assert reloaded.card.metrics[split]["mae"] == pytest.approx(metrics["mae"], rel=1e-5)
 
 
 def test_calibrate_refuses_other_data(tiny, toy, tmp_path):

@@ -43,11 +43,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from pymatgen.core import __version__ as pymatgen_version
 from torch_geometric.data import Data
-from vesin import __version__ as vesin_version
 
 from engine.core.config import ENGINE_VERSION, home_dir
 from engine.graphs import builder as builder_module
+from engine.graphs import neighbors as neighbors_module
 from engine.graphs.builder import GraphBuilder
 from engine.io.output import atomic_write
 
@@ -103,11 +104,13 @@ def graph_cache_disabled() -> Iterator[None]:
 
 @functools.cache
 def builder_stamp() -> str:
-    """A hash of the graph builder's source (``engine/graphs/builder.py``) and vesin's version:
-    any change to how graphs are built makes new keys, even without a :data:`CACHE_VERSION`
-    bump."""
-    source = Path(builder_module.__file__).read_bytes()
-    return hashlib.blake2b(source + vesin_version.encode(), digest_size=8).hexdigest()
+    """A hash of the graph builder's source (``engine/graphs/builder.py`` and ``neighbors.py``)
+    and pymatgen's version (its neighbour search): any change to how graphs are built makes new
+    keys, even without a :data:`CACHE_VERSION` bump."""
+    source = b"".join(
+        Path(module.__file__).read_bytes() for module in (builder_module, neighbors_module)
+    )
+    return hashlib.blake2b(source + pymatgen_version.encode(), digest_size=8).hexdigest()
 
 
 def config_bytes(builder: GraphBuilder) -> bytes:

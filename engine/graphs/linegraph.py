@@ -23,9 +23,9 @@ features), but angles are formed only between bonds that
   M3GNet and CHGNet; ``None``: every bond, as in ALIGNN);
 * are not in a shell that the ``max_neighbors`` cap cut (``edge_cut_shell``, set by the
   graph builder). When the cap falls inside a shell of equal distances, which members of the
-  shell are kept is decided by floating-point noise. Their distances are equal, so a
-  distance-only model (CGCNN) does not care, but their *angles* differ: using them would make
-  predictions change with a rotation, a supercell or the atom order (NaCl: the 12 Na–Na
+  shell are kept is a convention (Z, then index and image) that a supercell or the atom order
+  can change. Their distances are equal, so a distance-only model (CGCNN) does not care, but
+  their *angles* differ: using them would make predictions change with it (NaCl: the 12 Na–Na
   second-shell bonds of which the cap keeps 6). Such bonds stay nodes of the line graph and
   edges of the atom graph; they only form no angles.
 

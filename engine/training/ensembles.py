@@ -6,7 +6,6 @@ The numerics are in :mod:`engine.uq`; fitting them is :func:`engine.training.uq_
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,8 +71,9 @@ def training_rows(dataset, card):
     return dataset, values, parts
 
 
-def _ensemble_predictions(model, dataset, inputs, values, parts, fitted: Fitted, device: str):
-    """An ensemble's metrics (from the member mean) and its ``predictions.csv`` frame."""
+def _recorded_predictions(model, dataset, inputs, values, parts, fitted: Fitted, device: str):
+    """A model's metrics (an ensemble's from the member mean) and its ``predictions.csv``
+    frame."""
     targets, multi = model.targets, len(model.targets) > 1
     formulas = dataset.table["formula"].astype(str).to_numpy()
     metrics, frames = {}, []
@@ -107,9 +107,10 @@ def _ensemble_predictions(model, dataset, inputs, values, parts, fitted: Fitted,
 
 def calibrate_model(model, dataset=None, *, device: str = "auto", write: bool = True):
     """Fit σ and the applicability domain of an existing model from its recorded training
-    data and split, and (``write``) save them into its directory: ``domain.npz``, the card's
-    ``uncertainty`` and the σ/domain columns of ``predictions.csv``. For an ensemble the card's
-    metrics and ``predictions.csv`` are rebuilt from the member mean.
+    data and split, and (``write``) save them into its directory: ``domain.npz`` and the card's
+    ``uncertainty``. The card's metrics and ``predictions.csv`` (with its σ/domain columns) are
+    rebuilt by the current engine, an ensemble's from the member mean: after a change in how
+    graphs are built, this re-records a model without retraining it.
 
     Args:
         model: a loaded model or ensemble, a model directory or a model name.
@@ -152,23 +153,17 @@ def calibrate_model(model, dataset=None, *, device: str = "auto", write: bool = 
         values=values,
         device=device,
     )
-    update: dict[str, Any] = {"uncertainty": fitted.card}
-    predictions = None
-    if model.n_members > 1:
-        update["metrics"], predictions = _ensemble_predictions(
-            model, dataset, inputs, values, parts, fitted, device
-        )
-    elif model.path is not None and (model.path / PREDICTIONS_FILE).is_file():
-        predictions = pd.read_csv(model.path / PREDICTIONS_FILE, float_precision="round_trip")
-    model.card = card.model_copy(update=update)
+    metrics, predictions = _recorded_predictions(
+        model, dataset, inputs, values, parts, fitted, device
+    )
+    model.card = card.model_copy(update={"uncertainty": fitted.card, "metrics": metrics})
     model.uncertainty = fitted.uncertainty
     if write:
         if model.path is None:
             raise ValueError(f"model {card.name!r} has no directory to write to")
         fitted.domain.save(model.path / DOMAIN_FILE)
         write_card(model.path, model.card)
-        if predictions is not None:
-            fitted.annotate(predictions).to_csv(model.path / PREDICTIONS_FILE, index=False)
+        fitted.annotate(predictions).to_csv(model.path / PREDICTIONS_FILE, index=False)
     return model
 
 

@@ -1,4 +1,5 @@
-"""``python -m engine calibrate``: fit σ and the applicability domain of an existing model."""
+"""``python -m engine calibrate``: fit σ and the applicability domain of an existing model, and
+re-record its metrics and ``predictions.csv``."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ def add_parser(sub) -> None:
     """Add ``calibrate`` to the subparsers ``sub``."""
     p = sub.add_parser(
         "calibrate",
-        help="fit σ and the applicability domain of an existing "
-        "model from its recorded training data and split",
+        help="fit σ and the applicability domain of an existing model from its recorded "
+        "training data and split, and re-record its metrics and predictions",
     )
     p.add_argument("model", help="model directory or name")
     p.add_argument("--data", help="the training dataset, if it is not at the recorded path")
