@@ -19,8 +19,8 @@ seconds, not the whole lease), and each failed run's log tail is printed.
 Every run's log and model directory go under ``--runs``; when all have ended (or at
 ``--deadline-s``, when the rest are stopped) each group is packed into ``--out/GROUP.tgz`` and a
 table of the runs' last lines is printed. Data come from ``CRYSTAL_SCREEN_DATA``. The device
-machine's own Python lacked pymatgen, vesin and pydantic and had pandas 3: they were carried as
-cp312 wheels (see the issue-16 note of 2026-11-30).
+machine's own Python lacked pymatgen, vesin (no longer a dependency) and pydantic and had pandas 3:
+they were carried as cp312 wheels (see the issue-16 note of 2026-11-30).
 """
 
 from __future__ import annotations
