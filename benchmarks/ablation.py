@@ -440,25 +440,28 @@ def settings_of(record: dict) -> dict:
     }
 
 
-def ensemble(records: list[dict], folder: Path) -> dict:
-    """The ensemble of several seeds of one lever: per structure, the mean of the members'
-    predictions (``predictions.csv``), scored on val and test like a single model."""
-    from engine.uq.metrics import regression_metrics
-
-    frames = [
-        pd.read_csv(
-            folder / f"{r['lever']}-s{r['seed']}" / "predictions.csv",
-            usecols=["split", "id", "target", "prediction"],
-        )
-        for r in records
-    ]
+def member_mean(files: list[Path]) -> pd.DataFrame:
+    """Per structure (``split``, ``id``), the target and the mean of the members' predictions,
+    from their ``predictions.csv`` files; every member must have predicted the same rows."""
+    frames = [pd.read_csv(path, usecols=["split", "id", "target", "prediction"]) for path in files]
     merged = (
         pd.concat(frames)
         .groupby(["split", "id"], as_index=False)
         .agg(target=("target", "first"), prediction=("prediction", "mean"), members=("id", "size"))
     )
-    if not (merged["members"] == len(records)).all():
-        raise ValueError(f"the members in {folder} did not predict the same structures")
+    if not (merged["members"] == len(files)).all():
+        raise ValueError(f"the members {', '.join(map(str, files))} did not predict the same rows")
+    return merged
+
+
+def ensemble(records: list[dict], folder: Path) -> dict:
+    """The ensemble of several seeds of one lever: per structure, the mean of the members'
+    predictions (``predictions.csv``), scored on val and test like a single model."""
+    from engine.uq.metrics import regression_metrics
+
+    merged = member_mean(
+        [folder / f"{r['lever']}-s{r['seed']}" / "predictions.csv" for r in records]
+    )
     out: dict = {
         "seeds": [r["seed"] for r in records],
         "epochs": "/".join(dict.fromkeys(str(r["epochs"]) for r in records)),

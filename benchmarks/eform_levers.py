@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -47,20 +46,11 @@ def collect(runs: Path) -> dict[str, list[dict]]:
 
 def ensemble(records: list[dict]) -> dict:
     """Val/test MAE and R of the mean of the members' predictions."""
+    from ablation import member_mean
+
     from engine.uq.metrics import regression_metrics
 
-    frames = [
-        pd.read_csv(
-            Path(r["folder"]) / "model" / "predictions.csv",
-            usecols=["split", "id", "target", "prediction"],
-        )
-        for r in records
-    ]
-    merged = (
-        pd.concat(frames)
-        .groupby(["split", "id"], as_index=False)
-        .agg(target=("target", "first"), prediction=("prediction", "mean"))
-    )
+    merged = member_mean([Path(r["folder"]) / "model" / "predictions.csv" for r in records])
     out = {}
     for part in ("val", "test"):
         rows = merged[merged["split"] == part]
